@@ -1,0 +1,189 @@
+"""The ``shoprec`` command line.
+
+Errors are one sentence plus a hint; the traceback only with ``--verbose``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import date
+
+from shoprec import __version__
+from shoprec.errors import ShoprecError
+
+EPILOG = """examples:
+  shoprec pipeline                                  run everything on the shipped Online Retail data
+  shoprec ingest --input data/online-retail/online_retail.csv.gz
+  shoprec generate --events 10000000 --out /tmp/events
+  shoprec ingest --set ingest.source=event_log --input /tmp/events/events --catalog /tmp/events/catalog.csv
+  shoprec ui                                        MLflow UI on http://127.0.0.1:5000
+"""
+
+
+def _as_of(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--as-of {text!r} is not a date like 2011-11-01") from exc
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("common options")
+    g.add_argument("--env", default=os.environ.get("SHOPREC_ENV", "local"),
+                   help="config overlay: local (embedded default) or cluster (default: %(default)s)")
+    g.add_argument("--data-root", default=None,
+                   help="where tables and the MLflow store live (default: ./lakehouse or $SHOPREC_DATA_ROOT)")
+    g.add_argument("--as-of", type=_as_of, default=None, help="training cutoff date YYYY-MM-DD")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set spark.master=local[2] (repeatable)")
+    g.add_argument("--conf-dir", default=None, help="config folder (default: the project's conf/)")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shoprec",
+        description="shoprec: distributed recommendations for e-commerce on Spark, Delta, MLflow and Horovod.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"shoprec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="command", required=True)
+
+    p = sub.add_parser("ingest", help="load shop data into bronze/silver Delta tables (quarantining bad rows)",
+                       description="Ingest Online Retail invoices or a generic event log into Delta tables. "
+                       "Every input row ends up in silver or in quarantine.<source> with a reason; files "
+                       "already ingested (same content) are skipped.",
+                       epilog="examples:\n  shoprec ingest\n  shoprec ingest --input orders-2011-12.csv.gz\n"
+                       "  shoprec ingest --source event_log --input events/ --catalog catalog.csv",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", action="append", default=None, metavar="PATH",
+                   help="input file, folder or glob (repeatable; default: ingest.inputs from config)")
+    p.add_argument("--source", choices=["online_retail", "event_log"], default=None,
+                   help="adapter (default: ingest.source from config)")
+    p.add_argument("--catalog", default=None, metavar="PATH", help="item catalog for event logs")
+    _common(p)
+
+    p = sub.add_parser("generate", help="write a synthetic event log with realistic skew",
+                       description="Write a synthetic e-commerce event log (power-law popularity, sessions, "
+                       "time-of-day and weekday patterns, devices, countries) plus an item catalog.",
+                       epilog="example:\n  shoprec generate --users 200000 --items 20000 --events 10000000 --out /tmp/ev",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--users", type=int, default=None)
+    p.add_argument("--items", type=int, default=None)
+    p.add_argument("--events", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--format", choices=["parquet", "csv", "jsonl"], default=None)
+    p.add_argument("--bad-rate", type=float, default=None, help="share of deliberately broken rows (default 0)")
+    p.add_argument("--out", required=True, help="output folder")
+    _common(p)
+
+    p = sub.add_parser("pipeline", help="run the whole pipeline end to end (today: ingest)",
+                       description="Run every stage in order under one MLflow run and print where the "
+                       "tables and the MLflow store are.",
+                       epilog="example:\n  shoprec pipeline --data-root ./lakehouse",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+
+    p = sub.add_parser("ui", help="serve the MLflow UI for this data root on 127.0.0.1",
+                       description="Start the MLflow UI on 127.0.0.1 for the tracking store of --data-root.")
+    p.add_argument("--port", type=int, default=5000)
+    _common(p)
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    from shoprec.config import load_config
+
+    overrides = list(args.overrides)
+    if getattr(args, "source", None):
+        overrides.append(f"ingest.source={args.source}")
+    if getattr(args, "catalog", None):
+        overrides.append(f"ingest.catalog={args.catalog}")
+    return load_config(args.env, overrides, args.conf_dir, args.data_root)
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    if args.command == "ui":
+        return _ui(cfg, args.port)
+    if args.command == "generate":
+        return _generate(cfg, args)
+    from shoprec.runner import JobContext, ingest_stage, pipeline_stage
+
+    ctx = JobContext.create(cfg)
+    if args.command == "ingest":
+        inputs = [os.path.abspath(p) for p in args.input] if args.input else None
+        ingest_stage(ctx, inputs)
+    elif args.command == "pipeline":
+        pipeline_stage(ctx)
+    return 0
+
+
+def _generate(cfg, args: argparse.Namespace) -> int:
+    from shoprec.ingest.generator import generate
+
+    g = cfg.generate
+    result = generate(
+        os.path.abspath(args.out),
+        users=args.users or g.users, items=args.items or g.items, events=args.events or g.events,
+        seed=g.seed if args.seed is None else args.seed, fmt=args.format or g.format,
+        start_date=g.start_date, days=g.days, events_per_file=g.events_per_file,
+        bad_row_rate=g.bad_row_rate if args.bad_rate is None else args.bad_rate,
+    )
+    print(f"wrote {result.events:,} events ({result.bad_rows:,} deliberately bad) for {result.users:,} users "
+          f"and {result.items:,} items in {result.seconds:.1f} s ({result.events / max(result.seconds, 1e-9):,.0f} events/s)")
+    print(f"  events:  {os.path.dirname(result.event_files[0])}  ({len(result.event_files)} files)")
+    print(f"  catalog: {result.catalog_file}")
+    return 0
+
+
+def _ui(cfg, port: int) -> int:
+    import shutil
+    import subprocess
+
+    from shoprec.tracking import configure, ui_command
+
+    configure(cfg)  # create the store so the UI opens on an initialised database
+    cmd = ui_command(cfg, port)
+    exe = shutil.which("mlflow") or os.path.join(os.path.dirname(sys.executable), "mlflow")
+    cmd[0] = exe
+    print(f"MLflow UI for {cfg.data_root}: http://127.0.0.1:{port}  (Ctrl-C stops it)", flush=True)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("py4j", "alembic", "urllib3", "matplotlib", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return _run(args)
+    except ShoprecError as exc:
+        if args.verbose:
+            raise
+        print(f"shoprec {args.command}: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # unexpected: still one line unless --verbose
+        if args.verbose:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"shoprec {args.command}: unexpected error: {type(exc).__name__}: {first}", file=sys.stderr)
+        print("  hint: rerun with --verbose for the full traceback", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""Typed configuration: ``conf/base/*.yml`` + ``conf/<env>/*.yml`` overlays + ``--set`` overrides.
+
+Each YAML file is one section, named by its file stem (``conf/base/spark.yml`` is the
+``spark`` section). Overlays are merged key by key over base; mappings merge, other values
+replace. The result is parsed into frozen dataclasses; an unknown or mistyped key is an
+error naming the key and the file it came from.
+
+String values may use ``${VAR}`` or ``${VAR:-default}`` to read the environment, which is
+how the cluster overlay picks up the remote MLflow tracking URI.
+"""
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from shoprec.errors import ConfigError
+
+ENVS = ("local", "cluster")
+DATA_ROOT_ENV = "SHOPREC_DATA_ROOT"
+CONF_DIR_ENV = "SHOPREC_CONF_DIR"
+
+
+# ----------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class SparkConfig:
+    """How to get a Spark session (see ``shoprec.spark``)."""
+
+    master: str | None = "local[*]"
+    app_name: str = "shoprec"
+    # auto: enable Delta's session extensions when the Delta JARs are configured;
+    # on/off force it. Only matters for the Spark ("spark") table backend.
+    delta_extensions: Literal["auto", "on", "off"] = "auto"
+    # Applied to every session we build or reuse (runtime SQL settings).
+    settings: Mapping[str, str] = field(default_factory=dict)
+    # Applied only when this process launches the JVM (driver memory and the like);
+    # under spark-submit these come from spark-submit itself.
+    launch_settings: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where tables live and which Delta backend writes them."""
+
+    data_root: str = "./lakehouse"
+    # auto: Spark's own Delta when its classes are on the classpath, else delta-rs.
+    delta_backend: Literal["auto", "spark", "local"] = "auto"
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    """Tracking and registry. Empty URIs mean the embedded default under data_root."""
+
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    artifact_root: str | None = None
+    experiment: str = "shoprec"
+
+
+@dataclass(frozen=True)
+class EventLogColumns:
+    """Column names of a generic event log (map your file's names onto ours)."""
+
+    user_id: str = "user_id"
+    item_id: str = "item_id"
+    event_type: str = "event_type"
+    timestamp: str = "event_time"
+    session_id: str = "session_id"
+    device: str = "device"
+    country: str = "country"
+    price: str = "price"
+    quantity: str = "quantity"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """What ``shoprec ingest`` reads and how it validates it."""
+
+    source: Literal["online_retail", "event_log"] = "online_retail"
+    inputs: tuple[str, ...] = ()
+    # auto picks by extension: .csv/.csv.gz, .jsonl/.json(.gz), .parquet, .xlsx
+    format: Literal["auto", "csv", "jsonl", "parquet", "xlsx"] = "auto"
+    catalog: str | None = None
+    # Timestamps later than ingest time plus this many days are impossible.
+    max_future_days: int = 1
+    # Timestamps before this date are impossible for a web shop.
+    min_date: str = "1995-01-01"
+    # Timezone the source's naive timestamps are in (Online Retail: UK local time).
+    source_timezone: str = "UTC"
+    # Online Retail stock codes that are not products, mapped to their kind.
+    non_product_codes: Mapping[str, str] = field(default_factory=dict)
+    # Stock-code prefixes that are not products (gift vouchers are gift_0001_10, ...).
+    non_product_prefixes: Mapping[str, str] = field(default_factory=dict)
+    event_log_columns: EventLogColumns = field(default_factory=EventLogColumns)
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Defaults of the synthetic event-log generator (``shoprec generate``)."""
+
+    users: int = 10_000
+    items: int = 2_000
+    events: int = 1_000_000
+    seed: int = 42
+    format: Literal["parquet", "csv", "jsonl"] = "parquet"
+    start_date: str = "2023-01-01"
+    days: int = 365
+    events_per_file: int = 2_000_000
+    # Share of rows deliberately broken so the ingest quarantine has work to do.
+    bad_row_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole resolved configuration of one run."""
+
+    env: str
+    conf_dir: str
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+
+    @property
+    def data_root(self) -> str:
+        return self.storage.data_root
+
+    @property
+    def project_root(self) -> Path:
+        """The folder that holds conf/ (relative input paths resolve against it)."""
+        return Path(self.conf_dir).resolve().parent
+
+    def resolve_path(self, path: str) -> str:
+        """Absolute form of a config path; URIs (s3://, dbfs:/, ...) pass through."""
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:/", path):
+            return path
+        p = Path(os.path.expanduser(path))
+        if not p.is_absolute():
+            cwd_candidate = Path.cwd() / p
+            p = cwd_candidate if cwd_candidate.exists() else self.project_root / p
+        return str(p.resolve())
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+
+_CONFIG_HINTS = typing.get_type_hints(Config)
+# Section name -> its dataclass; one YAML file per section.
+SECTIONS: dict[str, type] = {
+    f.name: _CONFIG_HINTS[f.name] for f in dataclasses.fields(Config) if f.name not in ("env", "conf_dir")
+}
+
+
+# ----------------------------------------------------------------------------- loading
+def default_conf_dir() -> Path:
+    """conf/ of the source checkout, else the copy shipped inside the wheel."""
+    env = os.environ.get(CONF_DIR_ENV)
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    checkout = here.parents[2] / "conf"  # libs/shoprec/config.py -> <repo>/conf
+    if (checkout / "base").is_dir():
+        return checkout
+    return here.parent / "_conf"
+
+
+def load_config(
+    env: str = "local",
+    overrides: list[str] | tuple[str, ...] = (),
+    conf_dir: str | Path | None = None,
+    data_root: str | None = None,
+) -> Config:
+    """Load base + ``env`` overlay, apply ``key=value`` overrides, return a frozen Config.
+
+    ``data_root`` (the ``--data-root`` option) wins over ``SHOPREC_DATA_ROOT``, which wins
+    over ``storage.data_root`` from the files.
+    """
+    conf_path = Path(conf_dir) if conf_dir else default_conf_dir()
+    if not (conf_path / "base").is_dir():
+        raise ConfigError(
+            f"config folder {conf_path} has no base/ subfolder",
+            hint=f"pass --conf-dir or set {CONF_DIR_ENV} to the project's conf/ folder",
+        )
+    if env not in ENVS and not (conf_path / env).is_dir():
+        raise ConfigError(f"unknown environment '{env}'", hint=f"use one of {', '.join(ENVS)}")
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for layer in ("base", env):
+        for yml in sorted((conf_path / layer).glob("*.yml")):
+            _merge_file(merged, origin, yml)
+    for item in overrides:
+        _apply_override(merged, origin, item)
+    env_root = os.environ.get(DATA_ROOT_ENV)
+    for value, where in ((env_root, f"${DATA_ROOT_ENV}"), (data_root, "--data-root")):
+        if value:
+            merged.setdefault("storage", {})["data_root"] = value
+            origin["storage.data_root"] = where
+    sections = {}
+    for name, cls in SECTIONS.items():
+        sections[name] = _build(cls, merged.get(name, {}), name, origin)
+    cfg = Config(env=env, conf_dir=str(conf_path.resolve()), **sections)
+    root = cfg.resolve_path(cfg.storage.data_root) if "://" not in cfg.storage.data_root else cfg.storage.data_root
+    return dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, data_root=root))
+
+
+def _merge_file(merged: dict, origin: dict, yml: Path) -> None:
+    section = yml.stem
+    if section not in SECTIONS:
+        raise ConfigError(
+            f"{yml}: unknown config section '{section}'",
+            hint=f"config files are named after sections: {', '.join(sorted(SECTIONS))}",
+        )
+    try:
+        data = yaml.safe_load(yml.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{yml}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{yml}: expected a mapping of keys, got {type(data).__name__}")
+    _deep_merge(merged.setdefault(section, {}), data, origin, section, str(yml))
+
+
+def _deep_merge(dst: dict, src: dict, origin: dict, prefix: str, where: str) -> None:
+    for key, value in src.items():
+        dotted = f"{prefix}.{key}"
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            _deep_merge(dst[key], value, origin, dotted, where)
+        else:
+            dst[key] = value
+        _mark(origin, dotted, value, where)
+
+
+def _mark(origin: dict, dotted: str, value: Any, where: str) -> None:
+    origin[dotted] = where
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _mark(origin, f"{dotted}.{k}", v, where)
+
+
+def _apply_override(merged: dict, origin: dict, item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"--set '{item}' is not key=value", hint="for example --set spark.master=local[2]")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) < 2 or parts[0] not in SECTIONS:
+        raise ConfigError(
+            f"--set {key}: unknown key", hint=f"keys start with a section: {', '.join(sorted(SECTIONS))}"
+        )
+    node = merged.setdefault(parts[0], {})
+    cls: Any = SECTIONS[parts[0]]
+    for part in parts[1:-1]:
+        node = node.setdefault(part, {})
+    # Values are YAML scalars ("3", "true", "null", "[a, b]") unless the target is a string.
+    hint = _field_type(cls, parts[1:]) if cls else None
+    value: Any = raw
+    if hint is not str and not _is_str_mapping_value(cls, parts[1:]):
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+    node[parts[-1]] = value
+    origin[key.strip()] = "--set"
+
+
+def _field_type(cls: Any, path: list[str]) -> Any:
+    for name in path:
+        if not dataclasses.is_dataclass(cls):
+            return None
+        hints = typing.get_type_hints(cls)
+        if name not in hints:
+            return None
+        cls = hints[name]
+    return cls
+
+
+def _is_str_mapping_value(cls: Any, path: list[str]) -> bool:
+    parent = _field_type(cls, path[:-1]) if len(path) > 1 else None
+    return typing.get_origin(parent) in (collections.abc.Mapping, dict) if parent is not None else False
+
+
+# ----------------------------------------------------------------------------- typing
+def _build(cls: type, data: Any, where: str, origin: dict) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{_origin(origin, where)}: '{where}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        key = f"{where}.{unknown[0]}"
+        raise ConfigError(
+            f"{_origin(origin, key)}: unknown config key '{key}'",
+            hint=f"known keys of '{where}': {', '.join(sorted(known))}",
+        )
+    kwargs = {name: _coerce(hints[name], value, f"{where}.{name}", origin) for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str, origin: dict) -> Any:
+    if isinstance(value, str):
+        value = _interpolate(value, key, origin)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value if value is not None else {}, key, origin)
+    org = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if org in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, key, origin)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if org is Literal:
+        if value not in args:
+            raise _type_error(key, origin, value, "one of " + ", ".join(map(str, args)))
+        return value
+    if org in (tuple, list, collections.abc.Sequence):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(key, origin, value, "a list")
+        return tuple(_coerce(args[0], v, f"{key}[{i}]", origin) for i, v in enumerate(value))
+    if org in (collections.abc.Mapping, dict):
+        if value is None:
+            return types.MappingProxyType({})
+        if not isinstance(value, dict):
+            raise _type_error(key, origin, value, "a mapping")
+        vt = args[1] if args else str
+        return types.MappingProxyType(
+            {str(k): _coerce(vt, v, f"{key}.{k}", origin) for k, v in value.items()}
+        )
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _type_error(key, origin, value, "true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _type_error(key, origin, value, "an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise _type_error(key, origin, value, "a number")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise _type_error(key, origin, value, "a string")
+    if tp is Any:
+        return value
+    raise ConfigError(f"{key}: unsupported config type {tp}")
+
+
+def _interpolate(value: str, key: str, origin: dict) -> str:
+    def repl(m: re.Match) -> str:
+        name, default = m.group(1), m.group(3)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{_origin(origin, key)}: '{key}' needs environment variable {name}, which is not set",
+            hint=f"export {name}=... or use --set {key}=...",
+        )
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}", repl, value)
+
+
+def _origin(origin: dict, key: str) -> str:
+    probe = key
+    while probe:
+        if probe in origin:
+            return origin[probe]
+        probe = probe.rpartition(".")[0]
+    return "config"
+
+
+def _type_error(key: str, origin: dict, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"{_origin(origin, key)}: '{key}' must be {expected}, got {value!r}")
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return [_to_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,1 @@
+"""Ingestion: source adapters, validation and quarantine, silver tables, synthetic data."""

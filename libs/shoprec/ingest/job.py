@@ -1,0 +1,308 @@
+"""The ingest job: files -> bronze, quarantine and silver Delta tables.
+
+Steps: find and fingerprint the input files; refuse any that are not the adapter's
+format; skip files already ingested (same sha256); parse and validate every record;
+mark duplicates (within the batch and against silver); check rows in = kept +
+quarantined; write every table inside ``all_or_nothing`` so a failure leaves them all
+as they were; recompute silver items and users; log counts to MLflow.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Mapping
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from shoprec import columns as C
+from shoprec.config import Config, IngestConfig
+from shoprec.errors import ConfigError, DataQualityError
+from shoprec.ingest import quality as Q
+from shoprec.ingest.base import Adapter, Parsed
+from shoprec.ingest.event_log import EventLogAdapter, read_catalog
+from shoprec.ingest.files import SourceFile, detect_format, expand_inputs, fingerprint, xlsx_to_csv
+from shoprec.ingest.online_retail import OnlineRetailAdapter
+from shoprec.ingest.silver import INTERACTIONS_SCHEMA, build_items, build_users
+from shoprec.tables import Tables
+from shoprec.tracking import RunLogger
+
+log = logging.getLogger(__name__)
+
+SILVER_CATALOG = "silver.catalog"
+_FILE_SHA = C.META_FILE_SHA256
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one ingest run did (printed by the CLI, logged to MLflow)."""
+
+    source: str
+    files_ingested: tuple[str, ...]
+    files_skipped: tuple[str, ...]
+    rows_in: int
+    rows_kept: int
+    rows_quarantined: int
+    quarantine_by_reason: Mapping[str, int] = field(default_factory=dict)
+    anonymous_rows: int = 0
+    non_product_rows: int = 0
+    catalog_rows: int = 0
+    table_versions: Mapping[str, int | None] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        out = {
+            "rows_in": self.rows_in,
+            "rows_kept": self.rows_kept,
+            "rows_quarantined": self.rows_quarantined,
+            "rows_anonymous": self.anonymous_rows,
+            "rows_non_product": self.non_product_rows,
+            "files_ingested": len(self.files_ingested),
+            "files_skipped": len(self.files_skipped),
+        }
+        out.update({f"quarantine_{k.lower()}": v for k, v in self.quarantine_by_reason.items()})
+        return out
+
+
+def make_adapter(source: str, cfg: IngestConfig) -> Adapter:
+    if source == "online_retail":
+        return OnlineRetailAdapter(cfg)
+    if source == "event_log":
+        return EventLogAdapter(cfg)
+    raise ConfigError(f"unknown ingest source '{source}'", hint="use online_retail or event_log")
+
+
+def run_ingest(
+    spark: SparkSession,
+    cfg: Config,
+    tables: Tables,
+    run: RunLogger | None = None,
+    inputs: list[str] | None = None,
+) -> IngestReport:
+    """Ingest ``inputs`` (default: ``ingest.inputs``) with the ``ingest.source`` adapter."""
+    started = time.monotonic()
+    icfg = cfg.ingest
+    adapter = make_adapter(icfg.source, icfg)
+    files = _source_files(cfg, inputs if inputs is not None else list(icfg.inputs))
+    adapter.check_files(files)  # before anything is written
+    done = _already_ingested(tables, adapter.source)
+    new_files = [f for f in files if f.sha256 not in done]
+    skipped = tuple(f.path for f in files if f.sha256 in done)
+    for path in skipped:
+        log.info("%s was ingested before (same content); skipping it", path)
+    catalog = _read_catalog(spark, cfg)
+    if not new_files and catalog is None:
+        return IngestReport(adapter.source, (), skipped, 0, 0, 0, seconds=time.monotonic() - started,
+                            table_versions=_versions(tables, adapter.source))
+
+    ingested_at = datetime.now(timezone.utc).replace(microsecond=0)
+    parsed: Parsed | None = None
+    classified: DataFrame | None = None
+    try:
+        names = _tables_written(adapter.source)
+        with tables.all_or_nothing(names):
+            report_counts: dict = {"rows_in": 0, "kept": 0, "quarantined": 0, "by_reason": {}, "anon": 0, "nonprod": 0}
+            if new_files:
+                parsed = adapter.parse(spark, new_files, F.lit(ingested_at))
+                classified = _mark_duplicates(_with_file_sha(parsed.records, new_files), tables).persist(
+                    StorageLevel.MEMORY_AND_DISK
+                )
+                report_counts = _account(classified, parsed.line_count)
+                _write_batch(tables, adapter.source, classified, parsed.bronze_columns, ingested_at, report_counts)
+                _write_ingest_log(spark, tables, adapter.source, new_files, classified, ingested_at, run)
+            catalog_rows = _write_catalog(tables, catalog) if catalog is not None else 0
+            interactions = tables.read(C.SILVER_INTERACTIONS)
+            catalog_df = tables.read(SILVER_CATALOG) if tables.exists(SILVER_CATALOG) else None
+            tables.overwrite(build_items(interactions, catalog_df), C.SILVER_ITEMS)
+            tables.overwrite(build_users(interactions), C.SILVER_USERS)
+    finally:
+        if classified is not None:
+            classified.unpersist()
+        if parsed is not None:
+            parsed.release()
+    report = IngestReport(
+        source=adapter.source,
+        files_ingested=tuple(f.path for f in new_files),
+        files_skipped=skipped,
+        rows_in=report_counts["rows_in"],
+        rows_kept=report_counts["kept"],
+        rows_quarantined=report_counts["quarantined"],
+        quarantine_by_reason=report_counts["by_reason"],
+        anonymous_rows=report_counts["anon"],
+        non_product_rows=report_counts["nonprod"],
+        catalog_rows=catalog_rows,
+        table_versions=_versions(tables, adapter.source),
+        seconds=time.monotonic() - started,
+    )
+    if run is not None:
+        run.counts(report.counts())
+        run.dict(
+            {"files_ingested": list(report.files_ingested), "files_skipped": list(report.files_skipped),
+             "quarantine_by_reason": dict(report.quarantine_by_reason),
+             "table_versions": dict(report.table_versions)},
+            "ingest/report.json",
+        )
+    return report
+
+
+# ----------------------------------------------------------------------------- steps
+def _source_files(cfg: Config, inputs: list[str]) -> list[SourceFile]:
+    if not inputs:
+        raise ConfigError("no input files to ingest", hint="pass --input PATH or set ingest.inputs")
+    files = []
+    for path in expand_inputs([cfg.resolve_path(p) for p in inputs]):
+        fmt = detect_format(path, cfg.ingest.format)
+        sha, size = fingerprint(path)
+        read_path = None
+        if fmt == "xlsx":
+            read_path = xlsx_to_csv(path, os.path.join(cfg.data_root, "_staging", "xlsx"), sha)
+        files.append(SourceFile(path, fmt, sha, size, read_path))
+    return files
+
+
+def _already_ingested(tables: Tables, source: str) -> set[str]:
+    if not tables.exists(C.BRONZE_INGEST_LOG):
+        return set()
+    log_df = tables.read(C.BRONZE_INGEST_LOG).filter(F.col(C.SOURCE) == source)
+    return {r[0] for r in log_df.select(_FILE_SHA).distinct().collect()}  # small: one row per file
+
+
+def _with_file_sha(records: DataFrame, files: list[SourceFile]) -> DataFrame:
+    mapping = F.create_map(*[x for f in files for x in (F.lit(f.path), F.lit(f.sha256))])
+    return records.withColumn(_FILE_SHA, mapping[F.col(C.META_SOURCE_FILE)])
+
+
+def _mark_duplicates(records: DataFrame, tables: Tables) -> DataFrame:
+    """Second and later copies of a good event, and events already in silver, become DUPLICATE."""
+    good = F.col(C.REASON).isNull()
+    order = Window.partitionBy(C.INTERACTION_ID).orderBy(
+        good.desc(), F.col(C.META_SOURCE_FILE), F.col(C.META_LINE_NUMBER)
+    )
+    first = F.first(F.concat(F.lit("line "), F.col(C.META_LINE_NUMBER).cast("string"), F.lit(" of "),
+                             F.col(C.META_SOURCE_FILE))).over(order)
+    ranked = records.withColumn("_copy", F.row_number().over(order)).withColumn("_first", first)
+    if tables.exists(C.SILVER_INTERACTIONS):
+        existing = tables.read(C.SILVER_INTERACTIONS).select(C.INTERACTION_ID).distinct().withColumn("_in_silver", F.lit(True))
+        ranked = ranked.join(existing, on=C.INTERACTION_ID, how="left")
+    else:
+        ranked = ranked.withColumn("_in_silver", F.lit(None).cast("boolean"))
+    in_silver = good & F.coalesce(F.col("_in_silver"), F.lit(False))
+    repeat = good & (F.col("_copy") > 1)
+    return (
+        ranked.withColumn(
+            C.REASON_DETAIL,
+            F.when(in_silver, F.lit(f"already in {C.SILVER_INTERACTIONS}"))
+            .when(repeat, F.concat(F.lit("same event as "), F.col("_first")))
+            .otherwise(F.col(C.REASON_DETAIL)),
+        )
+        .withColumn(C.REASON, F.when(in_silver | repeat, F.lit(Q.DUPLICATE)).otherwise(F.col(C.REASON)))
+        .drop("_copy", "_first", "_in_silver")
+    )
+
+
+def _account(classified: DataFrame, line_count: int) -> dict:
+    """Counts by reason; fail when rows in != kept + quarantined."""
+    rows = (
+        classified.groupBy(C.REASON)
+        .agg(F.count("*").alias("n"), F.count(F.when(F.col(C.IS_ANONYMOUS), True)).alias("anon"),
+             F.count(F.when(~F.col(C.IS_PRODUCT), True)).alias("nonprod"))
+        .collect()
+    )  # small: one row per reason code
+    by_reason = {r[C.REASON]: r["n"] for r in rows if r[C.REASON] is not None}
+    kept_row = next((r for r in rows if r[C.REASON] is None), None)
+    kept = kept_row["n"] if kept_row else 0
+    quarantined = sum(by_reason.values())
+    if kept + quarantined != line_count:
+        raise DataQualityError(
+            f"ingest accounting failed: {line_count} rows read but {kept} kept + {quarantined} quarantined",
+            hint="this is a bug in shoprec; nothing was written",
+        )
+    return {
+        "rows_in": line_count, "kept": kept, "quarantined": quarantined, "by_reason": dict(sorted(by_reason.items())),
+        "anon": kept_row["anon"] if kept_row else 0, "nonprod": kept_row["nonprod"] if kept_row else 0,
+    }
+
+
+def _write_batch(tables: Tables, source: str, classified: DataFrame, bronze_columns: list[str],
+                 ingested_at: datetime, counts: dict) -> None:
+    at = F.lit(ingested_at).cast("timestamp")
+    bronze = classified.select(
+        *[F.col(f"{C.META_SOURCE_COLUMNS}.`{c}`").alias(c) for c in bronze_columns],
+        F.col(C.META_SOURCE_FILE), F.col(_FILE_SHA), F.col(C.META_LINE_NUMBER), at.alias(C.META_INGESTED_AT),
+    )
+    tables.merge(bronze, C.bronze_table(source), keys=[_FILE_SHA, C.META_LINE_NUMBER], update_matched=False)
+
+    quarantine = classified.filter(F.col(C.REASON).isNotNull()).select(
+        F.lit(source).alias(C.SOURCE),
+        F.col(C.META_SOURCE_FILE).alias(C.SOURCE_FILE),
+        F.col(_FILE_SHA).alias("file_sha256"),
+        F.col(C.META_LINE_NUMBER).alias(C.LINE_NUMBER),
+        F.col(C.REASON), F.col(C.REASON_DETAIL),
+        F.col(C.META_RAW).alias(C.RAW_LINE),
+        at.alias(C.INGESTED_AT),
+    )
+    q = tables.merge(quarantine, C.quarantine_table(source), keys=["file_sha256", C.LINE_NUMBER], update_matched=False)
+
+    silver = classified.filter(F.col(C.REASON).isNull()).select(
+        *[
+            (F.lit(source) if f.name == C.SOURCE
+             else F.col(C.META_SOURCE_FILE) if f.name == C.SOURCE_FILE
+             else F.col(C.META_LINE_NUMBER) if f.name == C.LINE_NUMBER
+             else at if f.name == C.INGESTED_AT
+             else F.col(f.name)).cast(f.dataType).alias(f.name)
+            for f in INTERACTIONS_SCHEMA.fields
+        ]
+    )
+    s = tables.merge(silver, C.SILVER_INTERACTIONS, keys=[C.INTERACTION_ID], update_matched=False)
+    if s.inserted != counts["kept"] or q.inserted != counts["quarantined"]:
+        raise DataQualityError(
+            f"ingest wrote {s.inserted} silver and {q.inserted} quarantine rows, expected "
+            f"{counts['kept']} and {counts['quarantined']}",
+            hint="another ingest may be running on the same tables; rerun when it is done",
+        )
+
+
+def _write_ingest_log(spark: SparkSession, tables: Tables, source: str, files: list[SourceFile],
+                      classified: DataFrame, ingested_at: datetime, run: RunLogger | None) -> None:
+    per_file = {
+        r[0]: (r[1], r[2])
+        for r in classified.groupBy(C.META_SOURCE_FILE)
+        .agg(F.count(F.when(F.col(C.REASON).isNull(), True)), F.count(F.when(F.col(C.REASON).isNotNull(), True)))
+        .collect()
+    }  # small: one row per file
+    rows = [
+        (source, f.path, f.sha256, f.size, f.format, per_file.get(f.path, (0, 0))[0] + per_file.get(f.path, (0, 0))[1],
+         per_file.get(f.path, (0, 0))[0], per_file.get(f.path, (0, 0))[1], ingested_at, run.run_id if run else None)
+        for f in files
+    ]
+    schema = (f"{C.SOURCE} string, path string, {_FILE_SHA} string, size_bytes long, format string, rows long, "
+              "rows_kept long, rows_quarantined long, ingested_at timestamp, mlflow_run_id string")
+    tables.append(spark.createDataFrame(rows, schema), C.BRONZE_INGEST_LOG)
+
+
+def _read_catalog(spark: SparkSession, cfg: Config) -> DataFrame | None:
+    if not cfg.ingest.catalog:
+        return None
+    path = expand_inputs([cfg.resolve_path(cfg.ingest.catalog)])
+    return read_catalog(spark, path[0] if len(path) == 1 else path, detect_format(path[0]))
+
+
+def _write_catalog(tables: Tables, catalog: DataFrame) -> int:
+    """Upsert the catalog on item id; rows without an id are counted and dropped with a warning."""
+    good = catalog.filter(F.col(C.ITEM_ID).isNotNull() & (F.col(C.ITEM_ID) != ""))
+    good = good.dropDuplicates([C.ITEM_ID])
+    result = tables.merge(good, SILVER_CATALOG, keys=[C.ITEM_ID], update_matched=True)
+    return result.inserted + result.updated
+
+
+def _tables_written(source: str) -> list[str]:
+    return [C.bronze_table(source), C.quarantine_table(source), C.SILVER_INTERACTIONS, C.SILVER_ITEMS,
+            C.SILVER_USERS, C.BRONZE_INGEST_LOG, SILVER_CATALOG]
+
+
+def _versions(tables: Tables, source: str) -> dict[str, int | None]:
+    return {name: tables.version(name) for name in _tables_written(source) if tables.exists(name)}

@@ -1,0 +1,63 @@
+"""Reason codes for quarantined rows, and the small helpers every adapter shares.
+
+Each rule yields a reason code when it fails; a row's reason is the first failing rule
+in the adapter's order, so every row gets exactly one reason (or none: kept).
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+# Reason codes (stable: dashboards and tests use them).
+EMPTY_LINE = "EMPTY_LINE"  # a blank line
+MALFORMED = "MALFORMED"  # wrong number of fields, broken quoting, not a JSON object
+MISSING_KEY = "MISSING_KEY"  # a required key (user/item/time/invoice) is empty
+UNPARSABLE = "UNPARSABLE"  # a value could not be read as its type
+INVALID_EVENT_TYPE = "INVALID_EVENT_TYPE"  # not view/cart/purchase/return
+TIMESTAMP_OUT_OF_RANGE = "TIMESTAMP_OUT_OF_RANGE"  # far in the future or before the shop could exist
+ZERO_QUANTITY = "ZERO_QUANTITY"
+SIGN_MISMATCH = "SIGN_MISMATCH"  # negative quantity outside a cancellation (stock adjustment) or vice versa
+NON_POSITIVE_PRICE = "NON_POSITIVE_PRICE"  # zero or negative price on a purchase, negative anywhere
+DUPLICATE = "DUPLICATE"  # the same event twice (in this batch, or already in silver)
+
+REASONS = (
+    EMPTY_LINE, MALFORMED, MISSING_KEY, UNPARSABLE, INVALID_EVENT_TYPE, TIMESTAMP_OUT_OF_RANGE,
+    ZERO_QUANTITY, SIGN_MISMATCH, NON_POSITIVE_PRICE, DUPLICATE,
+)
+
+
+def first_failure(rules: list[tuple[Column, str, Column | str]]) -> tuple[Column, Column]:
+    """(reason, detail) of the first rule whose condition is true; nulls when all pass.
+
+    ``rules`` is a list of (failed condition, reason code, detail text or column).
+    """
+    reason = F.lit(None).cast("string")
+    detail = F.lit(None).cast("string")
+    for failed, code, text in reversed(rules):
+        cond = F.coalesce(failed, F.lit(False))
+        reason = F.when(cond, F.lit(code)).otherwise(reason)
+        detail = F.when(cond, text if isinstance(text, Column) else F.lit(text)).otherwise(detail)
+    return reason, detail
+
+
+def blank(col: Column) -> Column:
+    """True when a string column is null or only whitespace."""
+    return col.isNull() | (F.trim(col) == "")
+
+
+def clean_text(col: Column) -> Column:
+    """Trim and collapse inner whitespace; empty becomes null."""
+    cleaned = F.regexp_replace(F.trim(col), r"\s+", " ")
+    return F.when(cleaned == "", F.lit(None)).otherwise(cleaned)
+
+
+def try_cast(col_name: str, type_name: str) -> Column:
+    """``try_cast`` (null instead of an error under ANSI mode)."""
+    return F.expr(f"try_cast(trim(`{col_name}`) AS {type_name})")
+
+
+def parse_timestamp(col: Column, formats: tuple[str, ...]) -> Column:
+    """First format that parses; ISO 8601 (with zone) is always tried first."""
+    text = F.trim(col)
+    attempts = [F.try_to_timestamp(text)] + [F.try_to_timestamp(text, F.lit(fmt)) for fmt in formats]
+    return F.coalesce(*attempts)

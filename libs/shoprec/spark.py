@@ -1,0 +1,105 @@
+"""The one Spark session factory.
+
+Reuses the active session when there is one (notebooks, Databricks, spark-submit after
+the first call); otherwise builds one from ``SparkConfig``. Library code never calls
+this: it receives ``spark`` or DataFrames from the job that did.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+
+from pyspark.sql import SparkSession
+
+from shoprec.config import SparkConfig
+from shoprec.errors import EnvironmentProblem
+
+log = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+_MIN_JAVA = 17
+
+
+def get_spark(cfg: SparkConfig) -> SparkSession:
+    """Return the active session (with our runtime settings applied) or build one."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        _apply_runtime_settings(active, cfg)
+        return active
+    under_submit = "PYSPARK_GATEWAY_PORT" in os.environ  # spark-submit started the JVM
+    if not under_submit:
+        check_java()
+    builder = SparkSession.builder.appName(cfg.app_name)
+    if cfg.master and not under_submit:
+        builder = builder.master(cfg.master)
+    settings = dict(cfg.settings)
+    if not under_submit:
+        settings.update(cfg.launch_settings)
+    if not _want_delta_extensions(cfg, settings):
+        # Never point the catalog at classes that are not there: the session would fail.
+        settings.pop("spark.sql.extensions", None)
+        settings.pop("spark.sql.catalog.spark_catalog", None)
+    elif cfg.delta_extensions != "off":
+        settings.setdefault("spark.sql.extensions", DELTA_EXTENSION)
+        settings.setdefault("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    _apply_runtime_settings(spark, cfg)
+    log.info("Spark %s session on %s", spark.version, spark.sparkContext.master)
+    return spark
+
+
+def has_delta_classes(spark: SparkSession) -> bool:
+    """True when Spark's own Delta (delta-spark JARs) is on the driver's classpath."""
+    try:
+        return bool(spark._jvm.org.apache.spark.util.Utils.classIsLoadable("io.delta.tables.DeltaTable"))
+    except Exception:  # Spark Connect has no _jvm; Databricks always has Delta there
+        return os.environ.get("DATABRICKS_RUNTIME_VERSION") is not None
+
+
+def check_java() -> None:
+    """Fail early, in one sentence, when Java 17+ is missing (Spark 4 needs it)."""
+    java = os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
+    if not java or not os.path.exists(java):
+        raise EnvironmentProblem("Java was not found", hint="install OpenJDK 17 and put java on PATH (or set JAVA_HOME)")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    major = _java_major(out)
+    if major is not None and major < _MIN_JAVA:
+        raise EnvironmentProblem(
+            f"Java {major} found at {java}, but Spark 4 needs Java {_MIN_JAVA} or newer",
+            hint="install OpenJDK 17 and set JAVA_HOME to it",
+        )
+
+
+def _java_major(version_output: str) -> int | None:
+    import re
+
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
+    if not m:
+        return None
+    first = int(m.group(1))
+    return int(m.group(2)) if first == 1 and m.group(2) else first
+
+
+def _want_delta_extensions(cfg: SparkConfig, settings: dict[str, str]) -> bool:
+    if cfg.delta_extensions == "on":
+        return True
+    if cfg.delta_extensions == "off":
+        return False
+    jars = " ".join(settings.get(k, "") for k in ("spark.jars.packages", "spark.jars"))
+    return "delta-spark" in jars or "delta-core" in jars
+
+
+def _apply_runtime_settings(spark: SparkSession, cfg: SparkConfig) -> None:
+    for key, value in cfg.settings.items():
+        if key.startswith("spark.sql.") and key not in ("spark.sql.extensions",) and not key.startswith(
+            "spark.sql.catalog."
+        ):
+            try:
+                spark.conf.set(key, value)
+            except Exception:  # static confs cannot change on a running session
+                log.debug("could not set %s on the running session", key)

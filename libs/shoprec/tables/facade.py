@@ -1,0 +1,182 @@
+"""``Tables``: what jobs call. Names, schema checks and the choice of backend live here."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, Iterator, Literal, Mapping, Sequence
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from shoprec.errors import TableError
+from shoprec.tables.base import (
+    HistoryEntry,
+    MergeResult,
+    TableBackend,
+    WriteResult,
+    check_append_schema,
+    check_table_name,
+    table_path,
+)
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["auto", "spark", "local"]
+
+
+def open_tables(spark: SparkSession, root: str, backend: Backend = "auto") -> "Tables":
+    """A ``Tables`` on ``root`` with the backend chosen as ``storage.delta_backend`` says."""
+    return Tables(spark, root, backend)
+
+
+def _choose_backend(spark: SparkSession, backend: Backend) -> TableBackend:
+    from shoprec.spark import has_delta_classes
+
+    if backend == "auto":
+        backend = "spark" if has_delta_classes(spark) else "local"
+    if backend == "spark":
+        if not has_delta_classes(spark):
+            raise TableError(
+                "storage.delta_backend is 'spark' but Spark's Delta classes are not on the classpath",
+                hint="add io.delta:delta-spark_2.13 to spark.jars.packages, or use delta_backend: local",
+            )
+        from shoprec.tables.spark_delta import SparkDeltaBackend
+
+        return SparkDeltaBackend(spark)
+    from shoprec.tables.local import LocalDeltaBackend
+
+    return LocalDeltaBackend(spark)
+
+
+class Tables:
+    """Delta tables under one root, addressed as ``"<layer>.<table>"``.
+
+    >>> tables = open_tables(spark, "/tmp/lakehouse")            # doctest: +SKIP
+    >>> tables.overwrite(df, "silver.items")                     # doctest: +SKIP
+    >>> tables.read("silver.items", version=0).count()           # doctest: +SKIP
+    """
+
+    def __init__(self, spark: SparkSession, root: str, backend: Backend = "auto"):
+        self.spark = spark
+        self.root = root.rstrip("/")
+        self.backend = _choose_backend(spark, backend)
+
+    # ------------------------------------------------------------------ naming
+    def path(self, name: str) -> str:
+        return table_path(self.root, name)
+
+    # ------------------------------------------------------------------ reading
+    def exists(self, name: str) -> bool:
+        return self.backend.exists(self.path(name))
+
+    def version(self, name: str) -> int | None:
+        """Latest version, or None when the table does not exist."""
+        return self.backend.version(self.path(name)) if self.exists(name) else None
+
+    def read(self, name: str, version: int | None = None) -> DataFrame:
+        """The latest snapshot, or the one at ``version`` (time travel)."""
+        return self.backend.read(self.path(name), version)
+
+    def history(self, name: str, limit: int | None = None) -> list[HistoryEntry]:
+        """Commits of the table, newest first."""
+        return self.backend.history(self.path(name), limit)
+
+    def partition_columns(self, name: str) -> list[str]:
+        return self.backend.partition_columns(self.path(name))
+
+    # ------------------------------------------------------------------ writing
+    def overwrite(
+        self, df: DataFrame, name: str, partition_by: Sequence[str] = (), overwrite_schema: bool = False
+    ) -> WriteResult:
+        """Replace the whole table (create it when missing) in one commit."""
+        check_table_name(name)
+        result = self.backend.overwrite(df, self.path(name), list(partition_by), overwrite_schema, name)
+        log.info("%s: overwrite -> version %s", name, result.version)
+        return result
+
+    def append(
+        self, df: DataFrame, name: str, partition_by: Sequence[str] = (), merge_schema: bool = False
+    ) -> WriteResult:
+        """Add rows in one commit; the data's schema must match unless ``merge_schema``."""
+        check_table_name(name)
+        path = self.path(name)
+        if self.backend.exists(path):
+            table_schema = self.backend.schema(path)
+            target = check_append_schema(name, table_schema, df.schema, merge_schema)
+            df = df.select(*[F.col(f.name) for f in target.fields])
+        return self.backend.append(df, path, list(partition_by), name)
+
+    def replace_partition(self, df: DataFrame, name: str, partition: Mapping[str, Any]) -> WriteResult:
+        """Atomically replace one partition (e.g. ``{"as_of": date(2011, 11, 1)}``).
+
+        Every row of ``df`` must belong to that partition. A missing table is created,
+        partitioned by the keys of ``partition``.
+        """
+        check_table_name(name)
+        path = self.path(name)
+        if self.backend.exists(path):
+            check_append_schema(name, self.backend.schema(path), df.schema, merge_schema=False)
+            df = df.select(*self.backend.schema(path).fieldNames())
+        return self.backend.replace_partition(df, path, dict(partition), name)
+
+    def merge(self, df: DataFrame, name: str, keys: Sequence[str], update_matched: bool = True) -> MergeResult:
+        """Upsert on ``keys``: matched rows are updated (or left alone), new keys inserted.
+
+        ``df`` must not hold a key twice (a clear error, as in Delta's own MERGE).
+        """
+        check_table_name(name)
+        missing = [k for k in keys if k not in df.columns]
+        if missing:
+            raise TableError(f"merge into {name}: key columns {', '.join(missing)} are not in the data")
+        dupes = df.groupBy(*keys).count().filter(F.col("count") > 1).limit(1).collect()  # small: at most 1 row
+        if dupes:
+            example = {k: dupes[0][k] for k in keys}
+            raise TableError(
+                f"merge into {name}: the source holds key {example} more than once",
+                hint="deduplicate the source on the merge keys first",
+            )
+        path = self.path(name)
+        if self.backend.exists(path):
+            check_append_schema(name, self.backend.schema(path), df.schema, merge_schema=False)
+            df = df.select(*self.backend.schema(path).fieldNames())
+        result = self.backend.merge(df, path, list(keys), update_matched, name)
+        log.info("%s: merge inserted %d, updated %d", name, result.inserted, result.updated)
+        return result
+
+    def restore(self, name: str, version: int) -> None:
+        """Make ``version`` the latest state again (a new commit; history is kept)."""
+        self.backend.restore(self.path(name), version, name)
+
+    def vacuum(self, name: str, retention_hours: int = 168) -> list[str]:
+        """Delete files that no snapshot in the retention window needs."""
+        return self.backend.vacuum(self.path(name), retention_hours)
+
+    # ------------------------------------------------------------------ job atomicity
+    def versions(self, names: Sequence[str]) -> dict[str, int | None]:
+        return {n: self.version(n) for n in names}
+
+    @contextlib.contextmanager
+    def all_or_nothing(self, names: Sequence[str]) -> Iterator[dict[str, int | None]]:
+        """Run a multi-table job so that a failure leaves every named table as it was.
+
+        Delta commits are atomic per table; a job writes several. On an exception every
+        table that moved is restored to its version from before the job (a table the job
+        created is removed), then the exception propagates.
+        """
+        before = self.versions(names)
+        try:
+            yield before
+        except BaseException:
+            for name, version in before.items():
+                try:
+                    now = self.version(name)
+                    if now == version:
+                        continue
+                    if version is None:
+                        self.backend.drop(self.path(name))
+                    else:
+                        self.restore(name, version)
+                    log.warning("rolled %s back to version %s after a failure", name, version)
+                except Exception:  # keep the original error; report the rollback problem
+                    log.exception("could not roll %s back to version %s", name, version)
+            raise

@@ -1,0 +1,444 @@
+"""Local Delta backend: delta-rs owns the transaction log, Spark does the Parquet I/O.
+
+Write path: Spark writes Parquet files in parallel into a private staging folder inside
+the table (``_staging/<uuid>``), the driver moves them into the table's partition folders
+and commits them in one Delta transaction. Files that never got committed are invisible
+to every reader (readers only see the files the log lists) and ``vacuum`` deletes them.
+
+Read path: the files of the requested snapshot, read by Spark in parallel with the
+table's schema, partition columns restored from the ``col=value`` folders.
+
+Writers on one machine take a per-table file lock around read-modify-commit so two
+merges cannot lose each other's rows; delta-rs's own conflict check stays in place
+for anything else.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from datetime import date, datetime
+from typing import Any, Iterator, Mapping, Sequence
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable
+from deltalake import Schema as DeltaSchema
+from deltalake import exceptions as dl_exc
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+
+from shoprec.errors import ConcurrentWriteError, SchemaMismatchError, TableError, TableNotFoundError
+from shoprec.tables.base import HistoryEntry, MergeResult, WriteResult, nullable
+
+log = logging.getLogger(__name__)
+
+STAGING_DIR = "_staging"
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+_FILE_COL = "__shoprec_file"
+
+
+class LocalDeltaBackend:
+    """delta-rs transaction log + Spark Parquet I/O (no collecting tables to the driver)."""
+
+    name = "local"
+
+    def __init__(self, spark: SparkSession):
+        self.spark = spark
+
+    # ------------------------------------------------------------------ reading
+    def exists(self, path: str) -> bool:
+        return DeltaTable.is_deltatable(path)
+
+    def version(self, path: str) -> int:
+        return self._table(path).version()
+
+    def schema(self, path: str) -> T.StructType:
+        return _spark_schema(self._table(path))
+
+    def partition_columns(self, path: str) -> list[str]:
+        return list(self._table(path).metadata().partition_columns)
+
+    def read(self, path: str, version: int | None = None) -> DataFrame:
+        return self._read_snapshot(path, self._table(path, version))
+
+    def _read_snapshot(self, path: str, dt: DeltaTable, with_file: bool = False) -> DataFrame:
+        schema = _spark_schema(dt)
+        part_cols = list(dt.metadata().partition_columns)
+        data_schema = T.StructType([f for f in schema.fields if f.name not in part_cols])
+        groups = _files_by_partition(path, dt, part_cols)
+        if not groups:
+            empty = self.spark.createDataFrame([], schema)
+            return empty.withColumn(_FILE_COL, F.lit(None).cast("string")) if with_file else empty
+        # Partition values come from the log, never from folder names: that is what every
+        # Delta reader does, and it keeps types exact ("0042" stays a string).
+        types = {f.name: f.dataType for f in schema.fields}
+        frames = []
+        for values, files in groups.items():
+            df = self.spark.read.schema(data_schema).parquet(*files)
+            for col, value in zip(part_cols, values):
+                df = df.withColumn(col, F.lit(value).cast(types[col]))
+            cols = [F.col(n) for n in schema.fieldNames()]
+            if with_file:
+                cols.append(F.input_file_name().alias(_FILE_COL))
+            frames.append(df.select(*cols))
+        out = frames[0]
+        for frame in frames[1:]:
+            out = out.unionByName(frame)
+        return out
+
+    def history(self, path: str, limit: int | None = None) -> list[HistoryEntry]:
+        entries = []
+        for h in self._table(path).history(limit):
+            params = dict(h.get("operationParameters") or {})
+            if "shoprec.operation" in h:
+                params["shoprec.operation"] = h["shoprec.operation"]
+            entries.append(HistoryEntry(int(h["version"]), h.get("timestamp"), str(h.get("operation")), params))
+        return entries
+
+    # ------------------------------------------------------------------ writing
+    def overwrite(
+        self, df: DataFrame, path: str, partition_by: Sequence[str], overwrite_schema: bool, label: str
+    ) -> WriteResult:
+        schema = nullable(df.schema)
+        if self.exists(path) and not overwrite_schema:
+            current = self.schema(path)
+            if [f.name for f in current.fields] != [f.name for f in schema.fields] or current != schema:
+                raise SchemaMismatchError(
+                    f"overwriting {label} would change its schema from {current.simpleString()} "
+                    f"to {schema.simpleString()}",
+                    hint="pass overwrite_schema=True when the new schema is intended",
+                )
+        adds = self._write_files(df, path, partition_by)
+        with self._lock(path):
+            if not self.exists(path):
+                return self._create(path, schema, adds, partition_by, label)
+            dt = self._table(path)
+            if overwrite_schema or list(dt.metadata().partition_columns) != list(partition_by):
+                # A new schema or partitioning replaces the table's metadata, which delta-rs
+                # does through the create path in overwrite mode.
+                removed = len(dt.file_uris())
+                self._guard(
+                    label,
+                    lambda: create_table_with_add_actions(
+                        path, _delta_schema(schema), adds, "overwrite", list(partition_by),
+                        commit_properties=_props(label),
+                    ),
+                )
+                return WriteResult(label, self.version(path), len(adds), removed, _rows(adds))
+            removed = len(dt.file_uris())
+            self._commit(dt, adds, [], "overwrite", schema, partition_by, None, label)
+            return WriteResult(label, self.version(path), len(adds), removed, _rows(adds))
+
+    def append(self, df: DataFrame, path: str, partition_by: Sequence[str], label: str) -> WriteResult:
+        schema = nullable(df.schema)
+        if self.exists(path):
+            partition_by = self.partition_columns(path)
+        adds = self._write_files(df, path, partition_by)
+        with self._lock(path):
+            if not self.exists(path):
+                return self._create(path, schema, adds, partition_by, label)
+            dt = self._table(path)
+            self._commit(dt, adds, [], "append", schema, partition_by, None, label)
+            return WriteResult(label, self.version(path), len(adds), 0, _rows(adds))
+
+    def replace_partition(self, df: DataFrame, path: str, partition: Mapping[str, Any], label: str) -> WriteResult:
+        schema = nullable(df.schema)
+        partition_by = self.partition_columns(path) if self.exists(path) else list(partition)
+        unknown = [c for c in partition if c not in partition_by]
+        if unknown:
+            raise TableError(
+                f"cannot replace a partition of {label} by {', '.join(unknown)}: the table is partitioned by "
+                f"{', '.join(partition_by) or 'nothing'}"
+            )
+        outside = df
+        for col, value in partition.items():
+            outside = outside.filter(~F.col(col).eqNullSafe(F.lit(value)))
+        if outside.limit(1).count():
+            raise TableError(
+                f"rows to write into {label} partition {_fmt_partition(partition)} include rows of other partitions",
+                hint="filter the data to the partition being replaced",
+            )
+        adds = self._write_files(df, path, partition_by)
+        with self._lock(path):
+            if not self.exists(path):
+                return self._create(path, schema, adds, partition_by, label)
+            dt = self._table(path)
+            filters = [(c, "=", _partition_string(v)) for c, v in partition.items()]
+            before = len(dt.file_uris(partition_filters=filters))
+            self._commit(dt, adds, [], "overwrite", schema, partition_by, filters, label)
+            return WriteResult(label, self.version(path), len(adds), before, _rows(adds))
+
+    def merge(
+        self, source: DataFrame, path: str, keys: Sequence[str], update_matched: bool, label: str
+    ) -> MergeResult:
+        keys = list(keys)
+        with self._lock(path):
+            if not self.exists(path):
+                result = self.append(source, path, [], label)
+                return MergeResult(label, result.version, result.rows_written or 0, 0)
+            dt = self._table(path)
+            partition_by = list(dt.metadata().partition_columns)
+            target = self._read_snapshot(path, dt, with_file=True)
+            source_keys = source.select(*keys).distinct()
+            if not update_matched:
+                new_rows = source.join(target.select(*keys), on=keys, how="left_anti")
+                adds = self._write_files(new_rows, path, partition_by)
+                if not adds:
+                    return MergeResult(label, None, 0, 0)
+                self._commit(dt, adds, [], "append", nullable(source.schema), partition_by, None, label)
+                return MergeResult(label, dt.version() + 1, _rows(adds), 0)
+            touched = [
+                r[0]
+                for r in target.join(source_keys, on=keys, how="left_semi").select(_FILE_COL).distinct().collect()
+            ]  # small: one row per data file that holds a matching key
+            kept = (
+                target.filter(F.col(_FILE_COL).isin(touched))
+                .join(source_keys, on=keys, how="left_anti")
+                .drop(_FILE_COL)
+            )
+            matched = source_keys.join(target.select(*keys), on=keys, how="left_semi").count() if touched else 0
+            new_data = kept.unionByName(source.select(*[c for c in target.columns if c != _FILE_COL]))
+            adds = self._write_files(new_data, path, partition_by)
+            removes = self._removes_for(dt, path, touched)
+            if not adds and not removes:
+                return MergeResult(label, None, 0, 0)
+            self._commit(dt, adds, removes, "append", nullable(source.schema), partition_by, None, label)
+            return MergeResult(label, dt.version() + 1, source.count() - matched, matched)
+
+    def restore(self, path: str, version: int, label: str) -> None:
+        with self._lock(path):
+            self._guard(label, lambda: self._table(path).restore(version))
+
+    def drop(self, path: str) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+    def vacuum(self, path: str, retention_hours: int = 168) -> list[str]:
+        """Delete files no snapshot within the retention needs, and stale staging folders."""
+        staging = os.path.join(path, STAGING_DIR)
+        cutoff = time.time() - retention_hours * 3600
+        if os.path.isdir(staging):
+            for entry in os.scandir(staging):
+                if entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+        return self._table(path).vacuum(
+            retention_hours=retention_hours, enforce_retention_duration=False, dry_run=False
+        )
+
+    # ------------------------------------------------------------------ internals
+    def _table(self, path: str, version: int | None = None) -> DeltaTable:
+        try:
+            return DeltaTable(path, version=version)
+        except dl_exc.TableNotFoundError as exc:
+            raise TableNotFoundError(f"no Delta table at {path}", hint="run the job that writes it first") from exc
+        except dl_exc.DeltaError as exc:
+            if version is not None:
+                raise TableError(f"cannot read version {version} of the table at {path}: {exc}") from exc
+            raise TableError(f"cannot open the Delta table at {path}: {exc}") from exc
+
+    def _write_files(self, df: DataFrame, path: str, partition_by: Sequence[str]) -> list[AddAction]:
+        """Write ``df`` as Parquet under the table folder; return uncommitted add actions."""
+        staging = os.path.join(path, STAGING_DIR, uuid.uuid4().hex)
+        # Delta (and delta-rs) readers want INT64 timestamps, not Spark's legacy INT96.
+        self.spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        writer = df.write.mode("errorifexists")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        try:
+            writer.parquet(staging)
+            return self._publish(staging, path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _publish(self, staging: str, path: str) -> list[AddAction]:
+        adds = []
+        for root, _dirs, files in os.walk(staging):
+            for name in sorted(files):
+                if not name.endswith(".parquet"):
+                    continue
+                src = os.path.join(root, name)
+                rel = os.path.relpath(src, staging)
+                rows = pq.read_metadata(src).num_rows
+                if rows == 0:
+                    continue  # Spark writes an empty file for empty input; the log needs none
+                values = _partition_values(rel)
+                # Folder names are cosmetic (values come from the log) and kept URI-safe, so
+                # the log path, the file name on disk and every reader agree.
+                safe_rel = "/".join([*(f"{_safe(k)}={_safe(v)}" for k, v in values.items()), name])
+                dest = os.path.join(path, safe_rel)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.replace(src, dest)
+                st = os.stat(dest)
+                adds.append(
+                    AddAction(
+                        safe_rel,
+                        st.st_size,
+                        values,
+                        int(st.st_mtime * 1000),
+                        True,
+                        json.dumps({"numRecords": rows}),
+                    )
+                )
+        return adds
+
+    def _create(
+        self, path: str, schema: T.StructType, adds: list[AddAction], partition_by: Sequence[str], label: str
+    ) -> WriteResult:
+        os.makedirs(path, exist_ok=True)
+        self._guard(
+            label,
+            lambda: create_table_with_add_actions(
+                path, _delta_schema(schema), adds, "append", list(partition_by), commit_properties=_props(label)
+            ),
+        )
+        return WriteResult(label, self.version(path), len(adds), 0, _rows(adds))
+
+    def _commit(
+        self,
+        dt: DeltaTable,
+        adds: list[AddAction],
+        removes: list[RemoveAction],
+        mode: str,
+        schema: T.StructType,
+        partition_by: Sequence[str],
+        partition_filters: list | None,
+        label: str,
+    ) -> None:
+        delta_schema = dt.schema() if mode == "append" else _delta_schema(schema)
+        self._guard(
+            label,
+            lambda: dt.create_write_transaction(
+                [*adds, *removes],
+                mode,
+                delta_schema,
+                partition_by=list(partition_by) or None,
+                partition_filters=partition_filters,
+                commit_properties=_props(label),
+            ),
+        )
+
+    def _removes_for(self, dt: DeltaTable, path: str, file_uris: list[str]) -> list[RemoveAction]:
+        wanted = {_norm_uri(u) for u in file_uris}
+        actions = pa.table(dt.get_add_actions(flatten=True))
+        now = int(time.time() * 1000)
+        part_cols = [c for c in actions.column_names if c.startswith("partition.")]
+        removes = []
+        for i, rel in enumerate(actions.column("path").to_pylist()):
+            if _norm_uri(os.path.join(path, unquote(rel))) in wanted:
+                pvals = {c[len("partition."):]: _partition_string(actions.column(c)[i].as_py()) for c in part_cols}
+                size = actions.column("size_bytes")[i].as_py()
+                removes.append(RemoveAction(rel, True, now, size, pvals or None))
+        return removes
+
+    @contextlib.contextmanager
+    def _lock(self, path: str) -> Iterator[None]:
+        """Serialise writers of one table on this machine (a sibling ``.<table>.lock`` file)."""
+        parent, table = os.path.split(path.rstrip("/"))
+        os.makedirs(parent, exist_ok=True)
+        lock_path = os.path.join(parent, f".{table}.lock")
+        held = getattr(self, "_held", set())
+        self._held = held
+        if lock_path in held:  # re-entrant within one backend (merge -> append)
+            yield
+            return
+        with open(lock_path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            held.add(lock_path)
+            try:
+                yield
+            finally:
+                held.discard(lock_path)
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _guard(label: str, commit) -> None:
+        try:
+            commit()
+        except dl_exc.CommitFailedError as exc:
+            raise ConcurrentWriteError(
+                f"another writer changed {label} while this write was in progress ({exc})",
+                hint="rerun the job; it is idempotent",
+            ) from exc
+        except dl_exc.SchemaMismatchError as exc:
+            raise SchemaMismatchError(f"schema mismatch committing to {label}: {exc}") from exc
+        except dl_exc.DeltaError as exc:
+            raise TableError(f"could not commit to {label}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------- helpers
+def _spark_schema(dt: DeltaTable) -> T.StructType:
+    arrow = pa.schema(dt.schema().to_arrow())
+    return nullable(from_arrow_schema(arrow))
+
+
+def _delta_schema(schema: T.StructType) -> DeltaSchema:
+    return DeltaSchema.from_arrow(to_arrow_schema(nullable(schema)))
+
+
+def _props(label: str) -> CommitProperties:
+    return CommitProperties(custom_metadata={"shoprec.operation": label})
+
+
+def _rows(adds: list[AddAction]) -> int:
+    return sum(json.loads(a.stats)["numRecords"] for a in adds)
+
+
+def _partition_values(rel: str) -> dict[str, str | None]:
+    values: dict[str, str | None] = {}
+    for segment in rel.split(os.sep)[:-1]:
+        key, _, raw = segment.partition("=")
+        values[unquote(key)] = None if raw == _HIVE_NULL else unquote(raw)
+    return values
+
+
+def _safe(value: str | None) -> str:
+    if value is None:
+        return "null"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", value)[:64] or "_"
+
+
+def _files_by_partition(path: str, dt: DeltaTable, part_cols: list[str]) -> dict[tuple, list[str]]:
+    actions = pa.table(dt.get_add_actions(flatten=True))
+    paths = [os.path.join(path, unquote(p)) if "://" not in p else p for p in actions.column("path").to_pylist()]
+    if not part_cols:
+        return {(): paths} if paths else {}
+    columns = [actions.column(f"partition.{c}").to_pylist() for c in part_cols]
+    groups: dict[tuple, list[str]] = {}
+    for i, p in enumerate(paths):
+        groups.setdefault(tuple(_partition_string(col[i]) for col in columns), []).append(p)
+    return groups
+
+
+def _partition_string(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _fmt_partition(partition: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={_partition_string(v)}" for k, v in partition.items())
+
+
+def _norm_uri(uri: str) -> str:
+    uri = unquote(uri)
+    for prefix in ("file://", "file:"):
+        if uri.startswith(prefix):
+            uri = uri[len(prefix):]
+            break
+    return os.path.normpath(uri)
