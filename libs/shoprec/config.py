@@ -248,42 +248,39 @@ def _mark(origin: dict, dotted: str, value: Any, where: str) -> None:
 def _apply_override(merged: dict, origin: dict, item: str) -> None:
     if "=" not in item:
         raise ConfigError(f"--set '{item}' is not key=value", hint="for example --set spark.master=local[2]")
-    key, raw = item.split("=", 1)
-    parts = key.strip().split(".")
+    key, raw = (part.strip() for part in item.split("=", 1))
+    parts = key.split(".")
     if len(parts) < 2 or parts[0] not in SECTIONS:
         raise ConfigError(
             f"--set {key}: unknown key", hint=f"keys start with a section: {', '.join(sorted(SECTIONS))}"
         )
+    # Walk the typed path; once inside a mapping field the rest is one key, because
+    # Spark settings have dots in their names (spark.settings.spark.sql.shuffle.partitions).
     node = merged.setdefault(parts[0], {})
-    cls: Any = SECTIONS[parts[0]]
-    for part in parts[1:-1]:
-        node = node.setdefault(part, {})
-    # Values are YAML scalars ("3", "true", "null", "[a, b]") unless the target is a string.
-    hint = _field_type(cls, parts[1:]) if cls else None
+    tp: Any = SECTIONS[parts[0]]
+    path = parts[1:]
+    while len(path) > 1 and dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        if path[0] not in hints:
+            break  # unknown key: _build names it with its origin below
+        tp = hints[path[0]]
+        if typing.get_origin(tp) in (collections.abc.Mapping, dict):
+            node = node.setdefault(path[0], {})
+            path = [".".join(path[1:])]
+            tp = typing.get_args(tp)[1] if typing.get_args(tp) else str
+            break
+        node = node.setdefault(path[0], {})
+        path = path[1:]
+    leaf = path[0]
+    target = typing.get_type_hints(tp).get(leaf) if dataclasses.is_dataclass(tp) else tp
     value: Any = raw
-    if hint is not str and not _is_str_mapping_value(cls, parts[1:]):
+    if target is not str:  # YAML scalars: 3, true, null, [a, b]
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
-    node[parts[-1]] = value
-    origin[key.strip()] = "--set"
-
-
-def _field_type(cls: Any, path: list[str]) -> Any:
-    for name in path:
-        if not dataclasses.is_dataclass(cls):
-            return None
-        hints = typing.get_type_hints(cls)
-        if name not in hints:
-            return None
-        cls = hints[name]
-    return cls
-
-
-def _is_str_mapping_value(cls: Any, path: list[str]) -> bool:
-    parent = _field_type(cls, path[:-1]) if len(path) > 1 else None
-    return typing.get_origin(parent) in (collections.abc.Mapping, dict) if parent is not None else False
+    node[leaf] = value
+    origin[key] = "--set"
 
 
 # ----------------------------------------------------------------------------- typing

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from datetime import date, datetime
@@ -55,6 +56,12 @@ class LocalDeltaBackend:
 
     def __init__(self, spark: SparkSession):
         self.spark = spark
+        self._local = threading.local()
+
+    def _held_locks(self) -> set[str]:
+        if not hasattr(self._local, "held"):
+            self._local.held = set()
+        return self._local.held
 
     # ------------------------------------------------------------------ reading
     def exists(self, path: str) -> bool:
@@ -232,7 +239,7 @@ class LocalDeltaBackend:
                 if entry.stat().st_mtime < cutoff:
                     shutil.rmtree(entry.path, ignore_errors=True)
         return self._table(path).vacuum(
-            retention_hours=retention_hours, enforce_retention_duration=False, dry_run=False
+            retention_hours=retention_hours, enforce_retention_duration=False, dry_run=False, full=True
         )
 
     # ------------------------------------------------------------------ internals
@@ -315,6 +322,13 @@ class LocalDeltaBackend:
         label: str,
     ) -> None:
         delta_schema = dt.schema() if mode == "append" else _delta_schema(schema)
+        if mode == "append":
+            new_fields = self._new_fields(dt, schema)
+            if new_fields:
+                # Schema evolution (the facade only lets this through when asked): delta-rs
+                # keeps the table schema on append, so add the columns first.
+                self._guard(label, lambda: dt.alter.add_columns(new_fields))
+                delta_schema = dt.schema()
         self._guard(
             label,
             lambda: dt.create_write_transaction(
@@ -326,6 +340,14 @@ class LocalDeltaBackend:
                 commit_properties=_props(label),
             ),
         )
+
+    @staticmethod
+    def _new_fields(dt: DeltaTable, schema: T.StructType) -> list:
+        known = {f.name for f in dt.schema().fields}
+        extra = [f for f in schema.fields if f.name not in known]
+        if not extra:
+            return []
+        return list(_delta_schema(T.StructType(extra)).fields)
 
     def _removes_for(self, dt: DeltaTable, path: str, file_uris: list[str]) -> list[RemoveAction]:
         wanted = {_norm_uri(u) for u in file_uris}
@@ -346,9 +368,8 @@ class LocalDeltaBackend:
         parent, table = os.path.split(path.rstrip("/"))
         os.makedirs(parent, exist_ok=True)
         lock_path = os.path.join(parent, f".{table}.lock")
-        held = getattr(self, "_held", set())
-        self._held = held
-        if lock_path in held:  # re-entrant within one backend (merge -> append)
+        held = self._held_locks()
+        if lock_path in held:  # re-entrant within one thread (merge -> append)
             yield
             return
         with open(lock_path, "a") as fh:

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Create or reuse the shoprec virtual environment; print nothing but progress on stderr.
+#
+# Sourced by run.sh and test.sh (and usable alone: `bash scripts/bootstrap.sh`). After it,
+# $SHOPREC_VENV is a venv with the pinned stack (requirements/lock.txt), Horovod 0.28.1
+# built from source against TensorFlow 2.15 with Gloo, and this checkout installed in
+# editable mode.
+#
+# The venv lives outside the checkout, at $SHOPREC_CACHE/venv-<key> (default
+# ~/.cache/shoprec), where <key> hashes the lock file, the Horovod recipe below and the
+# Python version. A fresh clone on a machine that built it before reuses it in seconds;
+# changing a pin builds a new one.
+set -euo pipefail
+
+_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_python="${SHOPREC_PYTHON:-python3.11}"
+_cache="${SHOPREC_CACHE:-$HOME/.cache/shoprec}"
+HOROVOD_VERSION="0.28.1"
+HOROVOD_RECIPE="HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1"
+
+_say() { echo "[bootstrap] $*" >&2; }
+_die() { echo "[bootstrap] error: $1" >&2; [ -n "${2:-}" ] && echo "  hint: $2" >&2; exit 1; }
+
+_check_tools() {
+  command -v "$_python" >/dev/null 2>&1 || _die "$_python was not found" "install Python 3.11 (TensorFlow 2.15 has no wheels for 3.12+) or set SHOPREC_PYTHON"
+  local pyver; pyver="$("$_python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  [ "$pyver" = "3.11" ] || _die "$_python is Python $pyver, shoprec needs 3.11" "set SHOPREC_PYTHON to a Python 3.11 interpreter"
+  command -v java >/dev/null 2>&1 || _die "Java was not found" "install OpenJDK 17 (apt-get install openjdk-17-jre-headless)"
+  local jv; jv="$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)"
+  [ -n "$jv" ] && [ "$jv" -ge 17 ] || _die "Java ${jv:-?} found, Spark 4 needs Java 17 or newer" "install OpenJDK 17 and put it first on PATH"
+}
+
+_key() {
+  { cat "$_root/requirements/lock.txt"; echo "$HOROVOD_VERSION $HOROVOD_RECIPE"; "$_python" -c 'import sys; print(sys.version)'; } \
+    | sha256sum | cut -c1-16
+}
+
+_build() {
+  local venv="$1" t0=$SECONDS
+  rm -rf "$venv"
+  _say "creating $venv (first run on this machine: about 5-10 minutes, most of it the Horovod build)"
+  "$_python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --upgrade "pip>=24"
+  "$venv/bin/pip" install --quiet -r "$_root/requirements/lock.txt"
+  # cmake from PyPI (4.x) refuses Horovod's bundled Gloo; the build must see the system one.
+  if "$venv/bin/pip" show cmake >/dev/null 2>&1; then "$venv/bin/pip" uninstall --quiet -y cmake; fi
+  command -v cmake >/dev/null 2>&1 || _die "cmake is needed to build Horovod" "apt-get install cmake"
+  _say "building horovod==$HOROVOD_VERSION from source against TensorFlow (Gloo, CPU)"
+  (cd /tmp && env $HOROVOD_RECIPE MAKEFLAGS="-j$(nproc)" \
+      "$venv/bin/pip" install --quiet --no-build-isolation --no-cache-dir "horovod==$HOROVOD_VERSION") \
+    || _die "the Horovod build failed" "see the compiler output above; STACK.md lists what it needs"
+  "$venv/bin/pip" check >&2 || _die "pip check found broken requirements in $venv"
+  touch "$venv/.shoprec-ready"
+  _say "environment ready in $((SECONDS - t0)) s"
+}
+
+_install_checkout() {
+  local venv="$1" where
+  where="$("$venv/bin/python" -c 'import shoprec, os; print(os.path.dirname(os.path.dirname(os.path.dirname(shoprec.__file__))))' 2>/dev/null || true)"
+  if [ "$where" != "$_root" ]; then
+    _say "installing this checkout ($_root) into the environment"
+    "$venv/bin/pip" install --quiet --no-deps --no-build-isolation -e "$_root" >&2
+  fi
+}
+
+_check_tools
+mkdir -p "$_cache"
+SHOPREC_VENV="$_cache/venv-$(_key)"
+if [ ! -f "$SHOPREC_VENV/.shoprec-ready" ]; then
+  exec 9>"$_cache/.build.lock"
+  flock 9
+  [ -f "$SHOPREC_VENV/.shoprec-ready" ] || _build "$SHOPREC_VENV"
+  flock -u 9
+fi
+_install_checkout "$SHOPREC_VENV"
+export SHOPREC_VENV
+export PATH="$SHOPREC_VENV/bin:$PATH"
+# Spark's Python workers must use the same interpreter as the driver.
+export PYSPARK_PYTHON="$SHOPREC_VENV/bin/python"
+export PYSPARK_DRIVER_PYTHON="$SHOPREC_VENV/bin/python"
