@@ -223,12 +223,40 @@ def generate(
 
     catalog = _build_catalog(items, _rng(seed, 0))
     catalog_file = _write_catalog(catalog, os.path.join(out_dir, "catalog.csv"))
-    population = _build_users(users, len(catalog.category_popularity), _rng(seed, 1), catalog.category_popularity)
-    calendar = _build_calendar(first_day, days)
-    ids = _IdFormats(users, items, events)
+    world = _World(
+        catalog=catalog,
+        users=_build_users(users, _rng(seed, 1), catalog.category_popularity),
+        calendar=_build_calendar(first_day, days),
+        ids=_IdFormats(users, items, events),
+    )
+    sink = _EventSink(events_dir, fmt, events_per_file)
+    bad_rows = _write_events(world, sink, events, seed, fmt, bad_row_rate, progress)
+    return GeneratorResult(
+        out_dir=out_dir,
+        event_files=tuple(sink.files),
+        catalog_file=catalog_file,
+        events=events,
+        bad_rows=bad_rows,
+        users=users,
+        items=items,
+        seconds=time.perf_counter() - started,
+    )
 
-    sink = _EventSink(events_dir, fmt, events, events_per_file)
-    bad_total = 0
+
+@dataclass
+class _World:
+    """Everything fixed before the first event: items, users, calendar, id formats."""
+
+    catalog: _Catalog
+    users: _Users
+    calendar: _Calendar
+    ids: _IdFormats
+
+
+def _write_events(world: _World, sink: _EventSink, events: int, seed: int, fmt: str, bad_row_rate: float,
+                  progress: Callable[[int, int], None] | None) -> int:
+    """Generate and write all events chunk by chunk; the number of bad rows written."""
+    bad_rows = 0
     session_base = 0
     done = 0
     pending: Future | None = None
@@ -237,12 +265,11 @@ def generate(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoprec-gen-writer") as pool:
         try:
             for index, (lo, hi) in enumerate(_chunks(events)):
-                chunk = _generate_chunk(hi - lo, lo / events, hi / events, session_base,
-                                        catalog, population, calendar, _rng(seed, 2, index))
+                chunk = _generate_chunk(hi - lo, lo / events, hi / events, session_base, world, _rng(seed, 2, index))
                 session_base += chunk.sessions
                 if bad_row_rate > 0:
-                    bad_total += _corrupt(chunk, bad_row_rate, fmt, calendar, _rng(seed, 3, index))
-                payload = _encode(chunk, fmt, ids, catalog)
+                    bad_rows += _corrupt(chunk, bad_row_rate, fmt, world.calendar, _rng(seed, 3, index))
+                payload = _encode(chunk, fmt, world.ids)
                 if pending is not None:
                     pending.result()
                     _report(progress, done, events)
@@ -252,21 +279,12 @@ def generate(
                 pending.result()
             sink.close()
         except BaseException:
-            if pending is not None and not pending.done():
-                pending.exception()
+            if pending is not None:
+                pending.exception()  # wait: the writer must not be mid-file while we delete
             sink.abort()
             raise
     _report(progress, events, events)
-    return GeneratorResult(
-        out_dir=out_dir,
-        event_files=tuple(sink.files),
-        catalog_file=catalog_file,
-        events=events,
-        bad_rows=bad_total,
-        users=users,
-        items=items,
-        seconds=time.perf_counter() - started,
-    )
+    return bad_rows
 
 
 # ---------------------------------------------------------------- arguments
@@ -433,7 +451,11 @@ def _flat_vocab(names: list[str], field: int) -> tuple[pa.Array, tuple[np.ndarra
 def _write_catalog(catalog: _Catalog, path: str) -> str:
     tmp = _temp_name(path)
     try:
-        pacsv.write_csv(catalog.table, tmp)
+        with pa.OSFile(tmp, "wb") as out:
+            # Arrow quotes the header names; write them plain, and let Arrow quote the
+            # text values (descriptions contain commas).
+            out.write(",".join(catalog.table.column_names).encode() + b"\n")
+            pacsv.write_csv(catalog.table, out, pacsv.WriteOptions(include_header=False))
         os.replace(tmp, path)
     except BaseException:
         _unlink(tmp)
@@ -452,7 +474,7 @@ class _Users:
     favourites: np.ndarray     # (users, 3) favourite categories per user, most liked first
 
 
-def _build_users(users: int, n_cat: int, rng: np.random.Generator, category_popularity: np.ndarray) -> _Users:
+def _build_users(users: int, rng: np.random.Generator, category_popularity: np.ndarray) -> _Users:
     rank = rng.permutation(users) + _USER_RANK_OFFSET
     shares = np.array([p for _, p in _COUNTRIES])
     country = rng.choice(len(_COUNTRIES), size=users, p=shares / shares.sum()).astype(np.uint8)
@@ -461,7 +483,7 @@ def _build_users(users: int, n_cat: int, rng: np.random.Generator, category_popu
     # popularity seen in the events keeps its power law.
     cum_cat = np.cumsum(category_popularity)
     favourites = np.minimum(np.searchsorted(cum_cat, rng.random((users, 3)) * cum_cat[-1], side="right"),
-                            n_cat - 1).astype(np.int16)
+                            len(cum_cat) - 1).astype(np.int16)
     return _Users(cum_activity=np.cumsum(rank ** -_USER_ZIPF), country=country, device_taste=taste,
                   favourites=favourites)
 
@@ -535,13 +557,14 @@ class _Chunk:
                 "no_key", "bad_price_text", "bad_time_text"]
 
 
-def _generate_chunk(n: int, time_lo: float, time_hi: float, session_base: int, catalog: _Catalog,
-                    population: _Users, calendar: _Calendar, rng: np.random.Generator) -> _Chunk:
+def _generate_chunk(n: int, time_lo: float, time_hi: float, session_base: int, world: _World,
+                    rng: np.random.Generator) -> _Chunk:
     """``n`` events from whole sessions (the last one cut to fit).
 
     The chunk covers the share [time_lo, time_hi) of all sessions in time order, so the
     files come out roughly in time order like a real log.
     """
+    catalog, population, calendar = world.catalog, world.users, world.calendar
     lengths = _session_lengths(n, rng)
     m = len(lengths)
     user = np.minimum(np.searchsorted(population.cum_activity, rng.random(m) * population.cum_activity[-1],
@@ -834,23 +857,30 @@ def _iso_times(seconds: np.ndarray) -> np.ndarray:
     return out
 
 
-def _encode(chunk: _Chunk, fmt: str, ids: _IdFormats, catalog: _Catalog) -> pa.Table | pa.Array:
+def _encode(chunk: _Chunk, fmt: str, ids: _IdFormats) -> pa.Table | pa.Array:
     """The chunk as an Arrow table (Parquet, CSV) or as JSON lines (one string per row)."""
     text = fmt != "parquet"
+    user = ids.user_bytes[chunk.user]
+    item = ids.item_bytes[chunk.item]
+    session = _session_ids(chunk, ids.session_width)
+    iso = _iso_times(chunk.event_time) if text else None
     columns = {
-        "user_id": _strings(ids.user_bytes[chunk.user], chunk.no_key),
-        "item_id": _strings(ids.item_bytes[chunk.item]),
+        "user_id": _strings(user, chunk.no_key),
+        "item_id": _strings(item),
         "event_type": _labels(_TYPE_NAMES, chunk.event_type),
-        "event_time": _text_times(chunk) if text else _timestamps(chunk.event_time),
-        "session_id": _strings(_session_ids(chunk, ids.session_width), chunk.no_key),
+        "event_time": _text_times(iso, chunk) if text else _timestamps(chunk.event_time),
+        "session_id": _strings(session, chunk.no_key),
         "device": _labels(DEVICES, chunk.device),
-        "country": _labels(tuple(c for c, _ in _COUNTRIES), chunk.country),
+        "country": _labels(_COUNTRY_NAMES, chunk.country),
         "price": _text_prices(chunk) if text else pa.array(chunk.price, pa.float64()),
         "quantity": pa.array(chunk.quantity, pa.int32()) if not text else pa.array(chunk.quantity).cast(pa.string()),
     }
     if fmt == "jsonl":
-        return _json_lines(columns, chunk)
+        return _json_lines(columns, chunk, user, item, session, iso)
     return pa.table(columns)
+
+
+_COUNTRY_NAMES = tuple(c for c, _ in _COUNTRIES)
 
 
 def _session_ids(chunk: _Chunk, width: int) -> np.ndarray:
@@ -864,8 +894,8 @@ def _timestamps(seconds: np.ndarray) -> pa.Array:
     return pa.array(seconds * 1_000_000, pa.int64()).view(pa.timestamp("us", tz="UTC"))
 
 
-def _text_times(chunk: _Chunk) -> pa.Array:
-    times = _strings(_iso_times(chunk.event_time))
+def _text_times(iso: np.ndarray, chunk: _Chunk) -> pa.Array:
+    times = _strings(iso)
     if chunk.bad_time_text is not None and chunk.bad_time_text.any():
         times = pc.if_else(pa.array(chunk.bad_time_text), "not-a-date", times)
     return times
@@ -878,13 +908,61 @@ def _text_prices(chunk: _Chunk) -> pa.Array:
     return prices
 
 
-def _json_lines(columns: dict[str, pa.Array], chunk: _Chunk) -> pa.Array:
-    """One JSON object per row, built column-wise; all values are plain ASCII without
-    quotes or backslashes, so no escaping is needed."""
+def _irregular_rows(chunk: _Chunk) -> np.ndarray:
+    """Rows whose id or timestamp text does not have the usual fixed width."""
+    masks = [m for m in (chunk.no_key, chunk.bad_price_text, chunk.bad_time_text) if m is not None]
+    return np.logical_or.reduce(masks) if masks else np.zeros(len(chunk.item), dtype=bool)
+
+
+def _json_lines(columns: dict[str, pa.Array], chunk: _Chunk, user: np.ndarray, item: np.ndarray,
+                session: np.ndarray, iso: np.ndarray) -> pa.Array:
+    """One JSON object per row; all values are plain ASCII without quotes or backslashes,
+    so nothing needs escaping.
+
+    Arrow's element-wise join costs about the same per argument as per row, so the fast
+    path packs the fixed-width runs (ids, timestamp and the keys between them) into two
+    byte matrices and folds the keys around the labels into the labels themselves: seven
+    pieces a row instead of thirty. The few deliberately broken rows, whose widths differ,
+    are then rebuilt the plain way.
+    """
+    head = _fixed_text(b'{"user_id":"', user, b'","item_id":"', item, b'","event_type":"')
+    middle = _fixed_text(iso, b'","session_id":"', session, b'","device":"')
+    lines = pc.binary_join_element_wise(
+        head,
+        _labels(tuple(f'{t}","event_time":"' for t in _TYPE_NAMES), chunk.event_type),
+        middle,
+        _labels(tuple(f'{d}","country":"' for d in DEVICES), chunk.device),
+        _labels(tuple(f'{c}","price":' for c in _COUNTRY_NAMES), chunk.country),
+        columns["price"],
+        _labels(tuple(f',"quantity":{q}}}\n' for q in range(int(chunk.quantity.max()) + 1)), chunk.quantity),
+        "",
+    )
+    irregular = _irregular_rows(chunk)
+    if irregular.any():
+        rows = pa.array(np.flatnonzero(irregular))
+        exact = _json_lines_plain({k: v.take(rows) for k, v in columns.items()},
+                                  None if chunk.bad_price_text is None else chunk.bad_price_text[irregular])
+        lines = pc.replace_with_mask(lines, pa.array(irregular), exact)
+    return lines
+
+
+def _fixed_text(*parts: bytes | np.ndarray) -> pa.Array:
+    """Rows of constant bytes and (rows, width) byte matrices, side by side."""
+    n = next(len(p) for p in parts if isinstance(p, np.ndarray))
+    widths = [len(p) if isinstance(p, bytes) else p.shape[1] for p in parts]
+    out = np.empty((n, sum(widths)), dtype=np.uint8)
+    col = 0
+    for part, width in zip(parts, widths):
+        out[:, col:col + width] = np.frombuffer(part, dtype=np.uint8) if isinstance(part, bytes) else part
+        col += width
+    return _strings(out)
+
+
+def _json_lines_plain(columns: dict[str, pa.Array], bad_price: np.ndarray | None) -> pa.Array:
     price = columns["price"]
-    if chunk.bad_price_text is not None and chunk.bad_price_text.any():
+    if bad_price is not None and bad_price.any():
         # The unparsable price is sent as a JSON string, the good ones as numbers.
-        price = pc.if_else(pa.array(chunk.bad_price_text), '"abc"', price)
+        price = pc.if_else(pa.array(bad_price), '"abc"', price)
     parts: list[pa.Array | str] = ["{"]
     for name in EVENT_COLUMNS:
         if name in ("price", "quantity"):
@@ -914,10 +992,9 @@ class _EventSink:
     temporary name (ignored by Spark) and renamed when complete.
     """
 
-    def __init__(self, events_dir: str, fmt: str, events: int, events_per_file: int):
+    def __init__(self, events_dir: str, fmt: str, events_per_file: int):
         self.events_dir = events_dir
         self.fmt = fmt
-        self.events = events
         self.per_file = events_per_file
         self.files: list[str] = []
         self._index = -1
@@ -979,7 +1056,9 @@ class _EventSink:
             buf = pa.BufferOutputStream()
             if header:  # Arrow would quote the names; a plain header is what people expect
                 buf.write(",".join(rows.schema.names).encode() + b"\n")
-            pacsv.write_csv(rows, buf, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+            # Bigger batches than Arrow's default (1024 rows) make this ~5x faster.
+            options = pacsv.WriteOptions(include_header=False, quoting_style="none", batch_size=65_536)
+            pacsv.write_csv(rows, buf, options)
             self._raw.write(self._gzip.compress(buf.getvalue()))
         else:
             self._raw.write(self._gzip.compress(_string_bytes(rows)))

@@ -1,0 +1,51 @@
+"""The command line: help with examples for every command, one-sentence errors."""
+from __future__ import annotations
+
+import pytest
+
+from shoprec.cli import build_parser, main
+
+COMMANDS = ["ingest", "generate", "pipeline", "ui"]
+
+
+def test_top_level_help_lists_commands_and_examples(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for command in COMMANDS:
+        assert command in out
+    assert "examples:" in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_common_options(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--env", "--data-root", "--as-of", "--set"):
+        assert option in out
+
+
+def test_config_errors_are_one_sentence_and_a_hint(capsys, tmp_path):
+    code = main(["ingest", "--data-root", str(tmp_path), "--set", "ingest.bogus=1"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "shoprec ingest: error: --set: unknown config key 'ingest.bogus'"
+    assert err[1].startswith("  hint: known keys of 'ingest':")
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_bad_as_of_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["pipeline", "--as-of", "11/01/2011"])
+    assert exit_.value.code == 2
+    assert "is not a date like 2011-11-01" in capsys.readouterr().err
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+    from shoprec.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        main(["ingest", "--verbose", "--data-root", str(tmp_path), "--set", "ingest.bogus=1"])
