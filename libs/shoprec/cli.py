@@ -142,19 +142,16 @@ def _generate(cfg, args: argparse.Namespace) -> int:
 
 def _ui(cfg, port: int) -> int:
     import shutil
-    import subprocess
 
     from shoprec.tracking import configure, ui_command
 
     configure(cfg)  # create the store so the UI opens on an initialised database
     cmd = ui_command(cfg, port)
-    exe = shutil.which("mlflow") or os.path.join(os.path.dirname(sys.executable), "mlflow")
-    cmd[0] = exe
+    cmd[0] = shutil.which("mlflow") or os.path.join(os.path.dirname(sys.executable), "mlflow")
     print(f"MLflow UI for {cfg.data_root}: http://127.0.0.1:{port}  (Ctrl-C stops it)", flush=True)
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+    # Become the server process, so Ctrl-C and kill reach it directly.
+    os.execv(cmd[0], cmd)
+    return 0  # not reached
 
 
 def main(argv: list[str] | None = None) -> int:

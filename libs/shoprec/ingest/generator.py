@@ -211,7 +211,8 @@ def generate(
     deliberately broken ones (missing keys, unknown event type, non-positive purchase
     price, far-future timestamp, zero quantity, duplicate of the previous row, and in
     CSV/JSONL also unparsable price or timestamp); ``bad_rows`` in the result is exact.
-    Event files left in ``events/`` by an earlier run are removed first.
+    Event files left in ``events/`` by an earlier run are removed first, and this run's
+    are removed again if it fails, so the folder never holds a partial data set.
     ``progress(done, total)`` is called after each chunk of events is written.
     """
     started = time.perf_counter()
@@ -430,13 +431,9 @@ def _catalog_table(items: int, category: np.ndarray, price: np.ndarray, names: l
         pc.utf8_capitalize(adjective2), " ", noun, " in ", colour, " ", material, ", ", feature1, " and ",
         feature2, ", perfect for ", use, ".", "",
     )
-    return pa.table({
-        "item_id": _strings(_digit_matrix(b"i", np.arange(items), _IdFormats.item_width(items))),
-        "title": title,
-        "description": description,
-        "category": pc.take(pa.array(names), pa.array(category)),
-        "price": pa.array(price),
-    })
+    item_id = _strings(_digit_matrix(b"i", np.arange(items), _IdFormats.item_width(items)))
+    category_name = pc.take(pa.array(names), pa.array(category))
+    return pa.table(dict(zip(CATALOG_COLUMNS, (item_id, title, description, category_name, pa.array(price)))))
 
 
 def _flat_vocab(names: list[str], field: int) -> tuple[pa.Array, tuple[np.ndarray, np.ndarray]]:

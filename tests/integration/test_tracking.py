@@ -1,0 +1,105 @@
+"""MLflow embedded default: SQLite store under data_root, one run per job, the UI on 127.0.0.1."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from shoprec.tracking import job_run, store_for, ui_command
+
+
+def test_store_lives_under_the_data_root(cfg, data_root):
+    store = store_for(cfg)
+    assert store.tracking_uri == f"sqlite:///{data_root}/mlflow.db"
+    assert store.registry_uri == store.tracking_uri
+    assert store.artifact_root == (data_root / "mlartifacts").as_uri()
+
+
+def test_job_run_logs_config_once_and_counts(cfg, data_root):
+    with job_run(cfg, "ingest", tags={"shoprec.source": "online_retail"}) as run:
+        run.counts({"rows_in": 10, "rows_kept": 8})
+        run_id = run.run_id
+    client = MlflowClient(tracking_uri=store_for(cfg).tracking_uri)
+    got = client.get_run(run_id)
+    assert got.data.metrics == {"rows_in": 10.0, "rows_kept": 8.0}
+    assert got.data.tags["shoprec.stage"] == "ingest"
+    assert got.data.tags["shoprec.outcome"] == "ok"
+    assert got.data.params["spark.master"] == "local[2]"
+    assert got.data.params["storage.data_root"] == str(data_root)
+    artifacts = [a.path for a in client.list_artifacts(run_id, "config")]
+    assert artifacts == ["config/resolved.yml"]
+    assert (data_root / "mlflow.db").exists()
+    assert Path(got.info.artifact_uri.replace("file://", "")).is_relative_to(data_root / "mlartifacts")
+
+
+def test_stage_runs_nest_under_an_active_pipeline_run(cfg):
+    from shoprec.tracking import configure
+
+    configure(cfg)
+    with mlflow.start_run(run_name="pipeline") as parent:
+        with job_run(cfg, "ingest") as child:
+            child_id = child.run_id
+    client = MlflowClient(tracking_uri=store_for(cfg).tracking_uri)
+    assert client.get_run(child_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
+
+
+def test_failed_job_run_is_tagged_failed(cfg):
+    with pytest.raises(ValueError):
+        with job_run(cfg, "ingest") as run:
+            run_id = run.run_id
+            raise ValueError("bad")
+    client = MlflowClient(tracking_uri=store_for(cfg).tracking_uri)
+    got = client.get_run(run_id)
+    assert got.data.tags["shoprec.outcome"] == "failed"
+    assert got.info.status == "FAILED"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_shoprec_ui_serves_the_store_on_localhost_only(cfg, data_root):
+    assert ui_command(cfg)[ui_command(cfg).index("--host") + 1] == "127.0.0.1"
+    with job_run(cfg, "ingest") as run:
+        run.counts({"rows_in": 1})
+    port = _free_port()
+    shoprec = Path(sys.executable).with_name("shoprec")
+    proc = subprocess.Popen(
+        [str(shoprec), "ui", "--data-root", str(data_root), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        body = ""
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10", timeout=2
+                ) as resp:
+                    body = resp.read().decode()
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert '"name": "shoprec"' in body or '"name":"shoprec"' in body
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
+        if listening:  # ss is there: nothing but loopback
+            assert all("127.0.0.1" in line for line in listening.strip().splitlines())
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and any workers it started
+        try:
+            out, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+    assert f"http://127.0.0.1:{port}" in out
