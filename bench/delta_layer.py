@@ -1,0 +1,358 @@
+"""Benchmark of the local Delta backend (delta-rs log + Spark Parquet I/O) against plain Parquet.
+
+    python bench/delta_layer.py                      # 10M rows
+    python bench/delta_layer.py --rows 2000000 --repeat 3
+
+The same data is written and read through ``Tables`` (``storage.delta_backend: local``)
+and through Spark's own Parquet writer/reader, in the same session and the same run:
+
+    1. write, unpartitioned            Tables.overwrite     vs  df.write.parquet
+    2. write, partitioned by date      Tables.overwrite     vs  df.write.partitionBy(...).parquet
+    3. read + aggregate (full scan)    Tables.read          vs  spark.read.parquet   (both tables)
+    4. append of 10% more rows         Tables.append        vs  mode("append")
+    5. merge (upsert) of 1% of rows    Tables.merge         (no Parquet equivalent)
+    6. time travel: count of version 0 Tables.read(version=0)
+    7. validity: delta-rs (pyarrow dataset) row count == Spark's row count
+
+The data is generated in Spark and written once as plain Parquet under --root/source
+before anything is timed, so generation is never inside a timed section. Every run
+starts from empty tables (with --repeat N the whole sequence runs N times; the table
+shows the median). Prints a table and writes the numbers as JSON (default
+bench/results/delta_layer.json). --root is deleted at the start and, unless --keep,
+at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import deltalake
+import psutil
+import pyspark
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from shoprec.config import load_config
+from shoprec.spark import get_spark
+from shoprec.tables import Tables, open_tables
+
+DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "delta_layer.json")
+
+FLAT = "bench.events"                 # unpartitioned Delta table
+BY_DATE = "bench.events_by_date"      # Delta table partitioned by event_date
+DAYS = 30
+COUNTRIES = (
+    "United Kingdom", "Germany", "France", "Ireland", "Netherlands", "Spain", "Belgium", "United States",
+    "Switzerland", "Portugal", "Italy", "Australia", "Norway", "Sweden", "Denmark",
+)
+# Session settings for a quiet benchmark; anything else comes from conf/ (local env).
+BENCH_OVERRIDES = [
+    "spark.launch_settings.spark.ui.enabled=false",
+    "spark.launch_settings.spark.ui.showConsoleProgress=false",
+    "storage.delta_backend=local",
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--root", default="/tmp/shoprec-bench-delta",
+                        help="scratch folder for the source data and all tables (deleted first)")
+    parser.add_argument("--json", default=DEFAULT_JSON, help="where to write the results")
+    parser.add_argument("--repeat", type=int, default=1, help="run the whole sequence this many times")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config override, as shoprec --set (e.g. spark.settings.spark.sql.shuffle.partitions=4)")
+    parser.add_argument("--keep", action="store_true", help="leave --root in place afterwards")
+    args = parser.parse_args(argv)
+    if args.rows < 1000:
+        parser.error("--rows must be at least 1000 (the merge uses 1% of them)")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
+
+
+# ----------------------------------------------------------------------------- data
+def _h(col: str, salt: int, modulo: int) -> F.Column:
+    """A well-mixed value in ``[0, modulo)`` derived from ``col`` (deterministic)."""
+    return F.pmod(F.xxhash64(F.col(col), F.lit(salt)), F.lit(modulo))
+
+
+def synthetic(spark: SparkSession, start: int, end: int, users: int, items: int) -> DataFrame:
+    """Rows ``start <= id < end`` with a handful of realistic columns."""
+    day0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    countries = F.array(*[F.lit(c) for c in COUNTRIES])
+    return spark.range(start, end).select(
+        F.col("id"),
+        F.format_string("u%08d", _h("id", 1, users)).alias("user_id"),
+        F.format_string("i%06d", _h("id", 2, items)).alias("item_id"),
+        F.timestamp_seconds(F.lit(int(day0.timestamp())) + _h("id", 3, DAYS * 86400)).alias("event_time"),
+        F.round(_h("id", 4, 10_000) / 100.0 + 0.5, 2).alias("price"),
+        (F.lit(1) + _h("id", 5, 5)).cast("int").alias("quantity"),
+        F.element_at(countries, (_h("id", 6, len(COUNTRIES)) + 1).cast("int")).alias("country"),
+    ).withColumn("event_date", F.to_date("event_time"))
+
+
+def materialise(spark: SparkSession, df: DataFrame, path: str) -> DataFrame:
+    df.write.mode("overwrite").parquet(path)
+    return spark.read.parquet(path)
+
+
+# ----------------------------------------------------------------------------- timing
+def timed(fn) -> tuple[float, object]:
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+def folder_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+
+
+def parquet_files(path: str) -> int:
+    return sum(1 for _, _, files in os.walk(path) for f in files if f.endswith(".parquet"))
+
+
+def aggregate(df: DataFrame) -> dict:
+    """count and sums by country: a full scan of the table, a 15-row result."""
+    rows = (
+        df.groupBy("country")
+        .agg(F.count("*").alias("n"), F.sum("price").alias("price"), F.sum("quantity").alias("quantity"))
+        .collect()
+    )  # small: one row per country
+    return {r["country"]: (r["n"], r["price"], r["quantity"]) for r in rows}
+
+
+def same_aggregates(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    return all(a[k][0] == b[k][0] and a[k][2] == b[k][2] and abs(a[k][1] - b[k][1]) <= 1e-6 * max(1.0, abs(a[k][1]))
+               for k in a)
+
+
+def one_run(spark: SparkSession, tables: Tables, src: DataFrame, extra: DataFrame, upsert: DataFrame,
+            root: str, rows: int, n_extra: int, n_updates: int, n_inserts: int) -> dict:
+    """The whole sequence once, on empty tables; seconds per operation plus checks."""
+    pq_flat = os.path.join(root, "parquet", "events")
+    pq_by_date = os.path.join(root, "parquet", "events_by_date")
+    for path in (tables.path(FLAT), tables.path(BY_DATE), pq_flat, pq_by_date):
+        shutil.rmtree(path, ignore_errors=True)
+    out: dict = {"delta": {}, "parquet": {}, "checks": {}, "sizes": {}}
+    d, p = out["delta"], out["parquet"]
+
+    # 1. write, unpartitioned
+    p["write"], _ = timed(lambda: src.write.mode("overwrite").parquet(pq_flat))
+    d["write"], w = timed(lambda: tables.overwrite(src, FLAT))
+    out["checks"]["write_rows_committed"] = w.rows_written
+    assert w.rows_written == rows, f"Delta write committed {w.rows_written} rows, expected {rows}"
+
+    # 2. write, partitioned by event_date
+    p["write_partitioned"], _ = timed(lambda: src.write.mode("overwrite").partitionBy("event_date").parquet(pq_by_date))
+    d["write_partitioned"], w = timed(lambda: tables.overwrite(src, BY_DATE, partition_by=["event_date"]))
+    assert w.rows_written == rows, f"partitioned Delta write committed {w.rows_written} rows, expected {rows}"
+
+    for key, path in (("delta_flat", tables.path(FLAT)), ("delta_partitioned", tables.path(BY_DATE)),
+                      ("parquet_flat", pq_flat), ("parquet_partitioned", pq_by_date)):
+        out["sizes"][key] = {"mb": round(folder_bytes(path) / 2**20, 1), "files": parquet_files(path)}
+
+    # 3. full read + aggregate (both layouts)
+    p["read_agg"], agg_p = timed(lambda: aggregate(spark.read.parquet(pq_flat)))
+    d["read_agg"], agg_d = timed(lambda: aggregate(tables.read(FLAT)))
+    p["read_agg_partitioned"], agg_pp = timed(lambda: aggregate(spark.read.parquet(pq_by_date)))
+    d["read_agg_partitioned"], agg_dp = timed(lambda: aggregate(tables.read(BY_DATE)))
+    out["checks"]["aggregates_match"] = (same_aggregates(agg_p, agg_d) and same_aggregates(agg_p, agg_pp)
+                                         and same_aggregates(agg_p, agg_dp))
+    assert out["checks"]["aggregates_match"], "Delta and Parquet reads disagree on count/sum by country"
+    assert sum(v[0] for v in agg_d.values()) == rows
+
+    # 4. append 10% more rows
+    p["append"], _ = timed(lambda: extra.write.mode("append").parquet(pq_flat))
+    d["append"], _ = timed(lambda: tables.append(extra, FLAT))
+
+    # 5. merge (upsert) 1%: half updates of existing keys, half new keys
+    before_merge = rows + n_extra
+    d["merge"], m = timed(lambda: tables.merge(upsert, FLAT, keys=["id"]))
+    out["checks"]["merge_inserted"], out["checks"]["merge_updated"] = m.inserted, m.updated
+    after = (
+        tables.read(FLAT)
+        .agg(F.count("*").alias("n"), F.count(F.when(F.col("quantity") > 100, True)).alias("updated"))
+        .collect()[0]
+    )  # small: one row
+    out["checks"]["rows_after_merge"], out["checks"]["updated_rows_seen"] = after["n"], after["updated"]
+    assert m.inserted == n_inserts and m.updated == n_updates, f"merge reported {m}"
+    assert after["n"] == before_merge + n_inserts, f"{after['n']} rows after merge, expected {before_merge + n_inserts}"
+    assert after["updated"] == n_updates, f"{after['updated']} updated rows visible, expected {n_updates}"
+
+    # 6. time travel: version 0
+    d["time_travel_v0"], n_v0 = timed(lambda: tables.read(FLAT, version=0).count())
+    assert n_v0 == rows, f"version 0 has {n_v0} rows, expected {rows}"
+    out["checks"]["versions"] = tables.version(FLAT)
+
+    # 7. validity: delta-rs / pyarrow sees exactly what Spark sees
+    checks = {}
+    for name in (FLAT, BY_DATE):
+        spark_n = tables.read(name).count()
+        secs, arrow_n = timed(lambda: deltalake.DeltaTable(tables.path(name)).to_pyarrow_dataset().count_rows())
+        checks[name] = {"spark_rows": spark_n, "pyarrow_rows": arrow_n, "pyarrow_count_s": round(secs, 3)}
+        assert arrow_n == spark_n, f"{name}: pyarrow counts {arrow_n} rows, Spark {spark_n}"
+    d["pyarrow_count"] = checks[FLAT]["pyarrow_count_s"]
+    out["checks"]["pyarrow_vs_spark"] = checks
+    out["checks"]["rows_before_merge"] = before_merge
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+# (key, label, rows the operation handles: "rows" | "extra" | "table" | "upsert")
+OPERATIONS = (
+    ("write", "1. write (unpartitioned)", "rows"),
+    ("write_partitioned", "2. write (partitioned by date)", "rows"),
+    ("read_agg", "3. read + aggregate", "rows"),
+    ("read_agg_partitioned", "3b. read + aggregate (partitioned)", "rows"),
+    ("append", "4. append 10%", "extra"),
+    ("merge", "5. merge 1% (rows/s of table)", "table"),
+    ("time_travel_v0", "6. time travel v0 count", "rows"),
+    ("pyarrow_count", "7. delta-rs/pyarrow count", "after"),
+)
+
+
+def summarise(runs: list[dict], counts: dict) -> list[dict]:
+    ops = []
+    for key, label, basis in OPERATIONS:
+        n = counts[basis]
+        d_all = [r["delta"][key] for r in runs]
+        p_all = [r["parquet"][key] for r in runs if key in r["parquet"]]
+        d_s = statistics.median(d_all)
+        p_s = statistics.median(p_all) if p_all else None
+        ops.append({
+            "operation": key, "label": label, "rows": n,
+            "delta_s": round(d_s, 3), "parquet_s": round(p_s, 3) if p_s is not None else None,
+            "ratio": round(d_s / p_s, 2) if p_s else None,
+            "delta_rows_per_s": round(n / d_s) if d_s > 0 else None,
+            "parquet_rows_per_s": round(n / p_s) if p_s else None,
+            "delta_runs_s": [round(x, 3) for x in d_all], "parquet_runs_s": [round(x, 3) for x in p_all],
+        })
+    return ops
+
+
+def print_table(report: dict) -> None:
+    header = ("operation", "delta s", "parquet s", "ratio", "delta rows/s", "parquet rows/s")
+    lines = [header]
+    for op in report["operations"]:
+        lines.append((
+            op["label"], f"{op['delta_s']:.2f}",
+            "-" if op["parquet_s"] is None else f"{op['parquet_s']:.2f}",
+            "-" if op["ratio"] is None else f"{op['ratio']:.2f}x",
+            f"{op['delta_rows_per_s']:,}" if op["delta_rows_per_s"] else "-",
+            f"{op['parquet_rows_per_s']:,}" if op["parquet_rows_per_s"] else "-",
+        ))
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
+    for j, row in enumerate(lines):
+        print("  ".join(str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(row)))
+        if j == 0:
+            print("  ".join("-" * w for w in widths))
+    c = report["counts"]
+    print()
+    print(f"rows {c['rows']:,}; append {c['extra']:,}; merge source {c['upsert']:,} "
+          f"({c['updates']:,} updates + {c['inserts']:,} inserts) into {c['table']:,}; runs {report['args']['repeat']}")
+    sizes = report["runs"][-1]["sizes"]
+    print("on disk after write: " + "; ".join(f"{k} {v['mb']} MB in {v['files']} files" for k, v in sizes.items()))
+    m = report["machine"]
+    print(f"load average (1 min) before {m['load_average_before'][0]:.2f}, after {m['load_average_after'][0]:.2f}")
+
+
+def java_version() -> str | None:
+    java = os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
+    if not java:
+        return None
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.splitlines()[0] if out else None
+
+
+def run(args: argparse.Namespace) -> dict:
+    load_before = os.getloadavg()
+    root = os.path.abspath(args.root)
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    cfg = load_config("local", [*BENCH_OVERRIDES, *args.overrides], data_root=os.path.join(root, "lakehouse"))
+    spark = get_spark(cfg.spark)
+    tables = open_tables(spark, cfg.data_root, "local")
+
+    rows = args.rows
+    n_extra = rows // 10
+    n_updates = rows // 200          # 0.5% of the table, spread over every file
+    n_inserts = rows // 200
+    users, items = max(1, rows // 50), 20_000
+
+    setup_started = time.perf_counter()
+    src = materialise(spark, synthetic(spark, 0, rows, users, items), os.path.join(root, "source", "base"))
+    extra = materialise(spark, synthetic(spark, rows, rows + n_extra, users, items),
+                        os.path.join(root, "source", "append"))
+    fresh_from = rows + n_extra
+    updates = (
+        synthetic(spark, 0, rows, users, items)
+        .filter((F.col("id") % 200 == 7) & (F.col("id") < 200 * n_updates))  # exactly n_updates keys
+        .withColumn("price", F.col("price") + F.lit(1.0))
+        .withColumn("quantity", F.col("quantity") + F.lit(100))
+    )
+    inserts = synthetic(spark, fresh_from, fresh_from + n_inserts, users, items)
+    upsert = materialise(spark, updates.unionByName(inserts), os.path.join(root, "source", "upsert"))
+    # Untimed warm-up: JIT, codegen and the page cache see the source once before anything is timed.
+    src.write.format("noop").mode("overwrite").save()
+    setup_s = time.perf_counter() - setup_started
+
+    runs = []
+    for i in range(args.repeat):
+        print(f"run {i + 1}/{args.repeat} ...", file=sys.stderr, flush=True)
+        runs.append(one_run(spark, tables, src, extra, upsert, root, rows, n_extra, n_updates, n_inserts))
+
+    counts = {"rows": rows, "extra": n_extra, "updates": n_updates, "inserts": n_inserts,
+              "upsert": n_updates + n_inserts, "table": rows + n_extra, "after": rows + n_extra + n_inserts}
+    load_after = os.getloadavg()
+    report = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "platform": platform.platform(),
+            "spark": pyspark.__version__, "deltalake": deltalake.__version__, "java": java_version(),
+            "spark_master": spark.sparkContext.master,
+            "driver_memory": spark.sparkContext.getConf().get("spark.driver.memory", None),
+            "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions"),
+            "load_average_before": list(load_before), "load_average_after": list(load_after),
+        },
+        "args": {"rows": rows, "repeat": args.repeat, "root": root, "overrides": list(args.overrides)},
+        "counts": counts,
+        "setup_s": round(setup_s, 2),
+        "operations": summarise(runs, counts),
+        "runs": [{"delta_s": {k: round(v, 3) for k, v in r["delta"].items()},
+                  "parquet_s": {k: round(v, 3) for k, v in r["parquet"].items()},
+                  "checks": r["checks"], "sizes": r["sizes"]} for r in runs],
+    }
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    report = run(args)
+    print_table(report)
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as fh:
+        json.dump(report, fh, indent=2)
+        fh.write("\n")
+    print(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
