@@ -1,0 +1,88 @@
+"""The jobs as users run them: the main job on the shipped data, spark-submit, horovodrun."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+from mlflow.tracking import MlflowClient
+
+from shoprec.cli import main
+from tests.integration.test_ingest_online_retail import LINES, write_csv
+
+BIN = Path(sys.executable).parent
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_LOCAL_IP="127.0.0.1")
+    return env
+
+
+def _silver(root: Path) -> list[tuple]:
+    table = pa.table(DeltaTable(str(root / "silver" / "interactions")).to_pyarrow_table())
+    cols = ["interaction_id", "user_id", "item_id", "event_type", "quantity", "unit_price", "event_ts", "line_number"]
+    return sorted(tuple(r.values()) for r in table.select(cols).to_pylist())
+
+
+@pytest.mark.slow
+def test_main_job_ingests_the_shipped_online_retail_data(spark, data_root, capsys):
+    assert main(["pipeline", "--data-root", str(data_root)]) == 0
+    out = capsys.readouterr().out
+    assert "rows in 541,909 = kept 534,129 + quarantined 7,780" in out
+    assert f"Delta tables:  {data_root}/<layer>/<table>" in out
+    assert f"MLflow store:  sqlite:///{data_root}/mlflow.db" in out
+    kept = pa.table(DeltaTable(str(data_root / "silver" / "interactions")).to_pyarrow_table(columns=["item_id"]))
+    quarantined = DeltaTable(str(data_root / "quarantine" / "online_retail")).to_pyarrow_table(columns=["reason"])
+    assert kept.num_rows + quarantined.num_rows == 541_909
+    client = MlflowClient(tracking_uri=f"sqlite:///{data_root}/mlflow.db")
+    runs = client.search_runs(client.get_experiment_by_name("shoprec").experiment_id,
+                              filter_string="tags.`shoprec.stage` = 'ingest'")
+    assert len(runs) == 1
+    metrics = runs[0].data.metrics
+    assert metrics["rows_in"] == metrics["rows_kept"] + metrics["rows_quarantined"] == 541_909
+    assert "mlflow.parentRunId" in runs[0].data.tags  # nested under the pipeline run
+
+
+@pytest.mark.slow
+def test_spark_submit_ingest_does_what_shoprec_ingest_does(tmp_path):
+    source = write_csv(tmp_path / "invoices.csv.gz", LINES)
+    common = ["--env", "local", "--input", source, "--set", "spark.launch_settings.spark.ui.enabled=false"]
+    via_submit = subprocess.run(
+        [str(BIN / "spark-submit"), "--master", "local[2]", "--driver-memory", "2g", "jobs/ingest.py",
+         "--data-root", str(tmp_path / "a"), *common],
+        cwd=Path(__file__).resolve().parents[2], env=_env(), capture_output=True, text=True, timeout=600,
+    )
+    assert via_submit.returncode == 0, via_submit.stderr[-3000:]
+    via_cli = subprocess.run(
+        [str(BIN / "shoprec"), "ingest", "--data-root", str(tmp_path / "b"), *common],
+        env=_env(), capture_output=True, text=True, timeout=600,
+    )
+    assert via_cli.returncode == 0, via_cli.stderr[-3000:]
+    for result in (via_submit, via_cli):
+        assert "rows in 19 = kept 7 + quarantined 12" in result.stdout
+    assert _silver(tmp_path / "a") == _silver(tmp_path / "b")
+    assert len(_silver(tmp_path / "a")) == 7
+
+
+@pytest.mark.horovod
+def test_horovod_build_runs_two_gloo_ranks(tmp_path):
+    script = tmp_path / "allreduce.py"
+    script.write_text(
+        "import horovod.tensorflow as hvd\n"
+        "import tensorflow as tf\n"
+        "hvd.init()\n"
+        "total = hvd.allreduce(tf.constant([float(hvd.rank() + 1)]), op=hvd.Sum)\n"
+        "print(f'RANK {hvd.rank()} OF {hvd.size()} SUM {float(total[0])}', flush=True)\n"
+    )
+    result = subprocess.run(
+        [str(BIN / "horovodrun"), "-np", "2", "--gloo", "-H", "localhost:2", sys.executable, str(script)],
+        env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = sorted(line.split("]<stdout>:")[-1] for line in result.stdout.splitlines() if "RANK" in line)
+    assert lines == ["RANK 0 OF 2 SUM 3.0", "RANK 1 OF 2 SUM 3.0"]
