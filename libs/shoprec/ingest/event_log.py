@@ -137,15 +137,20 @@ def _parse_time(col: Column) -> Column:
 
 
 def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> DataFrame:
-    user = Q.clean_text(F.col("user_id"))
-    session = Q.clean_text(F.col("session_id"))
-    item = F.trim(F.col("item_id"))
-    raw_type = F.lower(F.trim(F.col("event_type")))
     aliases = F.create_map(*[x for k, v in EVENT_ALIASES.items() for x in (F.lit(k), F.lit(v))])
-    event_type = aliases[raw_type]
-    ts = _parse_time(F.col("timestamp"))
-    price = Q.try_cast("price", "DOUBLE")
-    qty = F.coalesce(Q.try_cast("quantity", "INT"), F.when(Q.blank(F.col("quantity")), F.lit(1)))
+    # Parse every value once into its own column (see online_retail._classify).
+    fields = fields.select(
+        "*",
+        Q.clean_text(F.col("user_id")).alias("_user"),
+        Q.clean_text(F.col("session_id")).alias("_session"),
+        F.trim(F.col("item_id")).alias("_item"),
+        aliases[F.lower(F.trim(F.col("event_type")))].alias("_event_type"),
+        _parse_time(F.col("timestamp")).alias("_ts"),
+        Q.try_cast("price", "DOUBLE").alias("_price"),
+        F.coalesce(Q.try_cast("quantity", "INT"), F.when(Q.blank(F.col("quantity")), F.lit(1))).alias("_qty"),
+    )
+    user, session, item = F.col("_user"), F.col("_session"), F.col("_item")
+    event_type, ts, price, qty = F.col("_event_type"), F.col("_ts"), F.col("_price"), F.col("_qty")
     is_purchase = event_type == C.PURCHASE
     rules = [
         (F.col(C.META_RAW) == "", Q.EMPTY_LINE, "blank line"),

@@ -8,6 +8,7 @@ as they were; recompute silver items and users; log counts to MLflow.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -68,6 +69,15 @@ class IngestReport:
         return out
 
 
+@contextlib.contextmanager
+def _step(name: str):
+    """Log each step with its duration, so long ingests show progress and where time goes."""
+    started = time.monotonic()
+    log.info("ingest: %s ...", name)
+    yield
+    log.info("ingest: %s done in %.1f s", name, time.monotonic() - started)
+
+
 def make_adapter(source: str, cfg: IngestConfig) -> Adapter:
     if source == "online_retail":
         return OnlineRetailAdapter(cfg)
@@ -107,18 +117,22 @@ def run_ingest(
         with tables.all_or_nothing(names):
             report_counts: dict = {"rows_in": 0, "kept": 0, "quarantined": 0, "by_reason": {}, "anon": 0, "nonprod": 0}
             if new_files:
-                parsed = adapter.parse(spark, new_files, F.lit(ingested_at))
-                classified = _mark_duplicates(_with_file_sha(parsed.records, new_files), tables).persist(
-                    StorageLevel.MEMORY_AND_DISK
-                )
-                report_counts = _account(classified, parsed.line_count)
-                _write_batch(tables, adapter.source, classified, parsed.bronze_columns, ingested_at, report_counts)
-                _write_ingest_log(spark, tables, adapter.source, new_files, classified, ingested_at, run)
+                with _step(f"reading {len(new_files)} file(s)"):
+                    parsed = adapter.parse(spark, new_files, F.lit(ingested_at))
+                with _step("validating and de-duplicating"):
+                    classified = _mark_duplicates(_with_file_sha(parsed.records, new_files), tables).persist(
+                        StorageLevel.MEMORY_AND_DISK
+                    )
+                    report_counts = _account(classified, parsed.line_count)
+                with _step("writing bronze, quarantine and silver.interactions"):
+                    _write_batch(tables, adapter.source, classified, parsed.bronze_columns, ingested_at, report_counts)
+                    _write_ingest_log(spark, tables, adapter.source, new_files, classified, ingested_at, run)
             catalog_rows = _write_catalog(tables, catalog) if catalog is not None else 0
-            interactions = tables.read(C.SILVER_INTERACTIONS)
-            catalog_df = tables.read(SILVER_CATALOG) if tables.exists(SILVER_CATALOG) else None
-            tables.overwrite(build_items(interactions, catalog_df), C.SILVER_ITEMS)
-            tables.overwrite(build_users(interactions), C.SILVER_USERS)
+            with _step("recomputing silver.items and silver.users"):
+                interactions = tables.read(C.SILVER_INTERACTIONS)
+                catalog_df = tables.read(SILVER_CATALOG) if tables.exists(SILVER_CATALOG) else None
+                tables.overwrite(build_items(interactions, catalog_df), C.SILVER_ITEMS)
+                tables.overwrite(build_users(interactions), C.SILVER_USERS)
     finally:
         if classified is not None:
             classified.unpersist()
@@ -234,7 +248,8 @@ def _write_batch(tables: Tables, source: str, classified: DataFrame, bronze_colu
         *[F.col(f"{C.META_SOURCE_COLUMNS}.`{c}`").alias(c) for c in bronze_columns],
         F.col(C.META_SOURCE_FILE), F.col(_FILE_SHA), F.col(C.META_LINE_NUMBER), at.alias(C.META_INGESTED_AT),
     )
-    tables.merge(bronze, C.bronze_table(source), keys=[_FILE_SHA, C.META_LINE_NUMBER], update_matched=False)
+    tables.merge(bronze, C.bronze_table(source), keys=[_FILE_SHA, C.META_LINE_NUMBER], update_matched=False,
+                 check_keys=False)  # (file, line) is unique by construction
 
     quarantine = classified.filter(F.col(C.REASON).isNotNull()).select(
         F.lit(source).alias(C.SOURCE),
@@ -245,7 +260,8 @@ def _write_batch(tables: Tables, source: str, classified: DataFrame, bronze_colu
         F.col(C.META_RAW).alias(C.RAW_LINE),
         at.alias(C.INGESTED_AT),
     )
-    q = tables.merge(quarantine, C.quarantine_table(source), keys=["file_sha256", C.LINE_NUMBER], update_matched=False)
+    q = tables.merge(quarantine, C.quarantine_table(source), keys=["file_sha256", C.LINE_NUMBER], update_matched=False,
+                     check_keys=False)
 
     silver = classified.filter(F.col(C.REASON).isNull()).select(
         *[
@@ -257,7 +273,8 @@ def _write_batch(tables: Tables, source: str, classified: DataFrame, bronze_colu
             for f in INTERACTIONS_SCHEMA.fields
         ]
     )
-    s = tables.merge(silver, C.SILVER_INTERACTIONS, keys=[C.INTERACTION_ID], update_matched=False)
+    # Unique: _mark_duplicates turned every repeat of an id into a DUPLICATE row.
+    s = tables.merge(silver, C.SILVER_INTERACTIONS, keys=[C.INTERACTION_ID], update_matched=False, check_keys=False)
     if s.inserted != counts["kept"] or q.inserted != counts["quarantined"]:
         raise DataQualityError(
             f"ingest wrote {s.inserted} silver and {q.inserted} quarantine rows, expected "

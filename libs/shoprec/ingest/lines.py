@@ -52,12 +52,19 @@ def read_lines(spark: SparkSession, files: list[SourceFile]) -> tuple[DataFrame,
     offsets_df = spark.createDataFrame(
         offsets, f"{_URI} string, {_BLOCK} long, _first_mid long, _offset long, {META_SOURCE_FILE} string"
     )
-    lines = raw.join(F.broadcast(offsets_df), on=[_URI, _BLOCK], how="inner").select(
+    numbered = raw.join(F.broadcast(offsets_df), on=[_URI, _BLOCK], how="inner").select(
         F.col(META_SOURCE_FILE),
         (F.col("_offset") + F.col(_MID) - F.col("_first_mid") + 1).alias(META_LINE_NUMBER),
         F.col(META_RAW),
     )
-    return lines, raw
+    # A gzip file is one unsplittable task; once lines are numbered, spread them over
+    # every core so parsing and validation run in parallel.
+    lines = numbered.repartition(max(spark.sparkContext.defaultParallelism, len(rows))).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    lines.count()  # materialise while the line scan is cached, then free the scan
+    raw.unpersist()
+    return lines, lines
 
 
 def read_parquet_rows(spark: SparkSession, files: list[SourceFile]) -> DataFrame:

@@ -75,14 +75,21 @@ def _split_fields(lines: DataFrame, header: list[str]) -> DataFrame:
 
 
 def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> DataFrame:
-    invoice = F.upper(F.trim(F.col("InvoiceNo")))
-    stock = F.upper(F.trim(F.col("StockCode")))
-    qty = Q.try_cast("Quantity", "INT")
-    price = Q.try_cast("UnitPrice", "DOUBLE")
-    local_ts = Q.parse_timestamp(F.col("InvoiceDate"), TIME_FORMATS)
+    # Parse every value once into its own column; the rules and outputs then refer to
+    # those columns instead of re-deriving them inside nested CASE expressions.
+    typed = fields.select(
+        "*",
+        F.upper(F.trim(F.col("InvoiceNo"))).alias("_invoice"),
+        F.upper(F.trim(F.col("StockCode"))).alias("_stock"),
+        Q.try_cast("Quantity", "INT").alias("_qty"),
+        Q.try_cast("UnitPrice", "DOUBLE").alias("_price"),
+        Q.parse_timestamp(F.col("InvoiceDate"), TIME_FORMATS).alias("_local_ts"),
+        F.regexp_replace(F.trim(F.col("CustomerID")), r"\.0+$", "").alias("_customer_text"),
+    )
+    invoice, stock, qty, price = F.col("_invoice"), F.col("_stock"), F.col("_qty"), F.col("_price")
+    local_ts = F.col("_local_ts")
     ts = F.to_utc_timestamp(local_ts, cfg.source_timezone)
-    customer = F.regexp_replace(F.trim(F.col("CustomerID")), r"\.0+$", "")
-    customer = F.when(customer == "", F.lit(None)).otherwise(customer)
+    customer = F.when(F.col("_customer_text") == "", F.lit(None)).otherwise(F.col("_customer_text"))
     is_cancel = invoice.startswith("C")
     rules = [
         (F.col(C.META_RAW) == "", Q.EMPTY_LINE, "blank line"),
@@ -91,20 +98,23 @@ def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> Data
         (Q.blank(F.col("StockCode")), Q.MISSING_KEY, "StockCode is empty"),
         (Q.blank(F.col("InvoiceDate")), Q.MISSING_KEY, "InvoiceDate is empty"),
         (qty.isNull(), Q.UNPARSABLE, F.concat(F.lit("Quantity '"), F.col("Quantity"), F.lit("' is not an integer"))),
-        (price.isNull(), Q.UNPARSABLE, F.concat(F.lit("UnitPrice '"), F.coalesce(F.col("UnitPrice"), F.lit("")), F.lit("' is not a number"))),
-        (local_ts.isNull(), Q.UNPARSABLE, F.concat(F.lit("InvoiceDate '"), F.col("InvoiceDate"), F.lit("' is not a date-time"))),
+        (price.isNull(), Q.UNPARSABLE,
+         F.concat(F.lit("UnitPrice '"), F.coalesce(F.col("UnitPrice"), F.lit("")), F.lit("' is not a number"))),
+        (local_ts.isNull(), Q.UNPARSABLE,
+         F.concat(F.lit("InvoiceDate '"), F.col("InvoiceDate"), F.lit("' is not a date-time"))),
         (customer.isNotNull() & ~customer.rlike(r"^[0-9A-Za-z_-]+$"), Q.UNPARSABLE,
          F.concat(F.lit("CustomerID '"), F.col("CustomerID"), F.lit("' is not an id"))),
         (out_of_range(ts, ingested_at, cfg), Q.TIMESTAMP_OUT_OF_RANGE,
          F.concat(F.lit("InvoiceDate "), F.col("InvoiceDate"), F.lit(" is outside the plausible range"))),
         (qty == 0, Q.ZERO_QUANTITY, "Quantity is 0"),
-        (~is_cancel & (qty < 0), Q.SIGN_MISMATCH, "negative Quantity on an invoice that is not a cancellation (stock adjustment)"),
+        (~is_cancel & (qty < 0), Q.SIGN_MISMATCH,
+         "negative Quantity on an invoice that is not a cancellation (stock adjustment)"),
         (is_cancel & (qty > 0), Q.SIGN_MISMATCH, "positive Quantity on a cancellation invoice"),
         (price < 0, Q.NON_POSITIVE_PRICE, "negative UnitPrice"),
         (~is_cancel & (price == 0), Q.NON_POSITIVE_PRICE, "zero UnitPrice on a purchase"),
     ]
     reason, detail = Q.first_failure(rules)
-    return fields.select(
+    return typed.select(
         F.struct(*[F.col(c) for c in COLUMNS]).alias(C.META_SOURCE_COLUMNS),
         C.META_SOURCE_FILE,
         C.META_LINE_NUMBER,

@@ -119,16 +119,21 @@ class Tables:
             df = df.select(*self.backend.schema(path).fieldNames())
         return self.backend.replace_partition(df, path, dict(partition), name)
 
-    def merge(self, df: DataFrame, name: str, keys: Sequence[str], update_matched: bool = True) -> MergeResult:
+    def merge(
+        self, df: DataFrame, name: str, keys: Sequence[str], update_matched: bool = True, check_keys: bool = True
+    ) -> MergeResult:
         """Upsert on ``keys``: matched rows are updated (or left alone), new keys inserted.
 
-        ``df`` must not hold a key twice (a clear error, as in Delta's own MERGE).
+        ``df`` must not hold a key twice (a clear error, as in Delta's own MERGE). Callers
+        whose keys are unique by construction pass ``check_keys=False`` to save a shuffle.
         """
         check_table_name(name)
         missing = [k for k in keys if k not in df.columns]
         if missing:
             raise TableError(f"merge into {name}: key columns {', '.join(missing)} are not in the data")
-        dupes = df.groupBy(*keys).count().filter(F.col("count") > 1).limit(1).collect()  # small: at most 1 row
+        dupes = (
+            df.groupBy(*keys).count().filter(F.col("count") > 1).limit(1).collect() if check_keys else []
+        )  # small: at most 1 row
         if dupes:
             example = {k: dupes[0][k] for k in keys}
             raise TableError(
