@@ -17,8 +17,9 @@ and through Spark's own Parquet writer/reader, in the same session and the same 
 The data is generated in Spark and written once as plain Parquet under --root/source
 before anything is timed, so generation is never inside a timed section; an untimed
 warm-up pass of the whole sequence on 20k rows runs first so that the first timed
-operation does not pay for a cold JVM. Every run starts from empty tables (with --repeat N the whole sequence runs N times; the table
-shows the median). Prints a table and writes the numbers as JSON (default
+operation does not pay for a cold JVM. Every run starts from empty tables (with
+--repeat N the whole sequence runs N times; the table shows the median, the JSON every
+run). Prints a table and writes the numbers as JSON (default
 bench/results/delta_layer.json). --root is deleted at the start and, unless --keep,
 at the end.
 """

@@ -83,3 +83,26 @@ def test_event_log_without_required_columns_is_refused(spark, tables, data_root,
     notjson.write_text("this is not json\n")
     with pytest.raises(InputFormatError, match="events.jsonl is not JSON lines"):
         run_ingest(spark, cfg, tables, inputs=[str(notjson)])
+
+
+def test_catalog_rows_without_or_repeating_an_id_are_quarantined_once(spark, tables, data_root, tmp_path):
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,item_id,event_type,event_time,session_id\nu1,A1,view,2024-01-01 10:00:00,s1\n")
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(
+        "item_id,title,description,category,price\n"
+        "A1,Red Mug,A red ceramic mug,kitchen,4.5\n"
+        ",No Id,lost,kitchen,1.0\n"
+        "A1,Red Mug again,second copy,kitchen,4.0\n"
+    )
+    cfg = make_config(data_root, "ingest.source=event_log", f"ingest.catalog={catalog}")
+    report = run_ingest(spark, cfg, tables, inputs=[str(events)])
+    assert (report.catalog_rows, report.catalog_quarantined) == (1, 2)
+    bad = sorted((r.reason, r.reason_detail) for r in tables.read(C.quarantine_table("catalog")).collect())
+    assert bad == [("DUPLICATE", "item id repeated in the catalog (first row kept)"), ("MISSING_KEY", "item id is empty")]
+    item = tables.read(C.SILVER_ITEMS).first()
+    assert (item.item_id, item.description, item.category, item.last_price) == (
+        "A1", "Red Mug. A red ceramic mug", "kitchen", 4.5)
+    again = run_ingest(spark, cfg, tables, inputs=[str(events)])
+    assert (again.catalog_rows, again.rows_in) == (0, 0)
+    assert tables.read(C.quarantine_table("catalog")).count() == 2

@@ -35,6 +35,10 @@ from shoprec.tracking import RunLogger
 log = logging.getLogger(__name__)
 
 SILVER_CATALOG = "silver.catalog"
+_LOG_SCHEMA = (
+    f"{C.SOURCE} string, path string, {C.META_FILE_SHA256} string, size_bytes long, format string, rows long, "
+    "rows_kept long, rows_quarantined long, ingested_at timestamp, mlflow_run_id string"
+)
 _FILE_SHA = C.META_FILE_SHA256
 
 
@@ -52,6 +56,7 @@ class IngestReport:
     anonymous_rows: int = 0
     non_product_rows: int = 0
     catalog_rows: int = 0
+    catalog_quarantined: int = 0
     table_versions: Mapping[str, int | None] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -64,6 +69,8 @@ class IngestReport:
             "rows_non_product": self.non_product_rows,
             "files_ingested": len(self.files_ingested),
             "files_skipped": len(self.files_skipped),
+            "catalog_rows": self.catalog_rows,
+            "catalog_quarantined": self.catalog_quarantined,
         }
         out.update({f"quarantine_{k.lower()}": v for k, v in self.quarantine_by_reason.items()})
         return out
@@ -104,7 +111,7 @@ def run_ingest(
     skipped = tuple(f.path for f in files if f.sha256 in done)
     for path in skipped:
         log.info("%s was ingested before (same content); skipping it", path)
-    catalog = _read_catalog(spark, cfg)
+    catalog = _read_catalog(spark, cfg, tables)
     if not new_files and catalog is None:
         return IngestReport(adapter.source, (), skipped, 0, 0, 0, seconds=time.monotonic() - started,
                             table_versions=_versions(tables, adapter.source))
@@ -127,7 +134,12 @@ def run_ingest(
                 with _step("writing bronze, quarantine and silver.interactions"):
                     _write_batch(tables, adapter.source, classified, parsed.bronze_columns, ingested_at, report_counts)
                     _write_ingest_log(spark, tables, adapter.source, new_files, classified, ingested_at, run)
-            catalog_rows = _write_catalog(tables, catalog) if catalog is not None else 0
+            catalog_rows, catalog_quarantined = 0, 0
+            if catalog is not None:
+                with _step("upserting the item catalog"):
+                    catalog_rows, catalog_quarantined = _write_catalog(tables, catalog[0], ingested_at)
+                    _log_file(spark, tables, "catalog", catalog[1], catalog_rows, catalog_quarantined,
+                              ingested_at, run)
             with _step("recomputing silver.items and silver.users"):
                 interactions = tables.read(C.SILVER_INTERACTIONS)
                 catalog_df = tables.read(SILVER_CATALOG) if tables.exists(SILVER_CATALOG) else None
@@ -149,6 +161,7 @@ def run_ingest(
         anonymous_rows=report_counts["anon"],
         non_product_rows=report_counts["nonprod"],
         catalog_rows=catalog_rows,
+        catalog_quarantined=catalog_quarantined,
         table_versions=_versions(tables, adapter.source),
         seconds=time.monotonic() - started,
     )
@@ -220,12 +233,12 @@ def _mark_duplicates(records: DataFrame, tables: Tables) -> DataFrame:
 
 def _account(classified: DataFrame, line_count: int) -> dict:
     """Counts by reason; fail when rows in != kept + quarantined."""
-    rows = (
-        classified.groupBy(C.REASON)
-        .agg(F.count("*").alias("n"), F.count(F.when(F.col(C.IS_ANONYMOUS), True)).alias("anon"),
-             F.count(F.when(~F.col(C.IS_PRODUCT), True)).alias("nonprod"))
-        .collect()
-    )  # small: one row per reason code
+    by_reason_df = classified.groupBy(C.REASON).agg(
+        F.count("*").alias("n"),
+        F.count(F.when(F.col(C.IS_ANONYMOUS), True)).alias("anon"),
+        F.count(F.when(~F.col(C.IS_PRODUCT), True)).alias("nonprod"),
+    )
+    rows = by_reason_df.collect()  # small: one row per reason code
     by_reason = {r[C.REASON]: r["n"] for r in rows if r[C.REASON] is not None}
     kept_row = next((r for r in rows if r[C.REASON] is None), None)
     kept = kept_row["n"] if kept_row else 0
@@ -285,40 +298,74 @@ def _write_batch(tables: Tables, source: str, classified: DataFrame, bronze_colu
 
 def _write_ingest_log(spark: SparkSession, tables: Tables, source: str, files: list[SourceFile],
                       classified: DataFrame, ingested_at: datetime, run: RunLogger | None) -> None:
-    per_file = {
-        r[0]: (r[1], r[2])
-        for r in classified.groupBy(C.META_SOURCE_FILE)
-        .agg(F.count(F.when(F.col(C.REASON).isNull(), True)), F.count(F.when(F.col(C.REASON).isNotNull(), True)))
-        .collect()
-    }  # small: one row per file
+    per_file_df = classified.groupBy(C.META_SOURCE_FILE).agg(
+        F.count(F.when(F.col(C.REASON).isNull(), True)), F.count(F.when(F.col(C.REASON).isNotNull(), True))
+    )
+    per_file = {r[0]: (r[1], r[2]) for r in per_file_df.collect()}  # small: one row per file
     rows = [
         (source, f.path, f.sha256, f.size, f.format, per_file.get(f.path, (0, 0))[0] + per_file.get(f.path, (0, 0))[1],
          per_file.get(f.path, (0, 0))[0], per_file.get(f.path, (0, 0))[1], ingested_at, run.run_id if run else None)
         for f in files
     ]
-    schema = (f"{C.SOURCE} string, path string, {_FILE_SHA} string, size_bytes long, format string, rows long, "
-              "rows_kept long, rows_quarantined long, ingested_at timestamp, mlflow_run_id string")
-    tables.append(spark.createDataFrame(rows, schema), C.BRONZE_INGEST_LOG)
+    tables.append(spark.createDataFrame(rows, _LOG_SCHEMA), C.BRONZE_INGEST_LOG)
 
 
-def _read_catalog(spark: SparkSession, cfg: Config) -> DataFrame | None:
+def _log_file(spark: SparkSession, tables: Tables, source: str, f: SourceFile, kept: int, quarantined: int,
+              ingested_at: datetime, run: RunLogger | None) -> None:
+    row = [(source, f.path, f.sha256, f.size, f.format, kept + quarantined, kept, quarantined, ingested_at,
+            run.run_id if run else None)]
+    tables.append(spark.createDataFrame(row, _LOG_SCHEMA), C.BRONZE_INGEST_LOG)
+
+
+def _read_catalog(spark: SparkSession, cfg: Config, tables: Tables) -> tuple[DataFrame, SourceFile] | None:
+    """The configured catalog, unless this exact file was ingested before."""
     if not cfg.ingest.catalog:
         return None
-    path = expand_inputs([cfg.resolve_path(cfg.ingest.catalog)])
-    return read_catalog(spark, path[0] if len(path) == 1 else path, detect_format(path[0]))
+    paths = expand_inputs([cfg.resolve_path(cfg.ingest.catalog)])
+    if len(paths) != 1:
+        raise ConfigError(f"ingest.catalog must name one file, it matches {len(paths)}")
+    sha, size = fingerprint(paths[0])
+    catalog_file = SourceFile(paths[0], detect_format(paths[0]), sha, size)
+    if sha in _already_ingested(tables, "catalog"):
+        log.info("catalog %s was ingested before (same content); skipping it", paths[0])
+        return None
+    return read_catalog(spark, catalog_file.path, catalog_file.format), catalog_file
 
 
-def _write_catalog(tables: Tables, catalog: DataFrame) -> int:
-    """Upsert the catalog on item id; rows without an id are counted and dropped with a warning."""
-    good = catalog.filter(F.col(C.ITEM_ID).isNotNull() & (F.col(C.ITEM_ID) != ""))
-    good = good.dropDuplicates([C.ITEM_ID])
-    result = tables.merge(good, SILVER_CATALOG, keys=[C.ITEM_ID], update_matched=True)
-    return result.inserted + result.updated
+def _write_catalog(tables: Tables, catalog: DataFrame, ingested_at: datetime) -> tuple[int, int]:
+    """Upsert the catalog on item id; rows without an id, or repeating one, go to quarantine.catalog.
+
+    Returns (rows kept, rows quarantined); their sum is every catalog row read.
+    """
+    missing = F.col(C.ITEM_ID).isNull() | (F.col(C.ITEM_ID) == "")
+    order = Window.partitionBy(C.ITEM_ID).orderBy(F.col("_row"))
+    ranked = (
+        catalog.withColumn("_row", F.monotonically_increasing_id())
+        .withColumn("_copy", F.when(missing, F.lit(None)).otherwise(F.row_number().over(order)))
+        .withColumn(C.REASON, F.when(missing, F.lit(Q.MISSING_KEY))
+                    .when(F.col("_copy") > 1, F.lit(Q.DUPLICATE)))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        good = ranked.filter(F.col(C.REASON).isNull()).select(*catalog.columns)
+        result = tables.merge(good, SILVER_CATALOG, keys=[C.ITEM_ID], update_matched=True, check_keys=False)
+        bad = ranked.filter(F.col(C.REASON).isNotNull()).select(
+            F.lit("catalog").alias(C.SOURCE),
+            C.REASON,
+            F.when(F.col(C.REASON) == Q.MISSING_KEY, F.lit("item id is empty"))
+            .otherwise(F.lit("item id repeated in the catalog (first row kept)")).alias(C.REASON_DETAIL),
+            F.to_json(F.struct(*catalog.columns)).alias(C.RAW_LINE),
+            F.lit(ingested_at).cast("timestamp").alias(C.INGESTED_AT),
+        )
+        quarantined = tables.append(bad, C.quarantine_table("catalog")).rows_written or 0
+        return result.inserted + result.updated, quarantined
+    finally:
+        ranked.unpersist()
 
 
 def _tables_written(source: str) -> list[str]:
     return [C.bronze_table(source), C.quarantine_table(source), C.SILVER_INTERACTIONS, C.SILVER_ITEMS,
-            C.SILVER_USERS, C.BRONZE_INGEST_LOG, SILVER_CATALOG]
+            C.SILVER_USERS, C.BRONZE_INGEST_LOG, SILVER_CATALOG, C.quarantine_table("catalog")]
 
 
 def _versions(tables: Tables, source: str) -> dict[str, int | None]:

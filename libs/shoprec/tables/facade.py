@@ -131,9 +131,8 @@ class Tables:
         missing = [k for k in keys if k not in df.columns]
         if missing:
             raise TableError(f"merge into {name}: key columns {', '.join(missing)} are not in the data")
-        dupes = (
-            df.groupBy(*keys).count().filter(F.col("count") > 1).limit(1).collect() if check_keys else []
-        )  # small: at most 1 row
+        too_many = df.groupBy(*keys).count().filter(F.col("count") > 1).limit(1)
+        dupes = too_many.collect() if check_keys else []  # small: at most 1 row
         if dupes:
             example = {k: dupes[0][k] for k in keys}
             raise TableError(

@@ -205,10 +205,8 @@ class LocalDeltaBackend:
                     return MergeResult(label, None, 0, 0)
                 self._commit(dt, adds, [], "append", nullable(source.schema), partition_by, None, label)
                 return MergeResult(label, dt.version() + 1, _rows(adds), 0)
-            touched = [
-                r[0]
-                for r in target.join(source_keys, on=keys, how="left_semi").select(_FILE_COL).distinct().collect()
-            ]  # small: one row per data file that holds a matching key
+            touched_files = target.join(source_keys, on=keys, how="left_semi").select(_FILE_COL).distinct()
+            touched = [r[0] for r in touched_files.collect()]  # small: one row per data file with a match
             kept = (
                 target.filter(F.col(_FILE_COL).isin(touched))
                 .join(source_keys, on=keys, how="left_anti")

@@ -56,8 +56,8 @@ class SparkDeltaBackend:
 
     def history(self, path: str, limit: int | None = None) -> list[HistoryEntry]:
         hist = self._table(path).history(limit) if limit else self._table(path).history()
-        rows = hist.select("version", "timestamp", "operation", "operationParameters", "userMetadata").collect()
-        # small: one row per commit
+        cols = ("version", "timestamp", "operation", "operationParameters", "userMetadata")
+        rows = hist.select(*cols).collect()  # small: one row per commit
         entries = []
         for r in rows:
             params = dict(r["operationParameters"] or {})
