@@ -71,7 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", default=DEFAULT_JSON, help="where to write the results")
     parser.add_argument("--repeat", type=int, default=1, help="run the whole sequence this many times")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra config override, as shoprec --set (e.g. spark.settings.spark.sql.shuffle.partitions=4)")
+                        help="extra config override, as shoprec --set "
+                             "(e.g. spark.settings.spark.sql.shuffle.partitions=4)")
     parser.add_argument("--keep", action="store_true", help="leave --root in place afterwards")
     args = parser.parse_args(argv)
     if args.rows < 1000:

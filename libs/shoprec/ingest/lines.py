@@ -9,13 +9,12 @@ Only one small row per block comes back to the driver. One line is one record
 """
 from __future__ import annotations
 
-import os
-from urllib.parse import unquote
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from shoprec.paths import local_path
 from shoprec.columns import META_LINE_NUMBER, META_RAW, META_SOURCE_FILE
 from shoprec.ingest.files import SourceFile
 
@@ -42,12 +41,12 @@ def read_lines(spark: SparkSession, files: list[SourceFile]) -> tuple[DataFrame,
     )
     blocks = raw.groupBy(_URI, _BLOCK).agg(F.min(_MID).alias("_first_mid"), F.count("*").alias("_n"))
     rows = blocks.collect()  # small: one row per file split
-    by_path = {_norm(f.spark_path): f.path for f in files}
+    by_path = {local_path(f.spark_path): f.path for f in files}
     offsets = []
     running: dict[str, int] = {}
     for r in sorted(rows, key=lambda r: (r[_URI], r[_BLOCK])):
         start = running.get(r[_URI], 0)
-        offsets.append((r[_URI], r[_BLOCK], r["_first_mid"], start, by_path.get(_norm(r[_URI]), _norm(r[_URI]))))
+        offsets.append((r[_URI], r[_BLOCK], r["_first_mid"], start, by_path.get(local_path(r[_URI]), local_path(r[_URI]))))
         running[r[_URI]] = start + r["_n"]
     offsets_df = spark.createDataFrame(
         offsets, f"{_URI} string, {_BLOCK} long, _first_mid long, _offset long, {META_SOURCE_FILE} string"
@@ -71,7 +70,7 @@ def read_parquet_rows(spark: SparkSession, files: list[SourceFile]) -> DataFrame
     """All columns of Parquet files as strings, plus ``_source_file``, ``_line_number`` (row) and ``_raw`` (JSON)."""
     df = spark.read.parquet(*[f.spark_path for f in files])
     columns = df.columns
-    by_path = {_norm(f.spark_path): f.path for f in files}
+    by_path = {local_path(f.spark_path): f.path for f in files}
     mapping = F.create_map(*[x for k, v in by_path.items() for x in (F.lit(k), F.lit(v))])
     uri = F.regexp_replace(F.col("_metadata.file_path"), r"^file:(//)?", "")
     return df.select(
@@ -80,12 +79,3 @@ def read_parquet_rows(spark: SparkSession, files: list[SourceFile]) -> DataFrame
         (F.col("_metadata.row_index") + 1).alias(META_LINE_NUMBER),
         F.to_json(F.struct(*[F.col(c) for c in columns])).alias(META_RAW),
     )
-
-
-def _norm(uri: str) -> str:
-    uri = unquote(uri)
-    for prefix in ("file://", "file:"):
-        if uri.startswith(prefix):
-            uri = uri[len(prefix):]
-            break
-    return os.path.normpath(uri)

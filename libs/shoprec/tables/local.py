@@ -39,6 +39,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
+from shoprec.paths import local_path
 from shoprec.errors import ConcurrentWriteError, SchemaMismatchError, TableError, TableNotFoundError
 from shoprec.tables.base import HistoryEntry, MergeResult, WriteResult, nullable
 
@@ -348,13 +349,13 @@ class LocalDeltaBackend:
         return list(_delta_schema(T.StructType(extra)).fields)
 
     def _removes_for(self, dt: DeltaTable, path: str, file_uris: list[str]) -> list[RemoveAction]:
-        wanted = {_norm_uri(u) for u in file_uris}
+        wanted = {local_path(u) for u in file_uris}
         actions = pa.table(dt.get_add_actions(flatten=True))
         now = int(time.time() * 1000)
         part_cols = [c for c in actions.column_names if c.startswith("partition.")]
         removes = []
         for i, rel in enumerate(actions.column("path").to_pylist()):
-            if _norm_uri(os.path.join(path, unquote(rel))) in wanted:
+            if local_path(os.path.join(path, unquote(rel))) in wanted:
                 pvals = {c[len("partition."):]: _partition_string(actions.column(c)[i].as_py()) for c in part_cols}
                 size = actions.column("size_bytes")[i].as_py()
                 removes.append(RemoveAction(rel, True, now, size, pvals or None))
@@ -452,12 +453,3 @@ def _partition_string(value: Any) -> str | None:
 
 def _fmt_partition(partition: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={_partition_string(v)}" for k, v in partition.items())
-
-
-def _norm_uri(uri: str) -> str:
-    uri = unquote(uri)
-    for prefix in ("file://", "file:"):
-        if uri.startswith(prefix):
-            uri = uri[len(prefix):]
-            break
-    return os.path.normpath(uri)
