@@ -12,4 +12,4 @@ def local_path(uri: str) -> str:
         if uri.startswith(prefix):
             uri = uri[len(prefix):]
             break
-    return os.path.normpath(uri)
+    return os.path.abspath(uri)

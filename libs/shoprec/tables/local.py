@@ -80,30 +80,38 @@ class LocalDeltaBackend:
     def read(self, path: str, version: int | None = None) -> DataFrame:
         return self._read_snapshot(path, self._table(path, version))
 
-    def _read_snapshot(self, path: str, dt: DeltaTable, with_file: bool = False) -> DataFrame:
+    def _read_snapshot(
+        self, path: str, dt: DeltaTable, with_file: bool = False, only: set[str] | None = None
+    ) -> DataFrame:
+        """The snapshot's rows; ``only`` restricts the scan to those files (local paths)."""
         schema = _spark_schema(dt)
         part_cols = list(dt.metadata().partition_columns)
         data_schema = T.StructType([f for f in schema.fields if f.name not in part_cols])
-        groups = _files_by_partition(path, dt, part_cols)
-        if not groups:
+        files = _snapshot_files(path, dt, part_cols)
+        if only is not None:
+            files = {f: v for f, v in files.items() if f in only}
+        if not files:
             empty = self.spark.createDataFrame([], schema)
             return empty.withColumn(_FILE_COL, F.lit(None).cast("string")) if with_file else empty
-        # Partition values come from the log, never from folder names: that is what every
-        # Delta reader does, and it keeps types exact ("0042" stays a string).
+        df = self.spark.read.schema(data_schema).parquet(*files)
+        if part_cols or with_file:
+            df = df.withColumn(_FILE_COL, _spark_file_path())
+        if part_cols:
+            # Partition values come from the log, never from folder names: that is what
+            # every Delta reader does, and it keeps types exact ("0042" stays a string).
+            # One scan over all files plus a broadcast file -> values lookup keeps the plan
+            # the same size however many partitions the table has.
+            lookup = self.spark.createDataFrame(
+                [(f, *values) for f, values in files.items()],
+                T.StructType([T.StructField(_FILE_COL, T.StringType())]
+                             + [T.StructField(c, T.StringType()) for c in part_cols]),
+            )
+            df = df.join(F.broadcast(lookup), on=_FILE_COL, how="inner")
         types = {f.name: f.dataType for f in schema.fields}
-        frames = []
-        for values, files in groups.items():
-            df = self.spark.read.schema(data_schema).parquet(*files)
-            for col, value in zip(part_cols, values):
-                df = df.withColumn(col, F.lit(value).cast(types[col]))
-            cols = [F.col(n) for n in schema.fieldNames()]
-            if with_file:
-                cols.append(F.input_file_name().alias(_FILE_COL))
-            frames.append(df.select(*cols))
-        out = frames[0]
-        for frame in frames[1:]:
-            out = out.unionByName(frame)
-        return out
+        cols = [F.col(n).cast(types[n]).alias(n) if n in part_cols else F.col(n) for n in schema.fieldNames()]
+        if with_file:
+            cols.append(F.col(_FILE_COL))
+        return df.select(*cols)
 
     def history(self, path: str, limit: int | None = None) -> list[HistoryEntry]:
         entries = []
@@ -208,10 +216,10 @@ class LocalDeltaBackend:
                 return MergeResult(label, dt.version() + 1, _rows(adds), 0)
             touched_files = target.join(source_keys, on=keys, how="left_semi").select(_FILE_COL).distinct()
             touched = [r[0] for r in touched_files.collect()]  # small: one row per data file with a match
+            # Only the files holding a matching key are read again and rewritten.
             kept = (
-                target.filter(F.col(_FILE_COL).isin(touched))
+                self._read_snapshot(path, dt, only=set(touched))
                 .join(source_keys, on=keys, how="left_anti")
-                .drop(_FILE_COL)
             )
             matched = source_keys.join(target.select(*keys), on=keys, how="left_semi").count() if touched else 0
             new_data = kept.unionByName(source.select(*[c for c in target.columns if c != _FILE_COL]))
@@ -349,7 +357,7 @@ class LocalDeltaBackend:
         return list(_delta_schema(T.StructType(extra)).fields)
 
     def _removes_for(self, dt: DeltaTable, path: str, file_uris: list[str]) -> list[RemoveAction]:
-        wanted = {local_path(u) for u in file_uris}
+        wanted = set(file_uris)  # already local paths (see _spark_file_path)
         actions = pa.table(dt.get_add_actions(flatten=True))
         now = int(time.time() * 1000)
         part_cols = [c for c in actions.column_names if c.startswith("partition.")]
@@ -427,16 +435,20 @@ def _safe(value: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", value)[:64] or "_"
 
 
-def _files_by_partition(path: str, dt: DeltaTable, part_cols: list[str]) -> dict[tuple, list[str]]:
+def _snapshot_files(path: str, dt: DeltaTable, part_cols: list[str]) -> dict[str, tuple]:
+    """Local path of every file of the snapshot -> its partition values (as strings)."""
     actions = pa.table(dt.get_add_actions(flatten=True))
-    paths = [os.path.join(path, unquote(p)) if "://" not in p else p for p in actions.column("path").to_pylist()]
-    if not part_cols:
-        return {(): paths} if paths else {}
+    paths = [local_path(os.path.join(path, unquote(p)) if "://" not in p else p)
+             for p in actions.column("path").to_pylist()]
     columns = [actions.column(f"partition.{c}").to_pylist() for c in part_cols]
-    groups: dict[tuple, list[str]] = {}
-    for i, p in enumerate(paths):
-        groups.setdefault(tuple(_partition_string(col[i]) for col in columns), []).append(p)
-    return groups
+    return {p: tuple(_partition_string(col[i]) for col in columns) for i, p in enumerate(paths)}
+
+
+def _spark_file_path():
+    """The file a row came from, as a plain local path (same form as ``local_path``)."""
+    uri = F.regexp_replace(F.col("_metadata.file_path"), r"^file:(//)?", "")
+    # url_decode is form decoding ("+" means space); a "+" in a path is a plus.
+    return F.url_decode(F.regexp_replace(uri, r"\+", "%2B"))
 
 
 def _partition_string(value: Any) -> str | None:
