@@ -60,11 +60,51 @@ EVENT_TYPES = (VIEW, CART, PURCHASE, RETURN)
 KIND_PRODUCT = "product"
 ITEM_KINDS = ("product", "postage", "manual", "fee", "sample", "discount", "adjustment", "gift_voucher")
 
+# --- gold: features, factors, candidates -----------------------------------------------
+AS_OF = "as_of"                       # the training cutoff a gold row was computed for
+CONFIDENCE = "confidence"             # time-decayed implicit feedback of (user, item)
+USER_IDX = "user_idx"                 # integer ids ALS needs, kept in gold.*_id_map
+ITEM_IDX = "item_idx"
+FACTORS = "factors"                   # array<float> latent vector
+TEXT_VECTOR = "text_vector"           # array<double> learned from the item description
+SCORE = "score"
+RANK = "rank"
+CANDIDATE_SOURCE = "source"           # which path produced a candidate: als, popular, ...
+SEGMENT = "segment"                   # warm | cold users, new_items
+VARIANT = "variant"                   # evaluation truth: repeat (repeat purchases count) | new (new to the user)
+METRIC = "metric"                     # gold.evaluation: metric name (ndcg, recall, ...)
+K = "k"                               # gold.evaluation: cutoff, null for metrics without one (mrr, auc)
+VALUE = "value"
+N_USERS = "n_users"                   # users a metric value is averaged over
+HOUR = "hour"
+WEEKDAY = "weekday"                   # 1 = Monday .. 7 = Sunday (ISO)
+MONTH = "month"
+SEASON = "season"                     # winter | spring | summer | autumn
+DAYS_TO_HOLIDAY = "days_to_holiday"
+PRICE_BAND = "price_band"
+
 # --- tables: "<layer>.<name>" ----------------------------------------------------------
 SILVER_INTERACTIONS = "silver.interactions"
 SILVER_ITEMS = "silver.items"
 SILVER_USERS = "silver.users"
 BRONZE_INGEST_LOG = "bronze.ingest_log"
+GOLD_USER_FEATURES = "gold.user_features"
+GOLD_ITEM_FEATURES = "gold.item_features"
+GOLD_CONTEXT = "gold.context"
+GOLD_CONFIDENCE = "gold.confidence"
+GOLD_USER_ID_MAP = "gold.user_id_map"
+GOLD_ITEM_ID_MAP = "gold.item_id_map"
+GOLD_ALS_USER_FACTORS = "gold.als_user_factors"
+GOLD_ALS_ITEM_FACTORS = "gold.als_item_factors"
+GOLD_CANDIDATES = "gold.candidates"
+GOLD_EVALUATION = "gold.evaluation"
+
+# --- candidate sources -----------------------------------------------------------------
+SRC_ALS = "als"
+SRC_POPULAR = "popular"                 # global, recency-weighted
+SRC_POPULAR_COUNTRY = "popular_country"
+SRC_POPULAR_HOUR = "popular_hour"
+SRC_COOCCURRENCE = "cooccurrence"      # bought together with the user's recent items
 
 
 def bronze_table(source: str) -> str:
@@ -75,3 +115,24 @@ def bronze_table(source: str) -> str:
 def quarantine_table(source: str) -> str:
     """Quarantine table of one source adapter, e.g. ``quarantine.online_retail``."""
     return f"quarantine.{source}"
+
+# --- gold features (shoprec features) --------------------------------------------------
+N_RETURNS = "n_returns"
+LAST_EVENT_TS = "last_event_ts"       # latest weighted event of a (user, item) pair
+RECENCY_DAYS = "recency_days"         # days from the last purchase to as_of
+FREQUENCY = "frequency"               # distinct purchase baskets
+MONETARY = "monetary"                 # purchases minus returns, quantity x unit price
+AVG_BASKET_SIZE = "avg_basket_size"   # mean distinct items per purchase basket
+RETURN_RATE = "return_rate"           # return lines / purchase lines
+N_ITEMS = "n_items"                   # distinct items bought
+CATEGORY_MIX = "category_mix"         # map<category, share of purchase lines>
+PRICE_BAND_MIX = "price_band_mix"     # array<double>: share of purchase lines in band 1..B
+PREFERRED_HOUR = "preferred_hour"
+PREFERRED_WEEKDAY = "preferred_weekday"
+N_BUYERS = "n_buyers"
+POPULARITY = "popularity"             # recency-weighted purchase lines
+TREND = "trend"                       # (recent weeks + 1) / (weeks before + 1)
+MEDIAN_PRICE = "median_price"         # median unit price of the item's purchases
+TEXT_CLUSTER = "text_cluster"         # KMeans cluster of the description vector
+FIRST_SOLD = "first_sold"
+LAST_SOLD = "last_sold"

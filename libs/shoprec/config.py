@@ -119,6 +119,120 @@ class GenerateConfig:
 
 
 @dataclass(frozen=True)
+class SplitConfig:
+    """The temporal split of EVALUATION.md: history | validation window | as_of | evaluation window."""
+
+    # The training cutoff when --as-of is not given: a date (YYYY-MM-DD), or "auto" for
+    # the last event date minus evaluation_days.
+    as_of: str = "auto"
+    # The last days of history, held out while tuning (hyperparameter search, weights).
+    validation_days: int = 28
+    # Days from as_of on whose purchases are the ground truth.
+    evaluation_days: int = 28
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Item description vectors learned with Spark ML."""
+
+    vector_size: int = 32
+    min_count: int = 2
+    window: int = 5
+    max_iter: int = 5
+    seed: int = 42
+    # Hashing TF dimensions for the TF-IDF vectors (used for the text clusters).
+    tfidf_features: int = 4096
+    # KMeans clusters over the text vectors: the item's category when the source has none.
+    clusters: int = 24
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """``shoprec features``: user, item and context features and the implicit confidence."""
+
+    # Implicit confidence of (user, item): sum of event weights times a time decay with
+    # this half-life (days before as_of); returns have a negative weight.
+    half_life_days: float = 90.0
+    event_weights: Mapping[str, float] = field(
+        default_factory=lambda: {"view": 0.1, "cart": 0.3, "purchase": 1.0, "return": -1.0}
+    )
+    # log: an event weighs 1 + ln(quantity) (wholesale lines of 1,000 units do not drown
+    # everything else); none: every event weighs the same whatever the quantity.
+    quantity_weighting: Literal["none", "log"] = "log"
+    price_bands: int = 5
+    # Popularity trend: purchases in the last trend_weeks weeks versus the weeks before.
+    trend_weeks: int = 4
+    # Major holidays: "MM-DD" for fixed dates, or easter / black_friday / mothers_day_uk.
+    holidays: tuple[str, ...] = ("01-01", "02-14", "easter", "mothers_day_uk", "10-31", "black_friday", "12-25")
+    text: TextConfig = field(default_factory=TextConfig)
+
+
+@dataclass(frozen=True)
+class AlsSearchConfig:
+    """Grid searched by ``shoprec train-als`` (NDCG@10 on the validation window)."""
+
+    rank: tuple[int, ...] = (32, 64)
+    reg_param: tuple[float, ...] = (0.01, 0.1)
+    alpha: tuple[float, ...] = (1.0, 10.0)
+    # When the grid is larger, this many combinations are drawn from it (seeded).
+    max_trials: int = 8
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class AlsConfig:
+    """Spark MLlib ALS with implicit preferences on gold.confidence."""
+
+    rank: int = 64
+    max_iter: int = 10
+    reg_param: float = 0.1
+    alpha: float = 10.0
+    # User and item blocks; null: the session's default parallelism (not MLlib's 10,
+    # which on 2 cores is 10 tiny tasks per stage).
+    num_blocks: int | None = None
+    checkpoint_interval: int = 5
+    # null: <data_root>/_checkpoints/als
+    checkpoint_dir: str | None = None
+    seed: int = 42
+    # false: train once with the values above, no search.
+    tune: bool = True
+    search: AlsSearchConfig = field(default_factory=AlsSearchConfig)
+    registered_model: str = "shoprec-als"
+
+
+@dataclass(frozen=True)
+class CandidatesConfig:
+    """Top-N candidates per user and source (gold.candidates)."""
+
+    n: int = 50
+    # true: items the user bought before as_of are never candidates.
+    exclude_bought: bool = False
+    # Users per matrix product in the blocked ALS top-N; null: sized so one block's
+    # score matrix stays under block_mb.
+    block_users: int | None = None
+    block_mb: int = 64
+    # Popularity baselines weigh a purchase by a decay with this half-life (days).
+    popularity_half_life_days: float = 30.0
+    # Hour-of-day buckets for the popular-by-hour baseline (bucket starts, hours).
+    hour_buckets: tuple[int, ...] = (0, 6, 12, 18)
+    # Co-occurrence: partners of the user's most recent items, from baskets.
+    recent_items: int = 10
+    min_cooccurrence: int = 2
+    # Baskets with more distinct items than this are skipped (wholesale pick lists).
+    max_basket_items: int = 100
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """``shoprec evaluate``: metrics of EVALUATION.md over the evaluation window."""
+
+    ks: tuple[int, ...] = (5, 10, 20)
+    # AUC: sampled negatives per held-out positive.
+    auc_negatives: int = 20
+    seed: int = 42
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of one run."""
 
@@ -129,6 +243,11 @@ class Config:
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    als: AlsConfig = field(default_factory=AlsConfig)
+    candidates: CandidatesConfig = field(default_factory=CandidatesConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     @property
     def data_root(self) -> str:

@@ -8,11 +8,14 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
+from datetime import date
 from typing import TextIO
 
 from pyspark.sql import SparkSession
 
+from shoprec import columns as C
 from shoprec.config import Config
+from shoprec.errors import ShoprecError
 from shoprec.tables import Tables, open_tables
 
 log = logging.getLogger(__name__)
@@ -49,11 +52,54 @@ def ingest_stage(ctx: JobContext, inputs: list[str] | None = None) -> "object":
     return report
 
 
-def pipeline_stage(ctx: JobContext) -> None:
+def resolve_run_split(ctx: JobContext, as_of: date | None = None):
+    """The temporal split of this run (``--as-of`` or ``split.as_of``), checked against silver."""
+    from shoprec.split import resolve_split
+
+    if not ctx.tables.exists(C.SILVER_INTERACTIONS):
+        raise ShoprecError(f"{C.SILVER_INTERACTIONS} does not exist under {ctx.tables.root}",
+                           hint="run shoprec ingest first (or shoprec pipeline)")
+    return resolve_split(ctx.cfg, ctx.tables.read(C.SILVER_INTERACTIONS), as_of)
+
+
+def _model_stage(ctx: JobContext, stage: str, split, runner) -> "object":
+    """Open the stage's MLflow run (tagged with the cutoff), run it, print its summary."""
+    from shoprec.tracking import job_run
+
+    with job_run(ctx.cfg, stage, tags={"shoprec.as_of": split.as_of.isoformat()}) as run:
+        run.params({f"resolved.{k}": v for k, v in split.describe().items()})
+        report = runner(ctx.spark, ctx.cfg, ctx.tables, split, run)
+    for line in report.summary_lines():
+        ctx.say(line)
+    return report
+
+
+def features_stage(ctx: JobContext, as_of: date | None = None, split=None) -> "object":
+    """``shoprec features``: silver -> gold user/item/context features and implicit confidence."""
+    from shoprec.features.job import run_features
+
+    return _model_stage(ctx, "features", split or resolve_run_split(ctx, as_of), run_features)
+
+
+def train_als_stage(ctx: JobContext, as_of: date | None = None, split=None) -> "object":
+    """``shoprec train-als``: tuned ALS, factors in gold, model registered, ALS candidates."""
+    from shoprec.als.job import run_train_als
+
+    return _model_stage(ctx, "train-als", split or resolve_run_split(ctx, as_of), run_train_als)
+
+
+def evaluate_stage(ctx: JobContext, as_of: date | None = None, split=None) -> "object":
+    """``shoprec evaluate``: baselines + every candidate source scored on the evaluation window."""
+    from shoprec.evaluation.job import run_evaluate
+
+    return _model_stage(ctx, "evaluate", split or resolve_run_split(ctx, as_of), run_evaluate)
+
+
+def pipeline_stage(ctx: JobContext, as_of: date | None = None) -> None:
     """``shoprec pipeline``: every stage in order under one parent MLflow run.
 
-    Today the pipeline is ingest; features, ALS, the hybrid model, recommendations and
-    evaluation join it as they land.
+    ingest -> features -> train-als -> evaluate; the hybrid model and recommendations
+    join as they land.
     """
     import mlflow
 
@@ -62,6 +108,13 @@ def pipeline_stage(ctx: JobContext) -> None:
     configure(ctx.cfg)
     with mlflow.start_run(run_name="pipeline", tags={"shoprec.stage": "pipeline", "shoprec.env": ctx.cfg.env}):
         ingest_stage(ctx)
+        split = resolve_run_split(ctx, as_of)
+        mlflow.set_tag("shoprec.as_of", split.as_of.isoformat())
+        ctx.say(f"\nsplit: history < {split.as_of} (validation from {split.validation_start}), "
+                f"evaluation {split.as_of} .. {split.evaluation_end} (exclusive)")
+        features_stage(ctx, split=split)
+        train_als_stage(ctx, split=split)
+        evaluate_stage(ctx, split=split)
     store = store_for(ctx.cfg)
     ctx.say()
     ctx.say(f"Delta tables:  {ctx.tables.root}/<layer>/<table>  (backend: {ctx.tables.backend.name})")

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 
 from pyspark.sql import SparkSession
 
@@ -35,6 +36,10 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     builder = SparkSession.builder.appName(cfg.app_name)
     if cfg.master and not under_submit:
         builder = builder.master(cfg.master)
+    if not under_submit and (cfg.master or "").startswith("local"):
+        # Local Python workers must import shoprec like the driver does; PySpark's default
+        # is whatever "python3" is first on PATH, which may be another interpreter.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings = dict(cfg.settings)
     if not under_submit:
         settings.update(cfg.launch_settings)

@@ -236,3 +236,22 @@ def test_empty_write_creates_an_empty_table_with_schema(spark, tables):
     got = tables.read("silver.empty")
     assert got.count() == 0
     assert got.schema.fieldNames() == empty.schema.fieldNames()
+
+
+def test_partition_values_come_from_the_log_whoever_wrote_the_files(spark, tmp_path):
+    """Our own files (URI-safe folders) under a root with a space and a plus, and a table
+    written by delta-rs itself, read with the partition values of the log."""
+    from deltalake import write_deltalake
+
+    from shoprec.tables import open_tables
+
+    odd = open_tables(spark, str(tmp_path / "lake house+1"), "local")
+    df = spark.createDataFrame(rows(0, 12), SCHEMA)
+    odd.overwrite(df, "silver.things", partition_by=["country", "as_of"])
+    assertDataFrameEqual(odd.read("silver.things"), df)
+
+    table = pa.table({"id": pa.array([1, 2, 3], pa.int32()),
+                      "country": ["UK", "EIRE", "EIRE"]})
+    write_deltalake(odd.path("bronze.rust"), table, partition_by=["country"])
+    got = sorted((r.id, r.country) for r in odd.read("bronze.rust").collect())
+    assert got == [(1, "UK"), (2, "EIRE"), (3, "EIRE")]

@@ -34,7 +34,7 @@ from deltalake import CommitProperties, DeltaTable
 from deltalake import Schema as DeltaSchema
 from deltalake import exceptions as dl_exc
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
@@ -94,19 +94,20 @@ class LocalDeltaBackend:
             empty = self.spark.createDataFrame([], schema)
             return empty.withColumn(_FILE_COL, F.lit(None).cast("string")) if with_file else empty
         df = self.spark.read.schema(data_schema).parquet(*files)
-        if part_cols or with_file:
+        if with_file:
             df = df.withColumn(_FILE_COL, _spark_file_path())
         if part_cols:
             # Partition values come from the log, never from folder names: that is what
             # every Delta reader does, and it keeps types exact ("0042" stays a string).
             # One scan over all files plus a broadcast file -> values lookup keeps the plan
             # the same size however many partitions the table has.
+            key, keyed = _partition_lookup_keys(path, files)
             lookup = self.spark.createDataFrame(
-                [(f, *values) for f, values in files.items()],
-                T.StructType([T.StructField(_FILE_COL, T.StringType())]
+                [(k, *values) for k, values in keyed],
+                T.StructType([T.StructField(_KEY_COL, T.StringType())]
                              + [T.StructField(c, T.StringType()) for c in part_cols]),
             )
-            df = df.join(F.broadcast(lookup), on=_FILE_COL, how="inner")
+            df = df.withColumn(_KEY_COL, key).join(F.broadcast(lookup), on=_KEY_COL, how="inner").drop(_KEY_COL)
         types = {f.name: f.dataType for f in schema.fields}
         cols = [F.col(n).cast(types[n]).alias(n) if n in part_cols else F.col(n) for n in schema.fieldNames()]
         if with_file:
@@ -363,7 +364,7 @@ class LocalDeltaBackend:
         part_cols = [c for c in actions.column_names if c.startswith("partition.")]
         removes = []
         for i, rel in enumerate(actions.column("path").to_pylist()):
-            if local_path(os.path.join(path, unquote(rel))) in wanted:
+            if _file_path(path, rel) in wanted:
                 pvals = {c[len("partition."):]: _partition_string(actions.column(c)[i].as_py()) for c in part_cols}
                 size = actions.column("size_bytes")[i].as_py()
                 removes.append(RemoveAction(rel, True, now, size, pvals or None))
@@ -435,13 +436,47 @@ def _safe(value: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", value)[:64] or "_"
 
 
+def _file_path(table: str, rel: str) -> str:
+    """Local path of a log entry. delta-rs hands paths back decoded: they are the names on
+    disk, which may themselves hold escapes (delta-rs writes "a%20b" folders), so they
+    must not be decoded again. (Spark itself cannot open a file by a path string holding
+    "%": tables whose folders delta-rs escaped are not readable here; this backend only
+    ever writes URI-safe folder names.)"""
+    if "://" in rel or rel.startswith("file:"):
+        return local_path(rel)
+    return os.path.abspath(os.path.join(local_path(table), rel))
+
+
 def _snapshot_files(path: str, dt: DeltaTable, part_cols: list[str]) -> dict[str, tuple]:
     """Local path of every file of the snapshot -> its partition values (as strings)."""
     actions = pa.table(dt.get_add_actions(flatten=True))
-    paths = [local_path(os.path.join(path, unquote(p)) if "://" not in p else p)
-             for p in actions.column("path").to_pylist()]
+    paths = [_file_path(path, p) for p in actions.column("path").to_pylist()]
     columns = [actions.column(f"partition.{c}").to_pylist() for c in part_cols]
     return {p: tuple(_partition_string(col[i]) for col in columns) for i, p in enumerate(paths)}
+
+
+_KEY_COL = "_shoprec_file_key"
+# Relative paths this backend writes (and most writers do): no character that a URI
+# would escape, so Spark's file URI ends with exactly this text.
+_URI_SAFE_REL = re.compile(r"^[A-Za-z0-9._=/-]+$")
+
+
+def _partition_lookup_keys(path: str, files: dict[str, tuple]) -> tuple[Column, list[tuple[str, tuple]]]:
+    """A per-row key for a file and the (key, partition values) pairs to join it with.
+
+    Fast path: when every file sits under the table folder at the same depth with a
+    URI-safe relative path, the key is the last path segments of ``_metadata.file_path``
+    (a substring, no per-row regex or URL decoding; on 10M rows that decoding cost
+    25x the scan itself). Otherwise the full decoded local path is the key.
+    """
+    base = local_path(path)
+    rels = {f: os.path.relpath(f, base) for f in files}
+    depths = {r.count("/") + 1 for r in rels.values()}
+    if len(depths) == 1 and all(_URI_SAFE_REL.match(r) and not r.startswith("..") for r in rels.values()):
+        depth = depths.pop()
+        return (F.substring_index(F.col("_metadata.file_path"), "/", -depth),
+                [(rels[f], values) for f, values in files.items()])
+    return _spark_file_path(), list(files.items())
 
 
 def _spark_file_path():

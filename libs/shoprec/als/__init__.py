@@ -1,0 +1,1 @@
+"""ALS collaborative filtering: id maps, training and tuning, blocked top-N, the train-als job."""

@@ -1,0 +1,234 @@
+"""``shoprec train-als``: tune, train, register ALS; write its factors and top-N candidates.
+
+    gold.confidence (as_of) ─► id maps ─► grid search on the validation window (nested runs)
+                                      └─► best params refit on the whole history
+                                            ├─► gold.als_user_factors / gold.als_item_factors
+                                            ├─► MLflow model shoprec-als (challenger / champion)
+                                            └─► blocked top-N ─► gold.candidates (source als)
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from shoprec import columns as C
+from shoprec.als import ids
+from shoprec.als.model import AlsParams, fit_als, item_factors, user_factors
+from shoprec.als.topn import top_n_for_users
+from shoprec.als.tuning import Trial, bought_pairs, run_search, search_space
+from shoprec.candidates import write_candidates
+from shoprec.config import Config
+from shoprec.errors import ShoprecError
+from shoprec.split import TemporalSplit, purchases
+from shoprec.tables import Tables
+from shoprec.tracking import RunLogger
+
+log = logging.getLogger(__name__)
+
+WRITES = (C.GOLD_USER_ID_MAP, C.GOLD_ITEM_ID_MAP, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS, C.GOLD_CANDIDATES)
+
+
+@dataclass
+class AlsReport:
+    as_of: str
+    params: AlsParams
+    trials: list[Trial]
+    n_users: int
+    n_items: int
+    n_ratings: int
+    n_candidates: int
+    fit_seconds: float
+    topn_seconds: float
+    seconds: float
+    model_version: str | None = None
+    promotion: str | None = None
+    table_versions: dict[str, int | None] = field(default_factory=dict)
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"train-als (as_of {self.as_of}) finished in {self.seconds:.1f} s"]
+        if self.trials:
+            lines.append(f"  search: {len(self.trials)} trials, NDCG@10 on the validation window")
+            for t in self.trials:
+                p = t.params
+                best = "  <- best" if p == self.params else ""
+                lines.append(f"    rank {p.rank:>3}  reg {p.reg_param:<6g} alpha {p.alpha:<6g}"
+                             f" NDCG@10 {t.ndcg_at_10:.4f}  Recall@10 {t.recall_at_10:.4f}  fit {t.fit_seconds:5.1f} s{best}")
+        lines.append(f"  final model: rank {self.params.rank}, reg {self.params.reg_param:g}, alpha {self.params.alpha:g},"
+                     f" {self.params.max_iter} iterations on {self.n_ratings:,} (user, item) pairs"
+                     f" ({self.n_users:,} users x {self.n_items:,} items): fit {self.fit_seconds:.1f} s")
+        lines.append(f"  top-N for all users (blocked): {self.n_candidates:,} candidates in {self.topn_seconds:.1f} s")
+        if self.promotion:
+            lines.append(f"  registry: {self.promotion}")
+        return lines
+
+
+def run_train_als(spark: SparkSession, cfg: Config, tables: Tables, split: TemporalSplit, run: RunLogger) -> AlsReport:
+    started = time.perf_counter()
+    confidence = _confidence_at(tables, split)
+    interactions = tables.read(C.SILVER_INTERACTIONS)
+    num_blocks = cfg.als.num_blocks or spark.sparkContext.defaultParallelism
+    _set_checkpoint_dir(spark, cfg)
+
+    tuning_confidence = _tuning_confidence(interactions, split, cfg)
+    with tables.all_or_nothing(WRITES):
+        users, items = _id_maps(tables, confidence, tuning_confidence)
+        params, trials = _choose_params(cfg, interactions, split, tuning_confidence, users, items, num_blocks)
+        ratings = ids.to_indices(confidence, users, items).persist()
+        fit = fit_als(ratings, params, num_blocks, cfg.als.checkpoint_interval, cfg.als.seed)
+        n_ratings = ratings.count()
+        ratings.unpersist()
+
+        uf = user_factors(fit.model).persist()
+        itf = item_factors(fit.model).persist()
+        _write_factors(tables, uf, itf, users, items, split)
+        t0 = time.perf_counter()
+        exclude = _history_bought(interactions, split, users, items) if cfg.candidates.exclude_bought else None
+        top = top_n_for_users(uf, itf, cfg.candidates.n, exclude, cfg.candidates.block_users, cfg.candidates.block_mb)
+        recs = _with_ids(top, users, items)
+        version = write_candidates(tables, recs, C.SRC_ALS, split.as_of)
+        topn_seconds = time.perf_counter() - t0
+        n_candidates = tables.read(C.GOLD_CANDIDATES).filter(
+            (F.col(C.AS_OF) == F.lit(split.as_of)) & (F.col(C.CANDIDATE_SOURCE) == C.SRC_ALS)
+        ).count()
+        n_users, n_items = uf.count(), itf.count()
+        uf.unpersist()
+        itf.unpersist()
+
+    report = AlsReport(
+        split.as_of.isoformat(), params, trials, n_users, n_items, n_ratings, n_candidates,
+        fit.seconds, topn_seconds, 0.0, table_versions={C.GOLD_CANDIDATES: version},
+    )
+    best_ndcg = trials[0].ndcg_at_10 if trials else None
+    _log_and_register(cfg, run, fit.model, report, best_ndcg)
+    report.seconds = time.perf_counter() - started
+    run.metrics({"seconds": report.seconds})
+    return report
+
+
+# ------------------------------------------------------------------------------ inputs
+def _confidence_at(tables: Tables, split: TemporalSplit) -> DataFrame:
+    if not tables.exists(C.GOLD_CONFIDENCE):
+        raise ShoprecError(f"{C.GOLD_CONFIDENCE} does not exist under {tables.root}",
+                           hint=f"run shoprec features --as-of {split.as_of} first")
+    conf = tables.read(C.GOLD_CONFIDENCE).filter(F.col(C.AS_OF) == F.lit(split.as_of))
+    if conf.limit(1).count() == 0:
+        raise ShoprecError(f"{C.GOLD_CONFIDENCE} has no rows for as_of {split.as_of}",
+                           hint=f"run shoprec features --as-of {split.as_of} first")
+    return conf.select(C.USER_ID, C.ITEM_ID, C.CONFIDENCE)
+
+
+def _tuning_confidence(interactions: DataFrame, split: TemporalSplit, cfg: Config) -> DataFrame:
+    """Confidence as the features stage would compute it at the validation start (no validation events)."""
+    from shoprec.features.confidence import implicit_confidence
+
+    return implicit_confidence(interactions, split.for_tuning(), cfg.features).select(
+        C.USER_ID, C.ITEM_ID, C.CONFIDENCE
+    )
+
+
+def _id_maps(tables: Tables, confidence: DataFrame, tuning: DataFrame) -> tuple[DataFrame, DataFrame]:
+    pairs = confidence.unionByName(tuning)
+    users = ids.user_map(tables, pairs.select(C.USER_ID))
+    items = ids.item_map(tables, pairs.select(C.ITEM_ID))
+    return users, items
+
+
+def _set_checkpoint_dir(spark: SparkSession, cfg: Config) -> None:
+    # ALS truncates its RDD lineage every checkpoint_interval iterations; without a
+    # checkpoint directory that setting is silently ignored and lineage grows.
+    path = cfg.als.checkpoint_dir or os.path.join(cfg.data_root, "_checkpoints", "als")
+    if "://" not in path:
+        os.makedirs(path, exist_ok=True)
+    spark.sparkContext.setCheckpointDir(path)
+
+
+# ------------------------------------------------------------------------------ tuning
+def _choose_params(
+    cfg: Config, interactions: DataFrame, split: TemporalSplit, tuning: DataFrame,
+    users: DataFrame, items: DataFrame, num_blocks: int,
+) -> tuple[AlsParams, list[Trial]]:
+    """The grid's best on the validation window; with ``als.tune: false`` the configured
+    parameters are still scored there (one trial), so every model has a validation number."""
+    from shoprec.evaluation.truth import ground_truth
+
+    a = cfg.als
+    configured = AlsParams(a.rank, a.reg_param, a.alpha, a.max_iter)
+
+    tuning_split = split.for_tuning()
+    truth = ids.to_indices(ground_truth(interactions, tuning_split, window="evaluation"), users, items)
+    if truth.limit(1).count() == 0:
+        log.warning("no purchases in the validation window %s .. %s: training with the configured parameters",
+                    tuning_split.as_of, split.as_of)
+        return configured, []
+    ratings = ids.to_indices(tuning, users, items)
+    exclude = _history_bought(interactions, tuning_split, users, items) if cfg.candidates.exclude_bought else None
+    grid = search_space(a) if a.tune else [configured]
+    trials = run_search(ratings, truth.persist(), exclude, grid, num_blocks, a, cfg.candidates)
+    truth.unpersist()
+    return trials[0].params, trials
+
+
+def _history_bought(interactions: DataFrame, split: TemporalSplit, users: DataFrame, items: DataFrame) -> DataFrame:
+    bought = split.history(purchases(interactions)).select(C.USER_ID, C.ITEM_ID)
+    return bought_pairs(ids.to_indices(bought, users, items))
+
+
+# ------------------------------------------------------------------------------ outputs
+def _with_ids(top: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
+    return (
+        top.join(F.broadcast(items), on=C.ITEM_IDX, how="inner")
+        .join(users, on=C.USER_IDX, how="inner")
+        .select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
+    )
+
+
+def _write_factors(tables: Tables, uf: DataFrame, itf: DataFrame, users: DataFrame, items: DataFrame,
+                   split: TemporalSplit) -> None:
+    as_of = F.lit(split.as_of).cast("date").alias(C.AS_OF)
+    tables.replace_partition(
+        uf.join(users, on=C.USER_IDX, how="inner").select(C.USER_ID, C.USER_IDX, C.FACTORS, as_of),
+        C.GOLD_ALS_USER_FACTORS, {C.AS_OF: split.as_of},
+    )
+    tables.replace_partition(
+        itf.join(items, on=C.ITEM_IDX, how="inner").select(C.ITEM_ID, C.ITEM_IDX, C.FACTORS, as_of),
+        C.GOLD_ALS_ITEM_FACTORS, {C.AS_OF: split.as_of},
+    )
+
+
+def _log_and_register(cfg: Config, run: RunLogger, model, report: AlsReport, best_ndcg: float | None) -> None:
+    import mlflow
+    import pyspark
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    from shoprec.registry import register_and_promote
+
+    p = report.params
+    run.params({"best.rank": p.rank, "best.reg_param": p.reg_param, "best.alpha": p.alpha, "best.max_iter": p.max_iter})
+    run.metrics({
+        "n_users": report.n_users, "n_items": report.n_items, "n_ratings": report.n_ratings,
+        "n_candidates": report.n_candidates, "fit_seconds": report.fit_seconds, "topn_seconds": report.topn_seconds,
+        **({"val_ndcg_at_10": best_ndcg} if best_ndcg is not None else {}),
+    })
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("integer", C.USER_IDX), ColSpec("integer", C.ITEM_IDX)]),
+        outputs=Schema([ColSpec("float", "prediction")]),
+    )
+    with tempfile.TemporaryDirectory(prefix="shoprec-als-") as tmp:
+        info = mlflow.spark.log_model(
+            model, artifact_path="model", signature=signature, dfs_tmpdir=tmp,
+            pip_requirements=[f"pyspark=={pyspark.__version__}"],
+        )
+    if best_ndcg is None:
+        log.warning("no validation NDCG (empty validation window): %s logged but not registered", info.model_uri)
+        return
+    reg = register_and_promote(info.model_uri, cfg.als.registered_model, "val_ndcg_at_10", best_ndcg,
+                               tags={"as_of": report.as_of})
+    report.model_version = reg.version
+    report.promotion = reg.describe()

@@ -1,0 +1,514 @@
+"""``shoprec evaluate``: the baselines, then every candidate source scored on the evaluation window.
+
+    silver.interactions ─► history purchases ─► 4 baselines ─► gold.candidates (as_of, source)
+                       └─► truth of the evaluation window ─┐
+    gold.candidates of as_of (baselines, als, ...) ────────┴─► metrics per source x segment x variant
+                                                                 ├─► gold.evaluation (as_of partition)
+                                                                 └─► MLflow: metrics, table (CSV, HTML), plot
+
+Segments (EVALUATION.md): ``all``, ``warm`` and ``cold`` users, and ``new_items`` (the truth
+restricted to items first sold inside the window). Variants of the truth: ``repeat`` (every
+item bought in the window, repeats of earlier purchases included) and ``new`` (items the user
+bought before as_of are dropped from the truth and from the list, the list is re-ranked,
+then cut at K). Users to serve: warm users and the cold users of the window; users are
+evaluated when they have truth, a user without a list from a source scores 0 for it.
+
+All sources, segments and variants are scored in one Spark pass per metric family: the
+metric functions group by (source, variant, truth scope), and per-user rows are expanded to
+their segments before averaging, so a user's numbers are computed once.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from datetime import time as dtime
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from shoprec import columns as C
+from shoprec.candidates import read_candidates, write_candidates
+from shoprec.candidates import baselines
+from shoprec.config import CandidatesConfig, Config, EvaluateConfig
+from shoprec.errors import ShoprecError
+from shoprec.evaluation import metrics as M
+from shoprec.evaluation.truth import COLD, WARM, ground_truth, new_items, user_segments
+from shoprec.split import TemporalSplit, purchases
+from shoprec.tables import Tables
+from shoprec.tracking import RunLogger
+
+log = logging.getLogger(__name__)
+
+ALL = "all"
+NEW_ITEMS = "new_items"
+SEGMENTS = (ALL, WARM, COLD, NEW_ITEMS)
+REPEAT = "repeat"   # truth: all purchases of the window, repeat purchases included
+NEW = "new"         # truth and lists without the items the user bought before as_of
+VARIANTS = (REPEAT, NEW)
+# Which items a per-user row was scored on: all of them, or the new items only (segment new_items).
+_SCOPE = "truth_scope"
+_BY = (C.CANDIDATE_SOURCE, C.VARIANT, _SCOPE)
+_GROUP = (C.CANDIDATE_SOURCE, C.SEGMENT, C.VARIANT)
+WRITES = (C.GOLD_CANDIDATES, C.GOLD_EVALUATION)
+
+BASELINES = {
+    C.SRC_POPULAR: baselines.popular_global,
+    C.SRC_POPULAR_COUNTRY: baselines.popular_by_country,
+    C.SRC_POPULAR_HOUR: baselines.popular_by_hour,
+    C.SRC_COOCCURRENCE: baselines.cooccurrence,
+}
+
+EVALUATION_SCHEMA = T.StructType(
+    [
+        T.StructField(C.AS_OF, T.DateType()),
+        T.StructField(C.CANDIDATE_SOURCE, T.StringType()),
+        T.StructField(C.SEGMENT, T.StringType()),
+        T.StructField(C.VARIANT, T.StringType()),
+        T.StructField(C.METRIC, T.StringType()),
+        T.StructField(C.K, T.IntegerType()),  # null for metrics without a cutoff (mrr, auc)
+        T.StructField(C.VALUE, T.DoubleType()),
+        T.StructField(C.N_USERS, T.LongType()),
+    ]
+)
+
+_MLFLOW_UNSAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One number of gold.evaluation."""
+
+    source: str
+    segment: str
+    variant: str
+    metric: str
+    k: int | None
+    value: float
+    n_users: int
+
+    @property
+    def mlflow_name(self) -> str:
+        """``<source>.<segment>.<variant>.<metric>[_at_<k>]``, e.g. ``als.warm.repeat.ndcg_at_10``."""
+        name = f"{self.source}.{self.segment}.{self.variant}.{M.metric_column(self.metric, self.k)}"
+        return _MLFLOW_UNSAFE.sub("_", name)
+
+
+@dataclass
+class EvaluationReport:
+    """What ``shoprec evaluate`` measured; ``rows`` are the rows written to gold.evaluation."""
+
+    as_of: date
+    evaluation_end: date
+    ks: tuple[int, ...]
+    rows: list[MetricRow]
+    sources: list[str]
+    segment_users: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+    table_version: int | None = None
+    candidate_versions: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def value(self, source: str, segment: str, variant: str, metric: str, k: int | None = None) -> float | None:
+        """One number, or None when it was not computed."""
+        for r in self.rows:
+            if (r.source, r.segment, r.variant, r.metric, r.k) == (source, segment, variant, metric, k):
+                return r.value
+        return None
+
+    def summary_lines(self) -> list[str]:
+        """A readable table per segment and truth variant: metric@K rows, one column per source."""
+        lines = [
+            f"evaluate (as_of {self.as_of}, window {self.as_of} .. {self.evaluation_end} exclusive) "
+            f"finished in {self.seconds:.1f} s",
+            f"  sources: {', '.join(self.sources) or 'none'}",
+            "  users evaluated (repeat truth): "
+            + ", ".join(f"{s} {self.segment_users.get(s, 0):,}" for s in SEGMENTS),
+        ]
+        lines += [f"  note: {n}" for n in self.notes]
+        lines.append(
+            f"  gold.evaluation version {self.table_version}: {len(self.rows):,} rows; MLflow metrics are named "
+            "<source>.<segment>.<variant>.<metric>_at_<K>"
+        )
+        values = {(r.source, r.segment, r.variant, r.metric, r.k): r for r in self.rows}
+        for segment in SEGMENTS:
+            for variant in VARIANTS:
+                if segment == COLD and variant == NEW:
+                    continue  # cold users bought nothing before as_of: identical to repeat
+                lines += self._block(values, segment, variant)
+        return lines
+
+    def _block(self, values: dict, segment: str, variant: str) -> list[str]:
+        present = [(m, k) for (m, k) in _display_metrics(self.ks)
+                   if any((s, segment, variant, m, k) in values for s in self.sources)]
+        if not present:
+            return []
+        n_users = max((r.n_users for key, r in values.items()
+                       if key[1:4] == (segment, variant, "ndcg")), default=0)
+        width = max([10, *(len(s) + 2 for s in self.sources)])
+        lines = ["", f"  {_SEGMENT_TITLES[segment]}, {_VARIANT_TITLES[variant]} ({n_users:,} users)",
+                 "    " + f"{'metric':<16}" + "".join(f"{s:>{width}}" for s in self.sources)]
+        for metric, k in present:
+            label = _LABELS[metric] + (f"@{k}" if k is not None else "")
+            cells = []
+            for s in self.sources:
+                row = values.get((s, segment, variant, metric, k))
+                cells.append(f"{row.value:>{width}.4f}" if row else f"{'-':>{width}}")
+            lines.append("    " + f"{label:<16}" + "".join(cells))
+        return lines
+
+
+_SEGMENT_TITLES = {ALL: "all users", WARM: "warm users", COLD: "cold users",
+                   NEW_ITEMS: "new items (truth: items first sold in the window)"}
+_VARIANT_TITLES = {REPEAT: "repeat purchases count", NEW: "only items new to the user"}
+_LABELS = {"ndcg": "NDCG", "recall": "Recall", "recall_capped": "RecallCapped", "precision": "Precision",
+           "f1": "F1", "map": "MAP", "hit_rate": "HitRate", M.MRR: "MRR", M.AUC: "AUC",
+           M.COVERAGE: "Coverage", M.NOVELTY: "Novelty", M.POPULARITY_BIAS: "PopularityBias",
+           M.DIVERSITY: "Diversity"}
+
+
+def _display_metrics(ks: tuple[int, ...]) -> list[tuple[str, int | None]]:
+    # The console shows the headline metrics; gold.evaluation and MLflow hold all of them.
+    per_k = [(m, k) for m in ("ndcg", "recall", "precision", "map", "hit_rate") for k in ks]
+    beyond = [(m, k) for m in (M.COVERAGE, M.NOVELTY, M.POPULARITY_BIAS, M.DIVERSITY) for k in ks]
+    return per_k + [(M.MRR, None), (M.AUC, None)] + beyond
+
+
+# ------------------------------------------------------------------------------ the job
+def run_evaluate(
+    spark: SparkSession, cfg: Config, tables: Tables, split: TemporalSplit, run: RunLogger
+) -> EvaluationReport:
+    """Write the baselines' candidates, score every source of ``split.as_of``, record it all.
+
+    Raises ``ShoprecError`` when the evaluation window holds no purchases.
+    """
+    started = time.perf_counter()
+    ks = tuple(sorted(set(cfg.evaluate.ks)))
+    notes: list[str] = []
+    sales = _sales(tables.read(C.SILVER_INTERACTIONS)).persist()
+    cached = [sales]
+    try:
+        _require_window_purchases(sales, split)
+        with tables.all_or_nothing(WRITES):
+            segments = user_segments(sales, split).persist()
+            cached.append(segments)
+            history = split.history(purchases(sales))
+            candidate_versions = write_baselines(tables, history, users_to_serve(tables, segments, history),
+                                                  cfg.candidates, split.as_of)
+            recs = _with_variants(read_candidates(tables, split.as_of), history).persist()
+            truth = _truth_sets(sales, split).persist()
+            cached += [recs, truth]
+            n_catalog, n_history_users, popularity = _catalog_stats(sales, split)
+            rows = _ranking_rows(recs, truth, segments, ks)
+            rows += _auc_rows(recs, truth, segments, _auc_catalog(sales, split), cfg.evaluate)
+            evaluated = _evaluated_recs(recs, truth, segments)
+            rows += _beyond_rows(evaluated, popularity, n_history_users, n_catalog, ks)
+            vectors, note = _item_vectors(tables, split)
+            if vectors is not None:
+                diversity = _diversity_rows(evaluated, vectors, ks)
+                if not diversity:
+                    note = f"diversity skipped: no item text vectors in {C.GOLD_ITEM_FEATURES} for as_of {split.as_of}"
+                rows += diversity
+            if note:
+                notes.append(note)
+            rows.sort(key=_row_order)
+            version = _write_evaluation(spark, tables, rows, split.as_of)
+    finally:
+        for df in cached:
+            df.unpersist()
+    sources = _source_order({r.source for r in rows})
+    if C.SRC_ALS not in sources:
+        notes.append(f"no {C.SRC_ALS} candidates for as_of {split.as_of}: run shoprec train-als to compare ALS")
+    report = EvaluationReport(
+        split.as_of, split.evaluation_end, ks, rows, sources, _segment_users(rows), notes, version,
+        candidate_versions,
+    )
+    report.seconds = time.perf_counter() - started
+    _log_run(run, report)
+    return report
+
+
+# ------------------------------------------------------------------------------ inputs
+def _sales(interactions: DataFrame) -> DataFrame:
+    """Product purchases, anonymous ones included (they decide which items are new)."""
+    return interactions.where((F.col(C.EVENT_TYPE) == C.PURCHASE) & F.col(C.IS_PRODUCT)).select(
+        C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.IS_PRODUCT, C.EVENT_TS, C.BASKET_ID, C.COUNTRY
+    )
+
+
+def _require_window_purchases(sales: DataFrame, split: TemporalSplit) -> None:
+    if split.evaluation(purchases(sales)).limit(1).count() == 0:
+        raise ShoprecError(
+            f"no purchases by known customers in the evaluation window {split.as_of} .. {split.evaluation_end} "
+            f"(exclusive) of {C.SILVER_INTERACTIONS}: there is nothing to evaluate against",
+            hint="pass an earlier --as-of (at least split.evaluation_days before the last purchase) "
+            "or ingest the newer data first",
+        )
+
+
+def users_to_serve(tables: Tables, segments: DataFrame, history: DataFrame) -> DataFrame:
+    """``user_id, country``: warm users and the window's cold users.
+
+    A warm user's country is the one of their latest purchase before as_of (silver.users
+    holds the latest overall, which may come from the evaluation window); a cold user has
+    no history, so the country silver.users knows them by is all there is.
+    """
+    w = Window.partitionBy(C.USER_ID).orderBy(F.col(C.EVENT_TS).desc(), F.col(C.COUNTRY))
+    before = (
+        history.where(F.col(C.COUNTRY).isNotNull())
+        .withColumn("_nth", F.row_number().over(w))
+        .where(F.col("_nth") == 1)
+        .select(C.USER_ID, F.col(C.COUNTRY).alias("_history_country"))
+    )
+    users = segments.select(C.USER_ID).join(before, on=C.USER_ID, how="left")
+    if tables.exists(C.SILVER_USERS):
+        known = tables.read(C.SILVER_USERS).select(C.USER_ID, F.col(C.COUNTRY).alias("_silver_country"))
+        users = users.join(known, on=C.USER_ID, how="left")
+    else:
+        users = users.withColumn("_silver_country", F.lit(None).cast("string"))
+    return users.select(C.USER_ID, F.coalesce("_history_country", "_silver_country").alias(C.COUNTRY))
+
+
+def write_baselines(
+    tables: Tables, history: DataFrame, users: DataFrame, cfg: CandidatesConfig, as_of: date
+) -> dict[str, int]:
+    versions = {}
+    for source, build in BASELINES.items():
+        versions[source] = write_candidates(tables, build(history, users, cfg, as_of), source, as_of)
+        log.info("candidates %s written (gold.candidates version %s)", source, versions[source])
+    return versions
+
+
+def _with_variants(candidates: DataFrame, history: DataFrame) -> DataFrame:
+    """``source, user_id, item_id, rank, variant``: each list as is (repeat) and without
+    the user's earlier purchases, re-ranked 1.. (new)."""
+    best = M.best_rank(candidates.select(C.CANDIDATE_SOURCE, C.USER_ID, C.ITEM_ID, C.RANK), by=(C.CANDIDATE_SOURCE,))
+    bought = history.select(C.USER_ID, C.ITEM_ID).distinct()
+    order = Window.partitionBy(C.CANDIDATE_SOURCE, C.USER_ID).orderBy(F.col(C.RANK), F.col(C.ITEM_ID))
+    fresh = best.join(bought, on=[C.USER_ID, C.ITEM_ID], how="left_anti").withColumn(
+        C.RANK, F.row_number().over(order)
+    )
+    columns = [C.CANDIDATE_SOURCE, C.USER_ID, C.ITEM_ID, C.RANK]
+    return best.select(*columns, F.lit(REPEAT).alias(C.VARIANT)).unionByName(
+        fresh.select(*columns, F.lit(NEW).alias(C.VARIANT))
+    )
+
+
+def _truth_sets(sales: DataFrame, split: TemporalSplit) -> DataFrame:
+    """``user_id, item_id, variant, truth_scope``: both truth variants, on all items and on new items."""
+    fresh_items = new_items(sales, split)
+    parts = []
+    for variant, exclusion in ((REPEAT, False), (NEW, True)):
+        truth = ground_truth(sales, split, "evaluation", history_exclusion=exclusion)
+        parts.append(truth.select(C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT), F.lit(ALL).alias(_SCOPE)))
+        parts.append(
+            truth.join(fresh_items, on=C.ITEM_ID, how="left_semi").select(
+                C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT), F.lit(NEW_ITEMS).alias(_SCOPE)
+            )
+        )
+    return functools.reduce(DataFrame.unionByName, parts)
+
+
+def _end_of_window(split: TemporalSplit) -> datetime:
+    return datetime.combine(split.evaluation_end, dtime())  # midnight UTC, as the split's own bounds
+
+
+def _catalog_stats(sales: DataFrame, split: TemporalSplit) -> tuple[int, int, DataFrame]:
+    """Catalog size and history buyers (one small aggregate) and the items' popularity.
+
+    The catalog is what a recommender trained on history can know: products sold before
+    as_of. Popularity is the count of distinct known buyers (anonymous sales count 0).
+    """
+    history = split.history(sales)
+    popularity = history.groupBy(C.ITEM_ID).agg(F.count_distinct(C.USER_ID).alias(M.POPULARITY))
+    stats = history.agg(F.count_distinct(C.ITEM_ID).alias("items"), F.count_distinct(C.USER_ID).alias("users")).first()
+    return int(stats["items"]), int(stats["users"]), popularity
+
+
+def _auc_catalog(sales: DataFrame, split: TemporalSplit) -> DataFrame:
+    """AUC negatives come from every product sold before the window ends."""
+    return sales.where(F.col(C.EVENT_TS) < F.lit(_end_of_window(split))).select(C.ITEM_ID).distinct()
+
+
+def _item_vectors(tables: Tables, split: TemporalSplit) -> tuple[DataFrame | None, str | None]:
+    if not tables.exists(C.GOLD_ITEM_FEATURES):
+        return None, f"diversity skipped: {C.GOLD_ITEM_FEATURES} does not exist (run shoprec features)"
+    features = tables.read(C.GOLD_ITEM_FEATURES)
+    if C.TEXT_VECTOR not in features.columns:
+        return None, f"diversity skipped: {C.GOLD_ITEM_FEATURES} has no {C.TEXT_VECTOR} column"
+    if C.AS_OF in features.columns:
+        features = features.where(F.col(C.AS_OF) == F.lit(split.as_of))
+    return features.select(C.ITEM_ID, C.TEXT_VECTOR), None
+
+
+# ------------------------------------------------------------------------------ metrics
+def _with_segments(per_user: DataFrame, segments: DataFrame) -> DataFrame:
+    """One copy of each per-user row for ``all`` and for the user's own segment; rows scored
+    on new items only go to ``new_items``."""
+    labelled = per_user.join(segments.withColumnRenamed(C.SEGMENT, "_own_segment"), on=C.USER_ID, how="left")
+    targets = F.when(F.col(_SCOPE) == ALL, F.array(F.lit(ALL), F.col("_own_segment"))).otherwise(
+        F.array(F.lit(NEW_ITEMS))
+    )
+    return labelled.withColumn(C.SEGMENT, F.explode(targets)).where(F.col(C.SEGMENT).isNotNull())
+
+
+def _split_metric(column: str) -> tuple[str, int | None]:
+    match = re.fullmatch(r"(.+)_at_(\d+)", column)
+    return (match.group(1), int(match.group(2))) if match else (column, None)
+
+
+def _rows(collected: list, columns: list[str], n_users_col: str | None = M.N_USERS) -> list[MetricRow]:
+    out = []
+    for r in collected:
+        for c in columns:
+            if r[c] is None:
+                continue  # nothing to average (no list in the group)
+            metric, k = _split_metric(c)
+            n_users = r[n_users_col] if n_users_col else r[M.metric_column(M.DIVERSITY_USERS, k)]
+            out.append(MetricRow(r[C.CANDIDATE_SOURCE], r[C.SEGMENT], r[C.VARIANT], metric, k, float(r[c]),
+                                 int(n_users)))
+    return out
+
+
+def _ranking_rows(recs: DataFrame, truth: DataFrame, segments: DataFrame, ks: tuple[int, ...]) -> list[MetricRow]:
+    per_user = M.ranking_metrics(recs, truth, ks, by=_BY)
+    columns = M.ranking_metric_columns(ks)
+    means = _with_segments(per_user, segments).groupBy(*_GROUP).agg(
+        F.count(F.lit(1)).alias(M.N_USERS), *[F.avg(c).alias(c) for c in columns]
+    )
+    return _rows(means.collect(), columns)  # small: sources x segments x variants
+
+
+def _auc_rows(
+    recs: DataFrame, truth: DataFrame, segments: DataFrame, catalog: DataFrame, cfg: EvaluateConfig
+) -> list[MetricRow]:
+    per_user = M.sampled_auc_per_user(recs, truth, catalog, cfg.auc_negatives, cfg.seed, by=_BY)
+    means = _with_segments(per_user, segments).groupBy(*_GROUP).agg(
+        F.count(F.lit(1)).alias(M.N_USERS), F.avg(M.AUC).alias(M.AUC)
+    )
+    return _rows(means.collect(), [M.AUC])
+
+
+def _evaluated_recs(recs: DataFrame, truth: DataFrame, segments: DataFrame) -> DataFrame:
+    """The lists of the evaluated users, tagged with ``all`` and their segment, so that every
+    source's beyond-accuracy numbers cover the same users."""
+    evaluated = (
+        truth.where(F.col(_SCOPE) == ALL)
+        .select(C.VARIANT, C.USER_ID)
+        .distinct()
+        .join(segments, on=C.USER_ID, how="left")
+        .withColumn(C.SEGMENT, F.explode(F.array(F.lit(ALL), F.col(C.SEGMENT))))
+        .where(F.col(C.SEGMENT).isNotNull())
+    )
+    return recs.join(evaluated, on=[C.VARIANT, C.USER_ID], how="inner")
+
+
+def _beyond_rows(
+    evaluated: DataFrame, popularity: DataFrame, n_history_users: int, n_catalog: int, ks: tuple[int, ...]
+) -> list[MetricRow]:
+    df = M.beyond_accuracy(evaluated, popularity, n_history_users, n_catalog, ks, by=_GROUP)
+    columns = [M.metric_column(m, k) for m in (M.COVERAGE, M.NOVELTY, M.POPULARITY_BIAS) for k in ks]
+    return _rows(df.collect(), columns)
+
+
+def _diversity_rows(evaluated: DataFrame, vectors: DataFrame, ks: tuple[int, ...]) -> list[MetricRow]:
+    df = M.intra_list_diversity_by(evaluated, vectors, ks, by=_GROUP)
+    return _rows(df.collect(), [M.metric_column(M.DIVERSITY, k) for k in ks], n_users_col=None)
+
+
+# ------------------------------------------------------------------------------ outputs
+def _row_order(r: MetricRow) -> tuple:
+    return (r.source, SEGMENTS.index(r.segment), VARIANTS.index(r.variant), r.metric, r.k or 0)
+
+
+def _source_order(sources: set[str]) -> list[str]:
+    """The model(s) first, then the baselines in their fixed order."""
+    others = sorted(s for s in sources if s not in BASELINES)
+    return others + [s for s in BASELINES if s in sources]
+
+
+def _segment_users(rows: list[MetricRow]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rows:
+        if r.variant == REPEAT and r.metric == "ndcg":
+            out[r.segment] = max(out.get(r.segment, 0), r.n_users)
+    return out
+
+
+def _write_evaluation(spark: SparkSession, tables: Tables, rows: list[MetricRow], as_of: date) -> int:
+    data = [(as_of, r.source, r.segment, r.variant, r.metric, r.k, r.value, r.n_users) for r in rows]
+    df = spark.createDataFrame(data, EVALUATION_SCHEMA)
+    return tables.replace_partition(df, C.GOLD_EVALUATION, {C.AS_OF: as_of}).version
+
+
+def _log_run(run: RunLogger, report: EvaluationReport) -> None:
+    metrics = {r.mlflow_name: r.value for r in report.rows}
+    for r in report.rows:
+        if r.metric == "ndcg":
+            metrics[_MLFLOW_UNSAFE.sub("_", f"{r.source}.{r.segment}.{r.variant}.n_users")] = float(r.n_users)
+    metrics["seconds"] = report.seconds
+    run.metrics(metrics)
+    run.tags({"shoprec.eval_sources": ",".join(report.sources)})
+    with tempfile.TemporaryDirectory(prefix="shoprec-evaluate-") as tmp:
+        paths = _write_tables(report, tmp)
+        plot = _plot(report, os.path.join(tmp, "ndcg_recall.png"))
+        for path in paths + ([plot] if plot else []):
+            run.artifact(path, "evaluation")
+
+
+def _write_tables(report: EvaluationReport, folder: str) -> list[str]:
+    """The long table as CSV and a pivot (metric rows, source columns) as HTML."""
+    import pandas as pd
+
+    long = pd.DataFrame(
+        [(report.as_of.isoformat(), r.source, r.segment, r.variant, r.metric, r.k, r.value, r.n_users)
+         for r in report.rows],
+        columns=[C.AS_OF, C.CANDIDATE_SOURCE, C.SEGMENT, C.VARIANT, C.METRIC, C.K, C.VALUE, C.N_USERS],
+    ).astype({C.K: "Int64"})
+    csv_path = os.path.join(folder, "evaluation.csv")
+    long.to_csv(csv_path, index=False)
+    long["metric_at_k"] = [M.metric_column(m, None if pd.isna(k) else int(k)) for m, k in zip(long[C.METRIC], long[C.K])]
+    pivot = long.pivot_table(index=[C.SEGMENT, C.VARIANT, "metric_at_k"], columns=C.CANDIDATE_SOURCE,
+                             values=C.VALUE, aggfunc="first")
+    pivot = pivot[[s for s in report.sources if s in pivot.columns]]
+    html_path = os.path.join(folder, "evaluation.html")
+    with open(html_path, "w", encoding="utf-8") as fh:
+        fh.write(f"<h2>shoprec evaluation, as_of {report.as_of}</h2>\n")
+        fh.write(pivot.to_html(float_format=lambda v: f"{v:.4f}", na_rep="-"))
+    return [csv_path, html_path]
+
+
+def _plot(report: EvaluationReport, path: str) -> str | None:
+    """NDCG@K and Recall@K per source, warm users, repeat truth (all users when none is warm)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    segment = WARM if report.segment_users.get(WARM) else ALL
+    # A bare Figure on the Agg canvas: no pyplot state, no GUI backend, safe in any process.
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    plotted = False
+    for ax, metric in zip(axes, ("ndcg", "recall")):
+        for source in report.sources:
+            points = [(k, report.value(source, segment, REPEAT, metric, k)) for k in report.ks]
+            points = [(k, v) for k, v in points if v is not None]
+            if points:
+                ax.plot([k for k, _ in points], [v for _, v in points], marker="o", label=source)
+                plotted = True
+        ax.set_xticks(list(report.ks))
+        ax.set_xlabel("K")
+        ax.set_title(f"{_LABELS[metric]}@K, {segment} users, repeat purchases count")
+        ax.grid(alpha=0.3)
+    if not plotted:
+        return None
+    axes[0].legend(fontsize="small")
+    fig.suptitle(f"shoprec evaluation, as_of {report.as_of}")
+    fig.savefig(path, dpi=100)
+    return path

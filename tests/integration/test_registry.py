@@ -1,0 +1,44 @@
+"""The promotion rule on a real MLflow registry (SQLite under a temp data root)."""
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from shoprec.registry import register_and_promote, should_promote
+from shoprec.tracking import configure
+
+
+@pytest.mark.parametrize(
+    ("value", "champion", "higher", "expected"),
+    [(0.2, None, True, True), (0.3, 0.2, True, True), (0.2, 0.2, True, False), (0.1, 0.2, True, False),
+     (0.1, 0.2, False, True)],
+)
+def test_should_promote(value, champion, higher, expected):
+    assert should_promote(value, champion, higher) is expected
+
+
+class Constant(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+def log_constant_model():
+    with mlflow.start_run():
+        return mlflow.pyfunc.log_model(name="model", python_model=Constant(), pip_requirements=[]).model_uri
+
+
+def test_first_model_is_champion_then_only_a_better_one_takes_over(cfg):
+    configure(cfg)
+    client = mlflow.MlflowClient()
+    first = register_and_promote(log_constant_model(), "shoprec-test", "val_ndcg_at_10", 0.20)
+    assert (first.version, first.promoted, first.champion_value) == ("1", True, None)
+
+    worse = register_and_promote(log_constant_model(), "shoprec-test", "val_ndcg_at_10", 0.15)
+    assert (worse.version, worse.promoted, worse.champion_value) == ("2", False, 0.20)
+    assert str(client.get_model_version_by_alias("shoprec-test", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("shoprec-test", "challenger").version) == "2"
+
+    better = register_and_promote(log_constant_model(), "shoprec-test", "val_ndcg_at_10", 0.25)
+    assert better.promoted and better.champion_value == 0.20
+    assert str(client.get_model_version_by_alias("shoprec-test", "champion").version) == "3"
+    assert "stays challenger" in client.get_model_version("shoprec-test", "2").tags["shoprec.promotion"]
