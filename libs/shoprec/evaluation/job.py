@@ -153,14 +153,14 @@ class EvaluationReport:
                        if key[1:4] == (segment, variant, "ndcg")), default=0)
         width = max([10, *(len(s) + 2 for s in self.sources)])
         lines = ["", f"  {_SEGMENT_TITLES[segment]}, {_VARIANT_TITLES[variant]} ({n_users:,} users)",
-                 "    " + f"{'metric':<16}" + "".join(f"{s:>{width}}" for s in self.sources)]
+                 "    " + f"{'metric':<18}" + "".join(f"{s:>{width}}" for s in self.sources)]
         for metric, k in present:
             label = _LABELS[metric] + (f"@{k}" if k is not None else "")
             cells = []
             for s in self.sources:
                 row = values.get((s, segment, variant, metric, k))
                 cells.append(f"{row.value:>{width}.4f}" if row else f"{'-':>{width}}")
-            lines.append("    " + f"{label:<16}" + "".join(cells))
+            lines.append("    " + f"{label:<18}" + "".join(cells))
         return lines
 
 
