@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("train-als", "tune and train ALS, register it, write its factors and top-N candidates",
          "Grid-search Spark ALS (implicit) on NDCG@10 of the validation window, train the best on the whole "
          "history, register it as shoprec-als, write gold factors and ALS candidates (blocked top-N)."),
+        ("train-hybrid", "train the deep hybrid model with Horovod, register it, write its candidates",
+         "Build training examples in Spark (negatives sampled by popularity, point-in-time history, item "
+         "content, context), train the NeuMF-style hybrid model on hybrid.num_proc Horovod processes "
+         "(horovodrun with Gloo locally, horovod.spark.run on a cluster), log it to MLflow, register it as "
+         "shoprec-hybrid (champion only when its validation NDCG@10 beats the champion's) and write its "
+         "re-ranked candidates."),
         ("evaluate", "score ALS and the baselines on the evaluation window",
          "Compute the baselines (popular, popular per country / hour, co-occurrence) and every metric of "
          "EVALUATION.md at K = 5, 10, 20 per candidate source and user segment; log them to MLflow and print "
@@ -97,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p)
 
-    p = sub.add_parser("pipeline", help="run the whole pipeline end to end (ingest, features, ALS, evaluation)",
+    p = sub.add_parser("pipeline", help="run the whole pipeline end to end (ingest, features, ALS, hybrid, evaluation)",
                        description="Run every stage in order under one MLflow run and print where the "
                        "tables and the MLflow store are.",
                        epilog="example:\n  shoprec pipeline --data-root ./lakehouse",
@@ -138,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
         runner.pipeline_stage(ctx, args.as_of)
     else:
         stage = {"features": runner.features_stage, "train-als": runner.train_als_stage,
-                 "evaluate": runner.evaluate_stage}[args.command]
+                 "train-hybrid": runner.train_hybrid_stage, "evaluate": runner.evaluate_stage}[args.command]
         stage(ctx, args.as_of)
     return 0
 

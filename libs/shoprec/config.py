@@ -233,6 +233,53 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class HybridModelConfig:
+    """Sizes and switches of the NeuMF-style hybrid network (shoprec.hybrid.model)."""
+
+    embedding_dim: int = 32          # user/item embeddings of each tower
+    mlp_layers: tuple[int, ...] = (128, 64, 32)
+    context_embedding_dim: int = 4   # hour, weekday, season, country, device, category, price band
+    dropout: float = 0.2
+    l2: float = 1.0e-6
+    use_content: bool = True         # text vector, price band, category
+    use_context: bool = True         # hour, weekday, season, holiday distance, country, device
+    use_history: bool = True         # the user's earlier purchases of the item, and overall
+    # Initialise the GMF embeddings from gold.als_*_factors of the same as_of (its rank
+    # replaces embedding_dim for that tower). Those factors saw the validation window.
+    warm_start_als: bool = False
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """``shoprec train-hybrid``: training data in Spark, Horovod training, registry."""
+
+    # Training examples: negatives per positive, drawn with probability ~ popularity ** power
+    # (0: uniform, 1: proportional), never an item the user bought in the same window.
+    negatives: int = 4
+    sampling_power: float = 0.75
+    validation_negatives: int = 10
+    seed: int = 42
+    # Horovod: processes (horovodrun -np locally, horovod.spark.run num_proc on a cluster).
+    num_proc: int = 2
+    launcher: Literal["auto", "horovodrun", "spark"] = "auto"
+    shards_per_rank: int = 2
+    # null: the machine's cores / num_proc, so ranks do not oversubscribe cores.
+    threads_per_rank: int | None = None
+    epochs: int = 8
+    batch_size: int = 1024           # per rank
+    learning_rate: float = 0.002     # scaled by the number of ranks
+    # Early stopping on validation NDCG@10 (each positive ranked among its negatives).
+    patience: int = 2
+    model: HybridModelConfig = field(default_factory=HybridModelConfig)
+    registered_model: str = "shoprec-hybrid"
+    # Candidates re-ranked by the model for the evaluation: per user, ALS top-N, the
+    # items they bought, and the globally popular ones.
+    rerank_pool: int = 50
+    # Training examples and the model live under <data_root>/<work_dir>/<as_of>.
+    work_dir: str = "_hybrid"
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of one run."""
 
@@ -248,6 +295,7 @@ class Config:
     als: AlsConfig = field(default_factory=AlsConfig)
     candidates: CandidatesConfig = field(default_factory=CandidatesConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
 
     @property
     def data_root(self) -> str:

@@ -88,6 +88,13 @@ def train_als_stage(ctx: JobContext, as_of: date | None = None, split=None) -> "
     return _model_stage(ctx, "train-als", split or resolve_run_split(ctx, as_of), run_train_als)
 
 
+def train_hybrid_stage(ctx: JobContext, as_of: date | None = None, split=None) -> "object":
+    """``shoprec train-hybrid``: Horovod-trained hybrid model, registered, its candidates in gold."""
+    from shoprec.hybrid.job import run_train_hybrid
+
+    return _model_stage(ctx, "train-hybrid", split or resolve_run_split(ctx, as_of), run_train_hybrid)
+
+
 def evaluate_stage(ctx: JobContext, as_of: date | None = None, split=None) -> "object":
     """``shoprec evaluate``: baselines + every candidate source scored on the evaluation window."""
     from shoprec.evaluation.job import run_evaluate
@@ -98,7 +105,7 @@ def evaluate_stage(ctx: JobContext, as_of: date | None = None, split=None) -> "o
 def pipeline_stage(ctx: JobContext, as_of: date | None = None) -> None:
     """``shoprec pipeline``: every stage in order under one parent MLflow run.
 
-    ingest -> features -> train-als -> evaluate; the hybrid model and recommendations
+    ingest -> features -> train-als -> train-hybrid -> evaluate; the hybrid model and recommendations
     join as they land.
     """
     import mlflow
@@ -114,6 +121,7 @@ def pipeline_stage(ctx: JobContext, as_of: date | None = None) -> None:
                 f"evaluation {split.as_of} .. {split.evaluation_end} (exclusive)")
         features_stage(ctx, split=split)
         train_als_stage(ctx, split=split)
+        train_hybrid_stage(ctx, split=split)
         evaluate_stage(ctx, split=split)
     store = store_for(ctx.cfg)
     ctx.say()

@@ -1,0 +1,1 @@
+"""The deep hybrid model: training data in Spark, the network, Horovod training, pyfunc, scoring."""
