@@ -144,8 +144,12 @@ def topn_parts(args, model) -> dict:
     uf, itf = user_factors(model).persist(), item_factors(model).persist()
     uf.count(), itf.count()
     ours = top_n_for_users(uf, itf, args.n)
-    _, ours_s = timed(lambda: ours.write.format("noop").mode("overwrite").save())
     theirs = model.recommendForAllUsers(args.n)
+    # Each twice: the first run of ours also starts Spark's Python workers; the second is
+    # the steady state a pipeline sees (both numbers are reported).
+    _, ours_cold_s = timed(lambda: ours.write.format("noop").mode("overwrite").save())
+    _, theirs_cold_s = timed(lambda: theirs.write.format("noop").mode("overwrite").save())
+    _, ours_s = timed(lambda: ours.write.format("noop").mode("overwrite").save())
     _, theirs_s = timed(lambda: theirs.write.format("noop").mode("overwrite").save())
     # Same lists? (compare as sets per user: float ties may order differently)
     ours_sets = ours.groupBy(C.USER_IDX).agg(F.array_sort(F.collect_list(C.ITEM_IDX)).alias("a"))
@@ -153,7 +157,7 @@ def topn_parts(args, model) -> dict:
     agree = ours_sets.join(theirs_sets, on=C.USER_IDX, how="inner").agg(
         F.avg((F.col("a") == F.col("b")).cast("double")).alias("agree"), F.count("*").alias("users")
     ).first()
-    return {"ours": ours, "ours_s": ours_s, "theirs_s": theirs_s,
+    return {"ours": ours, "ours_s": ours_s, "theirs_s": theirs_s, "ours_cold_s": ours_cold_s, "theirs_cold_s": theirs_cold_s,
             "lists_identical_share": round(agree["agree"], 4), "users": agree["users"], "_uf": uf, "_itf": itf}
 
 
@@ -167,11 +171,11 @@ def implicit_part(args, spark, ratings, n_users: int, n_items: int) -> dict:
         (pdf[C.CONFIDENCE].to_numpy(np.float32), (pdf[C.USER_IDX].to_numpy(), pdf[C.ITEM_IDX].to_numpy())),
         shape=(n_users, n_items),
     )
-    model = AlternatingLeastSquares(
-        factors=args.rank, regularization=args.reg_param, alpha=args.alpha, iterations=args.iterations,
-        calculate_training_loss=False, random_state=42,
-    )
     with threadpool_limits(1, "blas"):  # implicit's own advice: its threads, not BLAS's
+        model = AlternatingLeastSquares(
+            factors=args.rank, regularization=args.reg_param, alpha=args.alpha, iterations=args.iterations,
+            calculate_training_loss=False, random_state=42,
+        )
         _, fit_s = timed(lambda: model.fit(matrix, show_progress=False))
         users = np.arange(n_users)
         (top, _), rec_s = timed(lambda: model.recommend(users, matrix[users], N=args.n, filter_already_liked_items=False))
@@ -226,6 +230,7 @@ def run_dataset(args, name: str, data_root: str | None, default_blocks: bool) ->
     say(f"{name}: top-{args.n} for all users: blocked vs recommendForAllUsers ...")
     top = topn_parts(args, ours_fit["model"])
     out.update({"topn_blocked_s": top["ours_s"], "recommend_for_all_users_s": top["theirs_s"],
+                "topn_blocked_first_run_s": top["ours_cold_s"], "recommend_for_all_users_first_run_s": top["theirs_cold_s"],
                 "topn_speedup": round(top["theirs_s"] / max(top["ours_s"], 1e-9), 2),
                 "lists_identical_share": top["lists_identical_share"]})
     out["spark_quality"] = quality(top["ours"], truth, top["_uf"])
@@ -259,7 +264,9 @@ def print_table(report: dict) -> None:
         if "spark_fit_default_blocks_s" in r:
             print(f"  Spark fit with MLlib's default 10 blocks: {r['spark_fit_default_blocks_s']:.1f} s "
                   f"({r['fit_ratio_default_blocks_vs_implicit']}x implicit)")
-        print(f"  blocked top-N vs recommendForAllUsers: {r['topn_speedup']}x faster "
+        print(f"  top-10 first runs (ours starts the Python workers): blocked {r['topn_blocked_first_run_s']:.1f} s, "
+              f"recommendForAllUsers {r['recommend_for_all_users_first_run_s']:.1f} s")
+        print(f"  blocked top-N vs recommendForAllUsers (second runs): {r['topn_speedup']}x faster "
               f"(identical lists for {r['lists_identical_share']:.1%} of users)")
         print(f"  Spark fit ({r['spark_blocks']} blocks) vs implicit: {r['fit_ratio_spark_vs_implicit']}x "
               f"(NDCG over {sq['users']:,} warm users of the window)")
