@@ -65,3 +65,36 @@ def test_ties_break_by_item_position():
 )
 def test_block_size_keeps_one_score_block_under_the_budget(n_items, block_mb, asked, expected):
     assert block_size(n_items, block_mb, asked) == expected
+
+
+def test_threshold_path_for_large_catalogs_matches_a_full_sort():
+    # >= CHUNK * n items: the chunk-maximum threshold path, with exclusions, ties and a
+    # catalog that is not a multiple of the chunk size.
+    rng = np.random.default_rng(11)
+    users = rng.normal(size=(40, 6)).astype(np.float32)
+    items = rng.normal(size=(1003, 6)).astype(np.float32)
+    items[500:510] = items[3]  # ten exact copies of one item: ties broken by position
+    users[7] = 0.0             # every score 0: the first n positions
+    exclude = [None] * 40
+    exclude[1] = np.arange(0, 1003, 2)
+    exclude[2] = np.arange(1003)  # everything excluded
+    top, scores = top_n_block(users, items, 10, exclude)
+    want = brute_force(users, items, 10, exclude)
+    for row in range(40):
+        if row == 2:
+            assert list(top[row]) == [-1] * 10
+        else:
+            assert list(top[row]) == want[row], row
+    assert list(top[7]) == list(range(10))
+
+
+def test_reused_buffers_give_the_same_lists_for_blocks_of_any_size():
+    from shoprec.als.topn import Buffers
+
+    rng = np.random.default_rng(5)
+    items = rng.normal(size=(700, 4)).astype(np.float32)
+    buffers = Buffers()
+    for rows in (30, 7, 30, 1):  # shrinking and growing blocks through the same buffers
+        users = rng.normal(size=(rows, 4)).astype(np.float32)
+        top, _ = top_n_block(users, items, 5, buffers=buffers)
+        assert [list(r) for r in top] == brute_force(users, items, 5)

@@ -39,6 +39,10 @@ TOPN_SCHEMA = T.StructType(
 )
 
 
+# Items per chunk of the threshold top-n (see _top_n_by_threshold).
+CHUNK = 32
+
+
 def block_size(n_items: int, block_mb: int, block_users: int | None = None) -> int:
     """Users per matrix product: as asked, else as many as keep one score block under block_mb."""
     if block_users:
@@ -47,15 +51,36 @@ def block_size(n_items: int, block_mb: int, block_users: int | None = None) -> i
     return int(min(MAX_BLOCK_USERS, max(1, (block_mb * 2**20) // per_user)))
 
 
+class Buffers:
+    """Score and mask arrays reused from block to block.
+
+    A fresh 64 MB result per matrix product spends most of its time in page faults
+    (0.8 s vs 0.12 s for 4,000 x 20,000 x 64 here); reusing one buffer avoids them.
+    """
+
+    def __init__(self):
+        self.scores = np.empty((0, 0), dtype=np.float32)
+        self.mask = np.empty((0, 0), dtype=bool)
+
+    def get(self, users: int, items: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.scores.shape[0] < users or self.scores.shape[1] != items:
+            self.scores = np.empty((users, items), dtype=np.float32)
+            self.mask = np.empty((users, items), dtype=bool)
+        return self.scores[:users], self.mask[:users]
+
+
 def top_n_block(
-    user_vectors: np.ndarray, item_vectors: np.ndarray, n: int, exclude: list[np.ndarray] | None = None
+    user_vectors: np.ndarray, item_vectors: np.ndarray, n: int, exclude: list[np.ndarray] | None = None,
+    buffers: Buffers | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best ``n`` item positions and scores per user row, best first.
 
     ``exclude[r]`` holds item positions row r must not get. Rows with fewer than n
     allowed items get fewer (their tail positions are -1 and are dropped by the caller).
+    ``buffers`` (reused across calls) saves allocating the score matrix every time.
     """
-    scores = user_vectors @ item_vectors.T  # (users, items) float32
+    scores, mask = (buffers or Buffers()).get(user_vectors.shape[0], item_vectors.shape[0])
+    np.matmul(user_vectors.astype(np.float32, copy=False), item_vectors.T, out=scores)  # (users, items)
     if exclude is not None:
         for row, positions in enumerate(exclude):
             if positions is not None and len(positions):
@@ -63,16 +88,37 @@ def top_n_block(
     n = min(n, scores.shape[1])
     if n == 0:
         return np.empty((scores.shape[0], 0), dtype=np.int64), np.empty((scores.shape[0], 0), dtype=np.float32)
-    if n < scores.shape[1]:
-        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    else:
-        part = np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    # Sort the kept n by score, ties by item position so output is deterministic.
-    order = np.lexsort((part, -part_scores), axis=1)
-    top = np.take_along_axis(part, order, axis=1)
-    top_scores = np.take_along_axis(part_scores, order, axis=1)
-    top = np.where(np.isneginf(top_scores), -1, top)
+    # Chunks of CHUNK items; smaller ones when the catalog has fewer than CHUNK * n items.
+    return _top_n_by_threshold(scores, n, min(CHUNK, scores.shape[1] // n), mask)
+
+
+def _top_n_by_threshold(
+    scores: np.ndarray, n: int, chunk: int, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-n per row (ties to the smaller position) without partitioning every row.
+
+    Split each row into chunks of ``chunk`` items and take each chunk's maximum; the n-th
+    largest chunk maximum t is a lower bound of the row's n-th best score (n chunks hold
+    an item scoring at least t). Only items scoring >= t, about n per row, are sorted:
+    about 3x faster than ``argpartition`` over 20,000 items. Needs n <= items // chunk.
+    """
+    users, n_items = scores.shape
+    m = n_items // chunk
+    head = scores[:, : m * chunk].reshape(users, m, chunk).max(axis=2)  # a view: no copy
+    if m * chunk < n_items:
+        head = np.concatenate([head, scores[:, m * chunk:].max(axis=1, keepdims=True)], axis=1)
+    threshold = np.partition(head, head.shape[1] - n, axis=1)[:, head.shape[1] - n]
+    mask = np.greater_equal(scores, threshold[:, None], out=mask)
+    rows, cols = np.nonzero(mask)
+    values = scores[rows, cols]
+    order = np.lexsort((cols, -values, rows))  # by row, best first, ties by item position
+    rows, cols, values = rows[order], cols[order], values[order]
+    nth = np.arange(len(rows)) - np.searchsorted(rows, np.arange(users))[rows]
+    keep = (nth < n) & ~np.isneginf(values)
+    top = np.full((users, n), -1, dtype=np.int64)
+    top_scores = np.full((users, n), -np.inf, dtype=scores.dtype)
+    top[rows[keep], nth[keep]] = cols[keep]
+    top_scores[rows[keep], nth[keep]] = values[keep]
     return top, top_scores
 
 
@@ -112,14 +158,16 @@ def top_n_for_users(
         _single_thread_blas()
         ids, vectors = shared.value
         position = {int(item): pos for pos, item in enumerate(ids)} if excluding else None
+        buffers = Buffers()
         for batch in batches:
             for start in range(0, len(batch), size):
-                yield _score_block(batch.iloc[start:start + size], ids, vectors, n, position)
+                yield _score_block(batch.iloc[start:start + size], ids, vectors, n, position, buffers)
 
     return users.mapInPandas(score, TOPN_SCHEMA)
 
 
-def _score_block(block: pd.DataFrame, ids: np.ndarray, vectors: np.ndarray, n: int, position) -> pd.DataFrame:
+def _score_block(block: pd.DataFrame, ids: np.ndarray, vectors: np.ndarray, n: int, position,
+                 buffers: Buffers | None = None) -> pd.DataFrame:
     user_vectors = np.stack(block[C.FACTORS].to_numpy()).astype(np.float32, copy=False)
     exclude = None
     if position is not None:
@@ -127,7 +175,7 @@ def _score_block(block: pd.DataFrame, ids: np.ndarray, vectors: np.ndarray, n: i
             None if lst is None else np.fromiter((position[i] for i in lst if i in position), dtype=np.int64)
             for lst in block[EXCLUDE]
         ]
-    top, top_scores = top_n_block(user_vectors, vectors, n, exclude)
+    top, top_scores = top_n_block(user_vectors, vectors, n, exclude, buffers)
     width = top.shape[1]
     keep = (top >= 0).ravel()
     return pd.DataFrame(
