@@ -239,7 +239,7 @@ class HybridModelConfig:
     embedding_dim: int = 32          # user/item embeddings of each tower
     mlp_layers: tuple[int, ...] = (128, 64, 32)
     context_embedding_dim: int = 4   # hour, weekday, season, country, device, category, price band
-    dropout: float = 0.2
+    dropout: float = 0.3
     l2: float = 1.0e-6
     use_content: bool = True         # text vector, price band, category
     use_context: bool = True         # hour, weekday, season, holiday distance, country, device
@@ -267,7 +267,7 @@ class HybridConfig:
     threads_per_rank: int | None = None
     epochs: int = 8
     batch_size: int = 1024           # per rank
-    learning_rate: float = 0.002     # scaled by the number of ranks
+    learning_rate: float = 0.001     # scaled by the number of ranks
     # Early stopping on validation NDCG@10 (each positive ranked among its negatives).
     patience: int = 2
     model: HybridModelConfig = field(default_factory=HybridModelConfig)
