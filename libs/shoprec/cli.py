@@ -93,7 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
          "(horovodrun with Gloo locally, horovod.spark.run on a cluster), log it to MLflow, register it as "
          "shoprec-hybrid (champion only when its validation NDCG@10 beats the champion's) and write its "
          "re-ranked candidates."),
-        ("evaluate", "score ALS and the baselines on the evaluation window",
+        ("recommend", "write gold.recommendations: fused, re-ranked, explained, with cold-start lists",
+         "Gather candidates per user (ALS top-N, reorders, bought-together partners, content neighbours, popular "
+         "in the user's country and season), score them with the champion hybrid model inside Spark, fuse "
+         "w x ALS + (1 - w) x deep (w chosen on the validation window), boost by season, diversify (MMR), "
+         "explain each row and replace the as_of partition of gold.recommendations. Users without history get "
+         "their country's list; lists per country are stored under user_id 'cold-start:<country>'."),
+        ("evaluate", "score ALS, the hybrid, the recommendations and the baselines on the evaluation window",
          "Compute the baselines (popular, popular per country / hour, co-occurrence) and every metric of "
          "EVALUATION.md at K = 5, 10, 20 per candidate source and user segment; log them to MLflow and print "
          "the table."),
@@ -103,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p)
 
-    p = sub.add_parser("pipeline", help="run the whole pipeline end to end (ingest, features, ALS, hybrid, evaluation)",
+    p = sub.add_parser("pipeline", help="run the whole pipeline end to end (ingest, features, ALS, hybrid, recommend, evaluate)",
                        description="Run every stage in order under one MLflow run and print where the "
                        "tables and the MLflow store are.",
                        epilog="example:\n  shoprec pipeline --data-root ./lakehouse",
@@ -144,7 +150,8 @@ def _run(args: argparse.Namespace) -> int:
         runner.pipeline_stage(ctx, args.as_of)
     else:
         stage = {"features": runner.features_stage, "train-als": runner.train_als_stage,
-                 "train-hybrid": runner.train_hybrid_stage, "evaluate": runner.evaluate_stage}[args.command]
+                 "train-hybrid": runner.train_hybrid_stage, "recommend": runner.recommend_stage,
+                 "evaluate": runner.evaluate_stage}[args.command]
         stage(ctx, args.as_of)
     return 0
 

@@ -96,7 +96,12 @@ GOLD_USER_ID_MAP = "gold.user_id_map"
 GOLD_ITEM_ID_MAP = "gold.item_id_map"
 GOLD_ALS_USER_FACTORS = "gold.als_user_factors"
 GOLD_ALS_ITEM_FACTORS = "gold.als_item_factors"
+# ALS refit on the history before the validation window (same params): what the
+# recommend stage scores the validation window with when it chooses the fusion weight.
+GOLD_ALS_VALIDATION_USER_FACTORS = "gold.als_validation_user_factors"
+GOLD_ALS_VALIDATION_ITEM_FACTORS = "gold.als_validation_item_factors"
 GOLD_CANDIDATES = "gold.candidates"
+GOLD_RECOMMENDATIONS = "gold.recommendations"
 GOLD_EVALUATION = "gold.evaluation"
 
 # --- candidate sources -----------------------------------------------------------------
@@ -105,6 +110,18 @@ SRC_POPULAR = "popular"                 # global, recency-weighted
 SRC_POPULAR_COUNTRY = "popular_country"
 SRC_POPULAR_HOUR = "popular_hour"
 SRC_COOCCURRENCE = "cooccurrence"      # bought together with the user's recent items
+SRC_HYBRID = "hybrid"                   # the deep model re-ranking a pool (train-hybrid)
+SRC_CONTENT = "content"                 # text-vector neighbours of the user's recent items
+SRC_REPEAT = "repeat"                   # the user's own earlier purchases (reorders)
+SRC_POPULAR_CONTEXT = "popular_context"  # popular in the user's country, season and recent weeks
+SRC_NEW_ITEM = "new_item"               # an item without sales before as_of, reached through content
+SRC_RECOMMEND = "recommend"             # gold.recommendations as evaluated: fused, re-ranked, cold start
+
+# --- gold.recommendations ----------------------------------------------------------------
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
+GENERATED_AT = "generated_at"
+COLD_START_USER_PREFIX = "cold-start:"   # user_id of a country's list for users without history
 
 
 def bronze_table(source: str) -> str:

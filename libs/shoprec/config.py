@@ -280,6 +280,76 @@ class HybridConfig:
 
 
 @dataclass(frozen=True)
+class RecommendPoolConfig:
+    """Candidates per user and source gathered before scoring (0 turns a source off)."""
+
+    als: int = 50            # ALS top-N
+    repeat: int = 20         # the user's own most recent purchases
+    cooccurrence: int = 30   # bought together with the user's recent items
+    content: int = 30        # text-vector neighbours of the user's recent items
+    popular: int = 30        # popular in the user's country and season
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """final = w * CF score + (1 - w) * deep score, both normalised per user."""
+
+    normalisation: Literal["minmax", "rank"] = "minmax"
+    # The grid searched on the validation window; ``weight`` set skips the search.
+    weights: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    weight: float | None = None
+    # Users of the validation window the search scores (a seeded sample when more).
+    tuning_users: int = 20_000
+
+
+@dataclass(frozen=True)
+class RerankConfig:
+    """Context boost and diversity applied to the fused scores."""
+
+    # score += context_weight * the item's seasonal lift at as_of (log of its share of sales in
+    # the same weeks of earlier years over its average share, clipped to [-1, 1]).
+    context_weight: float = 0.05
+    season_days: int = 28    # the "same weeks": +- this many days around as_of's day of year
+    # Maximal marginal relevance over text vectors: lambda * relevance - (1 - lambda) * max
+    # similarity to the items already chosen; 1.0 turns diversity off.
+    diversity_lambda: float = 0.9
+    diversity_pool: int = 30   # the best-scored candidates MMR chooses the K from
+
+
+@dataclass(frozen=True)
+class ColdStartConfig:
+    """Users and items without enough history."""
+
+    # Users with fewer purchase baskets than this are "light": their lists lead with content
+    # neighbours of what they bought.
+    light_user_baskets: int = 3
+    # At most this share of a list's K slots go to new items (no sales before as_of).
+    new_item_share: float = 0.2
+    # Country lists for users without history: recency-weighted popularity in the country
+    # plus this weight times its popularity in the same weeks of the previous year.
+    seasonal_weight: float = 1.0
+    min_country_buyers: int = 20   # countries with fewer buyers use the global list
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    """``shoprec recommend``: gold.recommendations for every known user, plus cold-start lists."""
+
+    k: int = 10
+    model_alias: str = "champion"   # the hybrid version that scores (registry alias)
+    recent_items: int = 10          # seeds for co-occurrence and content neighbours
+    content_neighbours: int = 20    # text-vector neighbours kept per item
+    # Items a user bought before: allow (reorders welcome), exclude, or consumables (only
+    # items at least min_repeat_rate of whose buyers bought them in two or more baskets).
+    rebuy: Literal["allow", "exclude", "consumables"] = "allow"
+    min_repeat_rate: float = 0.3
+    pool: RecommendPoolConfig = field(default_factory=RecommendPoolConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
+    cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of one run."""
 
@@ -296,6 +366,7 @@ class Config:
     candidates: CandidatesConfig = field(default_factory=CandidatesConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
 
     @property
     def data_root(self) -> str:

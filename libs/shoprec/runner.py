@@ -95,6 +95,13 @@ def train_hybrid_stage(ctx: JobContext, as_of: date | None = None, split=None) -
     return _model_stage(ctx, "train-hybrid", split or resolve_run_split(ctx, as_of), run_train_hybrid)
 
 
+def recommend_stage(ctx: JobContext, as_of: date | None = None, split=None) -> "object":
+    """``shoprec recommend``: candidates, deep scoring, fusion, re-ranking -> gold.recommendations."""
+    from shoprec.recommend.job import run_recommend
+
+    return _model_stage(ctx, "recommend", split or resolve_run_split(ctx, as_of), run_recommend)
+
+
 def evaluate_stage(ctx: JobContext, as_of: date | None = None, split=None) -> "object":
     """``shoprec evaluate``: baselines + every candidate source scored on the evaluation window."""
     from shoprec.evaluation.job import run_evaluate
@@ -105,8 +112,8 @@ def evaluate_stage(ctx: JobContext, as_of: date | None = None, split=None) -> "o
 def pipeline_stage(ctx: JobContext, as_of: date | None = None) -> None:
     """``shoprec pipeline``: every stage in order under one parent MLflow run.
 
-    ingest -> features -> train-als -> train-hybrid -> evaluate; the hybrid model and recommendations
-    join as they land.
+    ingest -> features -> train-als -> train-hybrid -> recommend -> evaluate, then a summary:
+    tables written, registered models and their aliases, the evaluation table, the MLflow UI.
     """
     import mlflow
 
@@ -122,13 +129,59 @@ def pipeline_stage(ctx: JobContext, as_of: date | None = None) -> None:
         features_stage(ctx, split=split)
         train_als_stage(ctx, split=split)
         train_hybrid_stage(ctx, split=split)
-        evaluate_stage(ctx, split=split)
+        recommend_stage(ctx, split=split)
+        evaluation = evaluate_stage(ctx, split=split)
+    _print_pipeline_summary(ctx, evaluation)
+
+
+SUMMARY_TABLES = (C.SILVER_INTERACTIONS, C.SILVER_ITEMS, C.SILVER_USERS, C.GOLD_USER_FEATURES, C.GOLD_ITEM_FEATURES,
+                  C.GOLD_CONFIDENCE, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS, C.GOLD_CANDIDATES,
+                  C.GOLD_RECOMMENDATIONS, C.GOLD_EVALUATION)
+
+
+def _print_pipeline_summary(ctx: JobContext, evaluation) -> None:
+    from shoprec.tracking import store_for
+
     store = store_for(ctx.cfg)
     ctx.say()
+    ctx.say("=" * 78)
+    ctx.say("pipeline summary")
+    ctx.say("  tables written (latest version):")
+    for name, version in ctx.tables.versions(SUMMARY_TABLES).items():
+        if version is not None:
+            ctx.say(f"    {name:<28} v{version:<4} {ctx.tables.path(name)}")
+    for line in _model_lines(ctx):
+        ctx.say(line)
+    ctx.say("  evaluation (NDCG@10, as_of %s, repeat purchases count):" % evaluation.as_of)
+    for segment in ("warm", "cold"):
+        cells = []
+        for source in evaluation.sources:
+            value = evaluation.value(source, segment, "repeat", "ndcg", 10)
+            if value is not None:
+                cells.append(f"{source} {value:.4f}")
+        ctx.say(f"    {segment:<5} " + ", ".join(cells))
     ctx.say(f"Delta tables:  {ctx.tables.root}/<layer>/<table>  (backend: {ctx.tables.backend.name})")
     ctx.say(f"MLflow store:  {store.tracking_uri}")
     ctx.say(f"               artifacts in {store.artifact_root}")
     ctx.say(f"Open the MLflow UI with:  shoprec ui --data-root {ctx.cfg.data_root}")
+
+
+def _model_lines(ctx: JobContext) -> list[str]:
+    """Registered models with their aliases and the version each alias points at."""
+    from mlflow import MlflowClient
+
+    lines = ["  registered models:"]
+    client = MlflowClient()
+    for name in (ctx.cfg.als.registered_model, ctx.cfg.hybrid.registered_model):
+        try:
+            model = client.get_registered_model(name)
+        except Exception:  # not registered (a stage was skipped or failed to register)
+            lines.append(f"    {name:<20} not registered")
+            continue
+        aliases = ", ".join(f"{alias} -> v{version}" for alias, version in sorted((model.aliases or {}).items()))
+        latest = max((int(v.version) for v in client.search_model_versions(f"name = '{name}'")), default=0)
+        lines.append(f"    {name:<20} {latest} version(s); {aliases or 'no aliases'}")
+    return lines
 
 
 def _print_ingest(ctx: JobContext, report) -> None:

@@ -31,7 +31,8 @@ from shoprec.tracking import RunLogger
 
 log = logging.getLogger(__name__)
 
-WRITES = (C.GOLD_USER_ID_MAP, C.GOLD_ITEM_ID_MAP, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS, C.GOLD_CANDIDATES)
+WRITES = (C.GOLD_USER_ID_MAP, C.GOLD_ITEM_ID_MAP, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS,
+          C.GOLD_ALS_VALIDATION_USER_FACTORS, C.GOLD_ALS_VALIDATION_ITEM_FACTORS, C.GOLD_CANDIDATES)
 
 
 @dataclass
@@ -79,6 +80,7 @@ def run_train_als(spark: SparkSession, cfg: Config, tables: Tables, split: Tempo
     with tables.all_or_nothing(WRITES):
         users, items = _id_maps(tables, confidence, tuning_confidence)
         params, trials = _choose_params(cfg, interactions, split, tuning_confidence, users, items, num_blocks)
+        _write_validation_factors(tables, tuning_confidence, users, items, params, num_blocks, cfg, split)
         ratings = ids.to_indices(confidence, users, items).persist()
         fit = fit_als(ratings, params, num_blocks, cfg.als.checkpoint_interval, cfg.als.seed)
         n_ratings = ratings.count()
@@ -198,6 +200,26 @@ def _write_factors(tables: Tables, uf: DataFrame, itf: DataFrame, users: DataFra
     tables.replace_partition(
         itf.join(items, on=C.ITEM_IDX, how="inner").select(C.ITEM_ID, C.ITEM_IDX, C.FACTORS, as_of),
         C.GOLD_ALS_ITEM_FACTORS, {C.AS_OF: split.as_of},
+    )
+
+
+def _write_validation_factors(tables: Tables, tuning: DataFrame, users: DataFrame, items: DataFrame,
+                              params: AlsParams, num_blocks: int, cfg: Config, split: TemporalSplit) -> None:
+    """The chosen parameters refit on the history before the validation window.
+
+    shoprec recommend scores the validation window with these factors when it chooses the
+    fusion weight; the final factors have seen that window and would flatter ALS.
+    """
+    ratings = ids.to_indices(tuning, users, items)
+    fit = fit_als(ratings, params, num_blocks, cfg.als.checkpoint_interval, cfg.als.seed)
+    as_of = F.lit(split.as_of).cast("date").alias(C.AS_OF)
+    tables.replace_partition(
+        user_factors(fit.model).join(users, on=C.USER_IDX, how="inner").select(C.USER_ID, C.USER_IDX, C.FACTORS, as_of),
+        C.GOLD_ALS_VALIDATION_USER_FACTORS, {C.AS_OF: split.as_of},
+    )
+    tables.replace_partition(
+        item_factors(fit.model).join(items, on=C.ITEM_IDX, how="inner").select(C.ITEM_ID, C.ITEM_IDX, C.FACTORS, as_of),
+        C.GOLD_ALS_VALIDATION_ITEM_FACTORS, {C.AS_OF: split.as_of},
     )
 
 

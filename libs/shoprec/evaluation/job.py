@@ -199,9 +199,13 @@ def run_evaluate(
             segments = user_segments(sales, split).persist()
             cached.append(segments)
             history = split.history(purchases(sales))
-            candidate_versions = write_baselines(tables, history, users_to_serve(tables, segments, history),
-                                                  cfg.candidates, split.as_of)
-            recs = _with_variants(read_candidates(tables, split.as_of), history).persist()
+            served = users_to_serve(tables, segments, history)
+            candidate_versions = write_baselines(tables, history, served, cfg.candidates, split.as_of)
+            lists = read_candidates(tables, split.as_of)
+            recommended = recommendation_lists(tables, served, split.as_of)
+            if recommended is not None:
+                lists = lists.unionByName(recommended)
+            recs = _with_variants(lists, history).persist()
             truth = _truth_sets(sales, split).persist()
             cached += [recs, truth]
             n_catalog, n_history_users, popularity = _catalog_stats(sales, split)
@@ -273,6 +277,34 @@ def users_to_serve(tables: Tables, segments: DataFrame, history: DataFrame) -> D
     else:
         users = users.withColumn("_silver_country", F.lit(None).cast("string"))
     return users.select(C.USER_ID, F.coalesce("_history_country", "_silver_country").alias(C.COUNTRY))
+
+
+def recommendation_lists(tables: Tables, served: DataFrame, as_of: date) -> DataFrame | None:
+    """gold.recommendations of as_of as the candidate source ``recommend``, or None without them.
+
+    Users with a list of their own keep it; every other user to serve (the window's cold
+    users) gets the cold-start list of their country, else the global one: what a shop
+    would show a new customer whose country it knows.
+    """
+    if not tables.exists(C.GOLD_RECOMMENDATIONS):
+        return None
+    recs = tables.read(C.GOLD_RECOMMENDATIONS).where(F.col(C.AS_OF) == F.lit(as_of))
+    if recs.limit(1).count() == 0:
+        return None
+    prefix = C.COLD_START_USER_PREFIX
+    is_list = F.col(C.USER_ID).startswith(prefix)
+    own = recs.where(~is_list).select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
+    lists = recs.where(is_list).select(F.expr(f"substring({C.USER_ID}, {len(prefix) + 1})").alias("_key"),
+                                       C.ITEM_ID, C.SCORE, C.RANK)
+    keys = lists.select("_key").distinct()
+    others = served.join(own.select(C.USER_ID).distinct(), on=C.USER_ID, how="left_anti").join(
+        F.broadcast(keys.withColumnRenamed("_key", C.COUNTRY).withColumn("_known", F.lit(True))),
+        on=C.COUNTRY, how="left")
+    keyed = others.select(C.USER_ID, F.when(F.col("_known"), F.col(C.COUNTRY)).otherwise(F.lit("*")).alias("_key"))
+    cold = keyed.join(F.broadcast(lists), on="_key", how="inner").select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
+    both = own.unionByName(cold)
+    return both.select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).cast("double"), F.col(C.RANK).cast("int"),
+                       F.lit(C.SRC_RECOMMEND).alias(C.CANDIDATE_SOURCE), F.lit(as_of).cast("date").alias(C.AS_OF))
 
 
 def write_baselines(
@@ -428,8 +460,8 @@ def _row_order(r: MetricRow) -> tuple:
 
 
 def _source_order(sources: set[str]) -> list[str]:
-    """The model(s) first, then the baselines in their fixed order."""
-    others = sorted(s for s in sources if s not in BASELINES)
+    """The recommendations, the model(s), then the baselines in their fixed order."""
+    others = sorted((s for s in sources if s not in BASELINES), key=lambda s: (s != C.SRC_RECOMMEND, s))
     return others + [s for s in BASELINES if s in sources]
 
 

@@ -35,7 +35,7 @@ from shoprec.tracking import RunLogger, store_for
 
 log = logging.getLogger(__name__)
 
-SRC_HYBRID = "hybrid"
+SRC_HYBRID = C.SRC_HYBRID
 METRIC = "val_ndcg_at_10"
 
 

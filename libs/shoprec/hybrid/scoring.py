@@ -10,6 +10,7 @@ the user's own purchases and the popular items.
 from __future__ import annotations
 
 import calendar
+import os
 from datetime import datetime, time as dtime
 from typing import Iterator
 
@@ -76,12 +77,22 @@ def scoring_features(
     return out.select(*extra, *[c for c in H.RAW_COLUMNS if c not in extra])
 
 
-def score_pairs(features: DataFrame, model_dir: str, manifest_path: str) -> DataFrame:
-    """``features`` plus ``score`` (double), scored in Spark's Python workers."""
+def score_pairs(features: DataFrame, model_dir: str, manifest_path: str, shipped: bool = False) -> DataFrame:
+    """``features`` plus ``score`` (double), scored in Spark's Python workers.
+
+    ``shipped``: the paths are relative to the SparkFiles root (a folder added with
+    ``SparkContext.addFile``), resolved on each worker.
+    """
     schema = T.StructType(features.schema.fields + [T.StructField(C.SCORE, T.DoubleType())])
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        scorer = _scorer(model_dir, manifest_path)
+        if shipped:
+            from pyspark import SparkFiles
+
+            scorer = _scorer(os.path.join(SparkFiles.getRootDirectory(), model_dir),
+                             os.path.join(SparkFiles.getRootDirectory(), manifest_path))
+        else:
+            scorer = _scorer(model_dir, manifest_path)
         for pdf in batches:
             yield pdf.assign(**{C.SCORE: scorer.score(pdf).astype("float64")})
 

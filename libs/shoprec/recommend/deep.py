@@ -1,0 +1,76 @@
+"""The serving hybrid model: resolved by registry alias, shipped to the executors, scored in Spark.
+
+The registered pyfunc holds the Keras SavedModel and the manifest as artifacts; the
+recommend stage downloads that version once (cached under ``<data_root>/_models``), adds
+the folder to the Spark job with ``SparkContext.addFile`` (so executors on other machines
+get it too) and scores with ``hybrid.scoring.score_pairs``: one model load per Python
+worker, whole Arrow batches per call, no ``predict`` wrapper and no collect.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import yaml
+from pyspark.sql import DataFrame, SparkSession
+
+from shoprec.hybrid import pyfunc
+from shoprec.hybrid.scoring import score_pairs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    name: str
+    version: str
+    alias: str
+    folder: str          # the downloaded pyfunc model
+    keras_dir: str
+    manifest_path: str
+
+    @property
+    def shipped_name(self) -> str:
+        """The folder's name under SparkFiles (unique per version, so versions never clash)."""
+        return os.path.basename(self.folder)
+
+
+def resolve(name: str, alias: str, cache_root: str) -> ServingModel | None:
+    """The version of ``name`` behind ``alias``, downloaded; None when there is none."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    folder = os.path.join(os.path.abspath(cache_root), f"{name}-v{version.version}")
+    if not os.path.exists(os.path.join(folder, "MLmodel")):
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}", dst_path=folder)
+    with open(os.path.join(folder, "MLmodel")) as fh:
+        artifacts = yaml.safe_load(fh)["flavors"]["python_function"]["artifacts"]
+    return ServingModel(name, str(version.version), alias, folder,
+                        os.path.join(folder, artifacts[pyfunc.KERAS_MODEL]["path"]),
+                        os.path.join(folder, artifacts[pyfunc.MANIFEST]["path"]))
+
+
+_SHIPPED: set[tuple[str, str]] = set()
+
+
+def ship(spark: SparkSession, model: ServingModel) -> None:
+    """Make the model folder available to every executor (SparkFiles), once per application."""
+    key = (spark.sparkContext.applicationId, model.folder)
+    if key not in _SHIPPED:
+        spark.sparkContext.addFile(model.folder, recursive=True)
+        _SHIPPED.add(key)
+
+
+def score(features: DataFrame, model: ServingModel) -> DataFrame:
+    """``features`` (the hybrid RAW_COLUMNS by name) plus ``score`` from the shipped model."""
+    folder = os.path.relpath(model.keras_dir, model.folder)
+    manifest = os.path.relpath(model.manifest_path, model.folder)
+    return score_pairs(features, os.path.join(model.shipped_name, folder), os.path.join(model.shipped_name, manifest),
+                       shipped=True)

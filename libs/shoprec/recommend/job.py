@@ -1,0 +1,303 @@
+"""``shoprec recommend``: gold.recommendations for every user seen before as_of, plus cold-start lists.
+
+    silver + gold features (as_of) ──► candidate sources per user (ALS, reorders, bought
+    gold.als_*_factors                  together, content neighbours, popular in context)
+    champion hybrid (registry alias) ─► deep score in Spark (model shipped to executors)
+        ─► per-user normalised fusion w x ALS + (1 - w) x deep   (w chosen on the validation window)
+        ─► context boost, rebuy policy, light users, MMR diversity, new-item cap ─► K per user
+        ─► reasons ─► gold.recommendations (as_of partition, replaced atomically)
+    users without purchases: their country's context-popular list; one list per country under
+    user_id "cold-start:<country>" (and "cold-start:*" for anyone else) for users not yet seen.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from shoprec import columns as C
+from shoprec.config import Config
+from shoprec.errors import ShoprecError
+from shoprec.evaluation.truth import ground_truth
+from shoprec.hybrid.scoring import scoring_features
+from shoprec.recommend import deep, explain, fusion, rerank, sources as S
+from shoprec.split import TemporalSplit, purchases
+from shoprec.tables import Tables
+from shoprec.tracking import RunLogger
+
+log = logging.getLogger(__name__)
+
+WRITES = (C.GOLD_RECOMMENDATIONS,)
+COLD_START_MODEL = "shoprec-cold-start"
+GLOBAL_KEY = "*"
+RECOMMENDATIONS_SCHEMA = T.StructType([
+    T.StructField(C.USER_ID, T.StringType()), T.StructField(C.RANK, T.IntegerType()),
+    T.StructField(C.ITEM_ID, T.StringType()), T.StructField(C.SCORE, T.DoubleType()),
+    T.StructField(C.CANDIDATE_SOURCE, T.StringType()), T.StructField(C.REASON, T.StringType()),
+    T.StructField(C.MODEL_NAME, T.StringType()), T.StructField(C.MODEL_VERSION, T.StringType()),
+    T.StructField(C.AS_OF, T.DateType()), T.StructField(C.GENERATED_AT, T.TimestampType()),
+])
+
+
+@dataclass
+class RecommendReport:
+    as_of: str
+    k: int
+    weight: float
+    weight_note: str
+    model: str
+    users: int = 0
+    cold_lists: int = 0
+    rows: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
+    search: fusion.WeightSearch | None = None
+    table_version: int | None = None
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"recommend (as_of {self.as_of}) finished in {self.seconds:.1f} s "
+                 f"({', '.join(f'{k} {v:.1f} s' for k, v in self.stage_seconds.items())})",
+                 f"  scoring model: {self.model}",
+                 f"  fusion weight w = {self.weight:.2f} ({self.weight_note})"]
+        if self.search:
+            lines += self.search.lines()
+        lines.append(f"  gold.recommendations version {self.table_version}: {self.rows:,} rows, top {self.k} for "
+                     f"{self.users:,} users + {self.cold_lists:,} cold-start lists (user_id "
+                     f"'{C.COLD_START_USER_PREFIX}<country>')")
+        lines.append("  rows by source: " + ", ".join(f"{s} {n:,}" for s, n in self.by_source.items()))
+        return lines
+
+
+# ------------------------------------------------------------------------------ the job
+def run_recommend(spark: SparkSession, cfg: Config, tables: Tables, split: TemporalSplit,
+                  run: RunLogger) -> RecommendReport:
+    started = time.perf_counter()
+    stages: dict[str, float] = {}
+    rcfg = cfg.recommend
+    interactions = tables.read(C.SILVER_INTERACTIONS)
+    items = _gold(tables, C.GOLD_ITEM_FEATURES, split).persist()
+    user_features = _gold(tables, C.GOLD_USER_FEATURES, split)
+    model = deep.resolve(cfg.hybrid.registered_model, rcfg.model_alias, os.path.join(cfg.data_root, "_models"))
+    if model is not None:
+        deep.ship(spark, model)
+    als_version = _als_version(cfg)
+    cached: list[DataFrame] = [items]
+    try:
+        t0 = time.perf_counter()
+        neighbours = S.content_neighbours(items, rcfg.content_neighbours, cfg.candidates.block_mb).persist()
+        cached.append(neighbours)
+        fresh = S.new_items_at(items)
+        stages["neighbours"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        weight, note, search = _fusion_weight(tables, cfg, interactions, items, user_features, split, model,
+                                              neighbours, fresh)
+        stages["fusion_search"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        recs = _recommendations(tables, cfg, interactions, items, user_features, split, model, neighbours, fresh,
+                                weight)
+        stamp_name, stamp_version = (model.name, model.version) if model and weight < 1.0 else \
+            (cfg.als.registered_model, als_version or "")
+        out = _stamped(recs, stamp_name, stamp_version, split)
+        with tables.all_or_nothing(WRITES):
+            version = tables.replace_partition(out, C.GOLD_RECOMMENDATIONS, {C.AS_OF: split.as_of}).version
+        stages["recommend"] = time.perf_counter() - t0
+    finally:
+        for df in cached:
+            df.unpersist()
+
+    described = f"{model.name} v{model.version} (alias {model.alias})" if model else \
+        f"none: no {cfg.hybrid.registered_model}@{rcfg.model_alias}, ALS scores only"
+    report = RecommendReport(split.as_of.isoformat(), rcfg.k, weight, note, described, search=search,
+                             table_version=version, stage_seconds=stages)
+    _count(tables, split, report)
+    report.seconds = time.perf_counter() - started
+    _log(run, report, model, als_version)
+    return report
+
+
+def _gold(tables: Tables, name: str, split: TemporalSplit) -> DataFrame:
+    if not tables.exists(name):
+        raise ShoprecError(f"{name} does not exist", hint=f"run shoprec features --as-of {split.as_of} first")
+    df = tables.read(name).where(F.col(C.AS_OF) == F.lit(split.as_of))
+    if df.limit(1).count() == 0:
+        raise ShoprecError(f"{name} has no rows for as_of {split.as_of}",
+                           hint=f"run shoprec features --as-of {split.as_of} first")
+    return df
+
+
+def _factors(tables: Tables, user_table: str, item_table: str, split: TemporalSplit
+             ) -> tuple[DataFrame | None, DataFrame | None]:
+    """ALS factor tables of as_of, or (None, None) when train-als has not written them."""
+    if not (tables.exists(user_table) and tables.exists(item_table)):
+        return None, None
+    at = F.col(C.AS_OF) == F.lit(split.as_of)
+    users, items = tables.read(user_table).where(at), tables.read(item_table).where(at)
+    if users.limit(1).count() == 0:
+        return None, None
+    return users, items
+
+
+def _als_version(cfg: Config) -> str | None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(MlflowClient().get_model_version_by_alias(cfg.als.registered_model, "champion").version)
+    except MlflowException:
+        return None
+
+
+# ------------------------------------------------------------------------------ scoring a pool
+def _scored_pool(pool: DataFrame, interactions: DataFrame, user_features: DataFrame, items: DataFrame,
+                 split: TemporalSplit, cfg: Config, model: deep.ServingModel | None,
+                 user_factors: DataFrame | None, item_factors: DataFrame | None) -> DataFrame:
+    """The pool plus ``cf_score`` (ALS dot product, null when unknown) and ``deep_score``."""
+    if user_factors is not None:
+        with_cf = S.cf_scores(pool, user_factors, item_factors, fusion.CF)
+    else:
+        with_cf = pool.withColumn(fusion.CF, F.lit(None).cast("double"))
+    if model is None:
+        return with_cf.withColumn(fusion.DEEP, F.lit(None).cast("double"))
+    features = scoring_features(with_cf, interactions, user_features, items, split, cfg.features.holidays)
+    scored = deep.score(features, model).withColumnRenamed(C.SCORE, fusion.DEEP)
+    keep = [*S.POOL_COLUMNS, fusion.CF, fusion.DEEP]
+    return scored.select(*keep)
+
+
+def _pool(history_all: DataFrame, users: DataFrame, split: TemporalSplit, cfg: Config, neighbours: DataFrame,
+          fresh: DataFrame, user_factors, item_factors) -> tuple[DataFrame, DataFrame]:
+    """(pool, country lists) for ``users`` (user_id) as of ``split.as_of``."""
+    rcfg, cold = cfg.recommend, cfg.recommend.cold_start
+    history = purchases(split.history(history_all))
+    placed = S.user_countries(split.history(history_all), users)
+    lists = S.country_lists(history, split.as_of, max(rcfg.k, rcfg.pool.popular), cfg.candidates.popularity_half_life_days,
+                            rcfg.rerank.season_days, cold.seasonal_weight, cold.min_country_buyers)
+    pool = S.build_pool(history, placed, user_factors, item_factors, neighbours, fresh, lists, rcfg, cfg.candidates)
+    return pool, lists
+
+
+# ------------------------------------------------------------------------------ the fusion weight
+def _fusion_weight(tables: Tables, cfg: Config, interactions: DataFrame, items: DataFrame, user_features: DataFrame,
+                   split: TemporalSplit, model, neighbours: DataFrame, fresh: DataFrame
+                   ) -> tuple[float, str, fusion.WeightSearch | None]:
+    fcfg = cfg.recommend.fusion
+    if fcfg.weight is not None:
+        return float(fcfg.weight), "recommend.fusion.weight from config", None
+    if model is None:
+        return 1.0, "no hybrid model to fuse", None
+    uf, itf = _factors(tables, C.GOLD_ALS_VALIDATION_USER_FACTORS, C.GOLD_ALS_VALIDATION_ITEM_FACTORS, split)
+    if uf is None:
+        return 0.0, f"no {C.GOLD_ALS_VALIDATION_USER_FACTORS} for as_of {split.as_of}: deep scores only", None
+    tuning = split.for_tuning()
+    truth = ground_truth(interactions, tuning, "evaluation")
+    buyers = purchases(tuning.history(interactions)).select(C.USER_ID).distinct()
+    users = truth.select(C.USER_ID).distinct().join(buyers, on=C.USER_ID, how="left_semi")
+    users = _sample(users, fcfg.tuning_users, cfg.evaluate.seed).persist()
+    try:
+        if users.limit(1).count() == 0:
+            return 1.0, "no warm users in the validation window", None
+        pool, _ = _pool(interactions, users, tuning, cfg, neighbours, fresh, uf, itf)
+        scored = _scored_pool(pool, interactions, user_features, items, tuning, cfg, model, uf, itf)
+        normalised = fusion.with_normalised_scores(scored, fcfg.normalisation).persist()
+        try:
+            search = fusion.choose_weight(normalised, truth.join(users, on=C.USER_ID, how="left_semi"), fcfg.weights)
+        finally:
+            normalised.unpersist()
+    finally:
+        users.unpersist()
+    return search.weight, "best NDCG@10 on the validation window", search
+
+
+def _sample(users: DataFrame, n: int, seed: int) -> DataFrame:
+    """At most ``n`` users, a seeded hash sample (the same users on every rerun)."""
+    total = users.count()
+    if total <= n:
+        return users
+    key = F.abs(F.xxhash64(F.col(C.USER_ID), F.lit(seed))) % F.lit(1_000_000)
+    return users.where(key < F.lit(int(1_000_000 * n / total)))
+
+
+# ------------------------------------------------------------------------------ serving
+def _recommendations(tables: Tables, cfg: Config, interactions: DataFrame, items: DataFrame,
+                     user_features: DataFrame, split: TemporalSplit, model, neighbours: DataFrame,
+                     fresh: DataFrame, weight: float) -> DataFrame:
+    """user_id, rank, item_id, score, source, reason for every user seen before as_of and
+    the cold-start lists."""
+    rcfg = cfg.recommend
+    history_all = split.history(interactions)
+    history = purchases(history_all)
+    seen = history_all.where(F.col(C.USER_ID).isNotNull()).select(C.USER_ID).distinct()
+    buyers = history.select(C.USER_ID).distinct()
+    uf, itf = _factors(tables, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS, split)
+    pool, lists = _pool(interactions, buyers, split, cfg, neighbours, fresh, uf, itf)
+    lists = lists.persist()
+    scored = _scored_pool(rerank.apply_rebuy(pool, history, rcfg), interactions, user_features, items, split, cfg,
+                          model, uf, itf)
+    fused = fusion.with_normalised_scores(scored, rcfg.fusion.normalisation).withColumn(
+        fusion.FUSED, fusion.fused(weight))
+    lifts = rerank.seasonal_lift(history, split.as_of, rcfg.rerank.season_days)
+    final = rerank.boosted(fused, lifts, rerank.light_users(history, rcfg.cold_start.light_user_baskets), rcfg,
+                           fusion.FUSED)
+    personal = rerank.diversified_top_k(final, items, rcfg)
+
+    # Users seen but without a purchase (returns only, views, carts): their country's list.
+    placed = S.user_countries(history_all, seen.join(buyers, on=C.USER_ID, how="left_anti"))
+    browsing = S.popular_candidates(lists, placed, rcfg.k).select(
+        C.USER_ID, C.ITEM_ID, F.col(S.SOURCE_SCORE).alias(C.SCORE), F.col(S.SOURCE_RANK).alias(C.RANK),
+        C.CANDIDATE_SOURCE, S.ANCHOR, S.SOURCE_SCORE)
+    key = F.concat(F.lit(C.COLD_START_USER_PREFIX), F.coalesce(F.col(C.COUNTRY), F.lit(GLOBAL_KEY)))
+    cold = lists.where(F.col(C.RANK) <= rcfg.k).select(
+        key.alias(C.USER_ID), C.ITEM_ID, C.SCORE, C.RANK, F.lit(C.SRC_POPULAR_CONTEXT).alias(C.CANDIDATE_SOURCE),
+        F.col(C.COUNTRY).alias(S.ANCHOR), F.col(C.SCORE).alias(S.SOURCE_SCORE))
+    everyone = personal.unionByName(browsing).unionByName(cold)
+    return explain.with_reasons(everyone, items).select(C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE,
+                                                        C.CANDIDATE_SOURCE, C.REASON)
+
+
+def _stamped(recs: DataFrame, name: str, version: str, split: TemporalSplit) -> DataFrame:
+    cold = F.col(C.USER_ID).startswith(C.COLD_START_USER_PREFIX) | (F.col(C.CANDIDATE_SOURCE) == C.SRC_POPULAR_CONTEXT)
+    return recs.select(
+        F.col(C.USER_ID).cast("string"), F.col(C.RANK).cast("int"), F.col(C.ITEM_ID).cast("string"),
+        F.col(C.SCORE).cast("double"), F.col(C.CANDIDATE_SOURCE).cast("string"), F.col(C.REASON).cast("string"),
+        F.when(cold, F.lit(COLD_START_MODEL)).otherwise(F.lit(name)).alias(C.MODEL_NAME),
+        F.when(cold, F.lit(split.as_of.isoformat())).otherwise(F.lit(version)).alias(C.MODEL_VERSION),
+        F.lit(split.as_of).cast("date").alias(C.AS_OF),
+        F.current_timestamp().alias(C.GENERATED_AT),
+    )
+
+
+def read_recommendations(tables: Tables, as_of) -> DataFrame:
+    """The rows of one as_of."""
+    return tables.read(C.GOLD_RECOMMENDATIONS).where(F.col(C.AS_OF) == F.lit(as_of))
+
+
+def _count(tables: Tables, split: TemporalSplit, report: RecommendReport) -> None:
+    recs = read_recommendations(tables, split.as_of)
+    cold = F.col(C.USER_ID).startswith(C.COLD_START_USER_PREFIX)
+    row = recs.agg(F.count(F.lit(1)).alias("rows"),
+                   F.count_distinct(F.when(~cold, F.col(C.USER_ID))).alias("users"),
+                   F.count_distinct(F.when(cold, F.col(C.USER_ID))).alias("lists")).first()
+    report.rows, report.users, report.cold_lists = int(row["rows"]), int(row["users"]), int(row["lists"])
+    by = recs.groupBy(C.CANDIDATE_SOURCE).count().collect()
+    report.by_source = dict(sorted(((r[C.CANDIDATE_SOURCE], int(r["count"])) for r in by), key=lambda x: -x[1]))
+
+
+def _log(run: RunLogger, report: RecommendReport, model, als_version: str | None) -> None:
+    run.params({"fusion.weight": report.weight, "fusion.weight_note": report.weight_note,
+                "hybrid.version": model.version if model else "none", "als.version": als_version or "none"})
+    metrics = {"seconds": report.seconds, "rows": report.rows, "users": report.users, "cold_lists": report.cold_lists,
+               **{f"rows.{s}": n for s, n in report.by_source.items()},
+               **{f"seconds.{k}": v for k, v in report.stage_seconds.items()}}
+    if report.search:
+        for w, v in report.search.ndcg.items():
+            metrics[f"fusion.val_ndcg_at_10.w_{w:.2f}"] = v
+        metrics["fusion.val_ndcg_at_10.chosen"] = report.search.ndcg[report.weight]
+    run.metrics(metrics)
