@@ -198,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("py4j", "alembic", "urllib3", "matplotlib", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not args.verbose:
+        # TensorFlow's C++ start-up notes (oneDNN, CPU features) from every Python worker
+        # that loads the model; workers inherit this environment.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return _run(args)
     except ShoprecError as exc:

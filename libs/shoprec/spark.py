@@ -54,8 +54,24 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     _apply_runtime_settings(spark, cfg)
+    _quiet_known_warnings(spark)
     log.info("Spark %s session on %s", spark.version, spark.sparkContext.master)
     return spark
+
+
+# Loggers whose WARN lines are expected here and say nothing to a user: global windows
+# over small, already-aggregated frames (a top-N list, one row per catalog item).
+_QUIET_LOGGERS = ("org.apache.spark.sql.execution.window.WindowExec",)
+
+
+def _quiet_known_warnings(spark: SparkSession) -> None:
+    try:
+        configurator = spark._jvm.org.apache.logging.log4j.core.config.Configurator
+        level = spark._jvm.org.apache.logging.log4j.Level.ERROR
+        for name in _QUIET_LOGGERS:
+            configurator.setLevel(name, level)
+    except Exception:  # no JVM access (Spark Connect) or another logging backend: keep the noise
+        log.debug("could not quiet %s", _QUIET_LOGGERS)
 
 
 def has_delta_classes(spark: SparkSession) -> bool:

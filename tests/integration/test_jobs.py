@@ -4,9 +4,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 from mlflow.tracking import MlflowClient
@@ -51,20 +53,46 @@ def test_main_job_runs_the_pipeline_on_the_shipped_online_retail_data(spark, dat
     pipeline_run = runs[0].data.tags["mlflow.parentRunId"]
     stages = client.search_runs(runs[0].info.experiment_id, filter_string=f"tags.mlflow.parentRunId = '{pipeline_run}'")
     assert sorted(r.data.tags["shoprec.stage"] for r in stages) == sorted(
-        ["ingest", "features", "train-als", "train-hybrid", "evaluate"])
+        ["ingest", "features", "train-als", "train-hybrid", "recommend", "evaluate"])
     for model in ("shoprec-als", "shoprec-hybrid"):
         assert str(client.get_model_version_by_alias(model, "champion").version) == "1"
+    _assert_recommendations(data_root, out)
     _assert_evaluation_table(data_root, out)
 
 
+def _assert_recommendations(data_root: Path, out: str) -> None:
+    """Every customer seen before as_of has a list, every country a cold-start list."""
+    recs = pa.table(DeltaTable(str(data_root / "gold" / "recommendations")).to_pyarrow_table())
+    silver = pa.table(DeltaTable(str(data_root / "silver" / "interactions")).to_pyarrow_table(
+        columns=["user_id", "event_ts", "country"]))
+    cutoff = pa.scalar(datetime(2011, 11, 1, tzinfo=timezone.utc), type=silver.schema.field("event_ts").type)
+    before = silver.filter(pc.less(silver["event_ts"], cutoff))
+    customers = set(before["user_id"].to_pylist()) - {None}
+    users = set(recs["user_id"].to_pylist())
+    assert customers <= users
+    cold = {u for u in users if u.startswith("cold-start:")}
+    assert users == customers | cold
+    assert {"cold-start:United Kingdom", "cold-start:France", "cold-start:*"} <= cold
+    per_user = recs.group_by("user_id").aggregate([("rank", "count"), ("rank", "max")]).to_pylist()
+    assert all(r["rank_count"] == r["rank_max"] <= 10 for r in per_user)
+    assert sum(r["rank_count"] == 10 for r in per_user) > 0.95 * len(per_user)
+    assert all(recs["reason"].to_pylist()) and set(recs["model_name"].to_pylist()) >= {"shoprec-hybrid"}
+    assert "gold.recommendations" in out and "shoprec-hybrid" in out and "champion" in out
+
+
 def _assert_evaluation_table(data_root: Path, out: str) -> None:
-    """Every source scored; on the real data ALS beats every baseline for warm users."""
+    """Every source scored; on the real data the fused recommendations beat ALS and every
+    baseline for warm users and popularity for cold users; ALS and the hybrid beat the baselines."""
     evaluation = DeltaTable(str(data_root / "gold" / "evaluation")).to_pyarrow_table().to_pylist()
     ndcg = {r["source"]: r["value"] for r in evaluation
             if (r["segment"], r["variant"], r["metric"], r["k"]) == ("warm", "repeat", "ndcg", 10)}
-    assert set(ndcg) == {"als", "hybrid", "popular", "popular_country", "popular_hour", "cooccurrence"}
+    assert set(ndcg) == {"recommend", "als", "hybrid", "popular", "popular_country", "popular_hour", "cooccurrence"}
     baselines = ("popular", "popular_country", "popular_hour", "cooccurrence")
     assert all(ndcg["als"] > ndcg[b] and ndcg["hybrid"] > ndcg[b] for b in baselines), ndcg
+    assert all(ndcg["recommend"] > ndcg[b] for b in ("als", *baselines)), ndcg
+    cold = {r["source"]: r["value"] for r in evaluation
+            if (r["segment"], r["variant"], r["metric"], r["k"]) == ("cold", "repeat", "ndcg", 10)}
+    assert cold["recommend"] > cold["popular"], cold
     assert "warm users, repeat purchases count" in out and "NDCG@10" in out
 
 
@@ -106,3 +134,55 @@ def test_horovod_build_runs_two_gloo_ranks(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     lines = sorted(line.split("]<stdout>:")[-1] for line in result.stdout.splitlines() if "RANK" in line)
     assert lines == ["RANK 0 OF 2 SUM 3.0", "RANK 1 OF 2 SUM 3.0"]
+
+
+SUBMIT_AS_OF = "2023-11-01"
+SMALL = ["als.rank=8", "als.max_iter=4", "als.search.rank=[8]", "als.search.reg_param=[0.1]",
+         "als.search.alpha=[10.0]", "als.search.max_trials=1",
+         "hybrid.epochs=2", "hybrid.batch_size=256", "hybrid.model.embedding_dim=8", "hybrid.model.mlp_layers=[16]",
+         "recommend.fusion.tuning_users=500",
+         "spark.settings.spark.sql.shuffle.partitions=2", "spark.launch_settings.spark.ui.enabled=false"]
+
+
+def _submit(job: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "spark-submit"), "--master", "local[2]", "--driver-memory", "2g", f"jobs/{job}.py", *args],
+        cwd=Path(__file__).resolve().parents[2], env=_env(), capture_output=True, text=True, timeout=900,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.horovod
+@pytest.mark.timeout(3000)
+def test_every_job_runs_through_spark_submit_on_a_generated_event_log(tmp_path):
+    """generate -> ingest -> features -> train-als -> train-hybrid (2 Horovod ranks) -> recommend
+    -> evaluate, each as its own spark-submit application, as a cluster user would chain them."""
+    root = tmp_path / "lakehouse"
+    common = ["--env", "local", "--data-root", str(root), "--as-of", SUBMIT_AS_OF, *sum((["--set", s] for s in SMALL), [])]
+    gen = tmp_path / "gen"
+    steps = [
+        ("generate", ["--users", "400", "--items", "150", "--events", "30000", "--seed", "3", "--out", str(gen)]),
+        ("ingest", ["--source", "event_log", "--input", str(gen / "events"), "--catalog", str(gen / "catalog.csv")]),
+        ("features", []), ("train_als", []), ("train_hybrid", []), ("recommend", []), ("evaluate", []),
+    ]
+    outputs = {}
+    for job, args in steps:
+        result = _submit(job, *args, *common)
+        assert result.returncode == 0, f"{job}: {result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+        outputs[job] = result.stdout
+    recs = DeltaTable(str(root / "gold" / "recommendations")).to_pyarrow_table().to_pylist()
+    silver = pa.table(DeltaTable(str(root / "silver" / "interactions")).to_pyarrow_table(
+        columns=["user_id", "event_ts", "event_type"]))
+    cutoff = pa.scalar(datetime(2023, 11, 1, tzinfo=timezone.utc), type=silver.schema.field("event_ts").type)
+    before = silver.filter(pc.less(silver["event_ts"], cutoff))
+    seen = set(before["user_id"].to_pylist()) - {None}
+    served = {r["user_id"] for r in recs if not r["user_id"].startswith("cold-start:")}
+    assert served == seen
+    assert {r["model_name"] for r in recs if r["source"] != "popular_context"} == {"shoprec-hybrid"}
+    assert all(r["reason"] for r in recs) and {r["as_of"] for r in recs} == {date(2023, 11, 1)}
+    assert any(r["user_id"] == "cold-start:*" for r in recs)
+    client = MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
+    assert str(client.get_model_version_by_alias("shoprec-hybrid", "champion").version) == "1"
+    evaluation = DeltaTable(str(root / "gold" / "evaluation")).to_pyarrow_table().to_pylist()
+    assert {"recommend", "als", "hybrid", "popular"} <= {r["source"] for r in evaluation}
+    assert "gold.recommendations" in outputs["recommend"]

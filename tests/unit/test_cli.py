@@ -5,7 +5,7 @@ import pytest
 
 from shoprec.cli import build_parser, main
 
-COMMANDS = ["ingest", "generate", "pipeline", "ui"]
+COMMANDS = ["ingest", "generate", "features", "train-als", "train-hybrid", "recommend", "evaluate", "pipeline", "ui"]
 
 
 def test_top_level_help_lists_commands_and_examples(capsys):
@@ -49,3 +49,11 @@ def test_verbose_shows_the_traceback(tmp_path):
 
     with pytest.raises(ConfigError):
         main(["ingest", "--verbose", "--data-root", str(tmp_path), "--set", "ingest.bogus=1"])
+
+
+def test_recommend_without_features_is_one_sentence_and_a_hint(spark, capsys, tmp_path):
+    code = main(["recommend", "--data-root", str(tmp_path / "empty"), "--as-of", "2011-11-01"])
+    assert code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == f"shoprec recommend: error: silver.interactions does not exist under {tmp_path / 'empty'}"
+    assert err[1] == "  hint: run shoprec ingest first (or shoprec pipeline)"

@@ -202,24 +202,29 @@ def item_similarity(history: DataFrame, cfg: CandidatesConfig) -> DataFrame:
     counts would rank every seed's partners by overall popularity, which the popularity
     baselines already cover. Both orders of a pair are present.
     """
-    baskets = history.where(F.col(C.BASKET_ID).isNotNull()).select(C.BASKET_ID, C.ITEM_ID).distinct()
-    sizes = baskets.groupBy(C.BASKET_ID).agg(F.count(F.lit(1)).alias("_size"))
-    kept = baskets.join(sizes.where(F.col("_size") <= cfg.max_basket_items), on=C.BASKET_ID, how="left_semi")
-    per_item = kept.groupBy(C.ITEM_ID).agg(F.count(F.lit(1)).alias("_n"))
-    left = kept.select(C.BASKET_ID, F.col(C.ITEM_ID).alias("item_a"))
-    right = kept.select(C.BASKET_ID, F.col(C.ITEM_ID).alias("item_b"))
-    together = (
-        left.join(right, on=C.BASKET_ID, how="inner")
-        .where(F.col("item_a") != F.col("item_b"))
-        .groupBy("item_a", "item_b")
+    # 64-bit hashes stand in for the string ids in the self-join and the pair count (a
+    # collision among a catalog's items has odds ~ n^2 / 2^64); each unordered pair is
+    # counted once (a < b) and mirrored after: half the join rows, half the shuffle.
+    baskets = (history.where(F.col(C.BASKET_ID).isNotNull())
+               .select(F.xxhash64(C.BASKET_ID).alias("_b"), F.xxhash64(C.ITEM_ID).alias("_i"), C.ITEM_ID).distinct())
+    sizes = baskets.groupBy("_b").agg(F.count(F.lit(1)).alias("_size"))
+    kept = baskets.join(sizes.where(F.col("_size") <= cfg.max_basket_items), on="_b", how="left_semi").persist()
+    per_item = kept.groupBy("_i", C.ITEM_ID).agg(F.count(F.lit(1)).alias("_n"))
+    left = kept.select("_b", F.col("_i").alias("_a"))
+    right = kept.select("_b", F.col("_i").alias("_o"))
+    half = (
+        left.join(right, on="_b", how="inner")
+        .where(F.col("_a") < F.col("_o"))
+        .groupBy("_a", "_o")
         .agg(F.count(F.lit(1)).alias("n_together"))
         .where(F.col("n_together") >= cfg.min_cooccurrence)
     )
-    n_a = per_item.select(F.col(C.ITEM_ID).alias("item_a"), F.col("_n").alias("_n_a"))
-    n_b = per_item.select(F.col(C.ITEM_ID).alias("item_b"), F.col("_n").alias("_n_b"))
+    together = half.unionByName(half.select(F.col("_o").alias("_a"), F.col("_a").alias("_o"), "n_together"))
+    n_a = per_item.select(F.col("_i").alias("_a"), F.col(C.ITEM_ID).alias("item_a"), F.col("_n").alias("_n_a"))
+    n_b = per_item.select(F.col("_i").alias("_o"), F.col(C.ITEM_ID).alias("item_b"), F.col("_n").alias("_n_b"))
     return (
-        together.join(n_a, on="item_a", how="inner")
-        .join(n_b, on="item_b", how="inner")
+        together.join(n_a, on="_a", how="inner")
+        .join(n_b, on="_o", how="inner")
         .select("item_a", "item_b", "n_together",
                 (F.col("n_together") / F.sqrt(F.col("_n_a") * F.col("_n_b"))).alias("similarity"))
     )

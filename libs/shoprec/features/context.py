@@ -36,16 +36,20 @@ def iso_weekday(ts: Column) -> Column:
     return F.weekday(ts) + F.lit(1)
 
 
-def with_context(df: DataFrame, holidays: Sequence[str], ts_col: str = C.EVENT_TS) -> DataFrame:
+def with_context(df: DataFrame, holidays: Sequence[str], ts_col: str = C.EVENT_TS,
+                 years: range | None = None) -> DataFrame:
     """``df`` plus ``hour, weekday, month, season, days_to_holiday`` (all ints but season).
 
     ``holidays`` are the specs of ``features.holidays``. ``days_to_holiday`` counts whole
     days from the (UTC) date of ``ts_col`` to the next holiday on or after it: 0 on the
     day itself. The holiday calendar covers the years of the data plus the next one, so
     late-December events still see New Year; it is a small array literal, one lookup per
-    row, no join.
+    row, no join. ``years``: the years of ``ts_col`` when the caller knows them; otherwise
+    one small aggregate finds them (which runs ``df``'s whole plan once).
     """
-    dates = holiday_dates(holidays, _years(df, ts_col)) if holidays else []
+    if holidays and years is None:
+        years = _years(df, ts_col)
+    dates = holiday_dates(holidays, years) if holidays else []
     day = F.to_date(F.col(ts_col))
     if dates:
         calendar = F.array(*[F.lit(d) for d in dates])

@@ -66,7 +66,8 @@ def scoring_features(
     )
     content = item_features.select(C.ITEM_ID, C.CATEGORY, C.PRICE_BAND, C.TEXT_VECTOR)
     out = (
-        with_context(with_user, holidays)
+        # Every row's time is on as_of: the calendar's years are known without a pass.
+        with_context(with_user, holidays, years=range(split.as_of.year, split.as_of.year + 2))
         .join(content, on=C.ITEM_ID, how="left")
         .join(pair_hist, on=[C.USER_ID, C.ITEM_ID], how="left")
         .join(user_hist, on=C.USER_ID, how="left")

@@ -3,7 +3,7 @@ diversity (maximal marginal relevance) and the cap on new items, down to K per u
 
     fused score + context_weight x seasonal lift(item, as_of)
         ─► rebuy policy (allow | exclude | consumables)
-        ─► light users (few baskets): content neighbours lead
+        ─► light users (few baskets): + light_user_boost on content neighbours
         ─► per user, best ``diversity_pool`` ─► MMR over text vectors, new items capped ─► rank 1..K
 """
 from __future__ import annotations
@@ -23,7 +23,6 @@ from shoprec.recommend.sources import ANCHOR, SOURCE_SCORE
 
 SEASON_LIFT = "season_lift"
 FINAL = "final_score"
-LIGHT_BOOST = 1.0   # added to a light user's content candidates: above any fused score in [0, 1]
 _OUT_SCHEMA = T.StructType([
     T.StructField(C.USER_ID, T.StringType()), T.StructField(C.ITEM_ID, T.StringType()),
     T.StructField(C.SCORE, T.DoubleType()), T.StructField(C.RANK, T.IntegerType()),
@@ -80,7 +79,7 @@ def light_users(history: DataFrame, min_baskets: int) -> DataFrame:
 def boosted(scored: DataFrame, lifts: DataFrame, light: DataFrame, rcfg: RecommendConfig, fused_col: str) -> DataFrame:
     """``scored`` plus ``final_score``: fused + context boost (+ the light-user lead)."""
     content = F.col(C.CANDIDATE_SOURCE).isin(C.SRC_CONTENT, C.SRC_NEW_ITEM, C.SRC_COOCCURRENCE)
-    lead = F.when(F.col("_light") & content, F.lit(LIGHT_BOOST)).otherwise(F.lit(0.0))
+    lead = F.when(F.col("_light") & content, F.lit(float(rcfg.cold_start.light_user_boost))).otherwise(F.lit(0.0))
     return (scored.join(F.broadcast(lifts), on=C.ITEM_ID, how="left")
             .join(light.withColumn("_light", F.lit(True)), on=C.USER_ID, how="left")
             .withColumn("_light", F.coalesce(F.col("_light"), F.lit(False)))

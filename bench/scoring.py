@@ -1,0 +1,152 @@
+"""Deep scoring in Spark: shoprec's path vs ``mlflow.pyfunc.spark_udf`` with default settings.
+
+    python bench/scoring.py --data-root /tmp/lh-or                 # after `shoprec pipeline` there
+    python bench/scoring.py --data-root DIR --pairs 5000000 --baseline-pairs 5000000
+
+Both paths score the same (user, item) pairs with the same registered model
+(``shoprec-hybrid@champion``) in the same Spark session:
+  (a) shoprec: ``recommend.deep.score``: the model folder shipped with ``addFile``, one
+      Keras load per Python worker, ``mapInPandas`` over large Arrow batches
+      (``spark.sql.execution.arrow.maxRecordsPerBatch`` from ``--batch-rows``), the
+      Keras graph called directly;
+  (b) default: ``mlflow.pyfunc.spark_udf(spark, "models:/shoprec-hybrid@champion")`` with
+      no options, applied to the feature columns by name (a struct), Spark's default
+      Arrow batch size (10,000 rows).
+The pairs (every user with history x a slice of the catalog, up to ``--pairs``) and their
+features are built once and written to Parquet first (not timed); each timed run reads
+that Parquet, scores and writes to Spark's ``noop`` sink, so both pay the same I/O. Each
+path runs once untimed on a small slice first (Python workers and model loads warm up),
+then timed. Writes bench/results/scoring.json.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import time
+
+from _common import RESULTS, machine_info, now, say, write_json
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--as-of", default="2011-11-01")
+    p.add_argument("--pairs", type=int, default=5_000_000)
+    p.add_argument("--baseline-pairs", type=int, default=None,
+                   help="score only this many pairs on the default path (default: all of them)")
+    p.add_argument("--batch-rows", type=int, default=100_000, help="Arrow batch rows for shoprec's path")
+    p.add_argument("--work", default="/tmp/shoprec-bench-scoring")
+    p.add_argument("--json", default=os.path.join(RESULTS, "scoring.json"))
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    return p.parse_args(argv)
+
+
+def build_pairs(spark, cfg, tables, split, n_pairs: int, out: str) -> int:
+    """Every user with history x the most popular items, up to n_pairs rows, with features."""
+    from pyspark.sql import functions as F
+
+    from shoprec import columns as C
+    from shoprec.hybrid import features as H
+    from shoprec.hybrid.scoring import scoring_features
+
+    at = F.col(C.AS_OF) == F.lit(split.as_of)
+    interactions = tables.read(C.SILVER_INTERACTIONS)
+    users = tables.read(C.GOLD_USER_FEATURES).where(at)
+    items = tables.read(C.GOLD_ITEM_FEATURES).where(at)
+    n_users = users.count()
+    per_user = max(1, -(-n_pairs // n_users))
+    top = items.orderBy(F.col(C.POPULARITY).desc(), C.ITEM_ID).limit(per_user).select(C.ITEM_ID)
+    pairs = users.select(C.USER_ID).crossJoin(F.broadcast(top)).limit(n_pairs)
+    features = scoring_features(pairs, interactions, users, items, split, cfg.features.holidays)
+    features.select(*H.RAW_COLUMNS).repartition(spark.sparkContext.defaultParallelism * 4).write.mode(
+        "overwrite").parquet(out)
+    return spark.read.parquet(out).count()
+
+
+def timed_noop(df) -> float:
+    started = time.perf_counter()
+    df.write.format("noop").mode("overwrite").save()
+    return time.perf_counter() - started
+
+
+def shoprec_path(spark, features, model, batch_rows: int):
+    from shoprec.recommend import deep
+
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
+    deep.ship(spark, model)
+    return deep.score(features, model)
+
+
+def default_path(spark, features, uri: str):
+    import mlflow
+    from pyspark.sql import functions as F
+
+    spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")  # Spark's default, 10,000
+    udf = mlflow.pyfunc.spark_udf(spark, uri)
+    return features.withColumn("score", udf(F.struct(*features.columns)))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from datetime import date
+
+    from shoprec import columns as C
+    from shoprec.config import load_config
+    from shoprec.recommend import deep
+    from shoprec.spark import get_spark
+    from shoprec.split import resolve_split
+    from shoprec.tables import open_tables
+    from shoprec.tracking import configure
+
+    load_before = os.getloadavg()
+    cfg = load_config("local", args.overrides, None, args.data_root)
+    spark = get_spark(cfg.spark)
+    spark.sparkContext.setLogLevel("ERROR")
+    tables = open_tables(spark, cfg.data_root, cfg.storage.delta_backend)
+    split = resolve_split(cfg, tables.read(C.SILVER_INTERACTIONS), date.fromisoformat(args.as_of))
+    configure(cfg)
+    model = deep.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias, os.path.join(cfg.data_root, "_models"))
+    if model is None:
+        raise SystemExit(f"no {cfg.hybrid.registered_model}@{cfg.recommend.model_alias} under {args.data_root}: "
+                         "run shoprec pipeline (or train-hybrid) there first")
+    uri = f"models:/{model.name}@{model.alias}"
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    pairs_path = os.path.join(args.work, "pairs")
+    say(f"building {args.pairs:,} pairs with features (not timed) ...")
+    n = build_pairs(spark, cfg, tables, split, args.pairs, pairs_path)
+    features = spark.read.parquet(pairs_path)
+    n_base = min(n, args.baseline_pairs or n)
+    base_features = features if n_base == n else features.limit(n_base)
+    warm = features.limit(20_000)
+
+    results = []
+    for label, build, frame, rows in (
+        ("shoprec: shipped model, mapInPandas, large Arrow batches", lambda f: shoprec_path(spark, f, model, args.batch_rows),
+         features, n),
+        ("mlflow.pyfunc.spark_udf, default settings", lambda f: default_path(spark, f, uri), base_features, n_base),
+    ):
+        say(f"{label}: warm-up ...")
+        timed_noop(build(warm))
+        say(f"{label}: scoring {rows:,} pairs ...")
+        seconds = timed_noop(build(frame))
+        results.append({"path": label, "pairs": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)})
+        say(f"  {seconds:.1f} s, {rows / seconds:,.0f} rows/s")
+    ratio = results[0]["rows_per_s"] / results[1]["rows_per_s"]
+
+    print(f"\nDeep scoring in Spark, {cfg.hybrid.registered_model} v{model.version}, "
+          f"{spark.sparkContext.defaultParallelism} cores ({spark.sparkContext.master})")
+    print(f"{'path':<58} {'pairs':>11} {'seconds':>9} {'rows/s':>11}")
+    for r in results:
+        print(f"{r['path']:<58} {r['pairs']:>11,} {r['seconds']:>9.1f} {r['rows_per_s']:>11,}")
+    print(f"ratio shoprec / default: {ratio:.1f}x (target >= 30x)")
+    write_json({"benchmark": "scoring", "at": now(), "model": f"{model.name} v{model.version}",
+                "results": results, "ratio": round(ratio, 2), "target_ratio": 30,
+                "machine": machine_info(spark, load_before)}, args.json)
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
