@@ -326,7 +326,11 @@ class ColdStartConfig:
     # window any boost costs NDCG (0.05: -0.0007, 0.3: -0.0066), so the default is 0.
     light_user_baskets: int = 3
     light_user_boost: float = 0.0
-    # At most this share of a list's K slots go to new items (no sales before as_of).
+    # New items (no sales before as_of) reach a user only through content similarity; neither
+    # ALS nor the hybrid model knows them, so their final score is new_item_weight x their
+    # similarity relative to the user's most similar content candidate (in [0, 1], the scale
+    # of the fused scores). At most new_item_share of a list's K slots go to them.
+    new_item_weight: float = 1.0
     new_item_share: float = 0.2
     # Country lists for users without history: recency-weighted popularity in the country
     # plus this weight times its popularity in the same weeks of the previous year.

@@ -1,7 +1,8 @@
 """Re-ranking of the fused scores: context boost, already-bought policy, light users,
 diversity (maximal marginal relevance) and the cap on new items, down to K per user.
 
-    fused score + context_weight x seasonal lift(item, as_of)
+    fused score (new items: new_item_weight x relative content similarity)
+        + context_weight x seasonal lift(item, as_of)
         ─► rebuy policy (allow | exclude | consumables)
         ─► light users (few baskets): + light_user_boost on content neighbours
         ─► per user, best ``diversity_pool`` ─► MMR over text vectors, new items capped ─► rank 1..K
@@ -13,7 +14,7 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -77,13 +78,20 @@ def light_users(history: DataFrame, min_baskets: int) -> DataFrame:
 
 
 def boosted(scored: DataFrame, lifts: DataFrame, light: DataFrame, rcfg: RecommendConfig, fused_col: str) -> DataFrame:
-    """``scored`` plus ``final_score``: fused + context boost (+ the light-user lead)."""
+    """``scored`` plus ``final_score``: fused (or, for new items, their relative content
+    similarity x ``new_item_weight``) + context boost (+ the light-user lead)."""
     content = F.col(C.CANDIDATE_SOURCE).isin(C.SRC_CONTENT, C.SRC_NEW_ITEM, C.SRC_COOCCURRENCE)
     lead = F.when(F.col("_light") & content, F.lit(float(rcfg.cold_start.light_user_boost))).otherwise(F.lit(0.0))
+    similar = F.col(C.CANDIDATE_SOURCE).isin(C.SRC_CONTENT, C.SRC_NEW_ITEM)
+    best_similarity = F.max(F.when(similar, F.col(SOURCE_SCORE))).over(Window.partitionBy(C.USER_ID))
+    relevance = F.when(
+        F.col(C.CANDIDATE_SOURCE) == C.SRC_NEW_ITEM,
+        F.lit(float(rcfg.cold_start.new_item_weight)) * F.col(SOURCE_SCORE) / best_similarity,
+    ).otherwise(F.col(fused_col))
     return (scored.join(F.broadcast(lifts), on=C.ITEM_ID, how="left")
             .join(light.withColumn("_light", F.lit(True)), on=C.USER_ID, how="left")
             .withColumn("_light", F.coalesce(F.col("_light"), F.lit(False)))
-            .withColumn(FINAL, F.col(fused_col) + F.lit(rcfg.rerank.context_weight)
+            .withColumn(FINAL, relevance + F.lit(rcfg.rerank.context_weight)
                         * F.coalesce(F.col(SEASON_LIFT), F.lit(0.0)) + lead))
 
 
@@ -95,7 +103,6 @@ def diversified_top_k(scored: DataFrame, vectors: DataFrame, rcfg: RecommendConf
     lam = float(rcfg.rerank.diversity_lambda)
     max_new = int(math.floor(rcfg.cold_start.new_item_share * k))
     pool_n = max(k, rcfg.rerank.diversity_pool)
-    from pyspark.sql import Window
 
     w = Window.partitionBy(C.USER_ID).orderBy(F.col(FINAL).desc(), F.col(C.ITEM_ID))
     best = (scored.withColumn("_n", F.row_number().over(w)).where(F.col("_n") <= pool_n)
