@@ -28,17 +28,18 @@ class JobContext:
     cfg: Config
     spark: SparkSession
     tables: Tables
-    out: TextIO = sys.stdout
+    out: TextIO | None = None   # None: sys.stdout as it is when printing
 
     @classmethod
-    def create(cls, cfg: Config, out: TextIO = sys.stdout) -> "JobContext":
+    def create(cls, cfg: Config, out: TextIO | None = None) -> "JobContext":
         from shoprec.spark import get_spark
 
         spark = get_spark(cfg.spark)
-        return cls(cfg, spark, open_tables(spark, cfg.data_root, cfg.storage.delta_backend), out)
+        # sys.stdout looked up now, not at import: it may have been replaced since (pytest, notebooks).
+        return cls(cfg, spark, open_tables(spark, cfg.data_root, cfg.storage.delta_backend), out or sys.stdout)
 
     def say(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
+        print(text, file=self.out or sys.stdout, flush=True)
 
 
 def ingest_stage(ctx: JobContext, inputs: list[str] | None = None) -> "object":
