@@ -122,6 +122,7 @@ MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
 GENERATED_AT = "generated_at"
 COLD_START_USER_PREFIX = "cold-start:"   # user_id of a country's list for users without history
+COLD_START_ANY_COUNTRY = "*"   # the key of the global list: cold-start:*
 
 
 def bronze_table(source: str) -> str:

@@ -191,15 +191,16 @@ def _with_ids(top: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
 
 
 def _write_factors(tables: Tables, uf: DataFrame, itf: DataFrame, users: DataFrame, items: DataFrame,
-                   split: TemporalSplit) -> None:
+                   split: TemporalSplit,
+                   targets: tuple[str, str] = (C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS)) -> None:
     as_of = F.lit(split.as_of).cast("date").alias(C.AS_OF)
     tables.replace_partition(
         uf.join(users, on=C.USER_IDX, how="inner").select(C.USER_ID, C.USER_IDX, C.FACTORS, as_of),
-        C.GOLD_ALS_USER_FACTORS, {C.AS_OF: split.as_of},
+        targets[0], {C.AS_OF: split.as_of},
     )
     tables.replace_partition(
         itf.join(items, on=C.ITEM_IDX, how="inner").select(C.ITEM_ID, C.ITEM_IDX, C.FACTORS, as_of),
-        C.GOLD_ALS_ITEM_FACTORS, {C.AS_OF: split.as_of},
+        targets[1], {C.AS_OF: split.as_of},
     )
 
 
@@ -212,15 +213,8 @@ def _write_validation_factors(tables: Tables, tuning: DataFrame, users: DataFram
     """
     ratings = ids.to_indices(tuning, users, items)
     fit = fit_als(ratings, params, num_blocks, cfg.als.checkpoint_interval, cfg.als.seed)
-    as_of = F.lit(split.as_of).cast("date").alias(C.AS_OF)
-    tables.replace_partition(
-        user_factors(fit.model).join(users, on=C.USER_IDX, how="inner").select(C.USER_ID, C.USER_IDX, C.FACTORS, as_of),
-        C.GOLD_ALS_VALIDATION_USER_FACTORS, {C.AS_OF: split.as_of},
-    )
-    tables.replace_partition(
-        item_factors(fit.model).join(items, on=C.ITEM_IDX, how="inner").select(C.ITEM_ID, C.ITEM_IDX, C.FACTORS, as_of),
-        C.GOLD_ALS_VALIDATION_ITEM_FACTORS, {C.AS_OF: split.as_of},
-    )
+    _write_factors(tables, user_factors(fit.model), item_factors(fit.model), users, items, split,
+                   (C.GOLD_ALS_VALIDATION_USER_FACTORS, C.GOLD_ALS_VALIDATION_ITEM_FACTORS))
 
 
 def _log_and_register(cfg: Config, run: RunLogger, model, report: AlsReport, best_ndcg: float | None) -> None:

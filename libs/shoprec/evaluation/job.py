@@ -40,6 +40,7 @@ from shoprec.config import CandidatesConfig, Config, EvaluateConfig
 from shoprec.errors import ShoprecError
 from shoprec.evaluation import metrics as M
 from shoprec.evaluation.truth import COLD, WARM, ground_truth, new_items, user_segments
+from shoprec.recommend.sources import SOURCE_RANK, SOURCE_SCORE, popular_candidates
 from shoprec.split import TemporalSplit, purchases
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
@@ -294,14 +295,14 @@ def recommendation_lists(tables: Tables, served: DataFrame, as_of: date) -> Data
     prefix = C.COLD_START_USER_PREFIX
     is_list = F.col(C.USER_ID).startswith(prefix)
     own = recs.where(~is_list).select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
-    lists = recs.where(is_list).select(F.expr(f"substring({C.USER_ID}, {len(prefix) + 1})").alias("_key"),
-                                       C.ITEM_ID, C.SCORE, C.RANK)
-    keys = lists.select("_key").distinct()
-    others = served.join(own.select(C.USER_ID).distinct(), on=C.USER_ID, how="left_anti").join(
-        F.broadcast(keys.withColumnRenamed("_key", C.COUNTRY).withColumn("_known", F.lit(True))),
-        on=C.COUNTRY, how="left")
-    keyed = others.select(C.USER_ID, F.when(F.col("_known"), F.col(C.COUNTRY)).otherwise(F.lit("*")).alias("_key"))
-    cold = keyed.join(F.broadcast(lists), on="_key", how="inner").select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
+    # The cold-start lists back in country_lists' shape (the global one under country null),
+    # served the way recommend serves them: the user's country when it has a list, else global.
+    key = F.expr(f"substring({C.USER_ID}, {len(prefix) + 1})")
+    country = F.when(key != F.lit(C.COLD_START_ANY_COUNTRY), key).alias(C.COUNTRY)
+    lists = recs.where(is_list).select(country, C.ITEM_ID, C.SCORE, C.RANK)
+    others = served.join(own.select(C.USER_ID).distinct(), on=C.USER_ID, how="left_anti")
+    cold = popular_candidates(lists, others, None).select(
+        C.USER_ID, C.ITEM_ID, F.col(SOURCE_SCORE).alias(C.SCORE), F.col(SOURCE_RANK).alias(C.RANK))
     both = own.unionByName(cold)
     return both.select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).cast("double"), F.col(C.RANK).cast("int"),
                        F.lit(C.SRC_RECOMMEND).alias(C.CANDIDATE_SOURCE), F.lit(as_of).cast("date").alias(C.AS_OF))
@@ -424,7 +425,7 @@ def _auc_rows(
     means = _with_segments(per_user, segments).groupBy(*_GROUP).agg(
         F.count(F.lit(1)).alias(M.N_USERS), F.avg(M.AUC).alias(M.AUC)
     )
-    return _rows(means.collect(), [M.AUC])
+    return _rows(means.collect(), [M.AUC])  # small: one row per source x segment x variant
 
 
 def _evaluated_recs(recs: DataFrame, truth: DataFrame, segments: DataFrame) -> DataFrame:
@@ -446,12 +447,13 @@ def _beyond_rows(
 ) -> list[MetricRow]:
     df = M.beyond_accuracy(evaluated, popularity, n_history_users, n_catalog, ks, by=_GROUP)
     columns = [M.metric_column(m, k) for m in (M.COVERAGE, M.NOVELTY, M.POPULARITY_BIAS) for k in ks]
-    return _rows(df.collect(), columns)
+    return _rows(df.collect(), columns)  # small: one row per source x segment x variant
 
 
 def _diversity_rows(evaluated: DataFrame, vectors: DataFrame, ks: tuple[int, ...]) -> list[MetricRow]:
     df = M.intra_list_diversity_by(evaluated, vectors, ks, by=_GROUP)
-    return _rows(df.collect(), [M.metric_column(M.DIVERSITY, k) for k in ks], n_users_col=None)
+    rows = df.collect()  # small: one row per source x segment x variant
+    return _rows(rows, [M.metric_column(M.DIVERSITY, k) for k in ks], n_users_col=None)
 
 
 # ------------------------------------------------------------------------------ outputs

@@ -79,7 +79,7 @@ def choose_weight(normalised_pool: DataFrame, truth: DataFrame, grid: tuple[floa
     w = Window.partitionBy(WEIGHT, C.USER_ID).orderBy(F.col(FUSED).desc(), F.col(C.ITEM_ID))
     top = (expanded.withColumn(C.RANK, F.row_number().over(w)).where(F.col(C.RANK) <= TUNING_K)
            .select(WEIGHT, C.USER_ID, C.ITEM_ID, C.RANK))
-    rows = mean_ranking_metrics_by(top, truth, ks=(TUNING_K,), by=(WEIGHT,)).collect()
+    rows = mean_ranking_metrics_by(top, truth, ks=(TUNING_K,), by=(WEIGHT,)).collect()  # small: one row per weight
     ndcg = {float(r[WEIGHT]): float(r[f"ndcg_at_{TUNING_K}"] or 0.0) for r in rows}
     recall = {float(r[WEIGHT]): float(r[f"recall_at_{TUNING_K}"] or 0.0) for r in rows}
     n_users = max((int(r["n_users"]) for r in rows), default=0)

@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 WRITES = (C.GOLD_RECOMMENDATIONS,)
 COLD_START_MODEL = "shoprec-cold-start"
-GLOBAL_KEY = "*"
 RECOMMENDATIONS_SCHEMA = T.StructType([
     T.StructField(C.USER_ID, T.StringType()), T.StructField(C.RANK, T.IntegerType()),
     T.StructField(C.ITEM_ID, T.StringType()), T.StructField(C.SCORE, T.DoubleType()),
@@ -253,7 +252,7 @@ def _recommendations(tables: Tables, cfg: Config, interactions: DataFrame, items
     browsing = S.popular_candidates(lists, placed, rcfg.k).select(
         C.USER_ID, C.ITEM_ID, F.col(S.SOURCE_SCORE).alias(C.SCORE), F.col(S.SOURCE_RANK).alias(C.RANK),
         C.CANDIDATE_SOURCE, S.ANCHOR, S.SOURCE_SCORE)
-    key = F.concat(F.lit(C.COLD_START_USER_PREFIX), F.coalesce(F.col(C.COUNTRY), F.lit(GLOBAL_KEY)))
+    key = F.concat(F.lit(C.COLD_START_USER_PREFIX), F.coalesce(F.col(C.COUNTRY), F.lit(C.COLD_START_ANY_COUNTRY)))
     cold = lists.where(F.col(C.RANK) <= rcfg.k).select(
         key.alias(C.USER_ID), C.ITEM_ID, C.SCORE, C.RANK, F.lit(C.SRC_POPULAR_CONTEXT).alias(C.CANDIDATE_SOURCE),
         F.col(C.COUNTRY).alias(S.ANCHOR), F.col(C.SCORE).alias(S.SOURCE_SCORE))
@@ -286,7 +285,7 @@ def _count(tables: Tables, split: TemporalSplit, report: RecommendReport) -> Non
                    F.count_distinct(F.when(~cold, F.col(C.USER_ID))).alias("users"),
                    F.count_distinct(F.when(cold, F.col(C.USER_ID))).alias("lists")).first()
     report.rows, report.users, report.cold_lists = int(row["rows"]), int(row["users"]), int(row["lists"])
-    by = recs.groupBy(C.CANDIDATE_SOURCE).count().collect()
+    by = recs.groupBy(C.CANDIDATE_SOURCE).count().collect()  # small: one row per source
     report.by_source = dict(sorted(((r[C.CANDIDATE_SOURCE], int(r["count"])) for r in by), key=lambda x: -x[1]))
 
 

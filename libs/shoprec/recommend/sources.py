@@ -197,8 +197,8 @@ def country_lists(history: DataFrame, as_of: date, n: int, half_life_days: float
                                                F.col(C.SCORE).cast("double"), F.col(C.RANK).cast("int")))
 
 
-def popular_candidates(lists: DataFrame, users: DataFrame, n: int) -> DataFrame:
-    """Each user gets the first n of their country's list (the global list without one)."""
+def popular_candidates(lists: DataFrame, users: DataFrame, n: int | None) -> DataFrame:
+    """Each user gets the first n (None: all) of their country's list (the global list without one)."""
     countries = lists.select(C.COUNTRY).distinct()
     placed = users.select(C.USER_ID, C.COUNTRY).join(
         countries.withColumn("_known", F.lit(True)), on=C.COUNTRY, how="left")
@@ -206,8 +206,8 @@ def popular_candidates(lists: DataFrame, users: DataFrame, n: int) -> DataFrame:
     return _serve_lists(placed.select(C.USER_ID, key.alias("_key")), lists, n)
 
 
-def _serve_lists(placed: DataFrame, lists: DataFrame, n: int) -> DataFrame:
-    top = lists.where(F.col(C.RANK) <= n).withColumnRenamed(C.COUNTRY, "_list")
+def _serve_lists(placed: DataFrame, lists: DataFrame, n: int | None) -> DataFrame:
+    top = (lists if n is None else lists.where(F.col(C.RANK) <= n)).withColumnRenamed(C.COUNTRY, "_list")
     joined = placed.join(F.broadcast(top), on=F.col("_key").eqNullSafe(F.col("_list")), how="inner")
     return joined.select(C.USER_ID, C.ITEM_ID, F.lit(C.SRC_POPULAR_CONTEXT).alias(C.CANDIDATE_SOURCE),
                          F.col("_list").alias(ANCHOR), F.col(C.SCORE).alias(SOURCE_SCORE),
