@@ -42,3 +42,19 @@ def test_first_model_is_champion_then_only_a_better_one_takes_over(cfg):
     assert better.promoted and better.champion_value == 0.20
     assert str(client.get_model_version_by_alias("shoprec-test", "champion").version) == "3"
     assert "stays challenger" in client.get_model_version("shoprec-test", "2").tags["shoprec.promotion"]
+
+
+def test_version_one_of_two_registries_ships_under_different_names(tmp_path):
+    # One Spark application can serve from two data roots (a notebook, this test suite);
+    # executors refuse a second shipped folder under a name they already hold.
+    from shoprec.recommend.deep import _folder_name
+    from tests.conftest import make_config
+
+    names = []
+    for root in ("shop-a", "shop-b"):
+        configure(make_config(tmp_path / root))
+        register_and_promote(log_constant_model(), "shoprec-test", "val_ndcg_at_10", 0.2)
+        version = mlflow.MlflowClient().get_model_version_by_alias("shoprec-test", "champion")
+        names.append(_folder_name("shoprec-test", version))
+    assert names[0] != names[1]
+    assert all(n.startswith("shoprec-test-v1-") for n in names)

@@ -8,6 +8,7 @@ worker, whole Arrow batches per call, no ``predict`` wrapper and no collect.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ def resolve(name: str, alias: str, cache_root: str) -> ServingModel | None:
         version = MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
-    folder = os.path.join(os.path.abspath(cache_root), f"{name}-v{version.version}")
+    folder = os.path.join(os.path.abspath(cache_root), _folder_name(name, version))
     if not os.path.exists(os.path.join(folder, "MLmodel")):
         os.makedirs(os.path.dirname(folder), exist_ok=True)
         mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}", dst_path=folder)
@@ -55,6 +56,21 @@ def resolve(name: str, alias: str, cache_root: str) -> ServingModel | None:
     return ServingModel(name, str(version.version), alias, folder,
                         os.path.join(folder, artifacts[pyfunc.KERAS_MODEL]["path"]),
                         os.path.join(folder, artifacts[pyfunc.MANIFEST]["path"]))
+
+
+def _folder_name(name: str, version) -> str:
+    """``<name>-v<n>-<digest>``: the digest tells apart version n of two registries.
+
+    Executors keep shipped folders by their base name for the whole Spark application, and
+    Spark refuses a second folder under a name it already holds with other contents. One
+    long-lived session can serve models from several registries (a notebook pointed at two
+    data roots, the test suite), and each starts counting versions at 1.
+    """
+    import mlflow
+
+    identity = "|".join(str(x) for x in (mlflow.get_registry_uri(), name, version.version,
+                                          version.run_id, version.creation_timestamp))
+    return f"{name}-v{version.version}-{hashlib.sha1(identity.encode()).hexdigest()[:10]}"
 
 
 _SHIPPED: set[tuple[str, str]] = set()
