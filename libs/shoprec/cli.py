@@ -18,6 +18,8 @@ EPILOG = """examples:
   shoprec ingest --input data/online-retail/online_retail.csv.gz
   shoprec generate --events 10000000 --out /tmp/events
   shoprec ingest --set ingest.source=event_log --input /tmp/events/events --catalog /tmp/events/catalog.csv
+  shoprec bundles --as-of 2011-11-01               bought-together rules and basket completions
+  shoprec time-report                               seasonality across the as_of dates recommended
   shoprec ui                                        MLflow UI on http://127.0.0.1:5000
 """
 
@@ -93,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
          "(horovodrun with Gloo locally, horovod.spark.run on a cluster), log it to MLflow, register it as "
          "shoprec-hybrid (champion only when its validation NDCG@10 beats the champion's) and write its "
          "re-ranked candidates."),
+        ("bundles", "mine bought-together rules (FPGrowth) and complete users' recent baskets",
+         "Mine association rules over the baskets (invoices, or sessions for event logs) of the history "
+         "window with Spark MLlib FPGrowth (bundles.min_support, min_confidence, min_lift), write them to "
+         "gold.bundles, the best partners per item to gold.bundle_partners and, for every user with a basket, "
+         "items that complete their recent baskets to gold.bundle_recommendations (ordered with the champion "
+         "hybrid model when one is registered). Prints the strongest rules and the next-basket hit rate "
+         "against random popular items."),
         ("recommend", "write gold.recommendations: fused, re-ranked, explained, with cold-start lists",
          "Gather candidates per user (ALS top-N, reorders, bought-together partners, content neighbours, popular "
          "in the user's country and season), score them with the champion hybrid model inside Spark, fuse "
@@ -114,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "tables and the MLflow store are.",
                        epilog="example:\n  shoprec pipeline --data-root ./lakehouse",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+
+    p = sub.add_parser("time-report", help="seasonal profiles and how items move in the recommendations across as_of dates",
+                       description="For a few example items (the most seasonal and the steadiest best sellers, or "
+                       "--items), plot the monthly sales profile and their share of users' lists in every as_of "
+                       "partition of gold.recommendations; also the share of slots held by items that peak in "
+                       "September-December. Plots and JSON go to <data-root>/_reports/time and to an MLflow run.",
+                       epilog="example:\n  shoprec pipeline --as-of 2011-06-01 && shoprec pipeline --as-of 2011-11-01\n"
+                              "  shoprec time-report --items 23084 85123A",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--items", nargs="+", default=None, help="item ids to follow (default: chosen from the profiles)")
+    p.add_argument("--min-lines", type=int, default=100,
+                   help="purchase lines an item needs to be an example or count as seasonal (default 100)")
     _common(p)
 
     p = sub.add_parser("ui", help="serve the MLflow UI for this data root on 127.0.0.1",
@@ -148,10 +170,12 @@ def _run(args: argparse.Namespace) -> int:
         runner.ingest_stage(ctx, inputs)
     elif args.command == "pipeline":
         runner.pipeline_stage(ctx, args.as_of)
+    elif args.command == "time-report":
+        runner.time_report_stage(ctx, args.items, args.min_lines)
     else:
         stage = {"features": runner.features_stage, "train-als": runner.train_als_stage,
                  "train-hybrid": runner.train_hybrid_stage, "recommend": runner.recommend_stage,
-                 "evaluate": runner.evaluate_stage}[args.command]
+                 "bundles": runner.bundles_stage, "evaluate": runner.evaluate_stage}[args.command]
         stage(ctx, args.as_of)
     return 0
 

@@ -103,6 +103,9 @@ GOLD_ALS_VALIDATION_ITEM_FACTORS = "gold.als_validation_item_factors"
 GOLD_CANDIDATES = "gold.candidates"
 GOLD_RECOMMENDATIONS = "gold.recommendations"
 GOLD_EVALUATION = "gold.evaluation"
+GOLD_BUNDLES = "gold.bundles"                                   # association rules over baskets
+GOLD_BUNDLE_PARTNERS = "gold.bundle_partners"                   # per item: frequently bought together
+GOLD_BUNDLE_RECOMMENDATIONS = "gold.bundle_recommendations"     # per user: complete the recent baskets
 
 # --- candidate sources -----------------------------------------------------------------
 SRC_ALS = "als"
@@ -115,7 +118,21 @@ SRC_CONTENT = "content"                 # text-vector neighbours of the user's r
 SRC_REPEAT = "repeat"                   # the user's own earlier purchases (reorders)
 SRC_POPULAR_CONTEXT = "popular_context"  # popular in the user's country, season and recent weeks
 SRC_NEW_ITEM = "new_item"               # an item without sales before as_of, reached through content
+SRC_BUNDLE = "bundle"                   # completes the user's recent baskets (association rules)
+SRC_POPULAR_BASKET = "popular_basket"   # bundle fallback: items most often in baskets with others
+SRC_POPULAR_RANDOM = "popular_random"   # bundle baseline: random picks among the most popular items
 SRC_RECOMMEND = "recommend"             # gold.recommendations as evaluated: fused, re-ranked, cold start
+
+# --- gold.bundles / gold.bundle_partners ------------------------------------------------
+ANTECEDENT_ITEMS = "antecedent_items"   # array<string>: the rule's left side
+CONSEQUENT_ITEM = "consequent_item"
+SUPPORT = "support"                     # share of baskets holding antecedent and consequent
+RULE_CONFIDENCE = "confidence"          # P(consequent | antecedent) over baskets
+LIFT = "lift"                           # confidence / share of baskets holding the consequent
+BASKET_COUNT = "basket_count"           # baskets holding antecedent and consequent
+PARTNER_ITEM_ID = "partner_item_id"
+ITEMS = "items"                         # array<string>: a basket's distinct items
+HIT_RATE = "hit_rate"
 
 # --- gold.recommendations ----------------------------------------------------------------
 MODEL_NAME = "model_name"

@@ -357,6 +357,32 @@ class RecommendConfig:
 
 
 @dataclass(frozen=True)
+class BundlesConfig:
+    """``shoprec bundles``: association rules over baskets and "bought together" lists."""
+
+    # Baskets (invoices; sessions for event logs) from this many days before as_of.
+    history_days: int = 365
+    # FPGrowth thresholds. MLlib's defaults (0.3 / 0.8) find almost nothing in retail
+    # baskets, where the most common pair is in ~2% of them.
+    min_support: float = 0.005
+    min_confidence: float = 0.1
+    min_lift: float = 1.5
+    max_antecedent: int = 2       # items on a rule's left side
+    # Larger baskets (wholesale pick lists) are left out of mining, and counted.
+    max_basket_items: int = 100
+    partitions: int | None = None  # FPGrowth numPartitions; null: Spark's default parallelism
+    per_item: int = 5             # "frequently bought together" partners kept per item
+    recent_baskets: int = 3       # a user's last baskets that bundle recommendations complete
+    per_user: int = 10
+    # Basket completion with a registered hybrid: per-user rank-normalised
+    # (1 - w) x rule confidence + w x deep score; 0 keeps the rules' order.
+    deep_weight: float = 0.5
+    ks: tuple[int, ...] = (5, 10)
+    baseline_pool: int = 50       # the random baseline draws from this many most-bought items
+    seed: int = 42
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of one run."""
 
@@ -374,6 +400,7 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
+    bundles: BundlesConfig = field(default_factory=BundlesConfig)
 
     @property
     def data_root(self) -> str:

@@ -1,0 +1,146 @@
+"""When items sell and when users buy: seasonal, hour-of-day and weekday profiles.
+
+Month index. For item i and calendar month m (over the history before as_of):
+
+    index(i, m) = share of i's purchase lines in m / share of all purchase lines in m
+
+1 is "sells in m like the shop does", 3 is "three times as concentrated in m". Dividing by
+the shop's own monthly share removes growth and the shop's overall season, so what is
+left is the item's season. Months without any sales in the history are null (unknown),
+not zero: Online Retail as of 2011-11-01 has no November at all.
+
+Seasonal lift at a date: the log month index of the weeks ahead, read through a circular
+kernel over neighbouring months (weights 1, 1/2, 1/4 at distance 0, 1, 2), skipping the
+unknown months; clipped to [-1, 1]; 0 for items with fewer than ``min_sales`` lines.
+Christmas decorations sold in December 2010 and in September-October 2011 get a high lift
+on 2011-11-01 (December and October are November's neighbours) and a low one on
+2011-06-01 (May and July, the neighbours of June, are far from their season).
+
+Hour and weekday profiles are shares over 24 hours and 7 ISO weekdays; ``time_fit``
+compares a user's profile with an item's, as the re-ranking's time-of-day term.
+"""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from shoprec import columns as C
+
+MONTH_INDEX = "month_index"        # array<double>[12], null where the month has no sales
+HOUR_SHARE = "hour_share"          # array<double>[24]
+WEEKDAY_SHARE = "weekday_share"    # array<double>[7], Monday first
+PEAK_MONTH = "peak_month"          # 1..12, the month of the highest index
+SEASONALITY = "seasonality"        # the highest month index (1: no season)
+SEASONAL_LIFT = "seasonal_lift"
+N_LINES = "n_lines"
+KERNEL = (1.0, 0.5, 0.25)          # weight of a month at circular distance 0, 1, 2
+
+
+def _month_counts(history: DataFrame, key: str | None) -> DataFrame:
+    keys = [key] if key else []
+    return history.groupBy(*keys, F.month(C.EVENT_TS).alias(C.MONTH)).agg(F.count(F.lit(1)).alias("_n"))
+
+
+def item_month_index(history: DataFrame) -> DataFrame:
+    """``item_id, month_index, peak_month, seasonality, n_lines`` from purchase lines."""
+    shop = _month_counts(history, None)
+    total = shop.agg(F.sum("_n").alias("_total"))
+    shop_share = shop.crossJoin(total).select(C.MONTH, (F.col("_n") / F.col("_total")).alias("_shop_share"))
+    per_item = _month_counts(history, C.ITEM_ID)
+    item_total = per_item.groupBy(C.ITEM_ID).agg(F.sum("_n").alias(N_LINES))
+    shares = (per_item.join(item_total, on=C.ITEM_ID)
+              .join(F.broadcast(shop_share), on=C.MONTH)
+              .select(C.ITEM_ID, C.MONTH, ((F.col("_n") / F.col(N_LINES)) / F.col("_shop_share")).alias("_index")))
+    # Every item x every month with shop sales: 0 where the item sold nothing that month.
+    grid = item_total.select(C.ITEM_ID).crossJoin(F.broadcast(shop_share.select(C.MONTH)))
+    filled = grid.join(shares, on=[C.ITEM_ID, C.MONTH], how="left").fillna(0.0, subset=["_index"])
+    as_map = filled.groupBy(C.ITEM_ID).agg(F.map_from_entries(F.collect_list(F.struct(C.MONTH, "_index"))).alias("_m"))
+    index = F.array(*[F.col("_m")[m] for m in range(1, 13)])
+    return (as_map.join(item_total, on=C.ITEM_ID)
+            .select(C.ITEM_ID, index.alias(MONTH_INDEX), N_LINES)
+            .withColumn(SEASONALITY, F.array_max(MONTH_INDEX))  # months without sales (null) skipped
+            .withColumn(PEAK_MONTH, F.expr(f"array_position({MONTH_INDEX}, {SEASONALITY})").cast("int")))
+
+
+def months_ahead(as_of: date, horizon_days: int) -> dict[int, float]:
+    """Calendar months of [as_of, as_of + horizon) with the share of those days in each."""
+    n = max(1, horizon_days)
+    counts: dict[int, int] = {}
+    for d in range(n):
+        month = (as_of + timedelta(days=d)).month
+        counts[month] = counts.get(month, 0) + 1
+    return {month: c / n for month, c in counts.items()}
+
+
+def kernel_weights(as_of: date, horizon_days: int) -> list[float]:
+    """Weight of each calendar month (index 0 = January) for the weeks after as_of."""
+    weights = np.zeros(12)
+    for month, share in months_ahead(as_of, horizon_days).items():
+        for m in range(12):
+            distance = min(abs(m - (month - 1)), 12 - abs(m - (month - 1)))
+            if distance < len(KERNEL):
+                weights[m] += share * KERNEL[distance]
+    return [float(w) for w in weights]
+
+
+def seasonal_lift(profiles: DataFrame, as_of: date, horizon_days: int, min_sales: int) -> DataFrame:
+    """``item_id, seasonal_lift``: the kernel-weighted mean log month index of the weeks
+    ahead of as_of, over the months with sales; clipped to [-1, 1]."""
+    weights = kernel_weights(as_of, horizon_days)
+    # log of a zero index (never sold that month) is floored at log(1/8): "rarely", not "never".
+    logs = [F.log(F.greatest(F.col(MONTH_INDEX)[m], F.lit(0.125))) for m in range(12)]
+    known = [F.col(MONTH_INDEX)[m].isNotNull() for m in range(12)]
+    num = sum((F.when(known[m], logs[m] * weights[m]).otherwise(0.0) for m in range(12) if weights[m]), F.lit(0.0))
+    den = sum((F.when(known[m], F.lit(weights[m])).otherwise(0.0) for m in range(12) if weights[m]), F.lit(0.0))
+    lift = F.when((den > 0) & (F.col(N_LINES) >= min_sales), num / den).otherwise(F.lit(0.0))
+    return profiles.select(C.ITEM_ID, F.greatest(F.lit(-1.0), F.least(F.lit(1.0), lift)).alias(SEASONAL_LIFT))
+
+
+def _shares(history: DataFrame, key: str, part: Column, size: int, out: str, offset: int) -> DataFrame:
+    counts = history.groupBy(key, part.alias("_p")).agg(F.count(F.lit(1)).alias("_n"))
+    totals = counts.groupBy(key).agg(F.sum("_n").alias("_t"), F.map_from_entries(
+        F.collect_list(F.struct("_p", "_n"))).alias("_m"))
+    share = F.array(*[F.coalesce(F.col("_m")[p + offset], F.lit(0)) / F.col("_t") for p in range(size)])
+    return totals.select(key, share.cast("array<double>").alias(out))
+
+
+def time_of_day_profiles(history: DataFrame, key: str) -> DataFrame:
+    """``<key>, hour_share, weekday_share`` (purchase lines per hour of the day, UTC, and per
+    ISO weekday, Monday first) for every item or user of ``history``."""
+    weekday = (F.dayofweek(C.EVENT_TS) + 5) % 7 + 1   # Spark: 1 = Sunday; ISO: 1 = Monday
+    hours = _shares(history, key, F.hour(C.EVENT_TS), 24, HOUR_SHARE, 0)
+    weekdays = _shares(history, key, weekday, 7, WEEKDAY_SHARE, 1)
+    return hours.join(weekdays, on=key)
+
+
+def time_fit(user_share: Column, item_share: Column, shop_share: list[float]) -> Column:
+    """log sum_b user(b) x item(b) / shop(b): > 0 when the item sells at the user's usual times
+    more than the shop does; 0 when either profile is missing."""
+    terms = [user_share[b] * item_share[b] / F.lit(max(s, 1e-9)) for b, s in enumerate(shop_share)]
+    value = F.log(F.greatest(sum(terms[1:], terms[0]), F.lit(1e-3)))
+    return F.when(user_share.isNull() | item_share.isNull(), F.lit(0.0)).otherwise(value)
+
+
+def shop_hour_share(history: DataFrame) -> list[float]:
+    """The shop's purchase lines per hour of the day (24 shares): small, collected."""
+    rows = history.groupBy(F.hour(C.EVENT_TS).alias("_h")).count().collect()  # small: 24 rows
+    total = sum(r["count"] for r in rows) or 1
+    by_hour = {r["_h"]: r["count"] / total for r in rows}
+    return [by_hour.get(h, 0.0) for h in range(24)]
+
+
+def weekly_trend(history: DataFrame, as_of: date, weeks: int) -> DataFrame:
+    """``item_id, recent, previous, trend``: purchase lines in the last ``weeks`` weeks before
+    as_of and the ``weeks`` before those; trend = log((recent + 1) / (previous + 1)), so
+    rising items are > 0 and falling ones < 0."""
+    end = as_of
+    mid, start = end - timedelta(weeks=weeks), end - timedelta(weeks=2 * weeks)
+    ts = F.to_date(C.EVENT_TS)
+    counts = history.where(ts >= F.lit(start)).groupBy(C.ITEM_ID).agg(
+        F.count(F.when(ts >= F.lit(mid), 1)).alias("recent"),
+        F.count(F.when(ts < F.lit(mid), 1)).alias("previous"))
+    return counts.withColumn("trend", F.log((F.col("recent") + 1.0) / (F.col("previous") + 1.0)))
+

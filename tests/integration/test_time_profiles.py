@@ -1,0 +1,128 @@
+"""Seasonal month index, seasonal lift at a date, hour/weekday profiles, weekly trend."""
+from __future__ import annotations
+
+import math
+from datetime import date
+
+import pytest
+
+from shoprec import columns as C
+from shoprec.features import time_profiles as TP
+from tests.builders import event, interactions, rows_of
+
+
+def _season_shop(spark):
+    # The shop sells 4 lines in January and 4 in July: X mostly in January, Y mostly in July.
+    rows = [event("u", "X", f"2021-01-0{d} 10:00") for d in (1, 2, 3)] + [event("u", "X", "2021-07-01 10:00")]
+    rows += [event("v", "Y", "2021-01-04 10:00")] + [event("v", "Y", f"2021-07-0{d} 18:00") for d in (2, 3, 4)]
+    return interactions(spark, rows)
+
+
+def test_month_index_is_the_items_share_over_the_shops_share(spark):
+    profiles = TP.item_month_index(_season_shop(spark))
+    unknown = [None] * 5
+    assert rows_of(profiles) == [
+        ("X", [1.5, None, None, None, None, None, 0.5, *unknown], 4, 1.5, 1),
+        ("Y", [0.5, None, None, None, None, None, 1.5, *unknown], 4, 1.5, 7),
+    ]
+
+
+@pytest.mark.parametrize(("as_of", "x", "y"), [
+    (date(2022, 1, 1), math.log(1.5), math.log(0.5)),     # January ahead: X's season
+    (date(2022, 7, 1), math.log(0.5), math.log(1.5)),     # July ahead: Y's
+    (date(2022, 4, 1), 0.0, 0.0),                         # April: no known month within two
+])
+def test_seasonal_lift_reads_the_months_ahead(spark, as_of, x, y):
+    lift = TP.seasonal_lift(TP.item_month_index(_season_shop(spark)), as_of, 28, min_sales=1)
+    assert rows_of(lift) == [("X", round(x, 9)), ("Y", round(y, 9))]
+    rare = TP.seasonal_lift(TP.item_month_index(_season_shop(spark)), as_of, 28, min_sales=5)
+    assert rows_of(rare) == [("X", 0.0), ("Y", 0.0)]
+
+
+def test_kernel_reaches_unknown_months_through_their_neighbours():
+    # 2011-11-01: the data holds no November; October and December carry it, half each.
+    w = TP.kernel_weights(date(2011, 11, 1), 28)
+    assert w[10] == 1.0 and w[9] == w[11] == 0.5 and w[8] == w[0] == 0.25
+    assert sum(1 for v in w if v) == 5
+    split = TP.kernel_weights(date(2011, 11, 20), 20)   # 11 days of November, 9 of December
+    assert split[10] == pytest.approx(11 / 20 + 9 / 20 * 0.5) and split[11] == pytest.approx(9 / 20 + 11 / 20 * 0.5)
+
+
+def test_hour_and_weekday_profiles_and_the_time_fit(spark):
+    history = _season_shop(spark)
+    profiles = {r[C.ITEM_ID]: r for r in TP.time_of_day_profiles(history, C.ITEM_ID).collect()}
+    assert profiles["X"][TP.HOUR_SHARE][10] == 1.0
+    assert profiles["Y"][TP.HOUR_SHARE][10] == 0.25 and profiles["Y"][TP.HOUR_SHARE][18] == 0.75
+    # 2021-01-01 was a Friday, 2021-07-01 a Thursday.
+    assert profiles["X"][TP.WEEKDAY_SHARE] == [0.0, 0.0, 0.0, 0.25, 0.25, 0.25, 0.25]
+    shop = TP.shop_hour_share(history)
+    assert shop[10] == 5 / 8 and shop[18] == 3 / 8
+    users = TP.time_of_day_profiles(history, C.USER_ID).withColumnRenamed(TP.HOUR_SHARE, "_u")
+    pairs = users.crossJoin(TP.time_of_day_profiles(history, C.ITEM_ID).select(C.ITEM_ID, TP.HOUR_SHARE))
+    fit = {(r[C.USER_ID], r[C.ITEM_ID]): r["fit"] for r in pairs.select(
+        C.USER_ID, C.ITEM_ID, TP.time_fit(pairs["_u"], pairs[TP.HOUR_SHARE], shop).alias("fit")).collect()}
+    # u buys at 10 only: X (all at 10) fits 1 / (5/8); Y (a quarter at 10) fits a quarter of that.
+    assert fit[("u", "X")] == pytest.approx(math.log(8 / 5)) and fit[("u", "Y")] == pytest.approx(math.log(0.25 * 8 / 5))
+    assert fit[("v", "Y")] > fit[("v", "X")]
+
+
+def test_weekly_trend_rises_and_falls(spark):
+    rows = [event("u", "up", f"2021-02-{d:02d} 10:00") for d in (20, 21, 22)]
+    rows += [event("u", "down", f"2021-02-0{d} 10:00") for d in (2, 3)] + [event("u", "down", "2021-02-25 10:00")]
+    trend = TP.weekly_trend(interactions(spark, rows), date(2021, 3, 1), 2)
+    # Two weeks before 2021-03-01 against the two before those.
+    assert rows_of(trend) == [("down", 1, 2, round(math.log(2 / 3), 9)), ("up", 3, 0, round(math.log(4), 9))]
+
+
+def test_time_report_follows_items_across_as_of_dates(spark, tmp_path):
+    import io
+    import json
+    import os
+    from datetime import datetime
+
+    from mlflow import MlflowClient
+
+    from shoprec.recommend.job import RECOMMENDATIONS_SCHEMA
+    from shoprec.runner import JobContext, time_report_stage
+    from tests.builders import write_silver
+    from tests.conftest import make_config
+
+    ctx = JobContext.create(make_config(tmp_path / "lakehouse"), io.StringIO())
+    rows = [event(f"m{n}", "mug", f"{y}-{m:02d}-1{n} 10:00", description="white mug")
+            for y, months in ((2020, range(1, 13)), (2021, range(1, 11))) for m in months for n in range(2)]
+    rows += [event(f"x{n}", "xmas", f"2020-{m}-{n + 1:02d} 10:00", description="christmas bauble")
+             for m, k in ((11, 6), (12, 8)) for n in range(k)]
+    rows += [event(f"x{n}", "xmas", f"2021-10-{n + 1:02d} 10:00", description="christmas bauble") for n in range(4)]
+    rows += [event("x9", "xmas", "2021-06-15 10:00", description="christmas bauble"),
+             event("o", "other", "2021-03-01 10:00")]
+    write_silver(ctx.tables, spark, rows)
+    lists = {date(2021, 6, 1): {"u1": ["mug", "other"], "u2": ["mug", "other"]},
+             date(2021, 11, 1): {"u1": ["xmas", "mug"], "u2": ["xmas"]}}
+    for as_of, users in lists.items():
+        recs = [(u, r + 1, item, 1.0, "als", "why", "m", "1", as_of, datetime(2021, 1, 1))
+                for u, items in users.items() for r, item in enumerate(items)]
+        recs.append(("cold-start:*", 1, "other", 1.0, "popular_context", "why", "m", "1", as_of, datetime(2021, 1, 1)))
+        ctx.tables.replace_partition(spark.createDataFrame(recs, RECOMMENDATIONS_SCHEMA), C.GOLD_RECOMMENDATIONS,
+                                     {C.AS_OF: as_of})
+
+    report = time_report_stage(ctx, ["xmas", "mug"], min_lines=10)
+    assert report.as_ofs == ["2021-06-01", "2021-11-01"]
+    xmas, mug = report.items
+    assert (xmas.item_id, xmas.peak_month, mug.item_id) == ("xmas", 12, "mug")
+    # Cold-start lists are not people: u1 and u2 only.
+    assert [xmas.by_as_of[a]["users_share"] for a in report.as_ofs] == [0.0, 1.0]
+    assert [mug.by_as_of[a]["users_share"] for a in report.as_ofs] == [1.0, 0.5]
+    # June is far from the bauble's months; November sits between its October and December.
+    lift = {(line.item_id, a): line.by_as_of[a]["lift"] for line in report.items for a in report.as_ofs}
+    assert lift[("xmas", "2021-06-01")] == -1.0 < lift[("mug", "2021-06-01")]
+    assert lift[("xmas", "2021-11-01")] > 0 > lift[("mug", "2021-11-01")]
+    assert report.seasonal_items == 1 and report.seasonal_share == {"2021-06-01": 0.0, "2021-11-01": 2 / 3}
+    names = sorted(os.path.basename(f) for f in report.files)
+    assert names == ["rank_by_as_of.png", "seasonal_profiles.png", "seasonal_share.png", "time_report.json"]
+    with open(report.files[-1]) as fh:
+        assert json.load(fh)["seasonal_share"]["2021-11-01"] == 2 / 3
+    client = MlflowClient()
+    run = client.search_runs(client.get_experiment_by_name("shoprec").experiment_id,
+                             filter_string="tags.`shoprec.stage` = 'time-report'")[0]
+    assert sorted(a.path for a in client.list_artifacts(run.info.run_id, "time_report")) == [
+        f"time_report/{n}" for n in names]
