@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 
 import mlflow
 import numpy as np
+import pyarrow as pa
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -158,6 +159,9 @@ def test_registered_model_loads_and_scores_a_pandas_frame(shop, trained):
     direct = Scorer(os.path.join(spec["out_dir"], MODEL_DIR), data.manifest_path).score(frame)
     assert scores.shape == (50,) and ((scores > 0) & (scores < 1)).all()
     np.testing.assert_allclose(scores, direct, rtol=1e-5, atol=1e-6)
+    arrow = Scorer(os.path.join(spec["out_dir"], MODEL_DIR), data.manifest_path).score_arrow(
+        pa.RecordBatch.from_pandas(frame[list(H.RAW_COLUMNS)], preserve_index=False))
+    np.testing.assert_allclose(arrow, direct, rtol=1e-6, atol=1e-7)
     unknown = raw.head(1).assign(**{C.USER_ID: "never_seen", C.ITEM_ID: "never_seen"})
     assert 0 < float(np.asarray(model.predict(unknown))[0]) < 1
     with pytest.raises(Exception, match="user_id"):

@@ -140,8 +140,8 @@ def _deep_scored(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
         return cands, None, f"{rules_only}; {why}"
     deep.ship(spark, model)
     personal = cands.where(F.col(complete.TIER).isin(*complete.PERSONAL_TIERS)).select(C.USER_ID, C.ITEM_ID)
-    features = scoring_features(personal, interactions, *features_at, split, cfg.features.holidays)
-    scores = deep.score(features, model).select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).alias(complete.DEEP))
+    features = scoring_features(personal, interactions, *features_at, split, cfg.features.holidays, with_text=False)
+    scores = deep.score(features, model, features_at[1]).select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).alias(complete.DEEP))
     scored = cands.join(scores, on=[C.USER_ID, C.ITEM_ID], how="left")
     w = cfg.bundles.deep_weight
     return scored, model, (f"{1 - w:.2f} x rule rank + {w:.2f} x {model.name} v{model.version} rank "

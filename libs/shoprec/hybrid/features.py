@@ -25,6 +25,8 @@ from typing import Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from shoprec import columns as C
 
@@ -63,6 +65,11 @@ def numeric_frame(pdf: pd.DataFrame) -> np.ndarray:
     def col(name: str, fill: float) -> np.ndarray:
         return pd.to_numeric(pdf[name], errors="coerce").fillna(fill).to_numpy(np.float64)
 
+    return _numeric(col)
+
+
+def _numeric(col) -> np.ndarray:
+    """``col(name, fill)`` gives a column as float64 with nulls filled."""
     days_pair = np.clip(col(PAIR_DAYS_SINCE, NEVER_DAYS), 0, NEVER_DAYS)
     days_user = np.clip(col(USER_DAYS_SINCE, NEVER_DAYS), 0, NEVER_DAYS)
     out = np.stack([
@@ -82,7 +89,11 @@ def _lookup(values: pd.Series, vocab: list[str]) -> np.ndarray:
 
 
 def _small_int(values: pd.Series, size: int, offset: int = 0) -> np.ndarray:
-    v = pd.to_numeric(values, errors="coerce").to_numpy(np.float64) + offset
+    return _small_int_of(pd.to_numeric(values, errors="coerce").to_numpy(np.float64), size, offset)
+
+
+def _small_int_of(v: np.ndarray, size: int, offset: int) -> np.ndarray:
+    v = v + offset
     v = np.where(np.isnan(v) | (v < 0) | (v >= size), 0, v)
     return v.astype(np.int32)
 
@@ -108,6 +119,68 @@ def encode(pdf: pd.DataFrame, manifest: Mapping) -> dict[str, np.ndarray]:
     out["price_band"] = _small_int(pdf[C.PRICE_BAND], manifest["sizes"]["price_band"])
     out["numeric"] = numeric_frame(pdf)
     out["text_vector"] = text_matrix(pdf[TEXT_VECTOR], manifest["text_dim"])
+    return out
+
+
+# ------------------------------------------------------------------------------ Arrow
+def arrow_vocabularies(manifest: Mapping) -> dict[str, pa.Array]:
+    """The manifest's vocabularies as Arrow arrays, built once per loaded model."""
+    return {name: pa.array(manifest["vocab"][name], pa.string()) for name in VOCAB_FEATURES}
+
+
+def encode_arrow(batch: pa.RecordBatch, manifest: Mapping, vocabularies: Mapping[str, pa.Array],
+                 text: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """:func:`encode` for an Arrow record batch, without pandas: vocabulary lookups in Arrow's
+    hash kernels, the text vectors read straight from the list column's buffer. Gives the
+    same arrays as :func:`encode` on ``batch.to_pandas()`` (a test holds the two together);
+    the Spark scoring path uses it, the pyfunc (pandas in) uses :func:`encode`. ``text``:
+    the text vectors already looked up (:func:`lookup_text`); the batch then need not
+    carry them."""
+    names = batch.schema.names
+    missing = [c for c in RAW_COLUMNS if c not in names and not (c == TEXT_VECTOR and text is not None)]
+    if missing:
+        raise ValueError(f"hybrid model input is missing columns {missing}; expected {list(RAW_COLUMNS)}")
+
+    def column(name: str) -> pa.Array:
+        return batch.column(names.index(name))
+
+    def floats(name: str) -> np.ndarray:
+        return pc.cast(column(name), pa.float64()).to_numpy(zero_copy_only=False)  # nulls -> NaN
+
+    out = {}
+    for name in VOCAB_FEATURES:
+        values = column(name)
+        if not pa.types.is_string(values.type):
+            values = pc.cast(values, pa.string())
+        index = pc.index_in(values, value_set=vocabularies[name])          # null: unknown or null
+        out[_VOCAB_INPUT[name]] = (pc.fill_null(index, -1).to_numpy(zero_copy_only=False) + 1).astype(np.int32)
+    out["hour"] = _small_int_of(floats(C.HOUR), INT_SIZES[C.HOUR], 1)
+    out["weekday"] = _small_int_of(floats(C.WEEKDAY), INT_SIZES[C.WEEKDAY], 0)
+    out["price_band"] = _small_int_of(floats(C.PRICE_BAND), manifest["sizes"]["price_band"], 0)
+    out["numeric"] = _numeric(lambda name, fill: np.nan_to_num(floats(name), nan=fill))
+    out["text_vector"] = text if text is not None else text_matrix_arrow(column(TEXT_VECTOR), manifest["text_dim"])
+    return out
+
+
+def lookup_text(batch: pa.RecordBatch, item_ids: pa.Array, matrix: np.ndarray) -> np.ndarray:
+    """The rows of ``matrix`` (one per id of ``item_ids``, plus a last row of zeros) for the
+    batch's items; unknown items get the zeros."""
+    names = batch.schema.names
+    index = pc.index_in(batch.column(names.index(C.ITEM_ID)), value_set=item_ids)
+    return matrix[pc.fill_null(index, -1).to_numpy(zero_copy_only=False)]
+
+
+def text_matrix_arrow(values: pa.Array, dim: int) -> np.ndarray:
+    """list<double> -> float32 [n, dim] from the flat values buffer; null or wrong-length
+    vectors are zeros."""
+    out = np.zeros((len(values), dim), dtype=np.float32)
+    lengths = pc.fill_null(pc.list_value_length(values), 0).to_numpy(zero_copy_only=False)
+    ok = lengths == dim
+    if ok.all():
+        out[:] = values.flatten().to_numpy(zero_copy_only=False).reshape(len(values), dim)
+    elif ok.any():
+        rows = np.flatnonzero(ok)
+        out[rows] = values.take(pa.array(rows)).flatten().to_numpy(zero_copy_only=False).reshape(len(rows), dim)
     return out
 
 

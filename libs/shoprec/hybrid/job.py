@@ -291,5 +291,6 @@ def _score_pool(cfg: Config, tables: Tables, interactions: DataFrame, item_featu
     users = _gold_partition(tables, C.GOLD_USER_FEATURES, split)
     als = read_candidates(tables, split.as_of, [C.SRC_ALS])
     pool = scoring.rerank_pool(als, confidence, item_features, cfg.hybrid.rerank_pool)
-    feats = scoring.scoring_features(pool, interactions, users, item_features, split, cfg.features.holidays)
-    return scoring.score_pairs(feats, model_dir, manifest_path)
+    feats = scoring.scoring_features(pool, interactions, users, item_features, split, cfg.features.holidays,
+                                     with_text=False)
+    return scoring.score_pairs(feats, model_dir, manifest_path, item_features=item_features)

@@ -34,11 +34,25 @@ class Scorer:
         with open(manifest_path) as fh:
             self.manifest = json.load(fh)
         self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        self._vocabularies = H.arrow_vocabularies(self.manifest)
 
     def score(self, pdf: pd.DataFrame) -> np.ndarray:
         out = np.empty(len(pdf), dtype=np.float32)
         for start in range(0, len(pdf), CHUNK):
             x = H.encode(pdf.iloc[start:start + CHUNK], self.manifest)
+            out[start:start + CHUNK] = self._call(x).numpy().ravel()
+        return out
+
+    def score_arrow(self, batch, text_lookup=None) -> np.ndarray:
+        """:meth:`score` for an Arrow record batch (the Spark path: no pandas on the way).
+
+        ``text_lookup`` (item ids as an Arrow array, float32 matrix with a zero last row)
+        gives the text vectors by item when the batch does not carry them."""
+        out = np.empty(batch.num_rows, dtype=np.float32)
+        for start in range(0, batch.num_rows, CHUNK):
+            chunk = batch.slice(start, CHUNK)
+            text = H.lookup_text(chunk, *text_lookup) if text_lookup is not None else None
+            x = H.encode_arrow(chunk, self.manifest, self._vocabularies, text)
             out[start:start + CHUNK] = self._call(x).numpy().ravel()
         return out
 

@@ -3,7 +3,8 @@
 ``scoring_features`` gives each pair the model's raw columns as they stand at ``as_of``
 (the context of the cutoff day at the user's usual hour, the user's country, history
 counts up to the cutoff, the item's content); ``score_pairs`` runs the model in
-``mapInPandas``: one model load per Python worker (cached), whole Arrow batches per call.
+``mapInArrow``: one model load per Python worker (cached), Arrow batches encoded without
+pandas and scored whole.
 ``rerank_pool`` is the candidate pool the hybrid re-ranks for evaluation: ALS top-N,
 the user's own purchases and the popular items.
 """
@@ -14,7 +15,6 @@ import os
 from datetime import datetime, time as dtime
 from typing import Iterator
 
-import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -28,11 +28,30 @@ _SCORERS: dict[tuple[str, str], object] = {}
 DEFAULT_HOUR = 12
 
 
+def _limit_tf_threads() -> None:
+    """TensorFlow in a Spark task uses the task's cores (``spark.task.cpus``), not the machine's:
+    Spark already runs one task per core, and every worker spinning up a pool of all the
+    cores makes them fight (bench/scoring.py on 2 cores: 205k -> 287k rows/s with this)."""
+    import tensorflow as tf
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    threads = max(1, context.cpus()) if context is not None else None
+    if threads is None:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already started in this worker: keep its pools
+        pass
+
+
 def _scorer(model_dir: str, manifest_path: str):
     key = (model_dir, manifest_path)
     if key not in _SCORERS:  # once per Python worker: Spark reuses workers across tasks
         from shoprec.hybrid.pyfunc import Scorer
 
+        _limit_tf_threads()
         _SCORERS[key] = Scorer(model_dir, manifest_path)
     return _SCORERS[key]
 
@@ -52,9 +71,11 @@ def history_counts(interactions: DataFrame, split: TemporalSplit) -> tuple[DataF
 
 def scoring_features(
     pairs: DataFrame, interactions: DataFrame, user_features: DataFrame, item_features: DataFrame,
-    split: TemporalSplit, holidays,
+    split: TemporalSplit, holidays, with_text: bool = True,
 ) -> DataFrame:
-    """``pairs`` (user_id, item_id, ...) plus every column of ``features.RAW_COLUMNS`` at as_of."""
+    """``pairs`` (user_id, item_id, ...) plus every column of ``features.RAW_COLUMNS`` at as_of
+    (without ``text_vector`` when ``with_text`` is false: :func:`score_pairs` can look the
+    vectors up per item instead of carrying them on every pair)."""
     pair_hist, user_hist = history_counts(interactions, split)
     users = user_features.select(C.USER_ID, C.COUNTRY, C.PREFERRED_HOUR)
     midnight = calendar.timegm(split.as_of.timetuple())  # as_of 00:00 UTC, as the split
@@ -64,7 +85,7 @@ def scoring_features(
         .withColumn(C.EVENT_TS, F.timestamp_seconds(F.lit(midnight) + hour * F.lit(3600)))
         .withColumn(C.DEVICE, F.lit(None).cast("string"))
     )
-    content = item_features.select(C.ITEM_ID, C.CATEGORY, C.PRICE_BAND, C.TEXT_VECTOR)
+    content = item_features.select(C.ITEM_ID, C.CATEGORY, C.PRICE_BAND, *([C.TEXT_VECTOR] if with_text else []))
     out = (
         # Every row's time is on as_of: the calendar's years are known without a pass.
         with_context(with_user, holidays, years=range(split.as_of.year, split.as_of.year + 2))
@@ -75,18 +96,44 @@ def scoring_features(
         .withColumn(H.USER_PURCHASES, F.coalesce(F.col(H.USER_PURCHASES), F.lit(0)))
     )
     extra = [c for c in pairs.columns if c not in H.RAW_COLUMNS]
-    return out.select(*extra, *[c for c in H.RAW_COLUMNS if c not in extra])
+    return out.select(*extra, *[c for c in H.RAW_COLUMNS if c not in extra and (with_text or c != C.TEXT_VECTOR)])
 
 
-def score_pairs(features: DataFrame, model_dir: str, manifest_path: str, shipped: bool = False) -> DataFrame:
-    """``features`` plus ``score`` (double), scored in Spark's Python workers.
+def item_text_table(item_features: DataFrame) -> tuple[list[str], "object"]:
+    """(item ids, float32 matrix [items + 1, dim]) of the items' text vectors; the last row is
+    zeros (unknown items). One row per item, collected to be broadcast: the catalog, not pairs."""
+    import numpy as np
 
-    ``shipped``: the paths are relative to the SparkFiles root (a folder added with
-    ``SparkContext.addFile``), resolved on each worker.
+    rows = item_features.select(C.ITEM_ID, C.TEXT_VECTOR).where(F.col(C.TEXT_VECTOR).isNotNull()).collect()  # small
+    dim = len(rows[0][C.TEXT_VECTOR]) if rows else 0
+    rows = [r for r in rows if len(r[C.TEXT_VECTOR]) == dim]
+    matrix = np.zeros((len(rows) + 1, dim), dtype=np.float32)
+    if rows:
+        matrix[:-1] = np.asarray([r[C.TEXT_VECTOR] for r in rows], dtype=np.float32)
+    return [r[C.ITEM_ID] for r in rows], matrix
+
+
+def score_pairs(features: DataFrame, model_dir: str, manifest_path: str, shipped: bool = False,
+                item_features: DataFrame | None = None) -> DataFrame:
+    """``features`` without the model's input columns (ids and any other columns kept) plus
+    ``score`` (double), scored in Spark's Python workers.
+
+    ``mapInArrow``: each Arrow batch (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows)
+    is encoded without pandas and scored in one call per 65k rows; only the kept columns
+    and the score travel back. With ``item_features`` the text vectors are broadcast once
+    per item and looked up in the worker, so ``features`` need not carry them (most of the
+    bytes of a pair). ``shipped``: the paths are relative to the SparkFiles root (a folder
+    added with ``SparkContext.addFile``), resolved on each worker.
     """
-    schema = T.StructType(features.schema.fields + [T.StructField(C.SCORE, T.DoubleType())])
+    import pyarrow as pa
 
-    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    keep = [c for c in features.columns if c not in H.RAW_COLUMNS or c in (C.USER_ID, C.ITEM_ID)]
+    schema = T.StructType([features.schema[c] for c in keep] + [T.StructField(C.SCORE, T.DoubleType())])
+    texts = None
+    if item_features is not None:
+        texts = features.sparkSession.sparkContext.broadcast(item_text_table(item_features))
+
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         if shipped:
             from pyspark import SparkFiles
 
@@ -94,10 +141,28 @@ def score_pairs(features: DataFrame, model_dir: str, manifest_path: str, shipped
                              os.path.join(SparkFiles.getRootDirectory(), manifest_path))
         else:
             scorer = _scorer(model_dir, manifest_path)
-        for pdf in batches:
-            yield pdf.assign(**{C.SCORE: scorer.score(pdf).astype("float64")})
+        lookup = _text_lookup(texts.value) if texts is not None else None
+        for batch in batches:
+            names = batch.schema.names
+            scores = pa.array(scorer.score_arrow(batch, lookup).astype("float64"))
+            yield pa.RecordBatch.from_arrays([batch.column(names.index(c)) for c in keep] + [scores],
+                                             names=[*keep, C.SCORE])
 
-    return features.mapInPandas(score, schema)
+    return features.mapInArrow(score, schema)
+
+
+_LOOKUPS: dict[int, tuple] = {}
+
+
+def _text_lookup(table: tuple[list[str], "object"]) -> tuple:
+    """(Arrow array of item ids, matrix), built once per worker and broadcast value."""
+    import pyarrow as pa
+
+    key = id(table)
+    if key not in _LOOKUPS:
+        _LOOKUPS.clear()
+        _LOOKUPS[key] = (pa.array(table[0], pa.string()), table[1], table)
+    return _LOOKUPS[key][:2]
 
 
 def rerank_pool(

@@ -4,7 +4,7 @@ The registered pyfunc holds the Keras SavedModel and the manifest as artifacts; 
 recommend stage downloads that version once (cached under ``<data_root>/_models``), adds
 the folder to the Spark job with ``SparkContext.addFile`` (so executors on other machines
 get it too) and scores with ``hybrid.scoring.score_pairs``: one model load per Python
-worker, whole Arrow batches per call, no ``predict`` wrapper and no collect.
+worker, Arrow batches encoded without pandas, no ``predict`` wrapper and no collect.
 """
 from __future__ import annotations
 
@@ -84,9 +84,10 @@ def ship(spark: SparkSession, model: ServingModel) -> None:
         _SHIPPED.add(key)
 
 
-def score(features: DataFrame, model: ServingModel) -> DataFrame:
-    """``features`` (the hybrid RAW_COLUMNS by name) plus ``score`` from the shipped model."""
+def score(features: DataFrame, model: ServingModel, item_features: DataFrame | None = None) -> DataFrame:
+    """``features`` (the hybrid RAW_COLUMNS by name; ``text_vector`` may be left out when
+    ``item_features`` gives it per item) plus ``score`` from the shipped model."""
     folder = os.path.relpath(model.keras_dir, model.folder)
     manifest = os.path.relpath(model.manifest_path, model.folder)
     return score_pairs(features, os.path.join(model.shipped_name, folder), os.path.join(model.shipped_name, manifest),
-                       shipped=True)
+                       shipped=True, item_features=item_features)

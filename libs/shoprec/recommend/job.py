@@ -165,8 +165,9 @@ def _scored_pool(pool: DataFrame, interactions: DataFrame, user_features: DataFr
         with_cf = pool.withColumn(fusion.CF, F.lit(None).cast("double"))
     if model is None:
         return with_cf.withColumn(fusion.DEEP, F.lit(None).cast("double"))
-    features = scoring_features(with_cf, interactions, user_features, items, split, cfg.features.holidays)
-    scored = deep.score(features, model).withColumnRenamed(C.SCORE, fusion.DEEP)
+    features = scoring_features(with_cf, interactions, user_features, items, split, cfg.features.holidays,
+                                with_text=False)
+    scored = deep.score(features, model, items).withColumnRenamed(C.SCORE, fusion.DEEP)
     keep = [*S.POOL_COLUMNS, fusion.CF, fusion.DEEP]
     return scored.select(*keep)
 
