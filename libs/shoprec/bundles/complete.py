@@ -22,6 +22,7 @@ from shoprec.bundles.baskets import N_ITEMS
 from shoprec.bundles.rules import fired_rules, rule_strength
 from shoprec.candidates.baselines import item_similarity
 from shoprec.config import BundlesConfig, CandidatesConfig
+from shoprec.recommend.fusion import normalised
 from shoprec.recommend.sources import ANCHOR, SOURCE_SCORE
 
 TIER = "tier"
@@ -89,24 +90,17 @@ def candidates(basket_items: DataFrame, rules: DataFrame, history_purchases: Dat
     return _best_per_item(union, [F.col(TIER), F.col(SOURCE_SCORE).desc()])
 
 
-def _rank_normalised(df: DataFrame, column: str) -> F.Column:
-    """1 - (rank - 1) / (n - 1) within the user's tier; nulls last."""
-    part = Window.partitionBy(C.USER_ID, TIER)
-    ranked = part.orderBy(F.col(column).desc_nulls_last(), F.col(C.ITEM_ID))
-    n = F.count(F.lit(1)).over(part)
-    return F.when(n > 1, F.lit(1.0) - (F.row_number().over(ranked) - 1) / (n - 1)).otherwise(F.lit(1.0))
-
-
 def ranked(cands: DataFrame, per_user: int, deep_weight: float = 0.0) -> DataFrame:
     """``user_id, rank, item_id, score, source, anchor_item, source_score``: tier first, then
     the rule score, or its blend with ``deep_score`` when that column is present."""
+    # Rank-normalised within the user's tier, as fusion normalises per user.
+    cands = normalised(cands, SOURCE_SCORE, "rank", "_rule_n", by=(C.USER_ID, TIER))
     if DEEP in cands.columns and deep_weight > 0:
-        personal = F.col(TIER).isin(*PERSONAL_TIERS)
-        blend = ((1.0 - deep_weight) * _rank_normalised(cands, SOURCE_SCORE)
-                 + deep_weight * _rank_normalised(cands, DEEP))
-        cands = cands.withColumn(_ORDER, F.when(personal, blend).otherwise(_rank_normalised(cands, SOURCE_SCORE)))
+        cands = normalised(cands, DEEP, "rank", "_deep_n", by=(C.USER_ID, TIER))
+        blend = (1.0 - deep_weight) * F.col("_rule_n") + deep_weight * F.col("_deep_n")
+        cands = cands.withColumn(_ORDER, F.when(F.col(TIER).isin(*PERSONAL_TIERS), blend).otherwise(F.col("_rule_n")))
     else:
-        cands = cands.withColumn(_ORDER, _rank_normalised(cands, SOURCE_SCORE))
+        cands = cands.withColumn(_ORDER, F.col("_rule_n"))
     w = Window.partitionBy(C.USER_ID).orderBy(F.col(TIER), F.col(_ORDER).desc(), F.col(C.ITEM_ID))
     # The score says the order across tiers too: tier 0 in (2, 3], tier 1 in (1, 2], tier 2 in [0, 1].
     score = F.lit(2.0) - F.col(TIER) + F.col(_ORDER)

@@ -27,15 +27,15 @@ WEIGHT = "weight"
 TUNING_K = 10
 
 
-def normalised(df: DataFrame, column: str, how: str, out: str) -> DataFrame:
-    """``df`` plus ``out`` in [0, 1] per user; nulls become 0 (the user's lowest)."""
-    by_user = Window.partitionBy(C.USER_ID)
+def normalised(df: DataFrame, column: str, how: str, out: str, by: tuple[str, ...] = (C.USER_ID,)) -> DataFrame:
+    """``df`` plus ``out`` in [0, 1] per user (or per ``by``); nulls become 0 (the lowest)."""
+    by_user = Window.partitionBy(*by)
     x = F.col(column)
     if how == "minmax":
         lo, hi = F.min(x).over(by_user), F.max(x).over(by_user)
         value = F.when(hi > lo, (x - lo) / (hi - lo)).otherwise(F.lit(1.0))
     elif how == "rank":
-        ranked = Window.partitionBy(C.USER_ID).orderBy(x.desc_nulls_last(), F.col(C.ITEM_ID))
+        ranked = Window.partitionBy(*by).orderBy(x.desc_nulls_last(), F.col(C.ITEM_ID))
         n = F.count(x).over(by_user)
         value = F.when(n > 1, F.lit(1.0) - (F.row_number().over(ranked) - 1) / (n - 1)).otherwise(F.lit(1.0))
     else:
