@@ -28,7 +28,7 @@ import psutil
 
 from _common import RESULTS, machine_info, now, say, write_json
 
-STAGES = ("ingest", "features", "train-als", "train-hybrid", "recommend", "evaluate")
+STAGES = ("ingest", "features", "train-als", "train-hybrid", "bundles", "recommend", "evaluate")
 SYNTHETIC_AS_OF = "2023-11-01"
 
 

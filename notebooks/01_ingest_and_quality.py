@@ -11,21 +11,12 @@
 
 # COMMAND ----------
 
-import os
+from shoprec.notebook import parameter
 
-
-def parameter(name: str, default: str) -> str:
-    """A widget value on Databricks, else $SHOPREC_NB_<NAME>, else the default."""
-    try:
-        dbutils.widgets.text(name, default)  # noqa: F821 - defined on Databricks
-        return dbutils.widgets.get(name)  # noqa: F821
-    except NameError:
-        return os.environ.get(f"SHOPREC_NB_{name.upper()}", default)
-
-
-data_root = parameter("data_root", "./lakehouse")
-env = parameter("env", "local")
-inputs = [p for p in parameter("inputs", "").split(",") if p]  # empty: ingest.inputs from conf
+dbutils_ = globals().get("dbutils")  # Databricks widgets when there, else $SHOPREC_NB_* / defaults
+data_root = parameter("data_root", "./lakehouse", dbutils_)
+env = parameter("env", "local", dbutils_)
+inputs = [p for p in parameter("inputs", "", dbutils_).split(",") if p]  # empty: ingest.inputs from conf
 
 # COMMAND ----------
 

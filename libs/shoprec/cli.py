@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, help_text, desc in (
         ("features", "compute gold user/item/context features and implicit confidence",
-         "Compute gold.user_features, gold.item_features (with description text vectors), gold.context and "
-         "gold.confidence from the history before --as-of."),
+         "Compute gold.user_features, gold.item_features (with description text vectors), gold.context, "
+         "gold.confidence and the time profiles (gold.item_time_profiles: month index, seasonal lift, hour and "
+         "weekday shares; gold.user_time_profiles) from the history before --as-of."),
         ("train-als", "tune and train ALS, register it, write its factors and top-N candidates",
          "Grid-search Spark ALS (implicit) on NDCG@10 of the validation window, train the best on the whole "
          "history, register it as shoprec-als, write gold factors and ALS candidates (blocked top-N)."),
@@ -104,24 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
          "against random popular items."),
         ("recommend", "write gold.recommendations: fused, re-ranked, explained, with cold-start lists",
          "Gather candidates per user (ALS top-N, reorders, bought-together partners, content neighbours, popular "
-         "in the user's country and season), score them with the champion hybrid model inside Spark, fuse "
-         "w x ALS + (1 - w) x deep (w chosen on the validation window), boost by season, diversify (MMR), "
+         "in the user's country and season, rules of gold.bundles their recent baskets fire), score them with "
+         "the champion hybrid model inside Spark, fuse w x ALS + (1 - w) x deep, add the seasonal lift and the "
+         "hour/weekday fit (w and both context weights chosen on the validation window), diversify (MMR), "
          "explain each row and replace the as_of partition of gold.recommendations. Users without history get "
          "their country's list; lists per country are stored under user_id 'cold-start:<country>'."),
         ("evaluate", "score ALS, the hybrid, the recommendations and the baselines on the evaluation window",
          "Compute the baselines (popular, popular per country / hour, co-occurrence) and every metric of "
-         "EVALUATION.md at K = 5, 10, 20 per candidate source and user segment; log them to MLflow and print "
-         "the table."),
+         "EVALUATION.md at K = 5, 10, 20 per source (ALS, hybrid, gold.recommendations as 'recommend', "
+         "gold.bundle_recommendations as 'bundles', the baselines) and user segment; log them to MLflow "
+         "and print the table."),
     ):
         p = sub.add_parser(name, help=help_text, description=desc,
                            epilog=f"example:\n  shoprec {name} --as-of 2011-11-01",
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p)
 
-    p = sub.add_parser("pipeline", help="run the whole pipeline end to end (ingest, features, ALS, hybrid, recommend, evaluate)",
-                       description="Run every stage in order under one MLflow run and print where the "
-                       "tables and the MLflow store are.",
-                       epilog="example:\n  shoprec pipeline --data-root ./lakehouse",
+    p = sub.add_parser("pipeline", help="run the whole pipeline end to end (ingest, features, ALS, hybrid, bundles, "
+                       "recommend, evaluate)",
+                       description="Run every stage in order (ingest, features, train-als, train-hybrid, bundles, "
+                       "recommend, evaluate) under one MLflow run, each stage a nested run, and print the tables "
+                       "written, the registered models and their aliases, the evaluation and where the MLflow "
+                       "store is. Stages can also be run one by one with the commands above.",
+                       epilog="examples:\n  shoprec pipeline                          the shipped Online Retail data, "
+                              "as of 2011-11-01\n  shoprec pipeline --data-root /tmp/lh --as-of 2011-06-01\n"
+                              "  shoprec pipeline --set hybrid.epochs=2 --set als.tune=false   a quicker run",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
 

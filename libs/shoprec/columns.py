@@ -92,6 +92,8 @@ GOLD_USER_FEATURES = "gold.user_features"
 GOLD_ITEM_FEATURES = "gold.item_features"
 GOLD_CONTEXT = "gold.context"
 GOLD_CONFIDENCE = "gold.confidence"
+GOLD_ITEM_TIME_PROFILES = "gold.item_time_profiles"   # month index, seasonal lift, hour/weekday shares
+GOLD_USER_TIME_PROFILES = "gold.user_time_profiles"   # hour/weekday shares
 GOLD_USER_ID_MAP = "gold.user_id_map"
 GOLD_ITEM_ID_MAP = "gold.item_id_map"
 GOLD_ALS_USER_FACTORS = "gold.als_user_factors"
@@ -122,6 +124,7 @@ SRC_BUNDLE = "bundle"                   # completes the user's recent baskets (a
 SRC_POPULAR_BASKET = "popular_basket"   # bundle fallback: items most often in baskets with others
 SRC_POPULAR_RANDOM = "popular_random"   # bundle baseline: random picks among the most popular items
 SRC_RECOMMEND = "recommend"             # gold.recommendations as evaluated: fused, re-ranked, cold start
+SRC_BUNDLES = "bundles"                 # gold.bundle_recommendations as evaluated (basket completion)
 
 # --- gold.bundles / gold.bundle_partners ------------------------------------------------
 ANTECEDENT_ITEMS = "antecedent_items"   # array<string>: the rule's left side

@@ -288,6 +288,7 @@ class RecommendPoolConfig:
     cooccurrence: int = 30   # bought together with the user's recent items
     content: int = 30        # text-vector neighbours of the user's recent items
     popular: int = 30        # popular in the user's country and season
+    bundle: int = 10         # rules of gold.bundles fired by the user's recent baskets (shoprec bundles)
 
 
 @dataclass(frozen=True)
@@ -306,10 +307,17 @@ class FusionConfig:
 class RerankConfig:
     """Context boost and diversity applied to the fused scores."""
 
-    # score += context_weight * the item's seasonal lift at as_of (log of its share of sales in
-    # the same weeks of earlier years over its average share, clipped to [-1, 1]).
-    context_weight: float = 0.02
-    season_days: int = 28    # the "same weeks": +- this many days around as_of's day of year
+    # score += season_weight x the item's seasonal lift at as_of (its log month index over the
+    # season_days after as_of, through a kernel over neighbouring months, in [-1, 1])
+    #        + time_weight x the time fit of user and item (hour of day and weekday profiles).
+    # null: chosen on the validation window from the grids (NDCG@10); a number fixes it.
+    season_weight: float | None = None
+    time_weight: float | None = None
+    season_weights: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.2)
+    time_weights: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1)
+    season_days: int = 28         # the weeks after as_of whose months the lift reads
+    season_min_lines: int = 10    # items with fewer purchase lines get no lift
+    time_prior_lines: int = 10    # profiles are pulled towards the shop's by this many pseudo-lines
     # Maximal marginal relevance over text vectors: lambda * relevance - (1 - lambda) * max
     # similarity to the items already chosen; 1.0 turns diversity off.
     diversity_lambda: float = 0.9

@@ -42,17 +42,34 @@ def should_promote(value: float, champion_value: float | None, higher_is_better:
     return value > champion_value if higher_is_better else value < champion_value
 
 
+MODEL_DESCRIPTIONS = {
+    "shoprec-als": "Spark MLlib ALS on implicit confidence (gold.confidence). Scores user-item pairs "
+                   "by factor dot product; shoprec train-als registers a version per as_of and "
+                   "promotes it to champion when its validation NDCG@10 beats the champion's.",
+    "shoprec-hybrid": "Hybrid deep recommender (TensorFlow, trained with Horovod): neural collaborative "
+                      "filtering + item text + time and context features. Served by shoprec recommend "
+                      "through the champion alias; promoted when its validation NDCG@10 beats the champion's.",
+}
+
+
 def register_and_promote(
     model_uri: str, name: str, metric: str, value: float, higher_is_better: bool = True,
-    tags: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None, description: str | None = None,
 ) -> Registration:
-    """Register ``model_uri`` as a new version of ``name`` and apply the promotion rule."""
+    """Register ``model_uri`` as a new version of ``name`` and apply the promotion rule.
+
+    ``description`` goes on the version (what it was trained on); the registered model gets
+    its ``MODEL_DESCRIPTIONS`` entry, so the MLflow UI says what each model is."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
     version = mlflow.register_model(model_uri, name, tags={metric: str(value), **(tags or {})}).version
+    if name in MODEL_DESCRIPTIONS:
+        client.update_registered_model(name, description=MODEL_DESCRIPTIONS[name])
+    if description:
+        client.update_model_version(name, version, description=description)
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
         champion_value = _metric_of(champion, metric)
@@ -81,3 +98,17 @@ def _metric_of(version, metric: str) -> float | None:
         return float(raw) if raw is not None else None
     except ValueError:
         return None
+
+
+def set_alias(name: str, version: str | int, alias: str = CHAMPION, note: str = "") -> str:
+    """Point ``alias`` of ``name`` at ``version`` by hand (a notebook's "promote" button), and
+    record who decided it on the version: the rule above is bypassed, so say why in ``note``."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.get_model_version(name, str(version))  # fails clearly when the version does not exist
+    client.set_registered_model_alias(name, alias, str(version))
+    text = f"{name} v{version}: {alias} set by hand" + (f" ({note})" if note else "")
+    client.set_model_version_tag(name, str(version), "shoprec.promotion", text)
+    log.info("%s", text)
+    return text

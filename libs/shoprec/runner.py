@@ -144,34 +144,38 @@ def evaluate_stage(ctx: JobContext, as_of: date | None = None, split=None) -> "o
 def pipeline_stage(ctx: JobContext, as_of: date | None = None) -> None:
     """``shoprec pipeline``: every stage in order under one parent MLflow run.
 
-    ingest -> features -> train-als -> train-hybrid -> recommend -> evaluate, then a summary:
+    ingest -> features -> train-als -> train-hybrid -> bundles -> recommend -> evaluate, then a
+    summary:
     tables written, registered models and their aliases, the evaluation table, the MLflow UI.
     """
     import mlflow
 
-    from shoprec.tracking import configure, store_for
+    from shoprec.tracking import configure, git_tags
 
     configure(ctx.cfg)
-    with mlflow.start_run(run_name="pipeline", tags={"shoprec.stage": "pipeline", "shoprec.env": ctx.cfg.env}):
+    tags = {"shoprec.stage": "pipeline", "shoprec.env": ctx.cfg.env, "shoprec.source": ctx.cfg.ingest.source,
+            **git_tags(ctx.cfg)}
+    with mlflow.start_run(run_name="pipeline", tags=tags):
         ingest_stage(ctx)
         split = resolve_run_split(ctx, as_of)
-        mlflow.set_tag("shoprec.as_of", split.as_of.isoformat())
+        mlflow.set_tags({"shoprec.as_of": split.as_of.isoformat(), "mlflow.runName": f"pipeline {split.as_of}"})
         ctx.say(f"\nsplit: history < {split.as_of} (validation from {split.validation_start}), "
                 f"evaluation {split.as_of} .. {split.evaluation_end} (exclusive)")
         features_stage(ctx, split=split)
         train_als_stage(ctx, split=split)
         train_hybrid_stage(ctx, split=split)
+        bundles = bundles_stage(ctx, split=split)   # before recommend: its rules are a candidate source
         recommend_stage(ctx, split=split)
         evaluation = evaluate_stage(ctx, split=split)
-    _print_pipeline_summary(ctx, evaluation)
+    _print_pipeline_summary(ctx, evaluation, bundles)
 
 
 SUMMARY_TABLES = (C.SILVER_INTERACTIONS, C.SILVER_ITEMS, C.SILVER_USERS, C.GOLD_USER_FEATURES, C.GOLD_ITEM_FEATURES,
                   C.GOLD_CONFIDENCE, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS, C.GOLD_CANDIDATES,
-                  C.GOLD_RECOMMENDATIONS, C.GOLD_EVALUATION)
+                  C.GOLD_BUNDLES, C.GOLD_BUNDLE_RECOMMENDATIONS, C.GOLD_RECOMMENDATIONS, C.GOLD_EVALUATION)
 
 
-def _print_pipeline_summary(ctx: JobContext, evaluation) -> None:
+def _print_pipeline_summary(ctx: JobContext, evaluation, bundles) -> None:
     from shoprec.tracking import store_for
 
     store = store_for(ctx.cfg)
@@ -192,6 +196,10 @@ def _print_pipeline_summary(ctx: JobContext, evaluation) -> None:
             if value is not None:
                 cells.append(f"{source} {value:.4f}")
         ctx.say(f"    {segment:<5} " + ", ".join(cells))
+    k = max(ctx.cfg.bundles.ks)
+    rates = [(s, bundles.hit_rate(s, k)) for s in (C.SRC_BUNDLE, C.SRC_POPULAR_BASKET, C.SRC_POPULAR_RANDOM)]
+    if all(v is not None for _, v in rates):
+        ctx.say(f"  bundles: next-basket hit rate@{k} " + ", ".join(f"{s} {v:.4f}" for s, v in rates))
     ctx.say(f"Delta tables:  {ctx.tables.root}/<layer>/<table>  (backend: {ctx.tables.backend.name})")
     ctx.say(f"MLflow store:  {store.tracking_uri}")
     ctx.say(f"               artifacts in {store.artifact_root}")

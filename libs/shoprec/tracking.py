@@ -110,8 +110,11 @@ def job_run(cfg: Config, stage: str, tags: Mapping[str, Any] | None = None) -> I
 
     configure(cfg)
     parent = mlflow.active_run()
-    all_tags = {"shoprec.stage": stage, "shoprec.env": cfg.env, **_git_tags(cfg), **(tags or {})}
-    with mlflow.start_run(run_name=stage, nested=parent is not None, tags={k: str(v) for k, v in all_tags.items()}) as run:
+    all_tags = {"shoprec.stage": stage, "shoprec.env": cfg.env, "shoprec.source": cfg.ingest.source,
+                **git_tags(cfg), **(tags or {})}
+    # "train-als 2011-11-01": the UI's run list tells stages and cutoffs apart at a glance.
+    name = f"{stage} {all_tags['shoprec.as_of']}" if "shoprec.as_of" in all_tags else stage
+    with mlflow.start_run(run_name=name, nested=parent is not None, tags={k: str(v) for k, v in all_tags.items()}) as run:
         run_logger = RunLogger(run.info.run_id)
         plain = cfg.to_dict()
         run_logger.dict(plain, "config/resolved.yml")
@@ -135,7 +138,7 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _git_tags(cfg: Config) -> dict[str, str]:
+def git_tags(cfg: Config) -> dict[str, str]:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=cfg.project_root, capture_output=True, text=True, timeout=5

@@ -73,6 +73,9 @@ def test_partners_per_item_and_the_rules_a_basket_fires(spark):
     assert rows_of(fired) == sorted([("u", ["A"], "B"), ("u", ["A", "C"], "B"), ("u", ["C"], "D")], key=repr)
     best = complete.rule_candidates(held, rules).select(C.USER_ID, C.ITEM_ID, "anchor_item", "source_score")
     assert rows_of(best) == [("u", "B", "A + C", 1.0), ("u", "D", "C", 0.5)]
+    # As recommend's candidate source: ranked by confidence, anchored on the first left-side item.
+    source = complete.pool_source(held, rules, 1)
+    assert rows_of(source) == [("u", "B", C.SRC_BUNDLE, "A", 1.0, 1)]
     recent = recent_basket_items(history, 3)
     assert rows_of(recent.where(F.col(C.USER_ID) == "abc0").select(C.ITEM_ID)) == [("A",), ("B",), ("C",)]
 

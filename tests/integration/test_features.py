@@ -187,6 +187,10 @@ def test_features_job_writes_gold_tables_logs_them_and_ignores_everything_after_
     assert metrics["user_features.rows"] == 8
     assert metrics["item_features.null_rate.item_id"] == 0.0
     assert metrics["context.null_rate.device"] == 1.0  # invoice data has no device
+    profiles = tables.read(C.GOLD_ITEM_TIME_PROFILES).collect()
+    assert {r[C.ITEM_ID] for r in profiles} <= set(items) and profiles
+    assert all(abs(sum(r["hour_share"]) - 1) < 1e-9 and len(r["month_index"]) == 12 for r in profiles)
+    assert 0 < report.stats(C.GOLD_USER_TIME_PROFILES).rows <= 8
 
     # Poison the evaluation window and rerun for the same cutoff: not one row may change.
     write_silver(tables, spark, history_rows() + poison_rows())

@@ -53,7 +53,11 @@ def test_main_job_runs_the_pipeline_on_the_shipped_online_retail_data(spark, dat
     pipeline_run = runs[0].data.tags["mlflow.parentRunId"]
     stages = client.search_runs(runs[0].info.experiment_id, filter_string=f"tags.mlflow.parentRunId = '{pipeline_run}'")
     assert sorted(r.data.tags["shoprec.stage"] for r in stages) == sorted(
-        ["ingest", "features", "train-als", "train-hybrid", "recommend", "evaluate"])
+        ["ingest", "features", "train-als", "train-hybrid", "bundles", "recommend", "evaluate"])
+    bundles = next(r for r in stages if r.data.tags["shoprec.stage"] == "bundles").data.metrics
+    assert bundles["hit_rate_at_10.bundle"] > bundles["hit_rate_at_10.popular_random"], bundles
+    assert bundles["users_with_recommendations"] == bundles["users_with_baskets"] > 0
+    assert "bundles: next-basket hit rate@10 bundle" in out
     for model in ("shoprec-als", "shoprec-hybrid"):
         assert str(client.get_model_version_by_alias(model, "champion").version) == "1"
     _assert_recommendations(data_root, out)
@@ -77,6 +81,8 @@ def _assert_recommendations(data_root: Path, out: str) -> None:
     assert all(r["rank_count"] == r["rank_max"] <= 10 for r in per_user)
     assert sum(r["rank_count"] == 10 for r in per_user) > 0.95 * len(per_user)
     assert all(recs["reason"].to_pylist()) and set(recs["model_name"].to_pylist()) >= {"shoprec-hybrid"}
+    bundled = [r for r in recs.filter(pc.equal(recs["source"], "bundle")).to_pylist()]
+    assert bundled and all(r["reason"].startswith("goes with ") for r in bundled)
     assert "gold.recommendations" in out and "shoprec-hybrid" in out and "champion" in out
 
 
@@ -86,7 +92,8 @@ def _assert_evaluation_table(data_root: Path, out: str) -> None:
     evaluation = DeltaTable(str(data_root / "gold" / "evaluation")).to_pyarrow_table().to_pylist()
     ndcg = {r["source"]: r["value"] for r in evaluation
             if (r["segment"], r["variant"], r["metric"], r["k"]) == ("warm", "repeat", "ndcg", 10)}
-    assert set(ndcg) == {"recommend", "als", "hybrid", "popular", "popular_country", "popular_hour", "cooccurrence"}
+    assert set(ndcg) == {"recommend", "als", "hybrid", "bundles", "popular", "popular_country", "popular_hour",
+                         "cooccurrence"}
     baselines = ("popular", "popular_country", "popular_hour", "cooccurrence")
     assert all(ndcg["als"] > ndcg[b] and ndcg["hybrid"] > ndcg[b] for b in baselines), ndcg
     assert all(ndcg["recommend"] > ndcg[b] for b in ("als", *baselines)), ndcg
@@ -155,7 +162,7 @@ def _submit(job: str, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.horovod
 @pytest.mark.timeout(3000)
 def test_every_job_runs_through_spark_submit_on_a_generated_event_log(tmp_path):
-    """generate -> ingest -> features -> train-als -> train-hybrid (2 Horovod ranks) -> recommend
+    """generate -> ingest -> features -> train-als -> train-hybrid (2 Horovod ranks) -> bundles -> recommend
     -> evaluate, each as its own spark-submit application, as a cluster user would chain them."""
     root = tmp_path / "lakehouse"
     common = ["--env", "local", "--data-root", str(root), "--as-of", SUBMIT_AS_OF, *sum((["--set", s] for s in SMALL), [])]
@@ -163,7 +170,8 @@ def test_every_job_runs_through_spark_submit_on_a_generated_event_log(tmp_path):
     steps = [
         ("generate", ["--users", "400", "--items", "150", "--events", "30000", "--seed", "3", "--out", str(gen)]),
         ("ingest", ["--source", "event_log", "--input", str(gen / "events"), "--catalog", str(gen / "catalog.csv")]),
-        ("features", []), ("train_als", []), ("train_hybrid", []), ("recommend", []), ("evaluate", []),
+        ("features", []), ("train_als", []), ("train_hybrid", []), ("bundles", []), ("recommend", []),
+        ("evaluate", []),
     ]
     outputs = {}
     for job, args in steps:

@@ -1,4 +1,4 @@
-"""Seasonal month index, seasonal lift at a date, hour/weekday profiles, weekly trend."""
+"""Seasonal month index, seasonal lift at a date, hour/weekday profiles, the re-ranking's context terms."""
 from __future__ import annotations
 
 import math
@@ -6,9 +6,12 @@ from datetime import date
 
 import pytest
 
+from pyspark.sql import functions as F
+
 from shoprec import columns as C
 from shoprec.features import time_profiles as TP
 from tests.builders import event, interactions, rows_of
+from tests.conftest import make_config
 
 
 def _season_shop(spark):
@@ -66,12 +69,53 @@ def test_hour_and_weekday_profiles_and_the_time_fit(spark):
     assert fit[("v", "Y")] > fit[("v", "X")]
 
 
-def test_weekly_trend_rises_and_falls(spark):
-    rows = [event("u", "up", f"2021-02-{d:02d} 10:00") for d in (20, 21, 22)]
-    rows += [event("u", "down", f"2021-02-0{d} 10:00") for d in (2, 3)] + [event("u", "down", "2021-02-25 10:00")]
-    trend = TP.weekly_trend(interactions(spark, rows), date(2021, 3, 1), 2)
-    # Two weeks before 2021-03-01 against the two before those.
-    assert rows_of(trend) == [("down", 1, 2, round(math.log(2 / 3), 9)), ("up", 3, 0, round(math.log(4), 9))]
+def test_profiles_are_pulled_towards_the_shops_by_pseudo_lines(spark):
+    history = _season_shop(spark)
+    hours, days = TP.shop_time_shares(history)
+    assert hours[10] == 5 / 8 and hours[18] == 3 / 8 and sum(days) == pytest.approx(1.0)
+    profiles = TP.time_of_day_profiles(history, C.ITEM_ID)
+    pulled = {r[C.ITEM_ID]: r["h"] for r in profiles.select(
+        C.ITEM_ID, TP.smoothed(F.col(TP.HOUR_SHARE), F.col(TP.N_LINES), hours, 4).alias("h")).collect()}
+    # X: 4 lines all at 10, plus 4 pseudo-lines spread as the shop's (5/8 at 10, 3/8 at 18).
+    assert pulled["X"][10] == pytest.approx((4 * 1.0 + 4 * 5 / 8) / 8) and pulled["X"][18] == pytest.approx(3 / 16)
+    unchanged = profiles.select(TP.smoothed(F.col(TP.HOUR_SHARE), F.col(TP.N_LINES), hours, 0).alias("h"))
+    assert sorted(r["h"][10] for r in unchanged.collect()) == [0.25, 1.0]
+
+
+def _context_pool(spark):
+    """u and v with one candidate each of X (a January, 10 o'clock item) and Y (July, 18 o'clock)."""
+    from shoprec.recommend import fusion
+
+    rows = [("u", "X", 0.5), ("u", "Y", 1.0), ("v", "X", 1.0), ("v", "Y", 0.5)]
+    return spark.createDataFrame(rows, [C.USER_ID, C.ITEM_ID, fusion.FUSED])
+
+
+def test_context_terms_give_seasonal_lift_and_time_fit_per_candidate(spark):
+    from shoprec.recommend import rerank
+
+    rr = make_config("/tmp/unused", "recommend.rerank.season_min_lines=1",
+                     "recommend.rerank.time_prior_lines=0").recommend.rerank
+    terms = rerank.context_terms(_season_shop(spark), date(2022, 1, 1), rr)
+    got = {(r[C.USER_ID], r[C.ITEM_ID]): (r[rerank.SEASON_LIFT], r[rerank.TIME_FIT])
+           for r in rerank.with_context(_context_pool(spark), terms).collect()}
+    # January ahead: X's season. u buys X's way (10 o'clock, X's weekdays), v mostly Y's.
+    assert got[("u", "X")][0] == got[("v", "X")][0] == pytest.approx(math.log(1.5))
+    assert got[("u", "Y")][0] == pytest.approx(math.log(0.5))
+    assert got[("u", "X")][1] > got[("u", "Y")][1] and got[("v", "Y")][1] > got[("v", "X")][1]
+
+
+def test_context_weights_are_chosen_on_the_truth(spark):
+    from shoprec.recommend import rerank
+
+    rr = make_config("/tmp/unused", "recommend.rerank.season_min_lines=1", "recommend.rerank.time_weight=0",
+                     "recommend.rerank.season_weights=[0.0, 1.0]").recommend.rerank
+    pool = rerank.with_context(_context_pool(spark), rerank.context_terms(_season_shop(spark), date(2022, 1, 1), rr))
+    # Both users bought X in January: the fused score alone puts Y first for u, the lift mends it.
+    truth = spark.createDataFrame([("u", "X"), ("v", "X")], [C.USER_ID, C.ITEM_ID])
+    search = rerank.choose_context_weights(pool, truth, rr)
+    assert (search.season_weight, search.time_weight) == (1.0, 0.0)
+    assert search.ndcg[(1.0, 0.0)] == 1.0 > search.ndcg[(0.0, 0.0)] and search.n_users == 2
+    assert any("chosen (*): season 1, time 0" in line for line in search.lines())
 
 
 def test_time_report_follows_items_across_as_of_dates(spark, tmp_path):

@@ -14,6 +14,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from shoprec.errors import ShoprecError
 from shoprec.tracking import job_run, store_for, ui_command
 
 
@@ -50,6 +51,57 @@ def test_stage_runs_nest_under_an_active_pipeline_run(cfg):
             child_id = child.run_id
     client = MlflowClient(tracking_uri=store_for(cfg).tracking_uri)
     assert client.get_run(child_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
+
+
+def test_runs_are_named_by_stage_and_cutoff_and_compare_across_runs(cfg, tmp_path):
+    from shoprec.reports import runs
+
+    for as_of, ndcg in (("2011-06-01", 0.21), ("2011-11-01", 0.31)):
+        with job_run(cfg, "evaluate", tags={"shoprec.as_of": as_of}) as run:
+            run.counts({"recommend.warm.repeat.ndcg_at_10": ndcg, "als.warm.repeat.ndcg_at_10": ndcg - 0.01,
+                        "als.cold.repeat.ndcg_at_10": 0.0})
+    table = runs.evaluation_runs(cfg)
+    assert list(table["as_of"]) == ["2011-11-01", "2011-06-01"]  # newest first
+    assert sorted(c for c in table.columns if c not in ("run_id", "started", "as_of", "git_commit")) == [
+        "als", "recommend"]
+    assert list(table["recommend"]) == [0.31, 0.21]
+    everything = runs.stage_runs(cfg, "evaluate")
+    assert list(everything["run_name"]) == ["evaluate 2011-11-01", "evaluate 2011-06-01"]
+    assert set(everything["source"]) == {cfg.ingest.source}
+    png = runs.plot_runs(table, ["recommend", "als"], str(tmp_path / "runs.png"), "NDCG@10")
+    assert Path(png).stat().st_size > 1000
+
+
+def test_model_versions_and_promotion_by_hand(cfg):
+    import mlflow.pyfunc
+
+    from shoprec.registry import register_and_promote, set_alias
+    from shoprec.reports import runs
+    from shoprec.tracking import configure
+
+    class Constant(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return model_input
+
+    configure(cfg)
+    for value in (0.30, 0.20):  # the second is worse: it stays challenger
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(name="model", python_model=Constant())
+            register_and_promote(info.model_uri, "shoprec-als", "val_ndcg_at_10", value, description=f"v {value}")
+    table = runs.model_versions(cfg, "shoprec-als")
+    assert list(table["version"]) == [2, 1]
+    assert list(table["aliases"]) == ["challenger", "champion"]
+    assert list(table["val_ndcg_at_10"]) == [0.20, 0.30] and list(table["description"]) == ["v 0.2", "v 0.3"]
+    assert "stays challenger" in table["promotion"][0]
+    assert "Spark MLlib ALS" in MlflowClient().get_registered_model("shoprec-als").description
+    set_alias("shoprec-als", 2, note="rolled back after an A/B test")
+    again = runs.model_versions(cfg, "shoprec-als")
+    assert list(again["aliases"]) == ["challenger, champion", ""]
+    assert again["promotion"][0] == "shoprec-als v2: champion set by hand (rolled back after an A/B test)"
+    with pytest.raises(Exception):
+        set_alias("shoprec-als", 7)
+    with pytest.raises(ShoprecError, match="no registered model 'nope'"):
+        runs.model_versions(cfg, "nope")
 
 
 def test_failed_job_run_is_tagged_failed(cfg):

@@ -23,7 +23,7 @@ from shoprec.bundles.rules import fired_rules, rule_strength
 from shoprec.candidates.baselines import item_similarity
 from shoprec.config import BundlesConfig, CandidatesConfig
 from shoprec.recommend.fusion import normalised
-from shoprec.recommend.sources import ANCHOR, SOURCE_SCORE
+from shoprec.recommend.sources import ANCHOR, SOURCE_RANK, SOURCE_SCORE
 
 TIER = "tier"
 PERSONAL_TIERS = (0, 1)
@@ -107,3 +107,14 @@ def ranked(cands: DataFrame, per_user: int, deep_weight: float = 0.0) -> DataFra
     return (cands.withColumn(C.RANK, F.row_number().over(w).cast("int")).where(F.col(C.RANK) <= per_user)
             .select(C.USER_ID, C.RANK, C.ITEM_ID, score.cast("double").alias(C.SCORE), C.CANDIDATE_SOURCE, ANCHOR,
                     SOURCE_SCORE))
+
+
+def pool_source(basket_items: DataFrame, rules: DataFrame, n: int) -> DataFrame:
+    """The ``bundle`` candidate source of ``shoprec recommend``, in its pool columns: per user
+    the consequents of the rules their recent baskets fire, best ``n`` by rule strength,
+    anchored on the rule's first left-side item (the one the reason names)."""
+    fired = rule_candidates(basket_items, rules)
+    w = Window.partitionBy(C.USER_ID).orderBy(F.col(SOURCE_SCORE).desc(), F.col(C.ITEM_ID))
+    return (fired.withColumn(SOURCE_RANK, F.row_number().over(w).cast("int")).where(F.col(SOURCE_RANK) <= n)
+            .select(C.USER_ID, C.ITEM_ID, C.CANDIDATE_SOURCE, F.split(ANCHOR, r" \+ ")[0].alias(ANCHOR),
+                    F.col(SOURCE_SCORE).cast("double"), SOURCE_RANK))

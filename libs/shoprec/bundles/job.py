@@ -24,7 +24,7 @@ from shoprec import columns as C
 from shoprec.bundles import baskets as B
 from shoprec.bundles import complete, evaluate, rules as R
 from shoprec.config import Config
-from shoprec.recommend.explain import _named
+from shoprec.recommend.explain import named
 from shoprec.recommend.sources import ANCHOR, SOURCE_SCORE
 from shoprec.split import TemporalSplit
 from shoprec.tables import Tables
@@ -161,9 +161,9 @@ def _with_reasons(recs: DataFrame, names: DataFrame) -> DataFrame:
     <item>", "often bought with other items"."""
     first = F.split(F.col(ANCHOR), r" \+ ")
     anchors = recs.withColumn("_first", first[0]).withColumn("_more", F.size(first) - 1)
-    named = anchors.join(F.broadcast(names.withColumnRenamed(C.ITEM_ID, "_first")
+    labelled = anchors.join(F.broadcast(names.withColumnRenamed(C.ITEM_ID, "_first")
                                      .withColumnRenamed(C.DESCRIPTION, "_first_description")), on="_first", how="left")
-    anchor = F.concat(_named(F.col("_first"), F.col("_first_description")),
+    anchor = F.concat(named(F.col("_first"), F.col("_first_description")),
                       F.when(F.col("_more") > 0, F.concat(F.lit(" + "), F.col("_more").cast("string"),
                                                            F.lit(" more"))).otherwise(F.lit("")))
     share = F.concat(F.round(F.col(SOURCE_SCORE) * 100).cast("int").cast("string"), F.lit("%"))
@@ -172,7 +172,7 @@ def _with_reasons(recs: DataFrame, names: DataFrame) -> DataFrame:
                               F.lit(" of baskets with it)")))
               .when(F.col(C.CANDIDATE_SOURCE) == C.SRC_COOCCURRENCE, F.concat(F.lit("bought together with "), anchor))
               .otherwise(F.lit("often bought with other items")))
-    return named.withColumn(C.REASON, reason).drop("_first", "_more", "_first_description")
+    return labelled.withColumn(C.REASON, reason).drop("_first", "_more", "_first_description")
 
 
 def _stamped(recs: DataFrame, model, split: TemporalSplit) -> DataFrame:

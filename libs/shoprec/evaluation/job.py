@@ -2,7 +2,8 @@
 
     silver.interactions ─► history purchases ─► 4 baselines ─► gold.candidates (as_of, source)
                        └─► truth of the evaluation window ─┐
-    gold.candidates of as_of (baselines, als, ...) ────────┴─► metrics per source x segment x variant
+    gold.candidates of as_of (baselines, als, ...) ────────┤
+    gold.recommendations, gold.bundle_recommendations ─────┴─► metrics per source x segment x variant
                                                                  ├─► gold.evaluation (as_of partition)
                                                                  └─► MLflow: metrics, table (CSV, HTML), plot
 
@@ -203,9 +204,9 @@ def run_evaluate(
             served = users_to_serve(tables, segments, history)
             candidate_versions = write_baselines(tables, history, served, cfg.candidates, split.as_of)
             lists = read_candidates(tables, split.as_of)
-            recommended = recommendation_lists(tables, served, split.as_of)
-            if recommended is not None:
-                lists = lists.unionByName(recommended)
+            for extra in (recommendation_lists(tables, served, split.as_of), bundle_lists(tables, split.as_of)):
+                if extra is not None:
+                    lists = lists.unionByName(extra)
             recs = _with_variants(lists, history).persist()
             truth = _truth_sets(sales, split).persist()
             cached += [recs, truth]
@@ -306,6 +307,18 @@ def recommendation_lists(tables: Tables, served: DataFrame, as_of: date) -> Data
     both = own.unionByName(cold)
     return both.select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).cast("double"), F.col(C.RANK).cast("int"),
                        F.lit(C.SRC_RECOMMEND).alias(C.CANDIDATE_SOURCE), F.lit(as_of).cast("date").alias(C.AS_OF))
+
+
+def bundle_lists(tables: Tables, as_of: date) -> DataFrame | None:
+    """gold.bundle_recommendations of as_of as the source ``bundles``, or None without them.
+    Only users with a recent basket have a list; the others score 0 for it."""
+    if not tables.exists(C.GOLD_BUNDLE_RECOMMENDATIONS):
+        return None
+    recs = tables.read(C.GOLD_BUNDLE_RECOMMENDATIONS).where(F.col(C.AS_OF) == F.lit(as_of))
+    if recs.limit(1).count() == 0:
+        return None
+    return recs.select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).cast("double"), F.col(C.RANK).cast("int"),
+                       F.lit(C.SRC_BUNDLES).alias(C.CANDIDATE_SOURCE), F.lit(as_of).cast("date").alias(C.AS_OF))
 
 
 def write_baselines(

@@ -4,7 +4,9 @@
         ├─► gold.item_features   (sales stats, price band, trend, text vectors + clusters)
         ├─► gold.user_features   (RFM, baskets, returns, country, category/price-band mix, hours)
         ├─► gold.context         (hour, weekday, month, season, days to holiday, country, device)
-        └─► gold.confidence      (time-decayed implicit feedback per (user, item))
+        ├─► gold.confidence      (time-decayed implicit feedback per (user, item))
+        └─► gold.item_time_profiles, gold.user_time_profiles (month index, seasonal lift,
+                                   hour / weekday shares: what re-ranking reads)
     silver.items ─► item content only (description, category), never its counters
 
 Every table is partitioned by ``as_of``; a rerun for the same cutoff replaces that
@@ -23,17 +25,19 @@ from pyspark.sql import functions as F
 from shoprec import columns as C
 from shoprec.config import Config
 from shoprec.errors import ShoprecError
+from shoprec.features import time_profiles as TP
 from shoprec.features.confidence import implicit_confidence
 from shoprec.features.context import context_table
 from shoprec.features.item import fit_item_text_model, item_content, item_features
 from shoprec.features.user import user_features
-from shoprec.split import TemporalSplit
+from shoprec.split import TemporalSplit, purchases
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
 
 log = logging.getLogger(__name__)
 
-WRITES = (C.GOLD_ITEM_FEATURES, C.GOLD_USER_FEATURES, C.GOLD_CONTEXT, C.GOLD_CONFIDENCE)
+WRITES = (C.GOLD_ITEM_FEATURES, C.GOLD_USER_FEATURES, C.GOLD_CONTEXT, C.GOLD_CONFIDENCE, C.GOLD_ITEM_TIME_PROFILES,
+          C.GOLD_USER_TIME_PROFILES)
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,12 @@ def run_features(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
         report.tables.append(_write(tables, users_df, C.GOLD_USER_FEATURES, split))
         report.tables.append(_write(tables, context_table(interactions, split, fcfg), C.GOLD_CONTEXT, split))
         report.tables.append(_write(tables, implicit_confidence(interactions, split, fcfg), C.GOLD_CONFIDENCE, split))
+        # The profiles re-ranking reads (recommend computes them again for its validation cutoff).
+        bought = purchases(split.history(interactions))
+        rr = cfg.recommend.rerank
+        report.tables.append(_write(tables, TP.item_time_profiles(bought, split.as_of, rr.season_days,
+                                                                  rr.season_min_lines), C.GOLD_ITEM_TIME_PROFILES, split))
+        report.tables.append(_write(tables, TP.user_time_profiles(bought), C.GOLD_USER_TIME_PROFILES, split))
     report.seconds = time.perf_counter() - started
     _log(run, report)
     return report

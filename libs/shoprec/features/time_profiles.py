@@ -99,21 +99,34 @@ def seasonal_lift(profiles: DataFrame, as_of: date, horizon_days: int, min_sales
     return profiles.select(C.ITEM_ID, F.greatest(F.lit(-1.0), F.least(F.lit(1.0), lift)).alias(SEASONAL_LIFT))
 
 
+def _iso_weekday() -> Column:
+    return (F.dayofweek(C.EVENT_TS) + 5) % 7 + 1   # Spark: 1 = Sunday; ISO: 1 = Monday
+
+
 def _shares(history: DataFrame, key: str, part: Column, size: int, out: str, offset: int) -> DataFrame:
     counts = history.groupBy(key, part.alias("_p")).agg(F.count(F.lit(1)).alias("_n"))
-    totals = counts.groupBy(key).agg(F.sum("_n").alias("_t"), F.map_from_entries(
+    totals = counts.groupBy(key).agg(F.sum("_n").alias(N_LINES), F.map_from_entries(
         F.collect_list(F.struct("_p", "_n"))).alias("_m"))
-    share = F.array(*[F.coalesce(F.col("_m")[p + offset], F.lit(0)) / F.col("_t") for p in range(size)])
-    return totals.select(key, share.cast("array<double>").alias(out))
+    share = F.array(*[F.coalesce(F.col("_m")[p + offset], F.lit(0)) / F.col(N_LINES) for p in range(size)])
+    return totals.select(key, share.cast("array<double>").alias(out), N_LINES)
 
 
 def time_of_day_profiles(history: DataFrame, key: str) -> DataFrame:
-    """``<key>, hour_share, weekday_share`` (purchase lines per hour of the day, UTC, and per
-    ISO weekday, Monday first) for every item or user of ``history``."""
-    weekday = (F.dayofweek(C.EVENT_TS) + 5) % 7 + 1   # Spark: 1 = Sunday; ISO: 1 = Monday
+    """``<key>, hour_share, weekday_share, n_lines`` (purchase lines per hour of the day, UTC,
+    and per ISO weekday, Monday first) for every item or user of ``history``."""
     hours = _shares(history, key, F.hour(C.EVENT_TS), 24, HOUR_SHARE, 0)
-    weekdays = _shares(history, key, weekday, 7, WEEKDAY_SHARE, 1)
-    return hours.join(weekdays, on=key)
+    weekdays = _shares(history, key, _iso_weekday(), 7, WEEKDAY_SHARE, 1)
+    return hours.join(weekdays.drop(N_LINES), on=key)
+
+
+def smoothed(share: Column, n_lines: Column, shop_share: list[float], prior_lines: float) -> Column:
+    """``share`` pulled towards the shop's by ``prior_lines`` pseudo-lines: a profile from three
+    purchases says little, and without this one sale at 3 pm makes every other hour "never"."""
+    if prior_lines <= 0:
+        return share
+    shop = F.array(*[F.lit(float(s)) for s in shop_share])
+    n, m = n_lines.cast("double"), F.lit(float(prior_lines))
+    return F.zip_with(share, shop, lambda a, s: (a * n + s * m) / (n + m))
 
 
 def time_fit(user_share: Column, item_share: Column, shop_share: list[float]) -> Column:
@@ -124,23 +137,33 @@ def time_fit(user_share: Column, item_share: Column, shop_share: list[float]) ->
     return F.when(user_share.isNull() | item_share.isNull(), F.lit(0.0)).otherwise(value)
 
 
-def shop_hour_share(history: DataFrame) -> list[float]:
-    """The shop's purchase lines per hour of the day (24 shares): small, collected."""
-    rows = history.groupBy(F.hour(C.EVENT_TS).alias("_h")).count().collect()  # small: 24 rows
+def shop_time_shares(history: DataFrame) -> tuple[list[float], list[float]]:
+    """The shop's purchase lines per hour of the day (24 shares) and per ISO weekday (7)."""
+    rows = history.groupBy(F.hour(C.EVENT_TS).alias("_h"), _iso_weekday().alias("_d")).count().collect()  # small: <= 168 rows
     total = sum(r["count"] for r in rows) or 1
-    by_hour = {r["_h"]: r["count"] / total for r in rows}
-    return [by_hour.get(h, 0.0) for h in range(24)]
+    hours, days = [0.0] * 24, [0.0] * 7
+    for r in rows:
+        hours[r["_h"]] += r["count"] / total
+        days[r["_d"] - 1] += r["count"] / total
+    return hours, days
 
 
-def weekly_trend(history: DataFrame, as_of: date, weeks: int) -> DataFrame:
-    """``item_id, recent, previous, trend``: purchase lines in the last ``weeks`` weeks before
-    as_of and the ``weeks`` before those; trend = log((recent + 1) / (previous + 1)), so
-    rising items are > 0 and falling ones < 0."""
-    end = as_of
-    mid, start = end - timedelta(weeks=weeks), end - timedelta(weeks=2 * weeks)
-    ts = F.to_date(C.EVENT_TS)
-    counts = history.where(ts >= F.lit(start)).groupBy(C.ITEM_ID).agg(
-        F.count(F.when(ts >= F.lit(mid), 1)).alias("recent"),
-        F.count(F.when(ts < F.lit(mid), 1)).alias("previous"))
-    return counts.withColumn("trend", F.log((F.col("recent") + 1.0) / (F.col("previous") + 1.0)))
+def shop_hour_share(history: DataFrame) -> list[float]:
+    """The shop's purchase lines per hour of the day (24 shares)."""
+    return shop_time_shares(history)[0]
 
+
+def item_time_profiles(history: DataFrame, as_of: date, horizon_days: int, min_lines: int) -> DataFrame:
+    """gold.item_time_profiles: per item sold in ``history``, its month index, peak month,
+    seasonality, seasonal lift at as_of, hour and weekday shares and purchase lines."""
+    months = item_month_index(history)
+    lift = seasonal_lift(months, as_of, horizon_days, min_lines)
+    times = time_of_day_profiles(history, C.ITEM_ID).drop(N_LINES)
+    return (months.join(lift, on=C.ITEM_ID).join(times, on=C.ITEM_ID, how="left")
+            .select(C.ITEM_ID, MONTH_INDEX, PEAK_MONTH, SEASONALITY, SEASONAL_LIFT, HOUR_SHARE, WEEKDAY_SHARE,
+                    N_LINES))
+
+
+def user_time_profiles(history: DataFrame) -> DataFrame:
+    """gold.user_time_profiles: per known buyer, hour and weekday shares and purchase lines."""
+    return time_of_day_profiles(history.where(F.col(C.USER_ID).isNotNull()), C.USER_ID)

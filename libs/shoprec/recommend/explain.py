@@ -1,5 +1,6 @@
 """A short, human-readable ``reason`` per recommendation, from its source and anchor item.
 
+    bundle           goes with 22326 (ROUND SNACK BOXES SET OF4 WOODLAND) from your recent basket
     cooccurrence     bought together with 85123A (WHITE HANGING HEART T-LIGHT HOLDER)
     content          similar to 85123A (WHITE HANGING HEART T-LIGHT HOLDER) you bought
     new_item         new in the shop, similar to 85123A (...) you bought
@@ -18,7 +19,7 @@ from shoprec.recommend.sources import ANCHOR, SOURCE_SCORE
 DESCRIPTION_CHARS = 40
 
 
-def _named(item: Column, description: Column) -> Column:
+def named(item: Column, description: Column) -> Column:
     short = F.when(F.length(description) > DESCRIPTION_CHARS,
                    F.concat(F.substring(description, 1, DESCRIPTION_CHARS - 3), F.lit("..."))).otherwise(description)
     return F.when(description.isNotNull() & (F.trim(description) != ""),
@@ -31,7 +32,8 @@ def reason_column(anchor_named: Column) -> Column:
                                          F.lit(" earlier orders"))).otherwise(F.lit("you bought it before"))
     place = F.coalesce(F.col(ANCHOR), F.lit("the shop"))
     return (
-        F.when(src == C.SRC_COOCCURRENCE, F.concat(F.lit("bought together with "), anchor_named))
+        F.when(src == C.SRC_BUNDLE, F.concat(F.lit("goes with "), anchor_named, F.lit(" from your recent basket")))
+        .when(src == C.SRC_COOCCURRENCE, F.concat(F.lit("bought together with "), anchor_named))
         .when(src == C.SRC_CONTENT, F.concat(F.lit("similar to "), anchor_named, F.lit(" you bought")))
         .when(src == C.SRC_NEW_ITEM, F.concat(F.lit("new in the shop, similar to "), anchor_named, F.lit(" you bought")))
         .when(src == C.SRC_REPEAT, orders)
@@ -45,5 +47,5 @@ def with_reasons(recs: DataFrame, item_features: DataFrame) -> DataFrame:
     """``recs`` (with source, anchor_item, source_score) plus ``reason``."""
     names = item_features.select(F.col(C.ITEM_ID).alias(ANCHOR), F.col(C.DESCRIPTION).alias("_anchor_description"))
     return (recs.join(F.broadcast(names), on=ANCHOR, how="left")
-            .withColumn(C.REASON, reason_column(_named(F.col(ANCHOR), F.col("_anchor_description"))))
+            .withColumn(C.REASON, reason_column(named(F.col(ANCHOR), F.col("_anchor_description"))))
             .drop("_anchor_description"))

@@ -69,19 +69,34 @@ class WeightSearch:
         return out
 
 
-def choose_weight(normalised_pool: DataFrame, truth: DataFrame, grid: tuple[float, ...]) -> WeightSearch:
-    """The grid's best weight by NDCG@10 (ties: the smaller weight) for the users of ``truth``."""
+def grid_metrics(pool: DataFrame, truth: DataFrame, grid: list[tuple[float, ...]], names: tuple[str, ...],
+                 score: Column) -> tuple[dict[tuple, float], dict[tuple, float], int]:
+    """NDCG@10 and Recall@10 of ``pool`` ranked by ``score`` for every point of ``grid``, in
+    one Spark pass: the grid (columns ``names``) is cross-joined to the pool, and ``score``
+    may read those columns. Returns (ndcg, recall) keyed by grid point, and the users."""
     from shoprec.evaluation.metrics import mean_ranking_metrics_by
 
-    spark = normalised_pool.sparkSession
-    weights = spark.createDataFrame([(float(w),) for w in sorted(set(grid))], [WEIGHT])
-    expanded = normalised_pool.crossJoin(F.broadcast(weights)).withColumn(FUSED, fused(F.col(WEIGHT)))
-    w = Window.partitionBy(WEIGHT, C.USER_ID).orderBy(F.col(FUSED).desc(), F.col(C.ITEM_ID))
+    spark = pool.sparkSession
+    points = spark.createDataFrame([tuple(float(v) for v in p) for p in sorted(set(grid))], list(names))
+    expanded = pool.crossJoin(F.broadcast(points)).withColumn("_grid_score", score)
+    w = Window.partitionBy(*names, C.USER_ID).orderBy(F.col("_grid_score").desc(), F.col(C.ITEM_ID))
     top = (expanded.withColumn(C.RANK, F.row_number().over(w)).where(F.col(C.RANK) <= TUNING_K)
-           .select(WEIGHT, C.USER_ID, C.ITEM_ID, C.RANK))
-    rows = mean_ranking_metrics_by(top, truth, ks=(TUNING_K,), by=(WEIGHT,)).collect()  # small: one row per weight
-    ndcg = {float(r[WEIGHT]): float(r[f"ndcg_at_{TUNING_K}"] or 0.0) for r in rows}
-    recall = {float(r[WEIGHT]): float(r[f"recall_at_{TUNING_K}"] or 0.0) for r in rows}
-    n_users = max((int(r["n_users"]) for r in rows), default=0)
-    best = min(ndcg, key=lambda x: (-round(ndcg[x], 6), x)) if ndcg else 1.0
-    return WeightSearch(best, ndcg, recall, n_users)
+           .select(*names, C.USER_ID, C.ITEM_ID, C.RANK))
+    rows = mean_ranking_metrics_by(top, truth, ks=(TUNING_K,), by=names).collect()  # small: one row per point
+    key = lambda r: tuple(float(r[n]) for n in names)  # noqa: E731
+    ndcg = {key(r): float(r[f"ndcg_at_{TUNING_K}"] or 0.0) for r in rows}
+    recall = {key(r): float(r[f"recall_at_{TUNING_K}"] or 0.0) for r in rows}
+    return ndcg, recall, max((int(r["n_users"]) for r in rows), default=0)
+
+
+def best_point(ndcg: dict[tuple, float]) -> tuple:
+    """The best NDCG (to 6 places); ties go to the smallest point (less of every knob)."""
+    return min(ndcg, key=lambda p: (-round(ndcg[p], 6), p))
+
+
+def choose_weight(normalised_pool: DataFrame, truth: DataFrame, grid: tuple[float, ...]) -> WeightSearch:
+    """The grid's best weight by NDCG@10 (ties: the smaller weight) for the users of ``truth``."""
+    ndcg, recall, n_users = grid_metrics(normalised_pool, truth, [(w,) for w in grid], (WEIGHT,),
+                                         fused(F.col(WEIGHT)))
+    best = best_point(ndcg)[0] if ndcg else 1.0
+    return WeightSearch(best, {p[0]: v for p, v in ndcg.items()}, {p[0]: v for p, v in recall.items()}, n_users)

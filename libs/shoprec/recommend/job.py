@@ -1,10 +1,12 @@
 """``shoprec recommend``: gold.recommendations for every user seen before as_of, plus cold-start lists.
 
     silver + gold features (as_of) ──► candidate sources per user (ALS, reorders, bought
-    gold.als_*_factors                  together, content neighbours, popular in context)
+    gold.als_*_factors                  together, content neighbours, popular in context,
+    gold.bundles (as_of)                rules fired by the user's recent baskets)
     champion hybrid (registry alias) ─► deep score in Spark (model shipped to executors)
         ─► per-user normalised fusion w x ALS + (1 - w) x deep   (w chosen on the validation window)
-        ─► context boost, rebuy policy, light users, MMR diversity, new-item cap ─► K per user
+        ─► + season weight x seasonal lift + time weight x hour/weekday fit (weights chosen on validation)
+        ─► rebuy policy, light users, MMR diversity, new-item cap ─► K per user
         ─► reasons ─► gold.recommendations (as_of partition, replaced atomically)
     users without purchases: their country's context-popular list; one list per country under
     user_id "cold-start:<country>" (and "cold-start:*" for anyone else) for users not yet seen.
@@ -55,6 +57,9 @@ class RecommendReport:
     rows: int = 0
     by_source: dict[str, int] = field(default_factory=dict)
     search: fusion.WeightSearch | None = None
+    context: rerank.ContextSearch | None = None
+    context_note: str = ""
+    bundle_note: str = ""
     table_version: int | None = None
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -66,6 +71,10 @@ class RecommendReport:
                  f"  fusion weight w = {self.weight:.2f} ({self.weight_note})"]
         if self.search:
             lines += self.search.lines()
+        lines.append(f"  context weights: {self.context_note}")
+        if self.context:
+            lines += self.context.lines()
+        lines.append(f"  bundle source: {self.bundle_note}")
         lines.append(f"  gold.recommendations version {self.table_version}: {self.rows:,} rows, top {self.k} for "
                      f"{self.users:,} users + {self.cold_lists:,} cold-start lists (user_id "
                      f"'{C.COLD_START_USER_PREFIX}<country>')")
@@ -95,13 +104,14 @@ def run_recommend(spark: SparkSession, cfg: Config, tables: Tables, split: Tempo
         stages["neighbours"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        weight, note, search = _fusion_weight(tables, cfg, interactions, items, user_features, split, model,
-                                              neighbours, fresh)
-        stages["fusion_search"] = time.perf_counter() - t0
+        tuned = _tuned(tables, cfg, interactions, items, user_features, split, model, neighbours, fresh)
+        stages["weight_search"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        bundles, bundle_note = _bundle_source(tables, cfg, interactions, split)
         recs = _recommendations(tables, cfg, interactions, items, user_features, split, model, neighbours, fresh,
-                                weight)
+                                tuned, bundles)
+        weight = tuned.weight
         stamp_name, stamp_version = (model.name, model.version) if model and weight < 1.0 else \
             (cfg.als.registered_model, als_version or "")
         out = _stamped(recs, stamp_name, stamp_version, split)
@@ -114,11 +124,12 @@ def run_recommend(spark: SparkSession, cfg: Config, tables: Tables, split: Tempo
 
     described = f"{model.name} v{model.version} (alias {model.alias})" if model else \
         f"none: no {cfg.hybrid.registered_model}@{rcfg.model_alias}, ALS scores only"
-    report = RecommendReport(split.as_of.isoformat(), rcfg.k, weight, note, described, search=search,
+    report = RecommendReport(split.as_of.isoformat(), rcfg.k, weight, tuned.note, described, search=tuned.search,
+                             context=tuned.context, context_note=tuned.context_note, bundle_note=bundle_note,
                              table_version=version, stage_seconds=stages)
     _count(tables, split, report)
     report.seconds = time.perf_counter() - started
-    _log(run, report, model, als_version)
+    _log(run, report, model, als_version, tuned)
     return report
 
 
@@ -173,29 +184,64 @@ def _scored_pool(pool: DataFrame, interactions: DataFrame, user_features: DataFr
 
 
 def _pool(history_all: DataFrame, users: DataFrame, split: TemporalSplit, cfg: Config, neighbours: DataFrame,
-          fresh: DataFrame, user_factors, item_factors) -> tuple[DataFrame, DataFrame]:
+          fresh: DataFrame, user_factors, item_factors, bundles: DataFrame | None = None
+          ) -> tuple[DataFrame, DataFrame]:
     """(pool, country lists) for ``users`` (user_id) as of ``split.as_of``."""
     rcfg, cold = cfg.recommend, cfg.recommend.cold_start
     history = purchases(split.history(history_all))
     placed = S.user_countries(split.history(history_all), users)
     lists = S.country_lists(history, split.as_of, max(rcfg.k, rcfg.pool.popular), cfg.candidates.popularity_half_life_days,
                             rcfg.rerank.season_days, cold.seasonal_weight, cold.min_country_buyers)
-    pool = S.build_pool(history, placed, user_factors, item_factors, neighbours, fresh, lists, rcfg, cfg.candidates)
+    pool = S.build_pool(history, placed, user_factors, item_factors, neighbours, fresh, lists, rcfg, cfg.candidates,
+                        bundles)
     return pool, lists
 
 
-# ------------------------------------------------------------------------------ the fusion weight
-def _fusion_weight(tables: Tables, cfg: Config, interactions: DataFrame, items: DataFrame, user_features: DataFrame,
-                   split: TemporalSplit, model, neighbours: DataFrame, fresh: DataFrame
-                   ) -> tuple[float, str, fusion.WeightSearch | None]:
-    fcfg = cfg.recommend.fusion
+# ------------------------------------------------------------------------------ weights chosen on validation
+@dataclass
+class Tuned:
+    """The fusion weight and the context weights serving uses, and how each was chosen."""
+
+    weight: float
+    note: str
+    season_weight: float
+    time_weight: float
+    context_note: str
+    search: fusion.WeightSearch | None = None
+    context: rerank.ContextSearch | None = None
+
+
+def _configured(cfg: Config, model) -> Tuned:
+    """The weights before any search: config values, else the no-search defaults."""
+    fcfg, rr = cfg.recommend.fusion, cfg.recommend.rerank
     if fcfg.weight is not None:
-        return float(fcfg.weight), "recommend.fusion.weight from config", None
-    if model is None:
-        return 1.0, "no hybrid model to fuse", None
+        weight, note = float(fcfg.weight), "recommend.fusion.weight from config"
+    elif model is None:
+        weight, note = 1.0, "no hybrid model to fuse"
+    else:
+        weight, note = 0.0, "deep scores only (not searched)"
+    return Tuned(weight, note, float(rr.season_weight or 0.0), float(rr.time_weight or 0.0),
+                 "recommend.rerank.season_weight / time_weight from config")
+
+
+def _tuned(tables: Tables, cfg: Config, interactions: DataFrame, items: DataFrame, user_features: DataFrame,
+           split: TemporalSplit, model, neighbours: DataFrame, fresh: DataFrame) -> Tuned:
+    """Fusion weight, then season and time weights at that fusion weight, each chosen by
+    NDCG@10 on the validation window unless config fixes it: candidates as of the validation
+    start, scored by the ALS refit on the history before it and the hybrid model."""
+    fcfg, rr = cfg.recommend.fusion, cfg.recommend.rerank
+    tuned = _configured(cfg, model)
+    search_weight = fcfg.weight is None and model is not None
+    search_context = rr.season_weight is None or rr.time_weight is None
+    if not (search_weight or search_context):
+        return tuned
     uf, itf = _factors(tables, C.GOLD_ALS_VALIDATION_USER_FACTORS, C.GOLD_ALS_VALIDATION_ITEM_FACTORS, split)
-    if uf is None:
-        return 0.0, f"no {C.GOLD_ALS_VALIDATION_USER_FACTORS} for as_of {split.as_of}: deep scores only", None
+    if uf is None and search_weight:
+        tuned.weight, tuned.note = 0.0, f"no {C.GOLD_ALS_VALIDATION_USER_FACTORS} for as_of {split.as_of}: deep scores only"
+        search_weight = False
+    if uf is None and model is None:
+        tuned.context_note = "nothing scores the validation pool (no ALS validation factors, no hybrid): not searched"
+        return tuned
     tuning = split.for_tuning()
     truth = ground_truth(interactions, tuning, "evaluation")
     buyers = purchases(tuning.history(interactions)).select(C.USER_ID).distinct()
@@ -203,17 +249,52 @@ def _fusion_weight(tables: Tables, cfg: Config, interactions: DataFrame, items: 
     users = _sample(users, fcfg.tuning_users, cfg.evaluate.seed).persist()
     try:
         if users.limit(1).count() == 0:
-            return 1.0, "no warm users in the validation window", None
+            tuned.note = tuned.context_note = "no warm users in the validation window: not searched"
+            if search_weight:
+                tuned.weight = 1.0
+            return tuned
         pool, _ = _pool(interactions, users, tuning, cfg, neighbours, fresh, uf, itf)
         scored = _scored_pool(pool, interactions, user_features, items, tuning, cfg, model, uf, itf)
         normalised = fusion.with_normalised_scores(scored, fcfg.normalisation).persist()
+        sample_truth = truth.join(users, on=C.USER_ID, how="left_semi")
         try:
-            search = fusion.choose_weight(normalised, truth.join(users, on=C.USER_ID, how="left_semi"), fcfg.weights)
+            if search_weight:
+                tuned.search = fusion.choose_weight(normalised, sample_truth, fcfg.weights)
+                tuned.weight, tuned.note = tuned.search.weight, "best NDCG@10 on the validation window"
+            if search_context:
+                terms = rerank.context_terms(purchases(tuning.history(interactions)), tuning.as_of, rr)
+                fused = rerank.with_context(normalised.withColumn(fusion.FUSED, fusion.fused(tuned.weight)), terms)
+                tuned.context = rerank.choose_context_weights(fused, sample_truth, rr)
+                tuned.season_weight, tuned.time_weight = tuned.context.season_weight, tuned.context.time_weight
+                tuned.context_note = (f"season {tuned.season_weight:g}, time {tuned.time_weight:g}: best NDCG@10 on "
+                                      f"the validation window at w = {tuned.weight:.2f}")
         finally:
             normalised.unpersist()
     finally:
         users.unpersist()
-    return search.weight, "best NDCG@10 on the validation window", search
+    return tuned
+
+
+def _bundle_source(tables: Tables, cfg: Config, interactions: DataFrame, split: TemporalSplit
+                   ) -> tuple[DataFrame | None, str]:
+    """The ``bundle`` candidates (rules of gold.bundles for as_of fired by the users' recent
+    baskets), or None and why not."""
+    from shoprec.bundles import baskets as B
+    from shoprec.bundles.complete import pool_source
+
+    n = cfg.recommend.pool.bundle
+    if not n:
+        return None, "off (recommend.pool.bundle is 0)"
+    if not tables.exists(C.GOLD_BUNDLES):
+        return None, f"none: {C.GOLD_BUNDLES} does not exist (run shoprec bundles --as-of {split.as_of})"
+    rules = tables.read(C.GOLD_BUNDLES).where(F.col(C.AS_OF) == F.lit(split.as_of)).drop(C.AS_OF)
+    if rules.limit(1).count() == 0:
+        return None, f"none: {C.GOLD_BUNDLES} holds no rules for as_of {split.as_of} (run shoprec bundles)"
+    bcfg = cfg.bundles
+    recent = B.recent_basket_items(B.history_baskets(interactions, split.as_of, bcfg.history_days),
+                                   bcfg.recent_baskets)
+    return pool_source(recent, rules, n), (f"up to {n} per user from the rules of {C.GOLD_BUNDLES} (as_of "
+                                           f"{split.as_of}) fired by their last {bcfg.recent_baskets} baskets")
 
 
 def _sample(users: DataFrame, n: int, seed: int) -> DataFrame:
@@ -228,7 +309,7 @@ def _sample(users: DataFrame, n: int, seed: int) -> DataFrame:
 # ------------------------------------------------------------------------------ serving
 def _recommendations(tables: Tables, cfg: Config, interactions: DataFrame, items: DataFrame,
                      user_features: DataFrame, split: TemporalSplit, model, neighbours: DataFrame,
-                     fresh: DataFrame, weight: float) -> DataFrame:
+                     fresh: DataFrame, tuned: Tuned, bundles: DataFrame | None) -> DataFrame:
     """user_id, rank, item_id, score, source, reason for every user seen before as_of and
     the cold-start lists."""
     rcfg = cfg.recommend
@@ -237,15 +318,15 @@ def _recommendations(tables: Tables, cfg: Config, interactions: DataFrame, items
     seen = history_all.where(F.col(C.USER_ID).isNotNull()).select(C.USER_ID).distinct()
     buyers = history.select(C.USER_ID).distinct()
     uf, itf = _factors(tables, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS, split)
-    pool, lists = _pool(interactions, buyers, split, cfg, neighbours, fresh, uf, itf)
+    pool, lists = _pool(interactions, buyers, split, cfg, neighbours, fresh, uf, itf, bundles)
     lists = lists.persist()
     scored = _scored_pool(rerank.apply_rebuy(pool, history, rcfg), interactions, user_features, items, split, cfg,
                           model, uf, itf)
     fused = fusion.with_normalised_scores(scored, rcfg.fusion.normalisation).withColumn(
-        fusion.FUSED, fusion.fused(weight))
-    lifts = rerank.seasonal_lift(history, split.as_of, rcfg.rerank.season_days)
-    final = rerank.boosted(fused, lifts, rerank.light_users(history, rcfg.cold_start.light_user_baskets), rcfg,
-                           fusion.FUSED)
+        fusion.FUSED, fusion.fused(tuned.weight))
+    contextual = rerank.with_context(fused, rerank.context_terms(history, split.as_of, rcfg.rerank))
+    final = rerank.boosted(contextual, rerank.light_users(history, rcfg.cold_start.light_user_baskets), rcfg,
+                           fusion.FUSED, tuned.season_weight, tuned.time_weight)
     personal = rerank.diversified_top_k(final, items, rcfg)
 
     # Users seen but without a purchase (returns only, views, carts): their country's list.
@@ -290,8 +371,10 @@ def _count(tables: Tables, split: TemporalSplit, report: RecommendReport) -> Non
     report.by_source = dict(sorted(((r[C.CANDIDATE_SOURCE], int(r["count"])) for r in by), key=lambda x: -x[1]))
 
 
-def _log(run: RunLogger, report: RecommendReport, model, als_version: str | None) -> None:
+def _log(run: RunLogger, report: RecommendReport, model, als_version: str | None, tuned: Tuned) -> None:
     run.params({"fusion.weight": report.weight, "fusion.weight_note": report.weight_note,
+                "rerank.season_weight.chosen": tuned.season_weight, "rerank.time_weight.chosen": tuned.time_weight,
+                "rerank.context_note": tuned.context_note, "bundle_source": report.bundle_note,
                 "hybrid.version": model.version if model else "none", "als.version": als_version or "none"})
     metrics = {"seconds": report.seconds, "rows": report.rows, "users": report.users, "cold_lists": report.cold_lists,
                **{f"rows.{s}": n for s, n in report.by_source.items()},
@@ -300,4 +383,7 @@ def _log(run: RunLogger, report: RecommendReport, model, als_version: str | None
         for w, v in report.search.ndcg.items():
             metrics[f"fusion.val_ndcg_at_10.w_{w:.2f}"] = v
         metrics["fusion.val_ndcg_at_10.chosen"] = report.search.ndcg[report.weight]
+    if report.context:
+        for (sw, tw), v in report.context.ndcg.items():
+            metrics[f"context.val_ndcg_at_10.season_{sw:g}.time_{tw:g}"] = v
     run.metrics(metrics)

@@ -2,7 +2,7 @@
 diversity (maximal marginal relevance) and the cap on new items, down to K per user.
 
     fused score (new items: new_item_weight x relative content similarity)
-        + context_weight x seasonal lift(item, as_of)
+        + season_weight x seasonal lift(item, as_of) + time_weight x time fit(user, item)
         ─► rebuy policy (allow | exclude | consumables)
         ─► light users (few baskets): + light_user_boost on content neighbours
         ─► per user, best ``diversity_pool`` ─► MMR over text vectors, new items capped ─► rank 1..K
@@ -10,19 +10,25 @@ diversity (maximal marginal relevance) and the cap on new items, down to K per u
 from __future__ import annotations
 
 import math
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shoprec import columns as C
-from shoprec.config import RecommendConfig
+from shoprec.config import RecommendConfig, RerankConfig
+from shoprec.features import time_profiles as TP
+from shoprec.recommend import fusion
 from shoprec.recommend.sources import ANCHOR, SOURCE_SCORE
 
-SEASON_LIFT = "season_lift"
+SEASON_LIFT = TP.SEASONAL_LIFT
+TIME_FIT = "time_fit"
+SEASON_WEIGHT = "season_weight"
+TIME_WEIGHT = "time_weight"
 FINAL = "final_score"
 _OUT_SCHEMA = T.StructType([
     T.StructField(C.USER_ID, T.StringType()), T.StructField(C.ITEM_ID, T.StringType()),
@@ -32,27 +38,92 @@ _OUT_SCHEMA = T.StructType([
 ])
 
 
-def seasonal_lift(history: DataFrame, as_of: date, season_days: int) -> DataFrame:
-    """``item_id, season_lift``: log of the item's share of sales in the weeks around as_of's
-    day of the year, in the years before, over its share of all sales then; clipped to [-1, 1].
+# ------------------------------------------------------------------------------ context: season and time of day
+@dataclass(frozen=True)
+class ContextTerms:
+    """What the context boost reads, all from the history before as_of: per item its seasonal
+    lift at as_of and its (smoothed) hour and weekday shares, per user theirs, and the shop's."""
 
-    Only sales older than half a year count, so the lift says "sells in this season" rather
-    than "sold lately" (recency is what the models and the popularity lists already know).
-    """
-    old = history.where(F.col(C.EVENT_TS) < F.lit(as_of - timedelta(days=183)))
-    doy = F.dayofyear(C.EVENT_TS)
-    target = as_of.timetuple().tm_yday
-    gap = F.abs(doy - F.lit(target))
-    in_season = F.least(gap, F.lit(365) - gap) <= season_days
-    per_item = old.groupBy(C.ITEM_ID).agg(F.count(F.lit(1)).alias("_all"),
-                                          F.sum(F.when(in_season, 1).otherwise(0)).alias("_season"))
-    totals = per_item.agg(F.sum("_all").alias("_total"), F.sum("_season").alias("_total_season"))
-    share = (F.col("_season") + 0.5) / (F.col("_total_season") + 1.0)
-    base = (F.col("_all") + 0.5) / (F.col("_total") + 1.0)
-    lift = F.greatest(F.lit(-1.0), F.least(F.lit(1.0), F.log(share / base)))
-    return per_item.crossJoin(totals).where(F.col("_all") >= 5).select(C.ITEM_ID, lift.alias(SEASON_LIFT))
+    items: DataFrame   # item_id, seasonal_lift, _item_hours, _item_days
+    users: DataFrame   # user_id, _user_hours, _user_days
+    shop_hours: list[float]
+    shop_days: list[float]
 
 
+def context_terms(history: DataFrame, as_of: date, rr: RerankConfig) -> ContextTerms:
+    """Seasonal lift (month index through the kernel, ``features/time_profiles.py``) and the
+    time-of-day profiles of ``history`` (purchases before as_of)."""
+    hours, days = TP.shop_time_shares(history)
+    lift = TP.seasonal_lift(TP.item_month_index(history), as_of, rr.season_days, rr.season_min_lines)
+
+    def profiles(key: str, prefix: str) -> DataFrame:
+        p = TP.time_of_day_profiles(history.where(F.col(key).isNotNull()), key)
+        n = F.col(TP.N_LINES)
+        return p.select(key, TP.smoothed(F.col(TP.HOUR_SHARE), n, hours, rr.time_prior_lines).alias(f"{prefix}_hours"),
+                        TP.smoothed(F.col(TP.WEEKDAY_SHARE), n, days, rr.time_prior_lines).alias(f"{prefix}_days"))
+
+    items = lift.join(profiles(C.ITEM_ID, "_item"), on=C.ITEM_ID, how="full")
+    return ContextTerms(items, profiles(C.USER_ID, "_user"), hours, days)
+
+
+def with_context(scored: DataFrame, terms: ContextTerms) -> DataFrame:
+    """``scored`` plus ``seasonal_lift`` and ``time_fit`` (the mean of the hour and weekday
+    fits, ``time_profiles.time_fit``); 0 for items or users without a profile."""
+    fit = (TP.time_fit(F.col("_user_hours"), F.col("_item_hours"), terms.shop_hours)
+           + TP.time_fit(F.col("_user_days"), F.col("_item_days"), terms.shop_days)) / 2.0
+    return (scored.join(F.broadcast(terms.items), on=C.ITEM_ID, how="left")  # small: one row per item
+            .join(terms.users, on=C.USER_ID, how="left")
+            .withColumn(SEASON_LIFT, F.coalesce(F.col(SEASON_LIFT), F.lit(0.0)))
+            .withColumn(TIME_FIT, fit)
+            .drop("_item_hours", "_item_days", "_user_hours", "_user_days"))
+
+
+def context_boost(season_weight: float | Column, time_weight: float | Column) -> Column:
+    sw = season_weight if isinstance(season_weight, Column) else F.lit(float(season_weight))
+    tw = time_weight if isinstance(time_weight, Column) else F.lit(float(time_weight))
+    return sw * F.col(SEASON_LIFT) + tw * F.col(TIME_FIT)
+
+
+@dataclass(frozen=True)
+class ContextSearch:
+    """The context weights chosen on the validation window, with the grid's NDCG@10."""
+
+    season_weight: float
+    time_weight: float
+    ndcg: dict[tuple[float, float], float]
+    n_users: int
+
+    def lines(self) -> list[str]:
+        seasons = sorted({s for s, _ in self.ndcg})
+        times = sorted({t for _, t in self.ndcg})
+        out = [f"  context weights (+ season x seasonal lift + time x time fit) on the validation window, "
+               f"{self.n_users:,} users, NDCG@10:",
+               "    season \\ time " + "".join(f"{t:>9.3f}" for t in times)]
+        for s in seasons:
+            cells = "".join(f"{self.ndcg.get((s, t), float('nan')):>8.4f}"
+                            + ("*" if (s, t) == (self.season_weight, self.time_weight) else " ") for t in times)
+            out.append(f"    {s:>13.3f} " + cells)
+        base = self.ndcg.get((0.0, 0.0))
+        if base is not None:
+            best = self.ndcg[(self.season_weight, self.time_weight)]
+            out.append(f"    chosen (*): season {self.season_weight:g}, time {self.time_weight:g}: "
+                       f"{best:.4f} vs {base:.4f} without context")
+        return out
+
+
+def choose_context_weights(fused_pool: DataFrame, truth: DataFrame, rr: RerankConfig) -> ContextSearch:
+    """The best (season, time) weights of the grids by NDCG@10 on ``fused_pool`` (with
+    ``fused_score``, ``seasonal_lift``, ``time_fit``); fixed weights in config are kept fixed."""
+    seasons = [rr.season_weight] if rr.season_weight is not None else list(rr.season_weights)
+    times = [rr.time_weight] if rr.time_weight is not None else list(rr.time_weights)
+    grid = [(s, t) for s in seasons for t in times]
+    score = F.col(fusion.FUSED) + context_boost(F.col(SEASON_WEIGHT), F.col(TIME_WEIGHT))
+    ndcg, _, n_users = fusion.grid_metrics(fused_pool, truth, grid, (SEASON_WEIGHT, TIME_WEIGHT), score)
+    season, time_ = fusion.best_point(ndcg) if ndcg else (0.0, 0.0)
+    return ContextSearch(season, time_, ndcg, n_users)
+
+
+# ------------------------------------------------------------------------------ rebuy, light users
 def consumables(history: DataFrame, min_repeat_rate: float) -> DataFrame:
     """``item_id`` of items at least ``min_repeat_rate`` of whose buyers bought them in 2+ baskets."""
     per_buyer = history.groupBy(C.ITEM_ID, C.USER_ID).agg(F.count_distinct(C.BASKET_ID).alias("_baskets"))
@@ -77,9 +148,11 @@ def light_users(history: DataFrame, min_baskets: int) -> DataFrame:
     return counts.where(F.col("_baskets") < min_baskets).select(C.USER_ID)
 
 
-def boosted(scored: DataFrame, lifts: DataFrame, light: DataFrame, rcfg: RecommendConfig, fused_col: str) -> DataFrame:
-    """``scored`` plus ``final_score``: fused (or, for new items, their relative content
-    similarity x ``new_item_weight``) + context boost (+ the light-user lead)."""
+def boosted(scored: DataFrame, light: DataFrame, rcfg: RecommendConfig, fused_col: str,
+            season_weight: float, time_weight: float) -> DataFrame:
+    """``scored`` (with ``seasonal_lift`` and ``time_fit``, :func:`with_context`) plus
+    ``final_score``: fused (or, for new items, their relative content similarity x
+    ``new_item_weight``) + the context boost (+ the light-user lead)."""
     content = F.col(C.CANDIDATE_SOURCE).isin(C.SRC_CONTENT, C.SRC_NEW_ITEM, C.SRC_COOCCURRENCE)
     lead = F.when(F.col("_light") & content, F.lit(float(rcfg.cold_start.light_user_boost))).otherwise(F.lit(0.0))
     similar = F.col(C.CANDIDATE_SOURCE).isin(C.SRC_CONTENT, C.SRC_NEW_ITEM)
@@ -88,11 +161,9 @@ def boosted(scored: DataFrame, lifts: DataFrame, light: DataFrame, rcfg: Recomme
         F.col(C.CANDIDATE_SOURCE) == C.SRC_NEW_ITEM,
         F.lit(float(rcfg.cold_start.new_item_weight)) * F.col(SOURCE_SCORE) / best_similarity,
     ).otherwise(F.col(fused_col))
-    return (scored.join(F.broadcast(lifts), on=C.ITEM_ID, how="left")
-            .join(light.withColumn("_light", F.lit(True)), on=C.USER_ID, how="left")
+    return (scored.join(light.withColumn("_light", F.lit(True)), on=C.USER_ID, how="left")
             .withColumn("_light", F.coalesce(F.col("_light"), F.lit(False)))
-            .withColumn(FINAL, relevance + F.lit(rcfg.rerank.context_weight)
-                        * F.coalesce(F.col(SEASON_LIFT), F.lit(0.0)) + lead))
+            .withColumn(FINAL, relevance + context_boost(season_weight, time_weight) + lead))
 
 
 def diversified_top_k(scored: DataFrame, vectors: DataFrame, rcfg: RecommendConfig) -> DataFrame:

@@ -12,6 +12,7 @@ carries one source and one reason.
                      └────────► cooccurrence: partners of the recent items (basket cosine)
     item text vectors ────────► content: neighbours of the recent items (new items flagged)
     history + country ────────► popular_context: country x recent weeks x same weeks last year
+    gold.bundles + baskets ───► bundle: consequents of the rules the user's recent baskets fire
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ SOURCE_RANK = "source_rank"
 IS_NEW = "is_new"            # no sales before as_of (only content similarity can reach it)
 POOL_COLUMNS = (C.USER_ID, C.ITEM_ID, C.CANDIDATE_SOURCE, ANCHOR, SOURCE_SCORE, SOURCE_RANK)
 # Which source explains a candidate that several ranked equally well: the most specific first.
-SOURCE_PRIORITY = (C.SRC_COOCCURRENCE, C.SRC_CONTENT, C.SRC_NEW_ITEM, C.SRC_REPEAT, C.SRC_ALS,
+SOURCE_PRIORITY = (C.SRC_BUNDLE, C.SRC_COOCCURRENCE, C.SRC_CONTENT, C.SRC_NEW_ITEM, C.SRC_REPEAT, C.SRC_ALS,
                    C.SRC_POPULAR_CONTEXT)
 SECONDS_PER_DAY = 86_400.0
 _SIM = "similarity"
@@ -240,8 +241,10 @@ POOL_SCHEMA = T.StructType([
 
 def build_pool(history: DataFrame, users: DataFrame, user_factors: DataFrame | None, item_factors: DataFrame | None,
                neighbours: DataFrame, new_items: DataFrame, lists: DataFrame, rcfg: RecommendConfig,
-               ccfg: CandidatesConfig) -> DataFrame:
-    """Every source for ``users`` (``user_id, country``) from the purchases in ``history``."""
+               ccfg: CandidatesConfig, bundles: DataFrame | None = None) -> DataFrame:
+    """Every source for ``users`` (``user_id, country``) from the purchases in ``history``;
+    ``bundles`` is the ``bundle`` source in pool columns (``bundles.complete.pool_source``),
+    when gold.bundles holds rules for as_of."""
     pool = rcfg.pool
     parts = []
     if pool.als and user_factors is not None and item_factors is not None:
@@ -254,6 +257,8 @@ def build_pool(history: DataFrame, users: DataFrame, user_factors: DataFrame | N
         parts.append(content_candidates(history, users, neighbours, new_items, rcfg.recent_items, pool.content))
     if pool.popular:
         parts.append(popular_candidates(lists, users, pool.popular))
+    if pool.bundle and bundles is not None:
+        parts.append(bundles.join(users.select(C.USER_ID), on=C.USER_ID, how="left_semi"))
     if not parts:
         return users.sparkSession.createDataFrame([], POOL_SCHEMA)
     return candidate_pool(parts)
