@@ -77,7 +77,8 @@ def test_evaluate_scores_every_baseline_per_segment_and_logs_table_and_plot(spar
     assert metrics["popular.warm.repeat.ndcg_at_10"] == pytest.approx(1.0)
     assert metrics["popular.all.repeat.n_users"] == 5
     artifacts = {a.path for a in client.list_artifacts(run_id, "evaluation")}
-    assert artifacts == {"evaluation/evaluation.csv", "evaluation/evaluation.html", "evaluation/ndcg_recall.png"}
+    assert artifacts == {"evaluation/evaluation.csv", "evaluation/evaluation.html", "evaluation/ndcg_recall.png",
+                         "evaluation/ndcg_by_segment.png"}
     text = "\n".join(report.summary_lines())
     assert "popular_country" in text and "NDCG@10" in text
 
