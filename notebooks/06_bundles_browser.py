@@ -29,7 +29,8 @@ from shoprec.reports import browse
 ctx = open_context(env, data_root, settings)
 as_of = as_of_or_latest(as_of_text, browse.as_ofs(ctx.tables, C.GOLD_BUNDLES))
 if as_of is None:
-    raise SystemExit(f"no gold.bundles under {data_root}: run shoprec bundles (or the pipeline) first")
+    raise SystemExit(f"gold.bundles under {data_root} holds no rules: run shoprec bundles (or the pipeline) "
+                     "first, or lower bundles.min_support for a shop with few multi-item baskets")
 
 # COMMAND ----------
 

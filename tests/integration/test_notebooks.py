@@ -45,7 +45,11 @@ def lakehouse(spark, tmp_path_factory):
 
     work = tmp_path_factory.mktemp("notebooks")
     gen = generate(str(work / "gen"), users=400, items=150, events=30_000, seed=3)
-    settings = "; ".join([*TEST_OVERRIDES, *SMALL, "ingest.source=event_log", f"ingest.catalog={gen.catalog_file}"])
+    # The generated sessions are mostly single items (108 of 805 baskets hold two or more):
+    # rules need support of one basket here.
+    bundles = ["bundles.min_support=0.001", "bundles.min_lift=1.0"]
+    settings = "; ".join([*TEST_OVERRIDES, *SMALL, *bundles, "ingest.source=event_log",
+                          f"ingest.catalog={gen.catalog_file}"])
     root = work / "lakehouse"
     from tests.conftest import REPO
 

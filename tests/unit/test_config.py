@@ -65,6 +65,10 @@ def test_set_overrides_are_typed(repo):
     assert cfg.generate.events == 5000 and cfg.generate.bad_row_rate == 0.01
     assert cfg.spark.settings["spark.sql.shuffle.partitions"] == "4"
     assert cfg.ingest.inputs == ("a.csv", "b.csv")
+    # A bare on/off is a YAML boolean; the on/off/auto choices still read it as meant.
+    switched = load_config("local", ["spark.delta_extensions=off"], conf_dir=repo / "conf")
+    assert switched.spark.delta_extensions == "off"
+    assert load_config("local", ["spark.delta_extensions=on"], conf_dir=repo / "conf").spark.delta_extensions == "on"
 
 
 def test_unknown_key_names_the_key_and_the_file(conf):

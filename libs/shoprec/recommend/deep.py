@@ -2,8 +2,8 @@
 
 The registered pyfunc holds the Keras SavedModel and the manifest as artifacts; the
 recommend stage downloads that version once (cached under ``<data_root>/_models``), adds
-the folder to the Spark job with ``SparkContext.addFile`` (so executors on other machines
-get it too) and scores with ``hybrid.scoring.score_pairs``: one model load per Python
+the folder to the Spark job (``SparkContext.addFile`` in local mode, a zip through
+``addArchive`` on a cluster, so executors on other machines get it too) and scores with ``hybrid.scoring.score_pairs``: one model load per Python
 worker, Arrow batches encoded without pandas, no ``predict`` wrapper and no collect.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 
 import yaml
@@ -79,9 +80,19 @@ _SHIPPED: set[tuple[str, str]] = set()
 def ship(spark: SparkSession, model: ServingModel) -> None:
     """Make the model folder available to every executor (SparkFiles), once per application."""
     key = (spark.sparkContext.applicationId, model.folder)
-    if key not in _SHIPPED:
-        spark.sparkContext.addFile(model.folder, recursive=True)
-        _SHIPPED.add(key)
+    if key in _SHIPPED:
+        return
+    sc = spark.sparkContext
+    if sc.master.startswith("local"):
+        sc.addFile(model.folder, recursive=True)
+    else:
+        # Spark ships a local directory only in local mode; on a cluster the folder travels as
+        # a zip that every executor unpacks under the same name in its SparkFiles root.
+        archive = model.folder + ".zip"
+        if not os.path.exists(archive):
+            shutil.make_archive(model.folder, "zip", root_dir=model.folder)
+        sc.addArchive(f"{archive}#{model.shipped_name}")
+    _SHIPPED.add(key)
 
 
 def score(features: DataFrame, model: ServingModel, item_features: DataFrame | None = None) -> DataFrame:
