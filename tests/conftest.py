@@ -17,7 +17,8 @@ TEST_OVERRIDES = (
     "spark.settings.spark.sql.shuffle.partitions=2",
     "spark.launch_settings.spark.ui.enabled=false",
     "spark.launch_settings.spark.ui.showConsoleProgress=false",
-    "spark.launch_settings.spark.driver.memory=4g",
+    # The main job runs the whole pipeline in this one JVM (bundles included): 4g ran out of heap.
+    "spark.launch_settings.spark.driver.memory=6g",
 )
 
 
