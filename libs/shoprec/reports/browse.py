@@ -28,11 +28,14 @@ def _partition(tables: Tables, name: str, as_of: date) -> DataFrame:
     return tables.read(name).where(F.col(C.AS_OF) == F.lit(as_of))
 
 
+def as_of_dates(df: DataFrame) -> list[date]:
+    """The distinct ``as_of`` values of ``df``, oldest first."""
+    return sorted(r[C.AS_OF] for r in df.select(C.AS_OF).distinct().collect())  # small: one row per as_of
+
+
 def as_ofs(tables: Tables, name: str = C.GOLD_RECOMMENDATIONS) -> list[date]:
     """The cutoffs ``name`` holds partitions for, oldest first."""
-    if not tables.exists(name):
-        return []
-    return sorted(r[C.AS_OF] for r in tables.read(name).select(C.AS_OF).distinct().collect())  # small: one row per as_of
+    return as_of_dates(tables.read(name)) if tables.exists(name) else []
 
 
 def busiest_users(tables: Tables, as_of: date, n: int = 5) -> list[str]:

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from shoprec import columns as C
 from shoprec.features import time_profiles as TP
+from shoprec.reports.browse import as_of_dates
 from shoprec.split import purchases
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -105,7 +106,7 @@ def build(interactions: DataFrame, recs_all: DataFrame, names: DataFrame, out_di
     """Profiles, placements and plots for every as_of partition of ``recs_all``."""
     recs = personal_recommendations(recs_all).persist()
     try:
-        as_ofs = sorted(r[C.AS_OF] for r in recs.select(C.AS_OF).distinct().collect())  # small
+        as_ofs = as_of_dates(recs)
         if not as_ofs:
             raise ValueError("gold.recommendations has no rows")
         latest = as_ofs[-1]
@@ -140,7 +141,8 @@ def _lifts_at(interactions: DataFrame, as_of: date, horizon_days: int, items: li
     """Each item's seasonal lift as the recommendations of that as_of could know it."""
     history = purchases(interactions.where(F.col(C.EVENT_TS) < F.lit(as_of)))
     lift = TP.seasonal_lift(TP.item_month_index(history), as_of, horizon_days, min_sales=1)
-    return {r[C.ITEM_ID]: r[TP.SEASONAL_LIFT] for r in lift.where(F.col(C.ITEM_ID).isin(items)).collect()}
+    rows = lift.where(F.col(C.ITEM_ID).isin(items)).collect()  # small: the few example items
+    return {r[C.ITEM_ID]: r[TP.SEASONAL_LIFT] for r in rows}
 
 
 def _write(report: TimeReport, out_dir: str) -> list[str]:
