@@ -14,7 +14,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
-from pyspark.sql import functions as F
 
 from shoprec import columns as C
 from shoprec.features.item import item_features

@@ -3,20 +3,18 @@ from __future__ import annotations
 
 import io
 import math
-from datetime import date, datetime, timedelta
+from datetime import date
 
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
-from shoprec.config import load_config
 from shoprec.recommend import explain, fusion, rerank
 from shoprec.recommend import sources as S
 from shoprec.runner import JobContext, features_stage, recommend_stage, train_als_stage, train_hybrid_stage
-from shoprec.split import TemporalSplit
 from tests.builders import event, interactions, rows_of, write_silver
-from tests.conftest import REPO, TEST_OVERRIDES, make_config
+from tests.conftest import make_config
 from tests.integration.test_hybrid import TINY, group_shop
 
 AS_OF = date(2021, 3, 1)

@@ -58,7 +58,7 @@ def test_hour_and_weekday_profiles_and_the_time_fit(spark):
     assert profiles["Y"][TP.HOUR_SHARE][10] == 0.25 and profiles["Y"][TP.HOUR_SHARE][18] == 0.75
     # 2021-01-01 was a Friday, 2021-07-01 a Thursday.
     assert profiles["X"][TP.WEEKDAY_SHARE] == [0.0, 0.0, 0.0, 0.25, 0.25, 0.25, 0.25]
-    shop = TP.shop_hour_share(history)
+    shop, _ = TP.shop_time_shares(history)
     assert shop[10] == 5 / 8 and shop[18] == 3 / 8
     users = TP.time_of_day_profiles(history, C.USER_ID).withColumnRenamed(TP.HOUR_SHARE, "_u")
     pairs = users.crossJoin(TP.time_of_day_profiles(history, C.ITEM_ID).select(C.ITEM_ID, TP.HOUR_SHARE))
@@ -73,6 +73,9 @@ def test_profiles_are_pulled_towards_the_shops_by_pseudo_lines(spark):
     history = _season_shop(spark)
     hours, days = TP.shop_time_shares(history)
     assert hours[10] == 5 / 8 and hours[18] == 3 / 8 and sum(days) == pytest.approx(1.0)
+    # The same shares from the per-item profiles (what recommend reads from gold).
+    of_items = TP.shop_time_shares_of(TP.item_time_profiles(history, date(2022, 1, 1), 28, 1))
+    assert of_items[0] == pytest.approx(hours) and of_items[1] == pytest.approx(days)
     profiles = TP.time_of_day_profiles(history, C.ITEM_ID)
     pulled = {r[C.ITEM_ID]: r["h"] for r in profiles.select(
         C.ITEM_ID, TP.smoothed(F.col(TP.HOUR_SHARE), F.col(TP.N_LINES), hours, 4).alias("h")).collect()}
@@ -102,6 +105,13 @@ def test_context_terms_give_seasonal_lift_and_time_fit_per_candidate(spark):
     assert got[("u", "X")][0] == got[("v", "X")][0] == pytest.approx(math.log(1.5))
     assert got[("u", "Y")][0] == pytest.approx(math.log(0.5))
     assert got[("u", "X")][1] > got[("u", "Y")][1] and got[("v", "Y")][1] > got[("v", "X")][1]
+    # Serving reads the features stage's gold profiles instead: the same terms.
+    gold = rerank.terms_from_profiles(TP.item_time_profiles(_season_shop(spark), date(2021, 6, 1), 7, 99),
+                                      TP.user_time_profiles(_season_shop(spark)), date(2022, 1, 1), rr)
+    from_gold = {(r[C.USER_ID], r[C.ITEM_ID]): (r[rerank.SEASON_LIFT], r[rerank.TIME_FIT])
+                 for r in rerank.with_context(_context_pool(spark), gold).collect()}
+    assert from_gold.keys() == got.keys()
+    assert all(from_gold[k] == pytest.approx(got[k]) for k in got)
 
 
 def test_context_weights_are_chosen_on_the_truth(spark):
@@ -170,3 +180,25 @@ def test_time_report_follows_items_across_as_of_dates(spark, tmp_path):
                              filter_string="tags.`shoprec.stage` = 'time-report'")[0]
     assert sorted(a.path for a in client.list_artifacts(run.info.run_id, "time_report")) == [
         f"time_report/{n}" for n in names]
+
+
+def test_context_search_drops_only_candidates_that_cannot_reach_a_top_10(spark):
+    import random
+
+    from shoprec.recommend import fusion, rerank
+
+    rr = make_config("/tmp/unused").recommend.rerank
+    rnd = random.Random(7)
+    rows = [(f"u{u}", f"i{i}", 1.0 - i / 59, rnd.uniform(-1, 1), rnd.uniform(-2, 2)) for u in range(8) for i in range(60)]
+    rows += [("small", f"i{i}", 1.0 - i / 4, 0.0, 0.0) for i in range(5)]   # fewer than 10: all kept
+    pool = spark.createDataFrame(rows, [C.USER_ID, C.ITEM_ID, fusion.FUSED, rerank.SEASON_LIFT, rerank.TIME_FIT])
+    truth = spark.createDataFrame([(u, f"i{rnd.randrange(60)}") for u in (f"u{n}" for n in range(8)) for _ in range(3)]
+                                  + [("small", "i4")], [C.USER_ID, C.ITEM_ID])
+    search = rerank.choose_context_weights(pool, truth, rr)
+    grid = [(s, t) for s in rr.season_weights for t in rr.time_weights]
+    score = F.col(fusion.FUSED) + rerank.context_boost(F.col(rerank.SEASON_WEIGHT), F.col(rerank.TIME_WEIGHT))
+    everything, _, n_users = fusion.grid_metrics(pool, truth, grid, (rerank.SEASON_WEIGHT, rerank.TIME_WEIGHT), score)
+    assert search.ndcg == pytest.approx(everything) and search.n_users == n_users == 9
+    assert search.candidates == 485 and search.searched < search.candidates
+    kept = rerank.reachable(pool, list(rr.season_weights), list(rr.time_weights), 10)
+    assert kept.where(F.col(C.USER_ID) == "small").count() == 5

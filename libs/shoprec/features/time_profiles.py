@@ -148,9 +148,16 @@ def shop_time_shares(history: DataFrame) -> tuple[list[float], list[float]]:
     return hours, days
 
 
-def shop_hour_share(history: DataFrame) -> list[float]:
-    """The shop's purchase lines per hour of the day (24 shares)."""
-    return shop_time_shares(history)[0]
+def shop_time_shares_of(item_profiles: DataFrame) -> tuple[list[float], list[float]]:
+    """The shop's hour and weekday shares from per-item profiles (``hour_share``,
+    ``weekday_share``, ``n_lines``): every purchase line has an item, so the shop's share is
+    the items' shares weighted by their lines; no second pass over the history."""
+    n = F.col(N_LINES).cast("double")
+    sums = [F.sum(F.col(HOUR_SHARE)[b] * n) for b in range(24)] + [F.sum(F.col(WEEKDAY_SHARE)[d] * n) for d in range(7)]
+    row = item_profiles.where(F.col(HOUR_SHARE).isNotNull()).agg(F.sum(n), *sums).first()  # one row
+    total = float(row[0] or 0.0) or 1.0
+    shares = [float(v or 0.0) / total for v in list(row)[1:]]
+    return shares[:24], shares[24:]
 
 
 def item_time_profiles(history: DataFrame, as_of: date, horizon_days: int, min_lines: int) -> DataFrame:

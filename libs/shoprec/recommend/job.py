@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shoprec import columns as C
-from shoprec.config import Config
+from shoprec.config import Config, RerankConfig
 from shoprec.errors import ShoprecError
 from shoprec.evaluation.truth import ground_truth
 from shoprec.hybrid.scoring import scoring_features
@@ -263,8 +263,12 @@ def _tuned(tables: Tables, cfg: Config, interactions: DataFrame, items: DataFram
                 tuned.weight, tuned.note = tuned.search.weight, "best NDCG@10 on the validation window"
             if search_context:
                 terms = rerank.context_terms(purchases(tuning.history(interactions)), tuning.as_of, rr)
-                fused = rerank.with_context(normalised.withColumn(fusion.FUSED, fusion.fused(tuned.weight)), terms)
-                tuned.context = rerank.choose_context_weights(fused, sample_truth, rr)
+                fused = rerank.with_context(normalised.withColumn(fusion.FUSED, fusion.fused(tuned.weight)),
+                                            terms).persist()
+                try:
+                    tuned.context = rerank.choose_context_weights(fused, sample_truth, rr)
+                finally:
+                    fused.unpersist()
                 tuned.season_weight, tuned.time_weight = tuned.context.season_weight, tuned.context.time_weight
                 tuned.context_note = (f"season {tuned.season_weight:g}, time {tuned.time_weight:g}: best NDCG@10 on "
                                       f"the validation window at w = {tuned.weight:.2f}")
@@ -324,7 +328,7 @@ def _recommendations(tables: Tables, cfg: Config, interactions: DataFrame, items
                           model, uf, itf)
     fused = fusion.with_normalised_scores(scored, rcfg.fusion.normalisation).withColumn(
         fusion.FUSED, fusion.fused(tuned.weight))
-    contextual = rerank.with_context(fused, rerank.context_terms(history, split.as_of, rcfg.rerank))
+    contextual = rerank.with_context(fused, _serving_terms(tables, history, split, rcfg.rerank))
     final = rerank.boosted(contextual, rerank.light_users(history, rcfg.cold_start.light_user_baskets), rcfg,
                            fusion.FUSED, tuned.season_weight, tuned.time_weight)
     personal = rerank.diversified_top_k(final, items, rcfg)
@@ -341,6 +345,19 @@ def _recommendations(tables: Tables, cfg: Config, interactions: DataFrame, items
     everyone = personal.unionByName(browsing).unionByName(cold)
     return explain.with_reasons(everyone, items).select(C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE,
                                                         C.CANDIDATE_SOURCE, C.REASON)
+
+
+def _serving_terms(tables: Tables, history: DataFrame, split: TemporalSplit, rr: RerankConfig
+                   ) -> rerank.ContextTerms:
+    """Season and time-of-day terms from the profiles the features stage wrote for as_of;
+    computed from the history only where they are missing (features of an older version)."""
+    at = F.col(C.AS_OF) == F.lit(split.as_of)
+    if tables.exists(C.GOLD_ITEM_TIME_PROFILES) and tables.exists(C.GOLD_USER_TIME_PROFILES):
+        items = tables.read(C.GOLD_ITEM_TIME_PROFILES).where(at)
+        if items.limit(1).count():
+            return rerank.terms_from_profiles(items, tables.read(C.GOLD_USER_TIME_PROFILES).where(at), split.as_of, rr)
+    log.info("no %s for as_of %s: time profiles computed from the history", C.GOLD_ITEM_TIME_PROFILES, split.as_of)
+    return rerank.context_terms(history, split.as_of, rr)
 
 
 def _stamped(recs: DataFrame, name: str, version: str, split: TemporalSplit) -> DataFrame:

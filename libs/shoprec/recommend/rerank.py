@@ -51,19 +51,28 @@ class ContextTerms:
 
 
 def context_terms(history: DataFrame, as_of: date, rr: RerankConfig) -> ContextTerms:
-    """Seasonal lift (month index through the kernel, ``features/time_profiles.py``) and the
-    time-of-day profiles of ``history`` (purchases before as_of)."""
-    hours, days = TP.shop_time_shares(history)
-    lift = TP.seasonal_lift(TP.item_month_index(history), as_of, rr.season_days, rr.season_min_lines)
+    """The context terms computed from ``history`` (purchases before as_of): for the
+    validation cutoff, and for serving when the features stage wrote no profiles."""
+    items = TP.item_month_index(history).join(TP.time_of_day_profiles(history, C.ITEM_ID).drop(TP.N_LINES),
+                                              on=C.ITEM_ID, how="left")
+    return terms_from_profiles(items, TP.user_time_profiles(history), as_of, rr)
 
-    def profiles(key: str, prefix: str) -> DataFrame:
-        p = TP.time_of_day_profiles(history.where(F.col(key).isNotNull()), key)
+
+def terms_from_profiles(items: DataFrame, users: DataFrame, as_of: date, rr: RerankConfig) -> ContextTerms:
+    """The context terms from per-item profiles (``month_index, hour_share, weekday_share,
+    n_lines``, as in gold.item_time_profiles) and per-user ones (gold.user_time_profiles).
+    The seasonal lift is read again from the month index with this config's horizon, so it
+    never depends on the settings of the run that wrote the profiles."""
+    hours, days = TP.shop_time_shares_of(items)
+    lift = TP.seasonal_lift(items, as_of, rr.season_days, rr.season_min_lines)
+
+    def pulled(p: DataFrame, key: str, prefix: str) -> DataFrame:
         n = F.col(TP.N_LINES)
         return p.select(key, TP.smoothed(F.col(TP.HOUR_SHARE), n, hours, rr.time_prior_lines).alias(f"{prefix}_hours"),
                         TP.smoothed(F.col(TP.WEEKDAY_SHARE), n, days, rr.time_prior_lines).alias(f"{prefix}_days"))
 
-    items = lift.join(profiles(C.ITEM_ID, "_item"), on=C.ITEM_ID, how="full")
-    return ContextTerms(items, profiles(C.USER_ID, "_user"), hours, days)
+    terms = lift.join(pulled(items, C.ITEM_ID, "_item"), on=C.ITEM_ID, how="left")
+    return ContextTerms(terms, pulled(users, C.USER_ID, "_user"), hours, days)
 
 
 def with_context(scored: DataFrame, terms: ContextTerms) -> DataFrame:
@@ -92,12 +101,15 @@ class ContextSearch:
     time_weight: float
     ndcg: dict[tuple[float, float], float]
     n_users: int
+    candidates: int = 0   # validation candidates
+    searched: int = 0     # of them, those that can reach a top 10 at some point of the grid
 
     def lines(self) -> list[str]:
         seasons = sorted({s for s, _ in self.ndcg})
         times = sorted({t for _, t in self.ndcg})
         out = [f"  context weights (+ season x seasonal lift + time x time fit) on the validation window, "
-               f"{self.n_users:,} users, NDCG@10:",
+               f"{self.n_users:,} users ({self.searched:,} of {self.candidates:,} candidates can reach a top "
+               f"{fusion.TUNING_K}), NDCG@{fusion.TUNING_K}:",
                "    season \\ time " + "".join(f"{t:>9.3f}" for t in times)]
         for s in seasons:
             cells = "".join(f"{self.ndcg.get((s, t), float('nan')):>8.4f}"
@@ -111,16 +123,50 @@ class ContextSearch:
         return out
 
 
-def choose_context_weights(fused_pool: DataFrame, truth: DataFrame, rr: RerankConfig) -> ContextSearch:
-    """The best (season, time) weights of the grids by NDCG@10 on ``fused_pool`` (with
-    ``fused_score``, ``seasonal_lift``, ``time_fit``); fixed weights in config are kept fixed."""
+def _grid(rr: RerankConfig) -> tuple[list[float], list[float]]:
     seasons = [rr.season_weight] if rr.season_weight is not None else list(rr.season_weights)
     times = [rr.time_weight] if rr.time_weight is not None else list(rr.time_weights)
+    return [float(s) for s in seasons], [float(t) for t in times]
+
+
+def _extreme(pick, weights: list[float], term: Column) -> Column:
+    """``pick`` (greatest or least) of weight x term over the weights."""
+    values = [F.lit(w) * term for w in weights]
+    return values[0] if len(values) == 1 else pick(*values)
+
+
+def reachable(fused_pool: DataFrame, seasons: list[float], times: list[float], k: int) -> DataFrame:
+    """The candidates that can be in a user's top k at some point of the (season, time) grid.
+    Every candidate's final score lies between fused + its smallest boost over the grid and
+    fused + its largest; the k best lower bounds are each above the floor (the k-th of them)
+    at every point, so a candidate whose upper bound is below the floor is behind k others
+    everywhere. Dropping those leaves every point's top k, and so its NDCG@k, unchanged."""
+    lift, fit = F.col(SEASON_LIFT), F.col(TIME_FIT)
+    low = F.col(fusion.FUSED) + _extreme(F.least, seasons, lift) + _extreme(F.least, times, fit)
+    high = F.col(fusion.FUSED) + _extreme(F.greatest, seasons, lift) + _extreme(F.greatest, times, fit)
+    by_low = Window.partitionBy(C.USER_ID).orderBy(F.col("_low").desc())
+    floors = (fused_pool.select(C.USER_ID, low.alias("_low")).withColumn("_r", F.row_number().over(by_low))
+              .where(F.col("_r") == k).select(C.USER_ID, F.col("_low").alias("_floor")))
+    # Users with fewer than k candidates have no floor: all of theirs stay.
+    return (fused_pool.join(floors, on=C.USER_ID, how="left")
+            .where(F.col("_floor").isNull() | (high >= F.col("_floor") - F.lit(1e-9))).drop("_floor"))
+
+
+def choose_context_weights(fused_pool: DataFrame, truth: DataFrame, rr: RerankConfig) -> ContextSearch:
+    """The best (season, time) weights of the grids by NDCG@10 on ``fused_pool`` (with
+    ``fused_score``, ``seasonal_lift``, ``time_fit``); fixed weights in config are kept fixed.
+    Only the candidates that can reach a top 10 are expanded over the grid."""
+    seasons, times = _grid(rr)
     grid = [(s, t) for s in seasons for t in times]
-    score = F.col(fusion.FUSED) + context_boost(F.col(SEASON_WEIGHT), F.col(TIME_WEIGHT))
-    ndcg, _, n_users = fusion.grid_metrics(fused_pool, truth, grid, (SEASON_WEIGHT, TIME_WEIGHT), score)
+    pool = reachable(fused_pool, seasons, times, fusion.TUNING_K).persist()
+    try:
+        candidates, searched = fused_pool.count(), pool.count()
+        score = F.col(fusion.FUSED) + context_boost(F.col(SEASON_WEIGHT), F.col(TIME_WEIGHT))
+        ndcg, _, n_users = fusion.grid_metrics(pool, truth, grid, (SEASON_WEIGHT, TIME_WEIGHT), score)
+    finally:
+        pool.unpersist()
     season, time_ = fusion.best_point(ndcg) if ndcg else (0.0, 0.0)
-    return ContextSearch(season, time_, ndcg, n_users)
+    return ContextSearch(season, time_, ndcg, n_users, candidates, searched)
 
 
 # ------------------------------------------------------------------------------ rebuy, light users
