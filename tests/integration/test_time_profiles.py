@@ -180,6 +180,9 @@ def test_time_report_follows_items_across_as_of_dates(spark, tmp_path):
                              filter_string="tags.`shoprec.stage` = 'time-report'")[0]
     assert sorted(a.path for a in client.list_artifacts(run.info.run_id, "time_report")) == [
         f"time_report/{n}" for n in names]
+    # Without --items: the pre-Christmas item that holds slots, then the steadiest best seller
+    # ("other" sold once: below min_lines).
+    assert [i.item_id for i in time_report_stage(ctx, None, min_lines=10).items] == ["xmas", "mug"]
 
 
 def test_context_search_drops_only_candidates_that_cannot_reach_a_top_10(spark):

@@ -3,8 +3,8 @@ the recommendations moves across ``as_of`` dates.
 
     gold.recommendations (every as_of partition present) ─┐
     silver purchases before the latest as_of ─► month index per item (features.time_profiles)
-        ─► example items: the most seasonal best-sellers (and which month they peak in)
-           and the steadiest ones
+        ─► example items: the pre-Christmas and summer items (peak month index >= 2) that
+           hold the most slots, and the steadiest best sellers
         ─► per as_of: share of users with the item in their top K, its mean rank there,
            its seasonal lift at that date; share of all slots held by seasonal items
         ─► seasonal_profiles.png, rank_by_as_of.png, seasonal_share.png, time_report.json
@@ -52,11 +52,12 @@ class TimeReport:
     def summary_lines(self) -> list[str]:
         lines = [f"time report: {len(self.as_ofs)} as_of dates ({', '.join(self.as_ofs)}), profiles from the "
                  f"history before {self.profile_as_of}",
-                 f"  slots held by the {self.seasonal_items:,} seasonal items (peak month index >= 2): "
+                 f"  slots held by the {self.seasonal_items:,} pre-Christmas items (peak month Sep-Dec, index >= 2): "
                  + ", ".join(f"{a} {s:.1%}" for a, s in self.seasonal_share.items())]
         for item in self.items:
-            cells = "; ".join(f"{a}: {v['users_share']:.1%} of users, lift {v['lift']:+.2f}"
-                              for a, v in item.by_as_of.items())
+            cells = "; ".join(f"{a}: {v['users_share']:.1%} of users"
+                              + (f" (mean rank {v['mean_rank']:.1f})" if v["mean_rank"] is not None else "")
+                              + f", lift {v['lift']:+.2f}" for a, v in item.by_as_of.items())
             lines.append(f"  {item.item_id} {item.description[:32]:<32} peak {MONTHS[item.peak_month - 1]} "
                          f"x{item.seasonality:.1f}  {cells}")
         lines += [f"  wrote {path}" for path in self.files]
@@ -68,13 +69,33 @@ def personal_recommendations(recs: DataFrame) -> DataFrame:
     return recs.where(~F.col(C.USER_ID).startswith(C.COLD_START_USER_PREFIX))
 
 
-def example_items(profiles: DataFrame, n_seasonal: int, n_steady: int, min_lines: int) -> list[str]:
-    """The ``n_seasonal`` best-selling items among the most seasonal and the ``n_steady``
-    best sellers closest to no season (index near 1 in every known month)."""
-    busy = profiles.where(F.col(TP.N_LINES) >= min_lines)
-    seasonal = busy.orderBy(F.col(TP.SEASONALITY).desc(), F.col(TP.N_LINES).desc(), C.ITEM_ID).limit(n_seasonal)
-    steady = busy.orderBy(F.col(TP.SEASONALITY).asc(), F.col(TP.N_LINES).desc(), C.ITEM_ID).limit(n_steady)
-    return [r[C.ITEM_ID] for r in seasonal.unionByName(steady).collect()]  # small: a few items
+PRE_CHRISTMAS = (9, 10, 11, 12)   # peak months of the items the slot share counts as seasonal
+SUMMER = (4, 5, 6, 7, 8)
+
+
+def seasonal_items(profiles: DataFrame, min_lines: int, months: tuple[int, ...] = PRE_CHRISTMAS) -> DataFrame:
+    """``item_id`` of items with at least ``min_lines`` lines whose peak month index (>= 2)
+    falls in ``months``."""
+    return profiles.where((F.col(TP.N_LINES) >= min_lines) & (F.col(TP.SEASONALITY) >= 2.0)
+                          & F.col(TP.PEAK_MONTH).isin(*months)).select(C.ITEM_ID)
+
+
+def example_items(profiles: DataFrame, recs: DataFrame, n_seasonal: int, n_summer: int, n_steady: int,
+                  min_lines: int) -> list[str]:
+    """The ``n_seasonal`` pre-Christmas items and the ``n_summer`` summer items that hold the
+    most recommendation slots over all as_of dates (a seasonal item nobody is recommended at
+    any date shows nothing), then the ``n_steady`` best sellers closest to no season."""
+    slots = recs.groupBy(C.ITEM_ID).agg(F.count(F.lit(1)).alias("_slots"))
+
+    def most_recommended(months: tuple[int, ...], n: int) -> list[str]:
+        top = (seasonal_items(profiles, min_lines, months).join(slots, on=C.ITEM_ID)
+               .orderBy(F.col("_slots").desc(), C.ITEM_ID).limit(n))
+        return [r[C.ITEM_ID] for r in top.collect()]  # small: n items
+
+    chosen = most_recommended(PRE_CHRISTMAS, n_seasonal) + most_recommended(SUMMER, n_summer)
+    steady = (profiles.where((F.col(TP.N_LINES) >= min_lines) & ~F.col(C.ITEM_ID).isin(chosen or [""]))
+              .orderBy(F.col(TP.SEASONALITY).asc(), F.col(TP.N_LINES).desc(), C.ITEM_ID).limit(n_steady))
+    return chosen + [r[C.ITEM_ID] for r in steady.collect()]  # small: n_steady items
 
 
 def placement(recs: DataFrame, items: list[str]) -> dict[tuple[str, str], tuple[float, float | None]]:
@@ -93,8 +114,7 @@ def placement(recs: DataFrame, items: list[str]) -> dict[tuple[str, str], tuple[
 def seasonal_slot_share(recs: DataFrame, profiles: DataFrame, min_lines: int) -> tuple[int, dict[str, float]]:
     """(how many items count as seasonal, as_of -> share of slots they hold): seasonal =
     peak in September to December with a peak index of at least 2."""
-    seasonal = profiles.where((F.col(TP.N_LINES) >= min_lines) & (F.col(TP.SEASONALITY) >= 2.0)
-                              & F.col(TP.PEAK_MONTH).isin(9, 10, 11, 12)).select(C.ITEM_ID)
+    seasonal = seasonal_items(profiles, min_lines)
     n = seasonal.count()
     marked = recs.join(seasonal.withColumn("_seasonal", F.lit(1.0)), on=C.ITEM_ID, how="left")
     rows = marked.groupBy(C.AS_OF).agg(F.avg(F.coalesce(F.col("_seasonal"), F.lit(0.0))).alias("_share")).collect()  # small: one row per as_of
@@ -102,7 +122,8 @@ def seasonal_slot_share(recs: DataFrame, profiles: DataFrame, min_lines: int) ->
 
 
 def build(interactions: DataFrame, recs_all: DataFrame, names: DataFrame, out_dir: str, horizon_days: int,
-          n_seasonal: int = 3, n_steady: int = 2, min_lines: int = 100, items: list[str] | None = None) -> TimeReport:
+          n_seasonal: int = 3, n_summer: int = 1, n_steady: int = 2, min_lines: int = 100,
+          items: list[str] | None = None) -> TimeReport:
     """Profiles, placements and plots for every as_of partition of ``recs_all``."""
     recs = personal_recommendations(recs_all).persist()
     try:
@@ -112,7 +133,7 @@ def build(interactions: DataFrame, recs_all: DataFrame, names: DataFrame, out_di
         latest = as_ofs[-1]
         history = purchases(interactions.where(F.col(C.EVENT_TS) < F.lit(latest)))
         profiles = TP.item_month_index(history).persist()
-        chosen = items or example_items(profiles, n_seasonal, n_steady, min_lines)
+        chosen = items or example_items(profiles, recs, n_seasonal, n_summer, n_steady, min_lines)
         lines = _item_lines(profiles, names, chosen)
         placed = placement(recs, chosen)
         for as_of in as_ofs:
