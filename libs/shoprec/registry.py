@@ -2,8 +2,14 @@
 
 A newly registered version always gets the alias ``challenger``. It becomes
 ``champion`` when there is no champion yet, or when its validation metric beats the
-champion's (stored on each version as a tag when it was registered). The decision and
-both numbers are logged to the active MLflow run and tagged on the new version.
+champion's (stored on each version as a tag when it was registered), unless it was
+trained as of an earlier date than the champion: a backfill (``--as-of`` in the past) is
+validated on another window and knows less, so it never replaces a model trained on later
+data. The decision and both numbers are logged to the active MLflow run and tagged on the
+new version.
+
+Serving as of a date uses ``version_for``: the alias's version when it was trained as of
+that date or before, else the newest version that was (never a model that saw the future).
 """
 from __future__ import annotations
 
@@ -16,6 +22,9 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
+AS_OF_TAGS = ("shoprec.as_of", "as_of")   # where a version records the cutoff it was trained as of
+
+
 @dataclass(frozen=True)
 class Registration:
     name: str
@@ -24,6 +33,8 @@ class Registration:
     value: float
     champion_value: float | None  # the champion's metric before this registration
     promoted: bool
+    as_of: str | None = None
+    champion_as_of: str | None = None
 
     @property
     def alias(self) -> str:
@@ -32,14 +43,54 @@ class Registration:
     def describe(self) -> str:
         before = "none" if self.champion_value is None else f"{self.champion_value:.4f}"
         verdict = "promoted to champion" if self.promoted else "stays challenger"
+        if not self.promoted and _older(self.as_of, self.champion_as_of):
+            verdict += f" (trained as of {self.as_of}, before the champion's {self.champion_as_of})"
         return f"{self.name} v{self.version}: {self.metric} {self.value:.4f} vs champion {before} -> {verdict}"
 
 
-def should_promote(value: float, champion_value: float | None, higher_is_better: bool = True) -> bool:
-    """The promotion rule: no champion yet, or strictly better than it."""
+def _older(as_of: str | None, champion_as_of: str | None) -> bool:
+    return bool(as_of and champion_as_of and as_of < champion_as_of)   # ISO dates sort as strings
+
+
+def should_promote(value: float, champion_value: float | None, higher_is_better: bool = True,
+                   as_of: str | None = None, champion_as_of: str | None = None) -> bool:
+    """The promotion rule: no champion yet, or not trained on older data than the champion
+    and strictly better than it."""
     if champion_value is None:
         return True
+    if _older(as_of, champion_as_of):
+        return False
     return value > champion_value if higher_is_better else value < champion_value
+
+
+def as_of_of(version) -> str | None:
+    """The cutoff a model version was trained as of (ISO date), from its tags."""
+    tags = version.tags or {}
+    return next((tags[t] for t in AS_OF_TAGS if tags.get(t)), None)
+
+
+def version_for(name: str, alias: str, as_of: str):
+    """(the version to serve ``as_of`` with, a note): the alias's version when trained as of
+    ``as_of`` or before; else the newest version trained by then (the alias's would score
+    with what happened after as_of); (None, why) when no version qualifies or none has the alias."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        aliased = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None, f"no {name}@{alias}"
+    trained = as_of_of(aliased)
+    if trained is None or trained <= as_of:
+        return aliased, ""
+    usable = [v for v in client.search_model_versions(f"name='{name}'")
+              if (as_of_of(v) or "9999") <= as_of]
+    if not usable:
+        return None, f"{name}@{alias} (v{aliased.version}) is trained as of {trained}, after {as_of}, and no version is older"
+    best = max(usable, key=lambda v: (as_of_of(v), int(v.version)))
+    return best, (f"{alias} v{aliased.version} is trained as of {trained}, after {as_of}: "
+                  f"v{best.version} (as of {as_of_of(best)}) serves instead")
 
 
 MODEL_DESCRIPTIONS = {
@@ -70,16 +121,17 @@ def register_and_promote(
         client.update_registered_model(name, description=MODEL_DESCRIPTIONS[name])
     if description:
         client.update_model_version(name, version, description=description)
+    as_of = next((tags[t] for t in AS_OF_TAGS if (tags or {}).get(t)), None)
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
-        champion_value = _metric_of(champion, metric)
+        champion_value, champion_as_of = _metric_of(champion, metric), as_of_of(champion)
     except MlflowException:  # no champion yet
-        champion_value = None
-    promoted = should_promote(value, champion_value, higher_is_better)
+        champion_value, champion_as_of = None, None
+    promoted = should_promote(value, champion_value, higher_is_better, as_of, champion_as_of)
     client.set_registered_model_alias(name, CHALLENGER, version)
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, version)
-    registration = Registration(name, str(version), metric, value, champion_value, promoted)
+    registration = Registration(name, str(version), metric, value, champion_value, promoted, as_of, champion_as_of)
     client.set_model_version_tag(name, version, "shoprec.promotion", registration.describe())
     if mlflow.active_run():
         mlflow.log_metrics({

@@ -30,6 +30,19 @@ def test_month_index_is_the_items_share_over_the_shops_share(spark):
     ]
 
 
+def test_months_before_an_items_first_sale_are_unknown(spark):
+    # The shop sells in January, March and July; N is launched in March: January is not a
+    # month N failed to sell in. Over March-July the shop sold 3 + 4 lines, N 1 + 1.
+    rows = [event("u", "old", f"2021-{m}-0{d} 10:00") for m in ("01", "03") for d in (1, 2)]
+    rows += [event("u", "old", f"2021-07-0{d} 10:00") for d in (1, 2, 3)] + [event("v", "N", "2021-03-05 10:00"),
+                                                                            event("v", "N", "2021-07-05 10:00")]
+    got = {r[C.ITEM_ID]: r[TP.MONTH_INDEX] for r in TP.item_month_index(interactions(spark, rows)).collect()}
+    assert got["N"] == [None, None, pytest.approx(0.5 / (3 / 7)), None, None, None, pytest.approx(0.5 / (4 / 7)),
+                        None, None, None, None, None]
+    # "old" was on sale all along: compared with all 9 of the shop's lines.
+    assert got["old"][0] == pytest.approx((2 / 7) / (2 / 9)) and got["old"][2] == pytest.approx((2 / 7) / (3 / 9))
+
+
 @pytest.mark.parametrize(("as_of", "x", "y"), [
     (date(2022, 1, 1), math.log(1.5), math.log(0.5)),     # January ahead: X's season
     (date(2022, 7, 1), math.log(0.5), math.log(1.5)),     # July ahead: Y's
@@ -147,7 +160,9 @@ def test_time_report_follows_items_across_as_of_dates(spark, tmp_path):
     rows += [event(f"x{n}", "xmas", f"2020-{m}-{n + 1:02d} 10:00", description="christmas bauble")
              for m, k in ((11, 6), (12, 8)) for n in range(k)]
     rows += [event(f"x{n}", "xmas", f"2021-10-{n + 1:02d} 10:00", description="christmas bauble") for n in range(4)]
+    # One bauble sold in January 2020: on sale from the start, so compared with the whole year.
     rows += [event("x9", "xmas", "2021-06-15 10:00", description="christmas bauble"),
+             event("x8", "xmas", "2020-01-20 10:00", description="christmas bauble"),
              event("o", "other", "2021-03-01 10:00")]
     write_silver(ctx.tables, spark, rows)
     lists = {date(2021, 6, 1): {"u1": ["mug", "other"], "u2": ["mug", "other"]},

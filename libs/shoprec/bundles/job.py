@@ -133,10 +133,10 @@ def _deep_scored(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
     if cfg.bundles.deep_weight <= 0:
         return cands, None, rules_only + "; bundles.deep_weight is 0"
     model = deep.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias,
-                         os.path.join(cfg.data_root, "_models"))
+                         os.path.join(cfg.data_root, "_models"), split.as_of)
     features_at = [_at(tables, name, split) for name in (C.GOLD_USER_FEATURES, C.GOLD_ITEM_FEATURES)]
     if model is None or any(f is None for f in features_at):
-        why = "no champion hybrid" if model is None else f"no gold features for as_of {split.as_of}"
+        why = f"no champion hybrid trained by {split.as_of}" if model is None else f"no gold features for as_of {split.as_of}"
         return cands, None, f"{rules_only}; {why}"
     deep.ship(spark, model)
     personal = cands.where(F.col(complete.TIER).isin(*complete.PERSONAL_TIERS)).select(C.USER_ID, C.ITEM_ID)

@@ -6,8 +6,10 @@ Month index. For item i and calendar month m (over the history before as_of):
 
 1 is "sells in m like the shop does", 3 is "three times as concentrated in m". Dividing by
 the shop's own monthly share removes growth and the shop's overall season, so what is
-left is the item's season. Months without any sales in the history are null (unknown),
-not zero: Online Retail as of 2011-11-01 has no November at all.
+left is the item's season. Both shares are taken over the months the item was on sale
+(from its first sale on). Months without any sales in the history, or before the item's
+first sale, are null (unknown), not zero: Online Retail as of 2011-11-01 has no November
+at all, and an item launched in August 2011 has no December.
 
 Seasonal lift at a date: the log month index of the weeks ahead, read through a circular
 kernel over neighbouring months (weights 1, 1/2, 1/4 at distance 0, 1, 2), skipping the
@@ -24,7 +26,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import numpy as np
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
@@ -39,27 +41,30 @@ N_LINES = "n_lines"
 KERNEL = (1.0, 0.5, 0.25)          # weight of a month at circular distance 0, 1, 2
 
 
-def _month_counts(history: DataFrame, key: str | None) -> DataFrame:
-    keys = [key] if key else []
-    return history.groupBy(*keys, F.month(C.EVENT_TS).alias(C.MONTH)).agg(F.count(F.lit(1)).alias("_n"))
-
-
 def item_month_index(history: DataFrame) -> DataFrame:
-    """``item_id, month_index, peak_month, seasonality, n_lines`` from purchase lines."""
-    shop = _month_counts(history, None)
-    total = shop.agg(F.sum("_n").alias("_total"))
-    shop_share = shop.crossJoin(total).select(C.MONTH, (F.col("_n") / F.col("_total")).alias("_shop_share"))
-    per_item = _month_counts(history, C.ITEM_ID)
-    item_total = per_item.groupBy(C.ITEM_ID).agg(F.sum("_n").alias(N_LINES))
-    shares = (per_item.join(item_total, on=C.ITEM_ID)
-              .join(F.broadcast(shop_share), on=C.MONTH)
-              .select(C.ITEM_ID, C.MONTH, ((F.col("_n") / F.col(N_LINES)) / F.col("_shop_share")).alias("_index")))
-    # Every item x every month with shop sales: 0 where the item sold nothing that month.
-    grid = item_total.select(C.ITEM_ID).crossJoin(F.broadcast(shop_share.select(C.MONTH)))
-    filled = grid.join(shares, on=[C.ITEM_ID, C.MONTH], how="left").fillna(0.0, subset=["_index"])
-    as_map = filled.groupBy(C.ITEM_ID).agg(F.map_from_entries(F.collect_list(F.struct(C.MONTH, "_index"))).alias("_m"))
+    """``item_id, month_index, peak_month, seasonality, n_lines`` from purchase lines.
+
+    Each item is compared with the shop over the months it was on sale (from the calendar
+    month of its first sale on): an item launched in August 2011 has no December 2010 to
+    have "not sold" in, so that month is unknown (null) for it, not a zero that would read
+    as "sells badly at Christmas". The launch month counts whole for the shop."""
+    ym = F.trunc(C.EVENT_TS, "month")
+    shop = history.groupBy(ym.alias("_ym")).agg(F.count(F.lit(1)).alias("_shop_n"))  # small: one row a month
+    per_ym = history.groupBy(C.ITEM_ID, ym.alias("_ym")).agg(F.count(F.lit(1)).alias("_n"))
+    first = per_ym.groupBy(C.ITEM_ID).agg(F.min("_ym").alias("_first"), F.sum("_n").alias(N_LINES))
+    # The shop's lines per calendar month while the item was on sale, and their total.
+    on_sale = (first.crossJoin(F.broadcast(shop)).where(F.col("_ym") >= F.col("_first"))
+               .groupBy(C.ITEM_ID, F.month("_ym").alias(C.MONTH)).agg(F.sum("_shop_n").alias("_shop_n")))
+    on_sale = on_sale.withColumn("_shop_share", F.col("_shop_n") / F.sum("_shop_n").over(
+        Window.partitionBy(C.ITEM_ID)))
+    sold = per_ym.groupBy(C.ITEM_ID, F.month("_ym").alias(C.MONTH)).agg(F.sum("_n").alias("_n"))
+    # Months on sale without a sale of the item: 0; months before its launch stay unknown.
+    shares = (on_sale.join(sold, on=[C.ITEM_ID, C.MONTH], how="left").join(first.select(C.ITEM_ID, N_LINES), on=C.ITEM_ID)
+              .select(C.ITEM_ID, C.MONTH, ((F.coalesce(F.col("_n"), F.lit(0)) / F.col(N_LINES))
+                                           / F.col("_shop_share")).alias("_index")))
+    as_map = shares.groupBy(C.ITEM_ID).agg(F.map_from_entries(F.collect_list(F.struct(C.MONTH, "_index"))).alias("_m"))
     index = F.array(*[F.col("_m")[m] for m in range(1, 13)])
-    return (as_map.join(item_total, on=C.ITEM_ID)
+    return (as_map.join(first.select(C.ITEM_ID, N_LINES), on=C.ITEM_ID)
             .select(C.ITEM_ID, index.alias(MONTH_INDEX), N_LINES)
             .withColumn(SEASONALITY, F.array_max(MONTH_INDEX))  # months without sales (null) skipped
             .withColumn(PEAK_MONTH, F.expr(f"array_position({MONTH_INDEX}, {SEASONALITY})").cast("int")))

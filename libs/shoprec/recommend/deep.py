@@ -13,12 +13,14 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass
+from datetime import date
 
 import yaml
 from pyspark.sql import DataFrame, SparkSession
 
 from shoprec.hybrid import pyfunc
 from shoprec.hybrid.scoring import score_pairs
+from shoprec.registry import version_for
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,10 @@ class ServingModel:
     folder: str          # the downloaded pyfunc model
     keras_dir: str
     manifest_path: str
+    note: str = ""       # why another version than the alias's serves (an as_of before its data)
+
+    def describe(self) -> str:
+        return f"{self.name} v{self.version} " + (f"({self.note})" if self.note else f"(alias {self.alias})")
 
     @property
     def shipped_name(self) -> str:
@@ -38,16 +44,26 @@ class ServingModel:
         return os.path.basename(self.folder)
 
 
-def resolve(name: str, alias: str, cache_root: str) -> ServingModel | None:
-    """The version of ``name`` behind ``alias``, downloaded; None when there is none."""
+def resolve(name: str, alias: str, cache_root: str, as_of: date | None = None) -> ServingModel | None:
+    """The version of ``name`` behind ``alias``, downloaded; None when there is none. With
+    ``as_of``: never a version trained on later data (``registry.version_for``)."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    try:
-        version = MlflowClient().get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    note = ""
+    if as_of is not None:
+        version, note = version_for(name, alias, as_of.isoformat())
+        if version is None:
+            log.warning("no serving model: %s", note)
+            return None
+        if note:
+            log.warning("%s", note)
+    else:
+        try:
+            version = MlflowClient().get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
     folder = os.path.join(os.path.abspath(cache_root), _folder_name(name, version))
     if not os.path.exists(os.path.join(folder, "MLmodel")):
         os.makedirs(os.path.dirname(folder), exist_ok=True)
@@ -56,7 +72,7 @@ def resolve(name: str, alias: str, cache_root: str) -> ServingModel | None:
         artifacts = yaml.safe_load(fh)["flavors"]["python_function"]["artifacts"]
     return ServingModel(name, str(version.version), alias, folder,
                         os.path.join(folder, artifacts[pyfunc.KERAS_MODEL]["path"]),
-                        os.path.join(folder, artifacts[pyfunc.MANIFEST]["path"]))
+                        os.path.join(folder, artifacts[pyfunc.MANIFEST]["path"]), note)
 
 
 def _folder_name(name: str, version) -> str:

@@ -91,7 +91,8 @@ def run_recommend(spark: SparkSession, cfg: Config, tables: Tables, split: Tempo
     interactions = tables.read(C.SILVER_INTERACTIONS)
     items = _gold(tables, C.GOLD_ITEM_FEATURES, split).persist()
     user_features = _gold(tables, C.GOLD_USER_FEATURES, split)
-    model = deep.resolve(cfg.hybrid.registered_model, rcfg.model_alias, os.path.join(cfg.data_root, "_models"))
+    model = deep.resolve(cfg.hybrid.registered_model, rcfg.model_alias, os.path.join(cfg.data_root, "_models"),
+                         split.as_of)
     if model is not None:
         deep.ship(spark, model)
     als_version = _als_version(cfg)
@@ -122,8 +123,8 @@ def run_recommend(spark: SparkSession, cfg: Config, tables: Tables, split: Tempo
         for df in cached:
             df.unpersist()
 
-    described = f"{model.name} v{model.version} (alias {model.alias})" if model else \
-        f"none: no {cfg.hybrid.registered_model}@{rcfg.model_alias}, ALS scores only"
+    described = model.describe() if model else \
+        f"none: no {cfg.hybrid.registered_model}@{rcfg.model_alias} trained by {split.as_of}, ALS scores only"
     report = RecommendReport(split.as_of.isoformat(), rcfg.k, weight, tuned.note, described, search=tuned.search,
                              context=tuned.context, context_note=tuned.context_note, bundle_note=bundle_note,
                              table_version=version, stage_seconds=stages)
