@@ -71,6 +71,7 @@ def personal_recommendations(recs: DataFrame) -> DataFrame:
 
 PRE_CHRISTMAS = (9, 10, 11, 12)   # peak months of the items the slot share counts as seasonal
 SUMMER = (4, 5, 6, 7, 8)
+STEADY_MIN_MONTHS = 9              # known months (on sale, shop open) an example of "no season" needs
 
 
 def seasonal_items(profiles: DataFrame, min_lines: int, months: tuple[int, ...] = PRE_CHRISTMAS) -> DataFrame:
@@ -84,7 +85,8 @@ def example_items(profiles: DataFrame, recs: DataFrame, n_seasonal: int, n_summe
                   min_lines: int) -> list[str]:
     """The ``n_seasonal`` pre-Christmas items and the ``n_summer`` summer items that hold the
     most recommendation slots over all as_of dates (a seasonal item nobody is recommended at
-    any date shows nothing), then the ``n_steady`` best sellers closest to no season."""
+    any date shows nothing), then the ``n_steady`` best sellers closest to no season over at
+    least ``STEADY_MIN_MONTHS`` known months."""
     slots = recs.groupBy(C.ITEM_ID).agg(F.count(F.lit(1)).alias("_slots"))
 
     def most_recommended(months: tuple[int, ...], n: int) -> list[str]:
@@ -93,7 +95,11 @@ def example_items(profiles: DataFrame, recs: DataFrame, n_seasonal: int, n_summe
         return [r[C.ITEM_ID] for r in top.collect()]  # small: n items
 
     chosen = most_recommended(PRE_CHRISTMAS, n_seasonal) + most_recommended(SUMMER, n_summer)
-    steady = (profiles.where((F.col(TP.N_LINES) >= min_lines) & ~F.col(C.ITEM_ID).isin(chosen or [""]))
+    # Steady means flat over most of the year: an item launched in September has one or two
+    # known months, trivially "flat".
+    known = F.size(F.filter(F.col(TP.MONTH_INDEX), lambda v: v.isNotNull()))
+    steady = (profiles.where((F.col(TP.N_LINES) >= min_lines) & (known >= STEADY_MIN_MONTHS)
+                             & ~F.col(C.ITEM_ID).isin(chosen or [""]))
               .orderBy(F.col(TP.SEASONALITY).asc(), F.col(TP.N_LINES).desc(), C.ITEM_ID).limit(n_steady))
     return chosen + [r[C.ITEM_ID] for r in steady.collect()]  # small: n_steady items
 
