@@ -134,8 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("time-report", help="seasonal profiles and how items move in the recommendations across as_of dates",
-                       description="For a few example items (the most seasonal and the steadiest best sellers, or "
-                       "--items), plot the monthly sales profile and their share of users' lists in every as_of "
+                       description="For a few example items (the pre-Christmas and summer items that hold the most "
+                       "slots and the steadiest best sellers, or --items), plot the monthly sales profile and their share of users' lists in every as_of "
                        "partition of gold.recommendations; also the share of slots held by items that peak in "
                        "September-December. Plots and JSON go to <data-root>/_reports/time and to an MLflow run.",
                        epilog="example:\n  shoprec pipeline --as-of 2011-06-01 && shoprec pipeline --as-of 2011-11-01\n"
