@@ -22,7 +22,8 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
-AS_OF_TAGS = ("shoprec.as_of", "as_of")   # where a version records the cutoff it was trained as of
+AS_OF_TAG = "shoprec.as_of"                # the cutoff a version was trained as of (ISO date)
+AS_OF_TAGS = (AS_OF_TAG, "as_of")          # "as_of": how ALS versions were tagged before
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ MODEL_DESCRIPTIONS = {
 
 def register_and_promote(
     model_uri: str, name: str, metric: str, value: float, higher_is_better: bool = True,
-    tags: dict[str, str] | None = None, description: str | None = None,
+    tags: dict[str, str] | None = None, description: str | None = None, as_of: str | None = None,
 ) -> Registration:
     """Register ``model_uri`` as a new version of ``name`` and apply the promotion rule.
 
@@ -116,12 +117,12 @@ def register_and_promote(
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
-    version = mlflow.register_model(model_uri, name, tags={metric: str(value), **(tags or {})}).version
+    tags = {metric: str(value), **(tags or {}), **({AS_OF_TAG: as_of} if as_of else {})}
+    version = mlflow.register_model(model_uri, name, tags=tags).version
     if name in MODEL_DESCRIPTIONS:
         client.update_registered_model(name, description=MODEL_DESCRIPTIONS[name])
     if description:
         client.update_model_version(name, version, description=description)
-    as_of = next((tags[t] for t in AS_OF_TAGS if (tags or {}).get(t)), None)
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
         champion_value, champion_as_of = _metric_of(champion, metric), as_of_of(champion)

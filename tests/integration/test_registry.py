@@ -27,9 +27,9 @@ def test_a_model_trained_on_older_data_never_replaces_the_champion(as_of, champi
 def test_serving_as_of_a_date_never_uses_a_model_of_later_data(cfg):
     configure(cfg)
     later = register_and_promote(log_constant_model(), "shoprec-test", "val_ndcg_at_10", 0.2,
-                                 tags={"shoprec.as_of": "2011-11-01"})
+                                 as_of="2011-11-01")
     backfill = register_and_promote(log_constant_model(), "shoprec-test", "val_ndcg_at_10", 0.5,
-                                    tags={"shoprec.as_of": "2011-06-01"})
+                                    as_of="2011-06-01")
     assert later.promoted and not backfill.promoted
     assert backfill.describe().endswith("stays challenger (trained as of 2011-06-01, before the champion's 2011-11-01)")
     served = {day: version_for("shoprec-test", "champion", day) for day in ("2011-12-01", "2011-07-01", "2011-01-01")}

@@ -245,7 +245,7 @@ def _log_and_register(cfg: Config, run: RunLogger, model, report: AlsReport, bes
         log.warning("no validation NDCG (empty validation window): %s logged but not registered", info.model_uri)
         return
     reg = register_and_promote(info.model_uri, cfg.als.registered_model, "val_ndcg_at_10", best_ndcg,
-                               tags={"as_of": report.as_of},
+                               as_of=report.as_of,
                                description=f"as_of {report.as_of}: rank {p.rank}, reg_param {p.reg_param}, alpha "
                                            f"{p.alpha}; {report.n_users:,} users x {report.n_items:,} items; "
                                            f"validation NDCG@10 {best_ndcg:.4f}")

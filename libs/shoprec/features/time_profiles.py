@@ -165,13 +165,18 @@ def shop_time_shares_of(item_profiles: DataFrame) -> tuple[list[float], list[flo
     return shares[:24], shares[24:]
 
 
-def item_time_profiles(history: DataFrame, as_of: date, horizon_days: int, min_lines: int) -> DataFrame:
-    """gold.item_time_profiles: per item sold in ``history``, its month index, peak month,
-    seasonality, seasonal lift at as_of, hour and weekday shares and purchase lines."""
-    months = item_month_index(history)
-    lift = seasonal_lift(months, as_of, horizon_days, min_lines)
+def item_profiles(history: DataFrame) -> DataFrame:
+    """Per item sold in ``history``: month index, peak month, seasonality, hour and weekday
+    shares and purchase lines (what the seasonal lift and the time fit read)."""
     times = time_of_day_profiles(history, C.ITEM_ID).drop(N_LINES)
-    return (months.join(lift, on=C.ITEM_ID).join(times, on=C.ITEM_ID, how="left")
+    return item_month_index(history).join(times, on=C.ITEM_ID, how="left")
+
+
+def item_time_profiles(history: DataFrame, as_of: date, horizon_days: int, min_lines: int) -> DataFrame:
+    """gold.item_time_profiles: ``item_profiles`` plus the seasonal lift at as_of."""
+    profiles = item_profiles(history)
+    lift = seasonal_lift(profiles, as_of, horizon_days, min_lines)
+    return (profiles.join(lift, on=C.ITEM_ID)
             .select(C.ITEM_ID, MONTH_INDEX, PEAK_MONTH, SEASONALITY, SEASONAL_LIFT, HOUR_SHARE, WEEKDAY_SHARE,
                     N_LINES))
 

@@ -279,7 +279,7 @@ def _log_and_register(cfg: Config, run: RunLogger, spec: dict, manifest_path: st
     )
     registration = register_and_promote(
         info.model_uri, cfg.hybrid.registered_model, METRIC, float(result["val_ndcg_at_10"]),
-        tags={"shoprec.as_of": spec.get("as_of", ""), "val_auc": str(result.get("val_auc"))},
+        tags={"val_auc": str(result.get("val_auc"))}, as_of=spec.get("as_of") or None,
         description=f"as_of {spec.get('as_of', '')}: validation NDCG@10 {float(result['val_ndcg_at_10']):.4f}, "
                     f"AUC {float(result['val_auc']):.4f}",
     )

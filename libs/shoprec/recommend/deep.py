@@ -44,26 +44,17 @@ class ServingModel:
         return os.path.basename(self.folder)
 
 
-def resolve(name: str, alias: str, cache_root: str, as_of: date | None = None) -> ServingModel | None:
-    """The version of ``name`` behind ``alias``, downloaded; None when there is none. With
-    ``as_of``: never a version trained on later data (``registry.version_for``)."""
+def resolve(name: str, alias: str, cache_root: str, as_of: date) -> ServingModel | None:
+    """The version of ``name`` that serves ``as_of``, downloaded: the one behind ``alias``,
+    never one trained on later data (``registry.version_for``); None when there is none."""
     import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
-    note = ""
-    if as_of is not None:
-        version, note = version_for(name, alias, as_of.isoformat())
-        if version is None:
-            log.warning("no serving model: %s", note)
-            return None
-        if note:
-            log.warning("%s", note)
-    else:
-        try:
-            version = MlflowClient().get_model_version_by_alias(name, alias)
-        except MlflowException:
-            return None
+    version, note = version_for(name, alias, as_of.isoformat())
+    if version is None:
+        log.warning("no serving model: %s", note)
+        return None
+    if note:
+        log.warning("%s", note)
     folder = os.path.join(os.path.abspath(cache_root), _folder_name(name, version))
     if not os.path.exists(os.path.join(folder, "MLmodel")):
         os.makedirs(os.path.dirname(folder), exist_ok=True)

@@ -53,9 +53,7 @@ class ContextTerms:
 def context_terms(history: DataFrame, as_of: date, rr: RerankConfig) -> ContextTerms:
     """The context terms computed from ``history`` (purchases before as_of): for the
     validation cutoff, and for serving when the features stage wrote no profiles."""
-    items = TP.item_month_index(history).join(TP.time_of_day_profiles(history, C.ITEM_ID).drop(TP.N_LINES),
-                                              on=C.ITEM_ID, how="left")
-    return terms_from_profiles(items, TP.user_time_profiles(history), as_of, rr)
+    return terms_from_profiles(TP.item_profiles(history), TP.user_time_profiles(history), as_of, rr)
 
 
 def terms_from_profiles(items: DataFrame, users: DataFrame, as_of: date, rr: RerankConfig) -> ContextTerms:

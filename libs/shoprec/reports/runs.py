@@ -14,6 +14,7 @@ import pandas as pd
 
 from shoprec.config import Config
 from shoprec.errors import ShoprecError
+from shoprec.registry import as_of_of
 
 TAGS = {"shoprec.as_of": "as_of", "shoprec.source": "source", "shoprec.git_commit": "git_commit",
         "shoprec.env": "env", "mlflow.parentRunId": "parent_run_id"}
@@ -110,7 +111,7 @@ def model_versions(cfg: Config, name: str) -> pd.DataFrame:
         tags = v.tags or {}
         rows.append({"version": int(v.version), "aliases": ", ".join(sorted(aliases.get(str(v.version), []))),
                      "val_ndcg_at_10": float(tags["val_ndcg_at_10"]) if "val_ndcg_at_10" in tags else None,
-                     "as_of": tags.get("shoprec.as_of") or tags.get("as_of"), "run_id": v.run_id,
+                     "as_of": as_of_of(v), "run_id": v.run_id,
                      "created": datetime.fromtimestamp(v.creation_timestamp / 1000, tz=timezone.utc),
                      "description": v.description, "promotion": tags.get("shoprec.promotion")})
     return pd.DataFrame(rows).sort_values("version", ascending=False, ignore_index=True)
