@@ -159,7 +159,7 @@ def shop_time_shares_of(item_profiles: DataFrame) -> tuple[list[float], list[flo
     the items' shares weighted by their lines; no second pass over the history."""
     n = F.col(N_LINES).cast("double")
     sums = [F.sum(F.col(HOUR_SHARE)[b] * n) for b in range(24)] + [F.sum(F.col(WEEKDAY_SHARE)[d] * n) for d in range(7)]
-    row = item_profiles.where(F.col(HOUR_SHARE).isNotNull()).agg(F.sum(n), *sums).first()  # one row
+    row = item_profiles.where(F.col(HOUR_SHARE).isNotNull()).agg(F.sum(n), *sums).first()  # small: one row of 32 sums
     total = float(row[0] or 0.0) or 1.0
     shares = [float(v or 0.0) / total for v in list(row)[1:]]
     return shares[:24], shares[24:]
