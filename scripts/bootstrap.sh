@@ -10,6 +10,11 @@
 # ~/.cache/shoprec), where <key> hashes the lock file, the Horovod recipe below and the
 # Python version. A fresh clone on a machine that built it before reuses it in seconds;
 # changing a pin builds a new one.
+#
+# It then fetches the pinned JVM set (jvm/spark/pom.xml: Spark's own Delta, Spark's Kafka
+# connector) with Maven into $SHOPREC_CACHE/jvm-spark-<key> (key: that pom), once; the
+# Spark session factory puts those local files on spark.jars. When Maven or its registry
+# cannot be reached, bootstrap says so in one line and the tables use the delta-rs backend.
 set -euo pipefail
 
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -63,6 +68,40 @@ _install_checkout() {
   fi
 }
 
+# The JVM set: copied by Maven into a temp folder, checked, then renamed into place, so a
+# half-fetched set is never used. Jars pyspark already ships (by name) are dropped.
+_jvm_fetch() {
+  local pom="$_root/jvm/spark/pom.xml" key dir tmp pyjars jar base t0=$SECONDS dropped=""
+  key="$(sha256sum "$pom" | cut -c1-16)"
+  dir="$_cache/jvm-spark-$key"
+  if [ ! -f "$dir/.shoprec-ready" ]; then
+    if ! command -v mvn >/dev/null 2>&1; then
+      _say "Maven (mvn) not found: Spark's Delta JARs not fetched, tables use the delta-rs backend (apt-get install maven to change that)"
+      rm -f "$SHOPREC_VENV/shoprec-spark-jars"; return 0
+    fi
+    _say "fetching the JVM set (jvm/spark/pom.xml) with Maven into $dir"
+    tmp="$(mktemp -d "$_cache/.jvm-spark-XXXXXX")"
+    if ! mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory="$tmp/jars" >"$tmp/mvn.log" 2>&1; then
+      _say "Maven could not fetch the JVM set ($(grep -m1 -o 'Could not [^:]*' "$tmp/mvn.log" || echo 'see mvn -f jvm/spark/pom.xml dependency:copy-dependencies')): tables use the delta-rs backend"
+      rm -rf "$tmp"; rm -f "$SHOPREC_VENV/shoprec-spark-jars"; return 0
+    fi
+    pyjars="$("$SHOPREC_VENV/bin/python" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
+    for jar in "$tmp"/jars/*.jar; do
+      base="$(basename "$jar" | sed -E 's/-[0-9][^-]*\.jar$//')"
+      if compgen -G "$pyjars/$base-[0-9]*.jar" >/dev/null; then rm "$jar"; dropped="$dropped $base"; fi
+    done
+    [ -z "$dropped" ] || _say "dropped jars pyspark already ships:$dropped"
+    ls "$tmp"/jars/delta-spark_*.jar >/dev/null 2>&1 || _die "the JVM set has no delta-spark jar" "check jvm/spark/pom.xml"
+    touch "$tmp/jars/.shoprec-ready"
+    rm -rf "$dir"; mv "$tmp/jars" "$dir"; rm -rf "$tmp"
+    _say "JVM set ready in $((SECONDS - t0)) s: $(cd "$dir" && ls *.jar | tr '\n' ' ')"
+  fi
+  # Sessions started from this environment (notebooks, spark-submit wrappers, tests) find it here.
+  echo "$dir" > "$SHOPREC_VENV/shoprec-spark-jars"
+  export SHOPREC_SPARK_JARS_DIR="$dir"
+}
+
 _check_tools
 mkdir -p "$_cache"
 SHOPREC_VENV="$_cache/venv-$(_key)"
@@ -73,6 +112,7 @@ if [ ! -f "$SHOPREC_VENV/.shoprec-ready" ]; then
   flock -u 9
 fi
 _install_checkout "$SHOPREC_VENV"
+exec 9>"$_cache/.jvm.lock"; flock 9; _jvm_fetch; flock -u 9
 export SHOPREC_VENV
 export PATH="$SHOPREC_VENV/bin:$PATH"
 # Spark's Python workers must use the same interpreter as the driver.

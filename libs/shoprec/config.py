@@ -39,6 +39,9 @@ class SparkConfig:
     # auto: enable Delta's session extensions when the Delta JARs are configured;
     # on/off force it. Only matters for the Spark ("spark") table backend.
     delta_extensions: Literal["auto", "on", "off"] = "auto"
+    # auto: put the JVM set bootstrap fetched (jvm/spark/pom.xml: Delta, the Kafka
+    # connector) on spark.jars when this process launches the JVM; off: leave it out.
+    jvm_jars: Literal["auto", "off"] = "auto"
     # Applied to every session we build or reuse (runtime SQL settings).
     settings: Mapping[str, str] = field(default_factory=dict)
     # Applied only when this process launches the JVM (driver memory and the like);

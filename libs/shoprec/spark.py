@@ -43,6 +43,7 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     settings = dict(cfg.settings)
     if not under_submit:
         settings.update(cfg.launch_settings)
+        _add_jvm_set(settings, cfg)
     if not _want_delta_extensions(cfg, settings):
         # Never point the catalog at classes that are not there: the session would fail.
         settings.pop("spark.sql.extensions", None)
@@ -72,6 +73,42 @@ def _quiet_known_warnings(spark: SparkSession) -> None:
             configurator.setLevel(name, level)
     except Exception:  # no JVM access (Spark Connect) or another logging backend: keep the noise
         log.debug("could not quiet %s", _QUIET_LOGGERS)
+
+
+JARS_DIR_ENV = "SHOPREC_SPARK_JARS_DIR"
+# Written by scripts/bootstrap.sh into the virtual env: the folder of the fetched JVM set.
+_JARS_POINTER = "shoprec-spark-jars"
+
+
+def jvm_jars() -> list[str]:
+    """Local paths of the JVM set bootstrap fetched (jvm/spark/pom.xml), or [] when none.
+
+    Looked up in ``$SHOPREC_SPARK_JARS_DIR``, then in the pointer file bootstrap leaves in
+    the environment (so notebooks and plain ``python`` in the env find it too). Only a
+    complete set (its ``.shoprec-ready`` marker present) counts.
+    """
+    folder = os.environ.get(JARS_DIR_ENV)
+    if not folder:
+        pointer = os.path.join(sys.prefix, _JARS_POINTER)
+        if os.path.exists(pointer):
+            with open(pointer, encoding="utf-8") as fh:
+                folder = fh.read().strip()
+    if not folder or not os.path.exists(os.path.join(folder, ".shoprec-ready")):
+        return []
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jar"))
+
+
+def _add_jvm_set(settings: dict[str, str], cfg: SparkConfig) -> None:
+    """Put the cached JVM set on ``spark.jars`` (local files: nothing resolves at start)."""
+    if cfg.jvm_jars == "off":
+        return
+    jars = jvm_jars()
+    if not jars:
+        log.info("no JVM set found (scripts/bootstrap.sh fetches it): tables use the delta-rs backend")
+        return
+    given = [j for j in settings.get("spark.jars", "").split(",") if j]
+    names = {os.path.basename(j) for j in given}
+    settings["spark.jars"] = ",".join(given + [j for j in jars if os.path.basename(j) not in names])
 
 
 def has_delta_classes(spark: SparkSession) -> bool:

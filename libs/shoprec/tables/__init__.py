@@ -2,10 +2,12 @@
 
 ``Tables`` is what jobs use. It picks a backend at run time:
 
-- ``SparkDeltaBackend``: Spark's own Delta (``format("delta")`` and ``delta.tables``),
-  used when the Delta classes are on Spark's classpath (clusters, Databricks).
+- ``SparkDeltaBackend``: Spark's own Delta (``format("delta")`` and ``delta.tables``), the
+  default wherever its classes are on Spark's classpath: locally (scripts/bootstrap.sh
+  fetches the JARs and the session factory puts them on ``spark.jars``), clusters, Databricks.
 - ``LocalDeltaBackend``: delta-rs owns the transaction log, Spark does the Parquet I/O
-  in parallel. Used on machines without the Delta JARs (the embedded default).
+  in parallel. The fallback where the JARs are missing (``storage.delta_backend: local``
+  selects it anywhere).
 
 Both write the same Delta protocol, so a table written by one is readable by the other.
 

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 from typing import Any, Iterator, Literal, Mapping, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-from shoprec.errors import TableError
+from shoprec.errors import SchemaMismatchError, TableError
 from shoprec.tables.base import (
+    nullable,
     HistoryEntry,
     MergeResult,
     TableBackend,
@@ -73,9 +76,29 @@ class Tables:
         """Latest version, or None when the table does not exist."""
         return self.backend.version(self.path(name)) if self.exists(name) else None
 
-    def read(self, name: str, version: int | None = None) -> DataFrame:
-        """The latest snapshot, or the one at ``version`` (time travel)."""
-        return self.backend.read(self.path(name), version)
+    def read(self, name: str, version: int | None = None, timestamp: dt.datetime | None = None) -> DataFrame:
+        """The latest snapshot, or the one at ``version`` or at ``timestamp`` (time travel)."""
+        if version is not None and timestamp is not None:
+            raise TableError(f"read {name}: give a version or a timestamp, not both")
+        if timestamp is None:
+            return self.backend.read(self.path(name), version)
+        return self.backend.read(self.path(name), timestamp=_utc(timestamp))
+
+    def changes(self, name: str, start_version: int, end_version: int | None = None) -> DataFrame:
+        """Change Data Feed of the table from ``start_version`` (needs CDF enabled on it).
+
+        Rows carry ``_change_type`` (insert, delete, update_preimage, update_postimage),
+        ``_commit_version`` and ``_commit_timestamp``, as Delta defines them.
+        """
+        return self.backend.read_changes(self.path(name), start_version, end_version)
+
+    def properties(self, name: str) -> dict[str, str]:
+        """The table's Delta properties (``delta.*`` and ours)."""
+        return self.backend.properties(self.path(name))
+
+    def file_count(self, name: str) -> int:
+        """Data files in the latest snapshot."""
+        return self.backend.file_count(self.path(name))
 
     def history(self, name: str, limit: int | None = None) -> list[HistoryEntry]:
         """Commits of the table, newest first."""
@@ -90,7 +113,10 @@ class Tables:
     ) -> WriteResult:
         """Replace the whole table (create it when missing) in one commit."""
         check_table_name(name)
-        result = self.backend.overwrite(df, self.path(name), list(partition_by), overwrite_schema, name)
+        path = self.path(name)
+        if not overwrite_schema and self.backend.exists(path):
+            _check_same_schema(name, self.backend.schema(path), df.schema)
+        result = self.backend.overwrite(df, path, list(partition_by), overwrite_schema, name)
         log.info("%s: overwrite -> version %s", name, result.version)
         return result
 
@@ -114,10 +140,14 @@ class Tables:
         """
         check_table_name(name)
         path = self.path(name)
+        partition = dict(partition)
+        partition_by = self.backend.partition_columns(path) if self.backend.exists(path) else list(partition)
+        _check_partition_keys(name, partition, partition_by)
+        _check_rows_inside(name, df, partition)
         if self.backend.exists(path):
             check_append_schema(name, self.backend.schema(path), df.schema, merge_schema=False)
             df = df.select(*self.backend.schema(path).fieldNames())
-        return self.backend.replace_partition(df, path, dict(partition), name)
+        return self.backend.replace_partition(df, path, partition, name)
 
     def merge(
         self, df: DataFrame, name: str, keys: Sequence[str], update_matched: bool = True, check_keys: bool = True
@@ -151,9 +181,24 @@ class Tables:
         """Make ``version`` the latest state again (a new commit; history is kept)."""
         self.backend.restore(self.path(name), version, name)
 
+    # ------------------------------------------------------------------ maintenance
     def vacuum(self, name: str, retention_hours: int = 168) -> list[str]:
-        """Delete files that no snapshot in the retention window needs."""
+        """Delete files that no snapshot in the retention window needs; return their paths.
+
+        Every version committed within the last ``retention_hours`` stays readable.
+        """
         return self.backend.vacuum(self.path(name), retention_hours)
+
+    def optimize(self, name: str, zorder_by: Sequence[str] = ()) -> dict[str, int]:
+        """Compact small files in one commit, clustered by ``zorder_by`` when given."""
+        missing = [c for c in zorder_by if c not in self.backend.schema(self.path(name)).fieldNames()]
+        if missing:
+            raise TableError(f"cannot ZORDER {name} by {', '.join(missing)}: no such column")
+        return self.backend.optimize(self.path(name), list(zorder_by))
+
+    def set_properties(self, name: str, properties: Mapping[str, str]) -> None:
+        """Set Delta table properties (log retention, checkpoint interval, change data feed)."""
+        self.backend.set_properties(self.path(name), dict(properties))
 
     # ------------------------------------------------------------------ job atomicity
     def versions(self, names: Sequence[str]) -> dict[str, int | None]:
@@ -184,3 +229,39 @@ class Tables:
                 except Exception:  # keep the original error; report the rollback problem
                     log.exception("could not roll %s back to version %s", name, version)
             raise
+
+
+# ---------------------------------------------------------------------- checks both backends share
+def _utc(ts: dt.datetime) -> dt.datetime:
+    """Naive timestamps are UTC (the session time zone); aware ones are converted."""
+    return ts.replace(tzinfo=dt.timezone.utc) if ts.tzinfo is None else ts.astimezone(dt.timezone.utc)
+
+
+def _check_same_schema(name: str, current: T.StructType, data: T.StructType) -> None:
+    if nullable(current) != nullable(data):
+        raise SchemaMismatchError(
+            f"overwriting {name} would change its schema from {nullable(current).simpleString()} "
+            f"to {nullable(data).simpleString()}",
+            hint="pass overwrite_schema=True when the new schema is intended",
+        )
+
+
+def _check_partition_keys(name: str, partition: Mapping[str, Any], partition_by: Sequence[str]) -> None:
+    unknown = [c for c in partition if c not in partition_by]
+    if unknown or not partition:
+        raise TableError(
+            f"cannot replace a partition of {name} by {', '.join(unknown) or 'nothing'}: the table is "
+            f"partitioned by {', '.join(partition_by) or 'nothing'}"
+        )
+
+
+def _check_rows_inside(name: str, df: DataFrame, partition: Mapping[str, Any]) -> None:
+    outside = df
+    for col, value in partition.items():
+        outside = outside.filter(~F.col(col).eqNullSafe(F.lit(value)))
+    if outside.limit(1).count():
+        shown = ", ".join(f"{k}={v}" for k, v in partition.items())
+        raise TableError(
+            f"rows to write into {name} partition {shown} include rows of other partitions",
+            hint="filter the data to the partition being replaced",
+        )

@@ -77,8 +77,31 @@ class LocalDeltaBackend:
     def partition_columns(self, path: str) -> list[str]:
         return list(self._table(path).metadata().partition_columns)
 
-    def read(self, path: str, version: int | None = None) -> DataFrame:
-        return self._read_snapshot(path, self._table(path, version))
+    def read(self, path: str, version: int | None = None, timestamp: datetime | None = None) -> DataFrame:
+        if timestamp is None:
+            return self._read_snapshot(path, self._table(path, version))
+        dt = self._table(path)
+        try:
+            dt.load_as_version(timestamp)
+        except dl_exc.DeltaError as exc:
+            raise TableError(f"cannot read the state at {timestamp} of the table at {path}: {exc}") from exc
+        return self._read_snapshot(path, dt)
+
+    def read_changes(self, path: str, start_version: int, end_version: int | None = None) -> DataFrame:
+        """Change Data Feed rows from ``start_version`` (delta-rs reads them; Spark gets Arrow)."""
+        dt = self._table(path)
+        try:
+            reader = dt.load_cdf(starting_version=start_version, ending_version=end_version)
+            changes = pa.table(pa.RecordBatchReader.from_stream(reader))
+        except dl_exc.DeltaError as exc:
+            raise TableError(f"cannot read the change feed of {path}: {exc}") from exc
+        return self.spark.createDataFrame(changes)
+
+    def properties(self, path: str) -> dict[str, str]:
+        return dict(self._table(path).metadata().configuration or {})
+
+    def file_count(self, path: str) -> int:
+        return len(self._table(path).file_uris())
 
     def _read_snapshot(
         self, path: str, dt: DeltaTable, with_file: bool = False, only: set[str] | None = None
@@ -127,15 +150,8 @@ class LocalDeltaBackend:
     def overwrite(
         self, df: DataFrame, path: str, partition_by: Sequence[str], overwrite_schema: bool, label: str
     ) -> WriteResult:
+        # The facade has checked the schema (same both backends).
         schema = nullable(df.schema)
-        if self.exists(path) and not overwrite_schema:
-            current = self.schema(path)
-            if [f.name for f in current.fields] != [f.name for f in schema.fields] or current != schema:
-                raise SchemaMismatchError(
-                    f"overwriting {label} would change its schema from {current.simpleString()} "
-                    f"to {schema.simpleString()}",
-                    hint="pass overwrite_schema=True when the new schema is intended",
-                )
         adds = self._write_files(df, path, partition_by)
         with self._lock(path):
             if not self.exists(path):
@@ -171,21 +187,8 @@ class LocalDeltaBackend:
 
     def replace_partition(self, df: DataFrame, path: str, partition: Mapping[str, Any], label: str) -> WriteResult:
         schema = nullable(df.schema)
+        # The facade has checked the keys and that every row belongs to the partition.
         partition_by = self.partition_columns(path) if self.exists(path) else list(partition)
-        unknown = [c for c in partition if c not in partition_by]
-        if unknown:
-            raise TableError(
-                f"cannot replace a partition of {label} by {', '.join(unknown)}: the table is partitioned by "
-                f"{', '.join(partition_by) or 'nothing'}"
-            )
-        outside = df
-        for col, value in partition.items():
-            outside = outside.filter(~F.col(col).eqNullSafe(F.lit(value)))
-        if outside.limit(1).count():
-            raise TableError(
-                f"rows to write into {label} partition {_fmt_partition(partition)} include rows of other partitions",
-                hint="filter the data to the partition being replaced",
-            )
         adds = self._write_files(df, path, partition_by)
         with self._lock(path):
             if not self.exists(path):
@@ -249,6 +252,24 @@ class LocalDeltaBackend:
         return self._table(path).vacuum(
             retention_hours=retention_hours, enforce_retention_duration=False, dry_run=False, full=True
         )
+
+    def optimize(self, path: str, zorder_by: Sequence[str] = ()) -> dict[str, int]:
+        """Compaction (or Z-order) by delta-rs itself, under the table's writer lock."""
+        with self._lock(path):
+            dt = self._table(path)
+            optimizer = dt.optimize
+            run = (lambda: optimizer.z_order(list(zorder_by))) if zorder_by else optimizer.compact
+            metrics: dict[str, Any] = {}
+            self._guard(f"optimize of {path}", lambda: metrics.update(run()))
+        return {"files_added": int(metrics.get("numFilesAdded", 0)),
+                "files_removed": int(metrics.get("numFilesRemoved", 0))}
+
+    def set_properties(self, path: str, properties: Mapping[str, str]) -> None:
+        if not properties:
+            return
+        with self._lock(path):
+            dt = self._table(path)
+            self._guard(f"properties of {path}", lambda: dt.alter.set_table_properties(dict(properties)))
 
     # ------------------------------------------------------------------ internals
     def _table(self, path: str, version: int | None = None) -> DeltaTable:
@@ -496,7 +517,3 @@ def _partition_string(value: Any) -> str | None:
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
-
-
-def _fmt_partition(partition: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={_partition_string(v)}" for k, v in partition.items())

@@ -1,12 +1,25 @@
-"""Spark's own Delta backend (delta-spark), for clusters and Databricks.
+"""Spark's own Delta backend (delta-spark): the default wherever its classes load.
 
-Used when ``io.delta.tables.DeltaTable`` is on Spark's classpath. Everything runs in
-Spark; this module only translates our operations to Delta's API and its errors to ours.
+Everything runs in Spark through Delta's native API: ``format("delta")`` writes with
+``replaceWhere`` for partition replacement, ``DeltaTable.merge`` for upserts,
+``versionAsOf``/``timestampAsOf`` reads, ``restoreToVersion``, ``history``, ``OPTIMIZE``
+and ``VACUUM``. This module only translates our operations to that API, reads back what
+each commit did from its ``operationMetrics``, and turns Delta's errors into ours.
+
+Delta resolves most concurrent commits itself (blind appends never conflict); the ones it
+refuses (a merge whose files another writer changed) are retried here a few times, since
+every operation of ours recomputes its commit from its inputs, and reported as
+``ConcurrentWriteError`` when they keep conflicting. A commit is never lost: Delta's
+optimistic commit either lands whole or not at all.
 """
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
 import logging
-from typing import Any, Mapping, Sequence
+import random
+import time
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
@@ -15,6 +28,23 @@ from shoprec.errors import ConcurrentWriteError, SchemaMismatchError, TableError
 from shoprec.tables.base import HistoryEntry, MergeResult, WriteResult
 
 log = logging.getLogger(__name__)
+
+_R = TypeVar("_R")
+# Delta's optimistic-concurrency exceptions (io.delta.exceptions.*): the commit did not land.
+_CONFLICTS = (
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+    "ConcurrentWriteException",
+    "DELTA_CONCURRENT_",
+)
+_ATTEMPTS = 6
+_USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+_RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+_DEFAULT_RETENTION_HOURS = 168
 
 
 class SparkDeltaBackend:
@@ -28,6 +58,7 @@ class SparkDeltaBackend:
         self.spark = spark
         self._DeltaTable = DeltaTable
 
+    # ------------------------------------------------------------------ reading
     def _table(self, path: str):
         if not self.exists(path):
             raise TableNotFoundError(f"no Delta table at {path}", hint="run the job that writes it first")
@@ -37,22 +68,44 @@ class SparkDeltaBackend:
         return bool(self._DeltaTable.isDeltaTable(self.spark, path))
 
     def version(self, path: str) -> int:
-        return int(self._table(path).history(1).select("version").first()[0])
+        return int(self._last_commit(path)["version"])
 
     def schema(self, path: str) -> T.StructType:
-        return self.read(path).schema
+        return self._table(path).toDF().schema
 
     def partition_columns(self, path: str) -> list[str]:
-        self._table(path)
-        detail = self.spark.sql(f"DESCRIBE DETAIL delta.`{path}`").select("partitionColumns").first()
-        return list(detail[0])
+        return list(self._detail(path)["partitionColumns"])
 
-    def read(self, path: str, version: int | None = None) -> DataFrame:
+    def properties(self, path: str) -> dict[str, str]:
+        return dict(self._detail(path)["properties"] or {})
+
+    def file_count(self, path: str) -> int:
+        return int(self._detail(path)["numFiles"])
+
+    def read(self, path: str, version: int | None = None, timestamp: _dt.datetime | None = None) -> DataFrame:
         self._table(path)
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        return reader.load(path)
+        if timestamp is not None:
+            reader = reader.option("timestampAsOf", timestamp.isoformat(sep=" "))
+        try:
+            return reader.load(path)
+        except Exception as exc:  # the snapshot is resolved here, so a missing version fails now
+            what = f"version {version}" if version is not None else f"the state at {timestamp}"
+            raise TableError(f"cannot read {what} of the table at {path}: {_first_line(exc)}") from exc
+
+    def read_changes(self, path: str, start_version: int, end_version: int | None = None) -> DataFrame:
+        """Change Data Feed rows (``_change_type``, ``_commit_version``) from ``start_version``."""
+        self._table(path)
+        reader = self.spark.read.format("delta").option("readChangeFeed", "true")
+        reader = reader.option("startingVersion", start_version)
+        if end_version is not None:
+            reader = reader.option("endingVersion", end_version)
+        try:
+            return reader.load(path)
+        except Exception as exc:
+            raise TableError(f"cannot read the change feed of {path}: {_first_line(exc)}") from exc
 
     def history(self, path: str, limit: int | None = None) -> list[HistoryEntry]:
         hist = self._table(path).history(limit) if limit else self._table(path).history()
@@ -67,91 +120,214 @@ class SparkDeltaBackend:
             entries.append(HistoryEntry(int(r["version"]), ts, str(r["operation"]), params))
         return entries
 
+    # ------------------------------------------------------------------ writing
     def overwrite(
         self, df: DataFrame, path: str, partition_by: Sequence[str], overwrite_schema: bool, label: str
     ) -> WriteResult:
-        writer = df.write.format("delta").mode("overwrite").option("userMetadata", label)
-        if overwrite_schema:
-            writer = writer.option("overwriteSchema", "true")
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        self._guard(label, lambda: writer.save(path))
-        return WriteResult(label, self.version(path), -1)
+        def write() -> None:
+            writer = df.write.format("delta").mode("overwrite").option("userMetadata", label)
+            if overwrite_schema or (self.exists(path) and self.partition_columns(path) != list(partition_by)):
+                # New schema or partitioning: replace the table's metadata in the same commit.
+                writer = writer.option("overwriteSchema", "true")
+            if partition_by:
+                writer = writer.partitionBy(*partition_by)
+            writer.save(path)
+
+        self._retrying(label, write)
+        return self._write_result(path, label)
 
     def append(self, df: DataFrame, path: str, partition_by: Sequence[str], label: str) -> WriteResult:
-        # The facade has already checked the schema; mergeSchema lets asked-for new columns in.
-        writer = df.write.format("delta").mode("append").option("mergeSchema", "true").option("userMetadata", label)
-        if partition_by and not self.exists(path):
-            writer = writer.partitionBy(*partition_by)
-        self._guard(label, lambda: writer.save(path))
-        return WriteResult(label, self.version(path), -1)
+        def write() -> None:
+            # The facade has checked the schema; mergeSchema lets asked-for new columns in.
+            writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
+            writer = writer.option("userMetadata", label)
+            if partition_by and not self.exists(path):
+                writer = writer.partitionBy(*partition_by)
+            writer.save(path)
+
+        self._retrying(label, write)
+        return self._write_result(path, label)
 
     def replace_partition(self, df: DataFrame, path: str, partition: Mapping[str, Any], label: str) -> WriteResult:
-        where = " AND ".join(f"`{c}` = {_sql_literal(v)}" for c, v in partition.items())
-        writer = df.write.format("delta").mode("overwrite").option("replaceWhere", where).option("userMetadata", label)
-        if not self.exists(path):
-            writer = writer.partitionBy(*partition)
-        self._guard(label, lambda: writer.save(path))
-        return WriteResult(label, self.version(path), -1)
+        where = " AND ".join(
+            f"`{c}` IS NULL" if v is None else f"`{c}` = {_sql_literal(v)}" for c, v in partition.items()
+        )
+
+        def write() -> None:
+            writer = df.write.format("delta").mode("overwrite").option("replaceWhere", where)
+            writer = writer.option("userMetadata", label)
+            if not self.exists(path):
+                writer = writer.partitionBy(*partition)
+            writer.save(path)
+
+        self._retrying(label, write)
+        return self._write_result(path, label)
 
     def merge(
         self, source: DataFrame, path: str, keys: Sequence[str], update_matched: bool, label: str
     ) -> MergeResult:
         if not self.exists(path):
-            self.append(source, path, [], label)
-            return MergeResult(label, self.version(path), source.count(), 0)
+            result = self.append(source, path, [], label)
+            return MergeResult(label, result.version, result.rows_written or 0, 0)
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-        builder = self._table(path).alias("t").merge(source.alias("s"), cond)
-        if update_matched:
-            builder = builder.whenMatchedUpdateAll()
-        builder = builder.whenNotMatchedInsertAll()
-        self.spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", label)
-        try:
-            self._guard(label, builder.execute)
-        finally:
-            self.spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
-        last = self._table(path).history(1).select("version", "operationMetrics").first()
+        before = self.version(path)
+
+        def write() -> None:
+            builder = self._table(path).alias("t").merge(source.alias("s"), cond)
+            if update_matched:
+                builder = builder.whenMatchedUpdateAll()
+            builder.whenNotMatchedInsertAll().execute()
+
+        with _session_conf(self.spark, {_USER_METADATA: label}):
+            self._retrying(label, write)
+        last = self._last_commit(path)
+        if int(last["version"]) == before:
+            return MergeResult(label, None, 0, 0)
         metrics = dict(last["operationMetrics"] or {})
-        return MergeResult(
-            label,
-            int(last["version"]),
-            int(metrics.get("numTargetRowsInserted", 0)),
-            int(metrics.get("numTargetRowsUpdated", 0)),
-        )
+        inserted = int(metrics.get("numTargetRowsInserted", 0))
+        updated = int(metrics.get("numTargetRowsUpdated", 0))
+        if inserted == 0 and updated == 0 and not update_matched:
+            # Delta commits an insert-only merge that matched everything as an empty MERGE;
+            # to callers (and to the other backend) nothing happened.
+            return MergeResult(label, None, 0, 0)
+        return MergeResult(label, int(last["version"]), inserted, updated)
 
     def restore(self, path: str, version: int, label: str) -> None:
-        self._guard(label, lambda: self._table(path).restoreToVersion(version))
+        self._retrying(label, lambda: self._table(path).restoreToVersion(version))
 
     def drop(self, path: str) -> None:
         jvm = self.spark._jvm
         hpath = jvm.org.apache.hadoop.fs.Path(path)
         hpath.getFileSystem(self.spark._jsc.hadoopConfiguration()).delete(hpath, True)
 
-    def vacuum(self, path: str, retention_hours: int = 168) -> list[str]:
-        self._table(path).vacuum(retention_hours / 1.0)
-        return []
+    # ------------------------------------------------------------------ maintenance
+    def vacuum(self, path: str, retention_hours: int = _DEFAULT_RETENTION_HOURS) -> list[str]:
+        """Delete files no snapshot within ``retention_hours`` needs; return what went."""
+        self._table(path)
+        sql = f"VACUUM delta.`{path}` RETAIN {float(retention_hours)} HOURS"
+        # Delta refuses a retention below its safety default unless told; our callers
+        # (maintain's configured retention, tests) decide that themselves.
+        check = "true" if retention_hours >= _DEFAULT_RETENTION_HOURS else "false"
+        with _session_conf(self.spark, {_RETENTION_CHECK: check}):
+            doomed = [r[0] for r in self.spark.sql(sql + " DRY RUN").collect()]  # small: file paths
+            self._retrying(f"vacuum of {path}", lambda: self.spark.sql(sql).collect())
+        return doomed
+
+    def optimize(self, path: str, zorder_by: Sequence[str] = ()) -> dict[str, int]:
+        """Compact small files (and cluster them by ``zorder_by``); metrics of the commit."""
+        table = self._table(path)
+        builder = table.optimize()
+        action = (lambda: builder.executeZOrderBy(*zorder_by)) if zorder_by else builder.executeCompaction
+        rows = self._retrying(f"optimize of {path}", lambda: action().collect())  # small: one row
+        metrics = rows[0]["metrics"].asDict() if rows and rows[0]["metrics"] else {}
+        return {
+            "files_added": int(metrics.get("numFilesAdded", 0)),
+            "files_removed": int(metrics.get("numFilesRemoved", 0)),
+        }
+
+    def set_properties(self, path: str, properties: Mapping[str, str]) -> None:
+        """Table properties (log retention, checkpoint interval, change data feed ...)."""
+        self._table(path)
+        if not properties:
+            return
+        assignments = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
+        sql = f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})"
+        self._retrying(f"properties of {path}", lambda: self.spark.sql(sql).collect())
+
+    # ------------------------------------------------------------------ internals
+    def _detail(self, path: str):
+        self._table(path)
+        return self.spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()  # small: one row
+
+    def _last_commit(self, path: str):
+        cols = ("version", "operation", "operationMetrics")
+        return self._table(path).history(1).select(*cols).first()  # small: one row
+
+    def _write_result(self, path: str, label: str) -> WriteResult:
+        last = self._last_commit(path)
+        metrics = dict(last["operationMetrics"] or {})
+        return WriteResult(
+            label,
+            int(last["version"]),
+            int(metrics.get("numFiles", metrics.get("numAddedFiles", 0))),
+            int(metrics.get("numRemovedFiles", 0)),
+            int(metrics["numOutputRows"]) if "numOutputRows" in metrics else None,
+        )
 
     @staticmethod
-    def _guard(label: str, action) -> None:
-        try:
-            action()
-        except Exception as exc:  # delta-spark raises JVM exceptions wrapped by py4j/pyspark
-            text = str(exc)
-            if "Concurrent" in type(exc).__name__ or "ConcurrentModification" in text or "Concurrent" in text[:200]:
-                raise ConcurrentWriteError(
-                    f"another writer changed {label} while this write was in progress",
-                    hint="rerun the job; it is idempotent",
-                ) from exc
-            if "schema mismatch" in text.lower() or "DELTA_FAILED_TO_MERGE_FIELDS" in text:
-                raise SchemaMismatchError(f"schema mismatch writing {label}: {text.splitlines()[0]}") from exc
-            raise TableError(f"could not write {label}: {text.splitlines()[0] if text else exc!r}") from exc
+    def _retrying(label: str, action: Callable[[], _R]) -> _R:
+        """Run one commit; retry Delta's concurrent-commit refusals, translate other errors."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return action()
+            except Exception as exc:  # delta-spark raises JVM exceptions wrapped by py4j/pyspark
+                if isinstance(exc, TableError):
+                    raise
+                if _is_conflict(exc):
+                    if attempt < _ATTEMPTS:
+                        pause = 0.05 * 2**attempt * (0.5 + random.random())
+                        log.info("%s: concurrent commit (%s), retry %d in %.2f s", label, _kind(exc), attempt, pause)
+                        time.sleep(pause)
+                        continue
+                    raise ConcurrentWriteError(
+                        f"another writer kept changing {label} while this write was in progress "
+                        f"({_ATTEMPTS} attempts, last: {_kind(exc)})",
+                        hint="rerun the job; it is idempotent",
+                    ) from exc
+                if not _from_delta(exc):
+                    raise  # the data failed to compute (a UDF, a bad cast): the caller's error
+                raise _translate(label, exc) from exc
+        raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _session_conf(spark: SparkSession, values: Mapping[str, str]) -> Iterator[None]:
+    """Set session confs for one operation, then put the old values back."""
+    saved = {key: spark.conf.get(key, None) for key in values}
+    for key, value in values.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
+
+
+def _is_conflict(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {str(exc)[:400]}"
+    return any(name in text for name in _CONFLICTS)
+
+
+def _from_delta(exc: Exception) -> bool:
+    """True for Delta's own refusals (error classes DELTA_*, io.delta exceptions)."""
+    head = str(exc)[:2000]
+    return "DELTA_" in head or "io.delta" in head or "org.apache.spark.sql.delta" in head
+
+
+def _kind(exc: Exception) -> str:
+    text = str(exc)
+    for name in _CONFLICTS:
+        if name in text:
+            return name.rstrip("_")
+    return type(exc).__name__
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
+
+
+def _translate(label: str, exc: Exception) -> TableError:
+    text = str(exc)
+    if "schema mismatch" in text.lower() or "DELTA_FAILED_TO_MERGE_FIELDS" in text:
+        return SchemaMismatchError(f"schema mismatch writing {label}: {_first_line(exc)}")
+    return TableError(f"could not write {label}: {_first_line(exc)}")
 
 
 def _sql_literal(value: Any) -> str:
-    import datetime as _dt
-
-    if value is None:
-        return "NULL"
     if isinstance(value, _dt.datetime):
         return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
     if isinstance(value, _dt.date):
