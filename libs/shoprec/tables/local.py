@@ -274,7 +274,9 @@ class LocalDeltaBackend:
     # ------------------------------------------------------------------ internals
     def _table(self, path: str, version: int | None = None) -> DeltaTable:
         try:
-            return DeltaTable(path, version=version)
+            dt = DeltaTable(path, version=version)
+            _check_readable(path, dt)
+            return dt
         except dl_exc.TableNotFoundError as exc:
             raise TableNotFoundError(f"no Delta table at {path}", hint="run the job that writes it first") from exc
         except dl_exc.DeltaError as exc:
@@ -426,6 +428,27 @@ class LocalDeltaBackend:
 
 
 # ---------------------------------------------------------------------- helpers
+# Reader features this backend's read path (the snapshot's Parquet files, read by Spark)
+# honours. Deletion vectors and column mapping change which rows or columns a file holds:
+# reading the files as they are would silently return wrong data.
+_READABLE_FEATURES = frozenset({"timestampNtz"})
+
+
+def _check_readable(path: str, dt: DeltaTable) -> None:
+    protocol = dt.protocol()
+    features = set(protocol.reader_features or [])
+    if protocol.min_reader_version == 2:
+        features.add("columnMapping")
+    unsupported = sorted(features - _READABLE_FEATURES)
+    if unsupported:
+        raise TableError(
+            f"the table at {path} uses Delta reader features the delta-rs backend cannot read "
+            f"({', '.join(unsupported)})",
+            hint="use storage.delta_backend: spark (Spark's own Delta), or purge them first "
+            "(REORG TABLE ... APPLY (PURGE) for deletion vectors)",
+        )
+
+
 def _spark_schema(dt: DeltaTable) -> T.StructType:
     arrow = pa.schema(dt.schema().to_arrow())
     return nullable(from_arrow_schema(arrow))
@@ -458,14 +481,13 @@ def _safe(value: str | None) -> str:
 
 
 def _file_path(table: str, rel: str) -> str:
-    """Local path of a log entry. delta-rs hands paths back decoded: they are the names on
-    disk, which may themselves hold escapes (delta-rs writes "a%20b" folders), so they
-    must not be decoded again. (Spark itself cannot open a file by a path string holding
-    "%": tables whose folders delta-rs escaped are not readable here; this backend only
-    ever writes URI-safe folder names.)"""
+    """Local path of a log entry. The log holds each path URI-encoded (Delta's protocol;
+    ``get_add_actions`` hands it back raw): decoding it once gives the name on disk,
+    whoever wrote it (Spark keeps "United Kingdom" folders, delta-rs writes "a%20b" ones
+    and logs them as "a%2520b")."""
     if "://" in rel or rel.startswith("file:"):
         return local_path(rel)
-    return os.path.abspath(os.path.join(local_path(table), rel))
+    return os.path.abspath(os.path.join(local_path(table), unquote(rel)))
 
 
 def _snapshot_files(path: str, dt: DeltaTable, part_cols: list[str]) -> dict[str, tuple]:
