@@ -1,10 +1,13 @@
-"""Benchmark of the local Delta backend (delta-rs log + Spark Parquet I/O) against plain Parquet.
+"""Benchmark of both Delta backends against plain Parquet, side by side in one run.
 
-    python bench/delta_layer.py                      # 10M rows
+    python bench/delta_layer.py                      # 10M rows, both backends
     python bench/delta_layer.py --rows 2000000 --repeat 3
+    python bench/delta_layer.py --backends local     # the delta-rs backend only
+    python bench/delta_layer.py --smoke              # 20k rows, results to a temp file (the tests)
 
-The same data is written and read through ``Tables`` (``storage.delta_backend: local``)
-and through Spark's own Parquet writer/reader, in the same session and the same run:
+The same data is written and read through ``Tables`` on each backend (``spark``: Spark's
+own Delta; ``local``: delta-rs log + Spark Parquet I/O) and through Spark's own Parquet
+writer/reader, in the same session and the same run:
 
     1. write, unpartitioned            Tables.overwrite     vs  df.write.parquet
     2. write, partitioned by date      Tables.overwrite     vs  df.write.partitionBy(...).parquet
@@ -33,6 +36,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 
@@ -59,8 +63,10 @@ COUNTRIES = (
 BENCH_OVERRIDES = [
     "spark.launch_settings.spark.ui.enabled=false",
     "spark.launch_settings.spark.ui.showConsoleProgress=false",
-    "storage.delta_backend=local",
+    "spark.launch_settings.spark.driver.memory=6g",
 ]
+BACKENDS = ("spark", "local")
+SMOKE_ROWS = 20_000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,7 +80,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="extra config override, as shoprec --set "
                              "(e.g. spark.settings.spark.sql.shuffle.partitions=4)")
     parser.add_argument("--keep", action="store_true", help="leave --root in place afterwards")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
+                        help="Delta backends to measure (default: both)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny run (20k rows) that checks the bench works; JSON to a temp folder unless --json")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.rows = SMOKE_ROWS
+        if args.json == DEFAULT_JSON:
+            args.json = os.path.join(tempfile.mkdtemp(prefix="shoprec-bench-"), "delta_layer.json")
     if args.rows < 1000:
         parser.error("--rows must be at least 1000 (the merge uses 1% of them)")
     if args.repeat < 1:
@@ -162,56 +176,75 @@ def make_data(spark: SparkSession, folder: str, rows: int) -> dict:
     return {"src": src, "extra": extra, "upsert": upsert, "counts": counts}
 
 
-def one_run(spark: SparkSession, tables: Tables, data: dict, root: str) -> dict:
-    """The whole sequence once, on empty tables; seconds per operation plus checks."""
-    src, extra, upsert, c = data["src"], data["extra"], data["upsert"], data["counts"]
-    rows, n_extra, n_updates, n_inserts = c["rows"], c["extra"], c["updates"], c["inserts"]
+def one_run(spark: SparkSession, backends: dict[str, Tables], data: dict, root: str) -> dict:
+    """The whole sequence once on plain Parquet and on each backend, every one on empty tables."""
+    out: dict = {"parquet": parquet_run(spark, data, root), "delta": {}, "checks": {}, "sizes": {}}
+    out["sizes"].update(out["parquet"].pop("sizes"))
+    for name, tables in backends.items():
+        seconds, checks, sizes = delta_run(spark, tables, data)
+        out["delta"][name], out["checks"][name] = seconds, checks
+        out["sizes"].update({f"{name}_{k}": v for k, v in sizes.items()})
+        assert same_aggregates(out["parquet"]["_agg"], checks.pop("_agg")), f"{name}: Delta and Parquet reads disagree"
+        checks["aggregates_match"] = True
+    out["parquet"].pop("_agg")
+    return out
+
+
+def parquet_run(spark: SparkSession, data: dict, root: str) -> dict:
+    """The baseline: Spark's own Parquet writer and reader on the same data."""
+    src, extra = data["src"], data["extra"]
     pq_flat = os.path.join(root, "parquet", "events")
     pq_by_date = os.path.join(root, "parquet", "events_by_date")
-    for path in (tables.path(FLAT), tables.path(BY_DATE), pq_flat, pq_by_date):
+    for path in (pq_flat, pq_by_date):
         shutil.rmtree(path, ignore_errors=True)
-    out: dict = {"delta": {}, "parquet": {}, "checks": {}, "sizes": {}}
-    d, p = out["delta"], out["parquet"]
-
-    # 1. write, unpartitioned
+    p: dict = {}
     p["write"], _ = timed(lambda: src.write.mode("overwrite").parquet(pq_flat))
-    d["write"], w = timed(lambda: tables.overwrite(src, FLAT))
-    out["checks"]["write_rows_committed"] = w.rows_written
-    assert w.rows_written == rows, f"Delta write committed {w.rows_written} rows, expected {rows}"
-
-    # 2. write, partitioned by event_date
     p["write_partitioned"], _ = timed(lambda: src.write.mode("overwrite").partitionBy("event_date").parquet(pq_by_date))
+    p["sizes"] = {key: {"mb": round(folder_bytes(path) / 2**20, 1), "files": parquet_files(path)}
+                  for key, path in (("parquet_flat", pq_flat), ("parquet_partitioned", pq_by_date))}
+    p["read_agg"], p["_agg"] = timed(lambda: aggregate(spark.read.parquet(pq_flat)))
+    p["read_agg_partitioned"], agg_pp = timed(lambda: aggregate(spark.read.parquet(pq_by_date)))
+    assert same_aggregates(p["_agg"], agg_pp), "flat and partitioned Parquet disagree"
+    p["append"], _ = timed(lambda: extra.write.mode("append").parquet(pq_flat))
+    return p
+
+
+def delta_run(spark: SparkSession, tables: Tables, data: dict) -> tuple[dict, dict, dict]:
+    """The sequence through ``Tables`` on one backend: seconds per operation, checks, sizes."""
+    src, extra, upsert, c = data["src"], data["extra"], data["upsert"], data["counts"]
+    rows, n_extra, n_updates, n_inserts = c["rows"], c["extra"], c["updates"], c["inserts"]
+    for path in (tables.path(FLAT), tables.path(BY_DATE)):
+        shutil.rmtree(path, ignore_errors=True)
+    d: dict = {}
+    checks: dict = {}
+
+    # 1. write, unpartitioned; 2. write, partitioned by event_date
+    d["write"], w = timed(lambda: tables.overwrite(src, FLAT))
+    checks["write_rows_committed"] = w.rows_written
+    assert w.rows_written == rows, f"Delta write committed {w.rows_written} rows, expected {rows}"
     d["write_partitioned"], w = timed(lambda: tables.overwrite(src, BY_DATE, partition_by=["event_date"]))
     assert w.rows_written == rows, f"partitioned Delta write committed {w.rows_written} rows, expected {rows}"
-
-    for key, path in (("delta_flat", tables.path(FLAT)), ("delta_partitioned", tables.path(BY_DATE)),
-                      ("parquet_flat", pq_flat), ("parquet_partitioned", pq_by_date)):
-        out["sizes"][key] = {"mb": round(folder_bytes(path) / 2**20, 1), "files": parquet_files(path)}
+    sizes = {key: {"mb": round(folder_bytes(tables.path(name)) / 2**20, 1), "files": tables.file_count(name)}
+             for key, name in (("flat", FLAT), ("partitioned", BY_DATE))}
 
     # 3. full read + aggregate (both layouts)
-    p["read_agg"], agg_p = timed(lambda: aggregate(spark.read.parquet(pq_flat)))
-    d["read_agg"], agg_d = timed(lambda: aggregate(tables.read(FLAT)))
-    p["read_agg_partitioned"], agg_pp = timed(lambda: aggregate(spark.read.parquet(pq_by_date)))
+    d["read_agg"], checks["_agg"] = timed(lambda: aggregate(tables.read(FLAT)))
     d["read_agg_partitioned"], agg_dp = timed(lambda: aggregate(tables.read(BY_DATE)))
-    out["checks"]["aggregates_match"] = (same_aggregates(agg_p, agg_d) and same_aggregates(agg_p, agg_pp)
-                                         and same_aggregates(agg_p, agg_dp))
-    assert out["checks"]["aggregates_match"], "Delta and Parquet reads disagree on count/sum by country"
-    assert sum(v[0] for v in agg_d.values()) == rows
+    assert same_aggregates(checks["_agg"], agg_dp) and sum(v[0] for v in agg_dp.values()) == rows
 
     # 4. append 10% more rows
-    p["append"], _ = timed(lambda: extra.write.mode("append").parquet(pq_flat))
     d["append"], _ = timed(lambda: tables.append(extra, FLAT))
 
     # 5. merge (upsert) 1%: half updates of existing keys, half new keys
     before_merge = rows + n_extra
     d["merge"], m = timed(lambda: tables.merge(upsert, FLAT, keys=["id"]))
-    out["checks"]["merge_inserted"], out["checks"]["merge_updated"] = m.inserted, m.updated
+    checks["merge_inserted"], checks["merge_updated"] = m.inserted, m.updated
     after = (
         tables.read(FLAT)
         .agg(F.count("*").alias("n"), F.count(F.when(F.col("quantity") > 100, True)).alias("updated"))
         .collect()[0]
     )  # small: one row
-    out["checks"]["rows_after_merge"], out["checks"]["updated_rows_seen"] = after["n"], after["updated"]
+    checks["rows_after_merge"], checks["updated_rows_seen"] = after["n"], after["updated"]
     assert m.inserted == n_inserts and m.updated == n_updates, f"merge reported {m}"
     assert after["n"] == before_merge + n_inserts, f"{after['n']} rows after merge, expected {before_merge + n_inserts}"
     assert after["updated"] == n_updates, f"{after['updated']} updated rows visible, expected {n_updates}"
@@ -219,19 +252,19 @@ def one_run(spark: SparkSession, tables: Tables, data: dict, root: str) -> dict:
     # 6. time travel: version 0
     d["time_travel_v0"], n_v0 = timed(lambda: tables.read(FLAT, version=0).count())
     assert n_v0 == rows, f"version 0 has {n_v0} rows, expected {rows}"
-    out["checks"]["versions"] = tables.version(FLAT)
+    checks["versions"] = tables.version(FLAT)
 
-    # 7. validity: delta-rs / pyarrow sees exactly what Spark sees
-    checks = {}
+    # 7. validity: delta-rs / pyarrow sees exactly what Spark sees, whichever backend wrote
+    counts = {}
     for name in (FLAT, BY_DATE):
         spark_n = tables.read(name).count()
         secs, arrow_n = timed(lambda: deltalake.DeltaTable(tables.path(name)).to_pyarrow_dataset().count_rows())
-        checks[name] = {"spark_rows": spark_n, "pyarrow_rows": arrow_n, "pyarrow_count_s": round(secs, 3)}
+        counts[name] = {"spark_rows": spark_n, "pyarrow_rows": arrow_n, "pyarrow_count_s": round(secs, 3)}
         assert arrow_n == spark_n, f"{name}: pyarrow counts {arrow_n} rows, Spark {spark_n}"
-    d["pyarrow_count"] = checks[FLAT]["pyarrow_count_s"]
-    out["checks"]["pyarrow_vs_spark"] = checks
-    out["checks"]["rows_before_merge"] = before_merge
-    return out
+    d["pyarrow_count"] = counts[FLAT]["pyarrow_count_s"]
+    checks["pyarrow_vs_spark"] = counts
+    checks["rows_before_merge"] = before_merge
+    return d, checks, sizes
 
 
 # ----------------------------------------------------------------------------- report
@@ -248,35 +281,44 @@ OPERATIONS = (
 )
 
 
-def summarise(runs: list[dict], counts: dict) -> list[dict]:
+def summarise(runs: list[dict], counts: dict, backends: list[str]) -> list[dict]:
+    """Median seconds per operation: Parquet, each backend, and each backend's ratio to Parquet."""
     ops = []
     for key, label, basis in OPERATIONS:
         n = counts[basis]
-        d_all = [r["delta"][key] for r in runs]
         p_all = [r["parquet"][key] for r in runs if key in r["parquet"]]
-        d_s = statistics.median(d_all)
         p_s = statistics.median(p_all) if p_all else None
-        ops.append({
-            "operation": key, "label": label, "rows": n,
-            "delta_s": round(d_s, 3), "parquet_s": round(p_s, 3) if p_s is not None else None,
-            "ratio": round(d_s / p_s, 2) if p_s else None,
-            "delta_rows_per_s": round(n / d_s) if d_s > 0 else None,
-            "parquet_rows_per_s": round(n / p_s) if p_s else None,
-            "delta_runs_s": [round(x, 3) for x in d_all], "parquet_runs_s": [round(x, 3) for x in p_all],
-        })
+        op: dict = {"operation": key, "label": label, "rows": n,
+                    "parquet_s": round(p_s, 3) if p_s is not None else None,
+                    "parquet_runs_s": [round(x, 3) for x in p_all]}
+        for b in backends:
+            b_all = [r["delta"][b][key] for r in runs]
+            b_s = statistics.median(b_all)
+            op[f"{b}_s"] = round(b_s, 3)
+            op[f"{b}_vs_parquet"] = round(b_s / p_s, 2) if p_s else None
+            op[f"{b}_rows_per_s"] = round(n / b_s) if b_s > 0 else None
+            op[f"{b}_runs_s"] = [round(x, 3) for x in b_all]
+        if set(BACKENDS) <= set(backends):
+            op["spark_vs_local"] = round(op["spark_s"] / op["local_s"], 2) if op["local_s"] else None
+        ops.append(op)
     return ops
 
 
 def print_table(report: dict) -> None:
-    header = ("operation", "delta s", "parquet s", "ratio", "delta rows/s", "parquet rows/s")
+    backends = report["args"]["backends"]
+    header = ("operation", "parquet s", *(f"{b} s" for b in backends), *(f"{b}/parquet" for b in backends),
+              *(f"{b} rows/s" for b in backends))
     lines = [header]
+
+    def num(v, fmt):
+        return "-" if v is None else fmt.format(v)
+
     for op in report["operations"]:
         lines.append((
-            op["label"], f"{op['delta_s']:.2f}",
-            "-" if op["parquet_s"] is None else f"{op['parquet_s']:.2f}",
-            "-" if op["ratio"] is None else f"{op['ratio']:.2f}x",
-            f"{op['delta_rows_per_s']:,}" if op["delta_rows_per_s"] else "-",
-            f"{op['parquet_rows_per_s']:,}" if op["parquet_rows_per_s"] else "-",
+            op["label"], num(op["parquet_s"], "{:.2f}"),
+            *(num(op[f"{b}_s"], "{:.2f}") for b in backends),
+            *(num(op[f"{b}_vs_parquet"], "{:.2f}x") for b in backends),
+            *(num(op[f"{b}_rows_per_s"], "{:,}") for b in backends),
         ))
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
     for j, row in enumerate(lines):
@@ -286,11 +328,21 @@ def print_table(report: dict) -> None:
     c = report["counts"]
     print()
     print(f"rows {c['rows']:,}; append {c['extra']:,}; merge source {c['upsert']:,} "
-          f"({c['updates']:,} updates + {c['inserts']:,} inserts) into {c['table']:,}; runs {report['args']['repeat']}")
+          f"({c['updates']:,} updates + {c['inserts']:,} inserts) into {c['table']:,}; runs {report['args']['repeat']}; "
+          "backends: spark = Spark's own Delta (delta-spark), local = delta-rs log + Spark Parquet I/O")
     sizes = report["runs"][-1]["sizes"]
     print("on disk after write: " + "; ".join(f"{k} {v['mb']} MB in {v['files']} files" for k, v in sizes.items()))
     m = report["machine"]
     print(f"load average (1 min) before {m['load_average_before'][0]:.2f}, after {m['load_average_after'][0]:.2f}")
+
+
+def _delta_spark_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("delta-spark")
+    except Exception:  # not installed: the spark backend was not measured
+        return None
 
 
 def java_version() -> str | None:
@@ -311,7 +363,7 @@ def run(args: argparse.Namespace) -> dict:
     os.makedirs(root)
     cfg = load_config("local", [*BENCH_OVERRIDES, *args.overrides], data_root=os.path.join(root, "lakehouse"))
     spark = get_spark(cfg.spark)
-    tables = open_tables(spark, cfg.data_root, "local")
+    backends = {b: open_tables(spark, cfg.data_root, b) for b in args.backends}
 
     setup_started = time.perf_counter()
     data = make_data(spark, os.path.join(root, "source"), args.rows)
@@ -319,7 +371,7 @@ def run(args: argparse.Namespace) -> dict:
     # the Parquet writers) and one scan of the real source (page cache), so the first
     # timed operation does not pay for the session being cold.
     warm = make_data(spark, os.path.join(root, "warmup", "source"), min(args.rows, 20_000))
-    warm_tables = open_tables(spark, os.path.join(root, "warmup", "lakehouse"), "local")
+    warm_tables = {b: open_tables(spark, os.path.join(root, "warmup", "lakehouse"), b) for b in args.backends}
     one_run(spark, warm_tables, warm, os.path.join(root, "warmup"))
     shutil.rmtree(os.path.join(root, "warmup"), ignore_errors=True)
     data["src"].write.format("noop").mode("overwrite").save()
@@ -328,7 +380,7 @@ def run(args: argparse.Namespace) -> dict:
     runs = []
     for i in range(args.repeat):
         print(f"run {i + 1}/{args.repeat} ...", file=sys.stderr, flush=True)
-        runs.append(one_run(spark, tables, data, root))
+        runs.append(one_run(spark, backends, data, root))
 
     counts = data["counts"]
     load_after = os.getloadavg()
@@ -338,16 +390,18 @@ def run(args: argparse.Namespace) -> dict:
             "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "platform": platform.platform(),
             "spark": pyspark.__version__, "deltalake": deltalake.__version__, "java": java_version(),
+            "delta_spark": _delta_spark_version(),
             "spark_master": spark.sparkContext.master,
             "driver_memory": spark.sparkContext.getConf().get("spark.driver.memory", None),
             "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions"),
             "load_average_before": list(load_before), "load_average_after": list(load_after),
         },
-        "args": {"rows": args.rows, "repeat": args.repeat, "root": root, "overrides": list(args.overrides)},
+        "args": {"rows": args.rows, "repeat": args.repeat, "root": root, "overrides": list(args.overrides),
+                 "backends": list(args.backends), "smoke": args.smoke},
         "counts": counts,
         "setup_s": round(setup_s, 2),
-        "operations": summarise(runs, counts),
-        "runs": [{"delta_s": {k: round(v, 3) for k, v in r["delta"].items()},
+        "operations": summarise(runs, counts, list(args.backends)),
+        "runs": [{"delta_s": {b: {k: round(v, 3) for k, v in ops.items()} for b, ops in r["delta"].items()},
                   "parquet_s": {k: round(v, 3) for k, v in r["parquet"].items()},
                   "checks": r["checks"], "sizes": r["sizes"]} for r in runs],
     }

@@ -146,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="purchase lines an item needs to be an example or count as seasonal (default 100)")
     _common(p)
 
+    p = sub.add_parser("maintain", help="compact (OPTIMIZE, ZORDER), vacuum and set properties of the Delta tables",
+                       description="For every Delta table under --data-root (or maintain.tables): set the table "
+                       "properties (log retention, deleted-file retention, checkpoint interval, Change Data Feed on "
+                       "maintain.change_data_feed), OPTIMIZE it (ZORDER BY maintain.zorder_by, e.g. user_id for "
+                       "gold.recommendations), then VACUUM with maintain.vacuum_retention_hours: every version "
+                       "committed inside that window stays readable. Prints and logs file counts before/after.",
+                       epilog="examples:\n  shoprec maintain\n  shoprec maintain --set maintain.tables=[gold.recommendations]",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+
     p = sub.add_parser("ui", help="serve the MLflow UI for this data root on 127.0.0.1",
                        description="Start the MLflow UI on 127.0.0.1 for the tracking store of --data-root.")
     p.add_argument("--port", type=int, default=5000)
@@ -178,6 +188,8 @@ def _run(args: argparse.Namespace) -> int:
         runner.ingest_stage(ctx, inputs)
     elif args.command == "pipeline":
         runner.pipeline_stage(ctx, args.as_of)
+    elif args.command == "maintain":
+        runner.maintain_stage(ctx)
     elif args.command == "time-report":
         runner.time_report_stage(ctx, args.items, args.min_lines)
     else:

@@ -394,6 +394,24 @@ class BundlesConfig:
 
 
 @dataclass(frozen=True)
+class MaintainConfig:
+    """``shoprec maintain``: compaction, clean-up and table properties of the Delta tables."""
+
+    # Tables to maintain; empty: every table under the data root.
+    tables: tuple[str, ...] = ()
+    # OPTIMIZE ... ZORDER BY these columns (the lookup key); other tables are compacted.
+    zorder_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # VACUUM keeps every file a version committed within this many hours needs, so time
+    # travel inside the window keeps working; it is also the tables' deleted-file retention.
+    vacuum_retention_hours: int = 168
+    # Commits (and so time travel) kept in the log; must cover the vacuum window.
+    log_retention_days: int = 30
+    checkpoint_interval: int = 10
+    # Tables whose changes downstream readers follow (Delta's Change Data Feed).
+    change_data_feed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of one run."""
 
@@ -412,6 +430,7 @@ class Config:
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     bundles: BundlesConfig = field(default_factory=BundlesConfig)
+    maintain: MaintainConfig = field(default_factory=MaintainConfig)
 
     @property
     def data_root(self) -> str:

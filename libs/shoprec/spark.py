@@ -44,7 +44,7 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     if not under_submit:
         settings.update(cfg.launch_settings)
         _add_jvm_set(settings, cfg)
-    if not _want_delta_extensions(cfg, settings):
+    if not _want_delta_extensions(cfg, {**settings, **(_submitted_jars() if under_submit else {})}):
         # Never point the catalog at classes that are not there: the session would fail.
         settings.pop("spark.sql.extensions", None)
         settings.pop("spark.sql.catalog.spark_catalog", None)
@@ -141,6 +141,15 @@ def _java_major(version_output: str) -> int | None:
         return None
     first = int(m.group(1))
     return int(m.group(2)) if first == 1 and m.group(2) else first
+
+
+def _submitted_jars() -> dict[str, str]:
+    """``spark.jars``/``spark.jars.packages`` that spark-submit was given (``--jars``, ``--packages``)."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # connects to spark-submit's JVM; creates no context
+    conf = SparkConf()
+    return {k: conf.get(k, "") or "" for k in ("spark.jars", "spark.jars.packages")}
 
 
 def _want_delta_extensions(cfg: SparkConfig, settings: dict[str, str]) -> bool:

@@ -20,7 +20,7 @@ import pytest
 from deltalake import DeltaTable
 from mlflow.tracking import MlflowClient
 
-from tests.integration.test_jobs import SMALL, SUBMIT_AS_OF
+from tests.integration.test_jobs import SMALL, SUBMIT_AS_OF, submit_jars
 
 BIN = Path(sys.executable).parent
 SPARK_HOME = Path(pyspark.__file__).parent
@@ -106,14 +106,13 @@ def test_pipeline_runs_on_a_standalone_cluster_with_horovod_on_spark(standalone_
     url, procs = standalone_cluster
     gen = generate(str(tmp_path / "gen"), users=400, items=150, events=30_000, seed=3)
     root = tmp_path / "lakehouse"
-    # The cluster overlay as a team would use it, minus what one box without Maven cannot have:
-    # Spark's own Delta JARs (delta-rs commits instead) and a tracking server (SQLite instead).
-    sets = [*SMALL, "storage.delta_backend=local", "spark.delta_extensions=off",
-            "spark.settings.spark.sql.shuffle.partitions=4", "ingest.source=event_log",
+    # The cluster overlay as a team would use it (Spark's own Delta, its JARs shipped with
+    # --jars), minus the tracking server one box does not have (SQLite instead).
+    sets = [*SMALL, "spark.settings.spark.sql.shuffle.partitions=4", "ingest.source=event_log",
             f"ingest.inputs=[{os.path.dirname(gen.event_files[0])}]", f"ingest.catalog={gen.catalog_file}"]
     result = subprocess.run(
         [str(BIN / "spark-submit"), "--master", url, "--driver-memory", "2g", "--executor-memory", "1500m",
-         "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.ui.enabled=false",
+         "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.ui.enabled=false", *submit_jars(),
          "jobs/pipeline.py", "--env", "cluster", "--data-root", str(root), "--as-of", SUBMIT_AS_OF,
          *sum((["--set", s] for s in sets), [])],
         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=2700,

@@ -19,6 +19,14 @@ from tests.integration.test_ingest_online_retail import LINES, write_csv
 BIN = Path(sys.executable).parent
 
 
+def submit_jars() -> list[str]:
+    """``--jars`` with the JVM set bootstrap fetched (Spark's Delta), as docs/CLUSTER.md says."""
+    from shoprec.spark import jvm_jars
+
+    jars = jvm_jars()
+    return ["--jars", ",".join(jars)] if jars else []
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_LOCAL_IP="127.0.0.1")
@@ -108,7 +116,7 @@ def test_spark_submit_ingest_does_what_shoprec_ingest_does(tmp_path):
     source = write_csv(tmp_path / "invoices.csv.gz", LINES)
     common = ["--env", "local", "--input", source, "--set", "spark.launch_settings.spark.ui.enabled=false"]
     via_submit = subprocess.run(
-        [str(BIN / "spark-submit"), "--master", "local[2]", "--driver-memory", "2g", "jobs/ingest.py",
+        [str(BIN / "spark-submit"), "--master", "local[2]", "--driver-memory", "2g", *submit_jars(), "jobs/ingest.py",
          "--data-root", str(tmp_path / "a"), *common],
         cwd=Path(__file__).resolve().parents[2], env=_env(), capture_output=True, text=True, timeout=600,
     )
@@ -153,7 +161,8 @@ SMALL = ["als.rank=8", "als.max_iter=4", "als.search.rank=[8]", "als.search.reg_
 
 def _submit(job: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(BIN / "spark-submit"), "--master", "local[2]", "--driver-memory", "2g", f"jobs/{job}.py", *args],
+        [str(BIN / "spark-submit"), "--master", "local[2]", "--driver-memory", "2g", *submit_jars(), f"jobs/{job}.py",
+         *args],
         cwd=Path(__file__).resolve().parents[2], env=_env(), capture_output=True, text=True, timeout=900,
     )
 

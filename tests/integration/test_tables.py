@@ -126,7 +126,7 @@ def test_crash_between_files_and_commit_reads_no_uncommitted_files(spark, local_
     assert tables.read("silver.orphans").count() == 10  # ...and nobody reads them
     assert pa.table(DeltaTable(path).to_pyarrow_table()).num_rows == 10
     removed = tables.vacuum("silver.orphans", retention_hours=0)
-    assert len(removed) == len(on_disk) - len(committed)
+    assert removed == len(on_disk) - len(committed)
 
 
 def test_two_concurrent_appenders_both_land(spark, tables):

@@ -86,11 +86,15 @@ class TableBackend(Protocol):
 
     def drop(self, path: str) -> None: ...
 
-    def vacuum(self, path: str, retention_hours: int = 168) -> list[str]: ...
+    def vacuum(self, path: str, retention_hours: int = 168) -> int: ...
 
     def optimize(self, path: str, zorder_by: Sequence[str] = ()) -> dict[str, int]: ...
 
     def set_properties(self, path: str, properties: Mapping[str, str]) -> None: ...
+
+
+def is_table_name(name: str) -> bool:
+    return bool(_NAME.match(name))
 
 
 def check_table_name(name: str) -> tuple[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
 from typing import Any, Iterator, Literal, Mapping, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
@@ -19,6 +20,7 @@ from shoprec.tables.base import (
     WriteResult,
     check_append_schema,
     check_table_name,
+    is_table_name,
     table_path,
 )
 
@@ -71,6 +73,24 @@ class Tables:
     # ------------------------------------------------------------------ reading
     def exists(self, name: str) -> bool:
         return self.backend.exists(self.path(name))
+
+    def names(self) -> list[str]:
+        """Every table under the root (``layer.table`` folders holding a Delta log), sorted."""
+        from shoprec.paths import local_path
+
+        root = local_path(self.root)
+        if "://" in self.root and not self.root.startswith("file:"):
+            raise TableError(f"listing tables under {self.root} needs a local path", hint="name the tables in config")
+        found = []
+        for layer in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+            layer_dir = os.path.join(root, layer)
+            if not os.path.isdir(layer_dir) or layer.startswith(("_", ".")):
+                continue
+            for table in sorted(os.listdir(layer_dir)):
+                name = f"{layer}.{table}"
+                if os.path.isdir(os.path.join(layer_dir, table, "_delta_log")) and is_table_name(name):
+                    found.append(name)
+        return found
 
     def version(self, name: str) -> int | None:
         """Latest version, or None when the table does not exist."""
@@ -182,8 +202,8 @@ class Tables:
         self.backend.restore(self.path(name), version, name)
 
     # ------------------------------------------------------------------ maintenance
-    def vacuum(self, name: str, retention_hours: int = 168) -> list[str]:
-        """Delete files that no snapshot in the retention window needs; return their paths.
+    def vacuum(self, name: str, retention_hours: int = 168) -> int:
+        """Delete files that no snapshot in the retention window needs; return how many.
 
         Every version committed within the last ``retention_hours`` stays readable.
         """

@@ -241,7 +241,7 @@ class LocalDeltaBackend:
     def drop(self, path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
-    def vacuum(self, path: str, retention_hours: int = 168) -> list[str]:
+    def vacuum(self, path: str, retention_hours: int = 168) -> int:
         """Delete files no snapshot within the retention needs, and stale staging folders."""
         staging = os.path.join(path, STAGING_DIR)
         cutoff = time.time() - retention_hours * 3600
@@ -249,9 +249,10 @@ class LocalDeltaBackend:
             for entry in os.scandir(staging):
                 if entry.stat().st_mtime < cutoff:
                     shutil.rmtree(entry.path, ignore_errors=True)
-        return self._table(path).vacuum(
+        removed = self._table(path).vacuum(
             retention_hours=retention_hours, enforce_retention_duration=False, dry_run=False, full=True
         )
+        return len(removed)
 
     def optimize(self, path: str, zorder_by: Sequence[str] = ()) -> dict[str, int]:
         """Compaction (or Z-order) by delta-rs itself, under the table's writer lock."""
