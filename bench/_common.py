@@ -29,13 +29,15 @@ SMOKE_SPARK = [
     "spark.launch_settings.spark.ui.enabled=false",
     "spark.launch_settings.spark.ui.showConsoleProgress=false",
 ]
-# A pipeline small enough for seconds per stage: one ALS trial, a small hybrid, few tuning users.
+# A pipeline small enough for seconds per stage: one ALS trial, a small hybrid, no weight searches.
 SMOKE_PIPELINE = [
     *SMOKE_SPARK,
     "als.rank=8", "als.max_iter=4", "als.search.rank=[8]", "als.search.reg_param=[0.1]",
     "als.search.alpha=[10.0]", "als.search.max_trials=1",
     "hybrid.epochs=2", "hybrid.batch_size=256", "hybrid.model.embedding_dim=8", "hybrid.model.mlp_layers=[16]",
     "recommend.fusion.tuning_users=500",
+    # Fixed weights: no search on the validation window (two thirds of recommend's time at this size).
+    "recommend.fusion.weight=0.5", "recommend.rerank.season_weight=0.05", "recommend.rerank.time_weight=0.03",
 ]
 
 
