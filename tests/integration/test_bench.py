@@ -100,8 +100,8 @@ def test_smoke_never_writes_the_committed_results(bench_modules):
 def test_generate(bench_modules, work, results):
     table = run_in_process(bench_modules("generate"), "--smoke", "--out", str(work / "generate"),
                            "--results-dir", str(results), "--clean")
-    assert re.search(r"^events\s+20,000$", table, re.M), table
-    assert re.search(rf"^events/s\s+{NUMBER}$", table, re.M), table
+    assert re.search(r"^events\s+20,000$", table, re.MULTILINE), table
+    assert re.search(rf"^events/s\s+{NUMBER}$", table, re.MULTILINE), table
     report = read_json(results, "generate")
     assert report["events"] == 20_000 and report["events_per_s"] > 0 and report["wall_s"] >= 0
 
@@ -109,9 +109,9 @@ def test_generate(bench_modules, work, results):
 def test_ingest(spark, bench_modules, work, results):
     table = run_in_process(bench_modules("ingest"), "--smoke", "--root", str(work / "ingest"),
                            "--results-dir", str(results), "--keep")
-    assert re.search(r"^A rows in\s+2,000$", table, re.M), table
-    assert re.search(r"^B rows in\s+20,000$", table, re.M), table
-    assert re.search(rf"^B rows/s\s+{NUMBER}$", table, re.M), table
+    assert re.search(r"^A rows in\s+2,000$", table, re.MULTILINE), table
+    assert re.search(r"^B rows in\s+20,000$", table, re.MULTILINE), table
+    assert re.search(rf"^B rows/s\s+{NUMBER}$", table, re.MULTILINE), table
     report = read_json(results, "ingest")
     retail, events = report["online_retail"], report["event_log"]
     assert retail["first"]["rows_in"] == retail["first"]["rows_kept"] + retail["first"]["rows_quarantined"] == 2_000
@@ -138,9 +138,9 @@ def test_als_topn(spark, bench_modules, work, results):
 @pytest.mark.horovod
 def test_pipeline(smoke_pipeline, results):
     table, _ = smoke_pipeline
-    assert re.search(r"^stage\s+synthetic event log \(30,000 events", table, re.M), table
+    assert re.search(r"^stage\s+synthetic event log \(30,000 events", table, re.MULTILINE), table
     for stage in ("ingest", "features", "train-als", "train-hybrid", "bundles", "recommend", "evaluate"):
-        assert re.search(rf"^{stage}\s+{NUMBER}$", table, re.M), table
+        assert re.search(rf"^{stage}\s+{NUMBER}$", table, re.MULTILINE), table
     report = read_json(results, "pipeline")
     (run,) = report["results"]
     assert set(run["stages"]) >= {"ingest", "train-hybrid", "evaluate", "pipeline (MLflow run)"}
@@ -152,10 +152,10 @@ def test_scoring(smoke_pipeline, work, results):
     _, lakehouse = smoke_pipeline
     table = run_script("scoring", "--smoke", "--data-root", str(lakehouse), "--work", str(work / "scoring"),
                        "--results-dir", str(results))
-    assert re.search(r"^path\s+pairs\s+seconds\s+rows/s$", table, re.M), table
+    assert re.search(r"^path\s+pairs\s+seconds\s+rows/s$", table, re.MULTILINE), table
     assert re.search(rf"^shoprec: shipped model, mapInArrow, large Arrow batches\s+5,000\s+{NUMBER}\s+{NUMBER}$",
-                     table, re.M), table
-    assert re.search(rf"^ratio shoprec / default: {NUMBER}x", table, re.M), table
+                     table, re.MULTILINE), table
+    assert re.search(rf"^ratio shoprec / default: {NUMBER}x", table, re.MULTILINE), table
     report = read_json(results, "scoring")
     assert [r["pairs"] for r in report["results"]] == [5_000, 5_000]
     assert all(r["rows_per_s"] > 0 for r in report["results"]) and report["ratio"] > 0
