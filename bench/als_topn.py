@@ -3,6 +3,7 @@
     python bench/als_topn.py                                  # Online Retail + 10M generated events
     python bench/als_topn.py --skip-events                    # Online Retail only
     python bench/als_topn.py --events-root /tmp/shoprec-bench-ingest/event_log   # reuse an ingested log
+    python bench/als_topn.py --smoke                          # 20,000 generated events, rank 8: checks it runs
 
 For each dataset, in one run and on the same matrix (gold confidence of the history
 before as_of, the project's features code):
@@ -28,7 +29,9 @@ import time
 import numpy as np
 from pyspark.sql import functions as F
 
-from _common import RESULTS, machine_info, now, say, write_json
+from _common import (
+    SMOKE_SPARK, SMOKE_WORK, add_output_args, json_path, machine_info, now, say, smoke_defaults, write_json,
+)
 from shoprec import columns as C
 from shoprec.als import ids
 from shoprec.als.model import AlsParams, fit_als, item_factors, user_factors
@@ -43,6 +46,8 @@ BENCH_OVERRIDES = [
     "spark.launch_settings.spark.ui.showConsoleProgress=false",
 ]
 RETAIL_FILE = os.path.join("data", "online-retail", "online_retail.csv.gz")
+SMOKE = {"skip_retail": True, "events": 20_000, "items": 150, "rank": 8, "iterations": 3,
+         "mllib_default_blocks": "none", "root": os.path.join(SMOKE_WORK, "als_topn")}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,6 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--retail-root", default=None, help="a data root with Online Retail already ingested")
     p.add_argument("--events-root", default=None, help="a data root with a generated event log already ingested")
     p.add_argument("--events", type=int, default=10_000_000, help="events to generate when --events-root is not given")
+    p.add_argument("--items", type=int, default=20_000, help="catalog size of the generated events")
     p.add_argument("--skip-retail", action="store_true")
     p.add_argument("--skip-events", action="store_true")
     p.add_argument("--retail-as-of", default="2011-11-01")
@@ -61,9 +67,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--mllib-default-blocks", choices=["retail", "all", "none"], default="retail",
                    help="also fit with MLlib's default 10 blocks (slow at 10M events)")
-    p.add_argument("--json", default=os.path.join(RESULTS, "als_topn.json"))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    return p.parse_args(argv)
+    add_output_args(p)
+    args = smoke_defaults(p, p.parse_args(argv), **SMOKE)
+    if args.smoke:
+        args.overrides = [*SMOKE_SPARK, *args.overrides]
+    return args
 
 
 # ----------------------------------------------------------------------------- data
@@ -103,7 +112,7 @@ def _ingest(args, name, cfg, spark, tables) -> None:
 
         out = os.path.join(args.root, "generated")
         say(f"{name}: generating {args.events:,} events (not timed) ...")
-        result = generate(out, users=max(1, args.events // 50), items=20_000, events=args.events, seed=42)
+        result = generate(out, users=max(1, args.events // 50), items=args.items, events=args.events, seed=42)
         inputs = [os.path.dirname(result.event_files[0])]
         cfg = load_config("local", [*BENCH_OVERRIDES, "ingest.source=event_log",
                                     f"ingest.catalog={result.catalog_file}", *args.overrides], data_root=cfg.data_root)
@@ -274,8 +283,9 @@ def print_table(report: dict) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    out = json_path(args, "als_topn")
     load_before = os.getloadavg()
-    report: dict = {"when": now()}
+    report: dict = {"when": now(), "smoke": args.smoke}
     if not args.skip_retail:
         report["online_retail"] = run_dataset(args, "online_retail", args.retail_root,
                                               args.mllib_default_blocks in ("retail", "all"))
@@ -286,7 +296,7 @@ def main(argv=None) -> int:
     report["machine"] = machine_info(SparkSession.getActiveSession(), load_before)
     print_table(report)
     print(f"\nload average: before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
-    write_json(report, args.json)
+    write_json(report, out)
     return 0
 
 

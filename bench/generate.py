@@ -2,6 +2,7 @@
 
     python bench/generate.py                      # 10M events, Parquet
     python bench/generate.py --events 2000000 --format csv
+    python bench/generate.py --smoke                # 20,000 events: checks the bench runs
 
 Prints a small table and writes the numbers as JSON (default bench/results/generate.json).
 The data is left in --out for scale tests unless --clean is given.
@@ -9,7 +10,6 @@ The data is left in --out for scale tests unless --clean is given.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -21,9 +21,10 @@ from datetime import datetime, timezone
 
 import psutil
 
+from _common import SMOKE_WORK, add_output_args, json_path, print_rows, smoke_defaults, write_json
 from shoprec.ingest.generator import FORMATS, generate
 
-DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "generate.json")
+SMOKE = {"events": 20_000, "users": 400, "items": 150, "out": os.path.join(SMOKE_WORK, "generate")}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,9 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bad-row-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default="/tmp/shoprec-bench-gen", help="output folder (its event files are replaced)")
-    parser.add_argument("--json", default=DEFAULT_JSON, help="where to write the results")
     parser.add_argument("--clean", action="store_true", help="delete the generated data afterwards")
-    return parser.parse_args(argv)
+    add_output_args(parser)
+    return smoke_defaults(parser, parser.parse_args(argv), **SMOKE)
 
 
 class RssSampler:
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace) -> dict:
     cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     return {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "smoke": args.smoke,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_average_1m": os.getloadavg()[0]},
         "args": {"events": args.events, "users": args.users, "items": args.items, "format": args.fmt,
@@ -120,20 +122,15 @@ def print_table(report: dict) -> None:
         ("peak RSS (sampled)", f"{report['peak_rss_sampled_mb']:,} MB"),
         ("load average (1 min)", report["machine"]["load_average_1m"]),
     ]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    print_rows(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    out = json_path(args, "generate")
     report = run(args)
     print_table(report)
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as fh:
-        json.dump(report, fh, indent=2)
-        fh.write("\n")
-    print(f"results written to {args.json}")
+    write_json(report, out)
     if args.clean:
         # Only what the generator wrote, in case --out points at a folder with other things in it.
         shutil.rmtree(os.path.join(args.out, "events"), ignore_errors=True)

@@ -4,6 +4,7 @@
     python bench/ingest.py --events 2000000
     python bench/ingest.py --skip-events                    # Online Retail only
     python bench/ingest.py --skip-retail --events-dir /tmp/shoprec-bench-gen
+    python bench/ingest.py --smoke                          # the first 2,000 lines + 20,000 events
 
 Part A ingests the shipped Online Retail file (data/online-retail/online_retail.csv.gz)
 into a fresh data root, then runs again on the same file, which must be skipped.
@@ -21,11 +22,13 @@ is part B's starting point.
 
 Each part uses its own data root under --root, deleted at the start (./lakehouse is
 never touched). Prints a table and writes the numbers as JSON (default
-bench/results/ingest.json).
+bench/results/ingest.json). ``--smoke`` ingests the first 2,000 lines of the shipped file
+and 20,000 generated events: it checks the bench runs, its numbers mean nothing.
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import logging
 import os
@@ -41,26 +44,27 @@ import deltalake
 import psutil
 import pyspark
 
+from _common import SMOKE_SPARK, SMOKE_WORK, add_output_args, json_path, print_rows, smoke_defaults, write_json
 from shoprec.config import load_config
 from shoprec.ingest.generator import generate
 from shoprec.ingest.job import IngestReport, run_ingest
 from shoprec.spark import get_spark
 from shoprec.tables import open_tables
 
-DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "ingest.json")
 RETAIL_FILE = os.path.join("data", "online-retail", "online_retail.csv.gz")
 GENERATED_META = "bench-ingest-generated.json"
 BENCH_OVERRIDES = [
     "spark.launch_settings.spark.ui.enabled=false",
     "spark.launch_settings.spark.ui.showConsoleProgress=false",
 ]
+SMOKE_RETAIL_LINES = 2_000
+SMOKE = {"events": 20_000, "items": 150, "root": os.path.join(SMOKE_WORK, "ingest")}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default="/tmp/shoprec-bench-ingest",
                         help="scratch folder: <root>/online_retail and <root>/event_log are the data roots")
-    parser.add_argument("--json", default=DEFAULT_JSON, help="where to write the results")
     parser.add_argument("--retail-file", default=None, help=f"Online Retail file (default: {RETAIL_FILE})")
     parser.add_argument("--skip-retail", action="store_true", help="skip part A (Online Retail)")
     parser.add_argument("--events", type=int, default=10_000_000, help="events to generate for part B")
@@ -74,7 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="extra config override, as shoprec --set")
     parser.add_argument("--keep", action="store_true", help="leave the data roots and generated data afterwards")
     parser.add_argument("--verbose", action="store_true", help="also print shoprec's log lines of each run, timed")
-    args = parser.parse_args(argv)
+    add_output_args(parser)
+    args = smoke_defaults(parser, parser.parse_args(argv), **SMOKE)
     if args.skip_retail and args.skip_events:
         parser.error("nothing to do: both parts skipped")
     if args.events < 1:
@@ -289,7 +294,28 @@ def start_spark(cfg) -> tuple:
 
 
 def make_config(args: argparse.Namespace, data_root: str, extra: list[str]):
-    return load_config("local", [*BENCH_OVERRIDES, *extra, *args.overrides], data_root=data_root)
+    smoke = SMOKE_SPARK if args.smoke else []
+    return load_config("local", [*BENCH_OVERRIDES, *smoke, *extra, *args.overrides], data_root=data_root)
+
+
+def retail_sample(source: str, lines: int, out: str) -> str:
+    """The header and first ``lines`` lines of an Online Retail gzip CSV, as another one."""
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with gzip.open(source, "rt", encoding="utf-8", newline="") as src, \
+            gzip.open(out, "wt", encoding="utf-8", newline="") as dst:
+        for n, line in enumerate(src):
+            if n > lines:
+                break
+            dst.write(line)
+    return out
+
+
+def retail_input(args: argparse.Namespace, cfg) -> str:
+    """The Online Retail file to ingest: --retail-file, the shipped one, or its first lines (--smoke)."""
+    path = cfg.resolve_path(args.retail_file or os.path.join(str(cfg.project_root), RETAIL_FILE))
+    if args.smoke and not args.retail_file:
+        return retail_sample(path, SMOKE_RETAIL_LINES, os.path.join(args.root, "online_retail_sample.csv.gz"))
+    return path
 
 
 # ----------------------------------------------------------------------------- parts
@@ -298,7 +324,7 @@ def part_retail(args: argparse.Namespace) -> dict:
     cfg = make_config(args, data_root, ["ingest.source=online_retail"])
     spark, spark_start_s = start_spark(cfg)
     tables = open_tables(spark, cfg.data_root, cfg.storage.delta_backend)
-    path = cfg.resolve_path(args.retail_file or os.path.join(str(cfg.project_root), RETAIL_FILE))
+    path = retail_input(args, cfg)
 
     print("part A: Online Retail, first run ...", file=sys.stderr, flush=True)
     first, wall, mem, lines = timed_ingest(spark, cfg, tables, [path])
@@ -442,16 +468,14 @@ def print_table(report: dict) -> None:
     rows.append(("Spark session start (not timed)", f"{starts[0]} s"))
     rows.append(("load average (1 min)", f"before {m['load_average_before'][0]:.2f}, "
                                          f"after {m['load_average_after'][0]:.2f}"))
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    print_rows(rows)
 
 
 def run(args: argparse.Namespace) -> dict:
     load_before = os.getloadavg()
     args.root = os.path.abspath(args.root)
     os.makedirs(args.root, exist_ok=True)
-    report: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    report: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "smoke": args.smoke}
     if not args.skip_retail:
         report["online_retail"] = part_retail(args)
     if not args.skip_events:
@@ -480,15 +504,12 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    out = json_path(args, "ingest")
     report = run(args)
     if args.verbose:
         print_timelines(report)
     print_table(report)
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as fh:
-        json.dump(report, fh, indent=2, default=str)
-        fh.write("\n")
-    print(f"results written to {args.json}")
+    write_json(report, out)
     failed = [name for name in ("online_retail", "event_log") if name in report
               and any(v is False for v in report[name]["checks"].values())]
     if failed:

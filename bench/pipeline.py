@@ -4,6 +4,7 @@ synthetic event log.
     python bench/pipeline.py                                   # both datasets
     python bench/pipeline.py --datasets online-retail
     python bench/pipeline.py --datasets synthetic --events 10000000
+    python bench/pipeline.py --smoke                           # 30,000 events, small models: checks it runs
 
 Each dataset runs ``shoprec pipeline`` as users run it (a fresh process, the local
 config, a fresh data root), while a sampler adds up the resident memory of that process
@@ -12,7 +13,9 @@ times come from the pipeline's MLflow runs (start to end of each nested stage ru
 they are the times the MLflow UI shows. The synthetic log is written with
 ``shoprec generate`` first (not timed) and ingested as an event log; its settings are
 printed with the table (``--synthetic-set`` adds overrides, e.g. fewer ALS trials).
-Writes bench/results/pipeline.json.
+Writes bench/results/pipeline.json. ``--smoke`` runs the synthetic dataset only, 30,000
+events with one ALS trial and a small hybrid (what bench/scoring.py and
+bench/train_throughput.py --smoke then read from ``<work>/synthetic``).
 """
 from __future__ import annotations
 
@@ -20,16 +23,20 @@ import argparse
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 
 import psutil
 
-from _common import RESULTS, machine_info, now, say, write_json
+from _common import (
+    SMOKE_AS_OF, SMOKE_EVENTS, SMOKE_PIPELINE, SMOKE_WORK, add_output_args, as_set_args, bench_env, event_log_settings,
+    generate_events, json_path, machine_info, mark_smoke_lakehouse, now, say, shoprec_bin, smoke_defaults, write_json,
+)
 
 STAGES = ("ingest", "features", "train-als", "train-hybrid", "bundles", "recommend", "evaluate")
-SYNTHETIC_AS_OF = "2023-11-01"
+SYNTHETIC_AS_OF = SMOKE_AS_OF  # the generator's default year: 2023-01-01 onwards
+SMOKE = {"datasets": "synthetic", "events": SMOKE_EVENTS["events"], "users": SMOKE_EVENTS["users"],
+         "items": SMOKE_EVENTS["items"], "seed": SMOKE_EVENTS["seed"], "work": SMOKE_WORK}
 
 
 def parse_args(argv=None):
@@ -38,10 +45,14 @@ def parse_args(argv=None):
     p.add_argument("--events", type=int, default=10_000_000)
     p.add_argument("--users", type=int, default=200_000)
     p.add_argument("--items", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=1, help="generator seed of the synthetic log")
     p.add_argument("--work", default="/tmp/shoprec-bench-pipeline")
     p.add_argument("--synthetic-set", dest="synthetic_overrides", action="append", default=[])
-    p.add_argument("--json", default=os.path.join(RESULTS, "pipeline.json"))
-    return p.parse_args(argv)
+    add_output_args(p)
+    args = smoke_defaults(p, p.parse_args(argv), **SMOKE)
+    if args.smoke:
+        args.synthetic_overrides = [*SMOKE_PIPELINE, *args.synthetic_overrides]
+    return args
 
 
 class PeakMemory:
@@ -77,12 +88,8 @@ class PeakMemory:
             self._stop.wait(self.every)
 
 
-def shoprec_bin() -> str:
-    return os.path.join(os.path.dirname(sys.executable), "shoprec")
-
-
 def run_pipeline(root: str, args: list[str], log_path: str) -> tuple[float, int]:
-    env = dict(os.environ, SPARK_LOCAL_IP=os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"), TF_CPP_MIN_LOG_LEVEL="2")
+    env = bench_env()
     cmd = [shoprec_bin(), "pipeline", "--data-root", root, "--set", "spark.launch_settings.spark.ui.showConsoleProgress=false",
            *args]
     say("  " + " ".join(cmd))
@@ -121,19 +128,16 @@ def online_retail(args) -> dict:
 
 
 def synthetic(args) -> dict:
-    gen = os.path.join(args.work, f"events-{args.events}")
-    if not os.path.exists(os.path.join(gen, "catalog.csv")):
-        say(f"generating {args.events:,} events (not timed) ...")
-        subprocess.run([shoprec_bin(), "generate", "--users", str(args.users), "--items", str(args.items),
-                        "--events", str(args.events), "--seed", "1", "--out", gen], check=True,
-                       env=dict(os.environ, SPARK_LOCAL_IP="127.0.0.1"), stdout=subprocess.DEVNULL)
+    gen = generate_events(os.path.join(args.work, f"events-{args.events}"), args.events, args.users, args.items,
+                          args.seed)
     root = os.path.join(args.work, "synthetic")
     shutil.rmtree(root, ignore_errors=True)
-    overrides = ["ingest.source=event_log", f"ingest.inputs=[{os.path.join(gen, 'events')}]",
-                 f"ingest.catalog={os.path.join(gen, 'catalog.csv')}", *args.synthetic_overrides]
+    overrides = [*event_log_settings(gen), *args.synthetic_overrides]
     say(f"synthetic event log, {args.events:,} events ...")
-    wall, peak = run_pipeline(root, ["--as-of", SYNTHETIC_AS_OF, *sum((["--set", o] for o in overrides), [])],
+    wall, peak = run_pipeline(root, ["--as-of", SYNTHETIC_AS_OF, *as_set_args(overrides)],
                               os.path.join(args.work, "synthetic.log"))
+    if args.smoke:
+        mark_smoke_lakehouse(root)  # bench/scoring.py and train_throughput.py --smoke reuse it
     return {"dataset": f"synthetic event log ({args.events:,} events, {args.users:,} users, {args.items:,} items)",
             "overrides": args.synthetic_overrides, "wall_seconds": round(wall, 1), "peak_rss_gb": round(peak / 2**30, 2),
             "stages": stage_seconds(root)}
@@ -141,6 +145,7 @@ def synthetic(args) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    out = json_path(args, "pipeline")
     load_before = os.getloadavg()
     os.makedirs(args.work, exist_ok=True)
     runs = {"online-retail": online_retail, "synthetic": synthetic}
@@ -155,8 +160,8 @@ def main(argv=None) -> int:
     for r in results:
         if r["overrides"]:
             print(f"{r['dataset']}: --set " + " --set ".join(r["overrides"]))
-    write_json({"benchmark": "pipeline", "at": now(), "results": results, "machine": machine_info(None, load_before)},
-               args.json)
+    write_json({"benchmark": "pipeline", "at": now(), "smoke": args.smoke, "results": results,
+                "machine": machine_info(None, load_before)}, out)
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python bench/scoring.py --data-root /tmp/lh-or                 # after `shoprec pipeline` there
     python bench/scoring.py --data-root DIR --pairs 5000000 --baseline-pairs 5000000
+    python bench/scoring.py --smoke                 # 5,000 pairs on the smoke lakehouse: checks it runs
 
 Both paths score the same (user, item) pairs with the same registered model
 (``shoprec-hybrid@champion``) in the same Spark session:
@@ -19,6 +20,8 @@ features are built once and written to Parquet first (not timed); each timed run
 that Parquet, scores and writes to Spark's ``noop`` sink, so both pay the same I/O. Each
 path gets a fresh Spark application (fresh Python workers) and runs once untimed on a small
 slice first (workers start, models load), then timed. Writes bench/results/scoring.json.
+``--smoke`` scores 5,000 pairs as of 2023-11-01 on the tiny lakehouse of bench/pipeline.py
+--smoke (built first when --data-root is not given).
 """
 from __future__ import annotations
 
@@ -27,23 +30,34 @@ import os
 import shutil
 import time
 
-from _common import RESULTS, machine_info, now, say, write_json
+from _common import (
+    SMOKE_AS_OF, SMOKE_SPARK, SMOKE_WORK, add_output_args, json_path, machine_info, now, say, smoke_defaults,
+    smoke_lakehouse, write_json,
+)
+
+WARM_UP_PAIRS = 20_000
+SMOKE = {"as_of": SMOKE_AS_OF, "pairs": 5_000, "batch_rows": 1_000, "work": os.path.join(SMOKE_WORK, "scoring")}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-root", required=True)
+    p.add_argument("--data-root", default=None, help="a data root after `shoprec pipeline` (required unless --smoke)")
     p.add_argument("--as-of", default="2011-11-01")
     p.add_argument("--pairs", type=int, default=5_000_000)
     p.add_argument("--baseline-pairs", type=int, default=None,
                    help="score only this many pairs on the default path (default: all of them)")
     p.add_argument("--batch-rows", type=int, default=100_000, help="Arrow batch rows for shoprec's path")
     p.add_argument("--work", default="/tmp/shoprec-bench-scoring")
-    p.add_argument("--json", default=os.path.join(RESULTS, "scoring.json"))
     p.add_argument("--reuse-pairs", action="store_true",
                    help="keep the pairs Parquet of an earlier run with the same --pairs (building it is not timed)")
     p.add_argument("--set", dest="overrides", action="append", default=[])
-    return p.parse_args(argv)
+    add_output_args(p)
+    args = smoke_defaults(p, p.parse_args(argv), **SMOKE)
+    if args.data_root is None and not args.smoke:
+        p.error("--data-root is required (a data root after `shoprec pipeline`), or pass --smoke")
+    if args.smoke:
+        args.overrides = [*SMOKE_SPARK, *args.overrides]
+    return args
 
 
 def build_pairs(spark, cfg, tables, split, n_pairs: int, out: str) -> int:
@@ -95,6 +109,9 @@ def default_path(spark, features, uri: str):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    out = json_path(args, "scoring")
+    if args.data_root is None:
+        args.data_root = smoke_lakehouse()
     from datetime import date
 
     from pyspark.sql import functions as F
@@ -114,7 +131,9 @@ def main(argv=None) -> int:
     tables = open_tables(spark, cfg.data_root, cfg.storage.delta_backend)
     split = resolve_split(cfg, tables.read(C.SILVER_INTERACTIONS), date.fromisoformat(args.as_of))
     configure(cfg)
-    model = deep.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias, os.path.join(cfg.data_root, "_models"))
+    # The version that serves as_of, as recommend picks it (never one trained on later data).
+    model = deep.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias, os.path.join(cfg.data_root, "_models"),
+                         split.as_of)
     if model is None:
         raise SystemExit(f"no {cfg.hybrid.registered_model}@{cfg.recommend.model_alias} under {args.data_root}: "
                          "run shoprec pipeline (or train-hybrid) there first")
@@ -149,7 +168,7 @@ def main(argv=None) -> int:
                 default_path(spark, f, uri)
 
         say(f"{label}: warm-up ...")
-        timed_noop(build(features.limit(20_000)))
+        timed_noop(build(features.limit(WARM_UP_PAIRS)))
         say(f"{label}: scoring {rows:,} pairs ...")
         seconds = timed_noop(build(features if rows == n else features.limit(rows)))
         results.append({"path": label, "pairs": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)})
@@ -162,9 +181,9 @@ def main(argv=None) -> int:
     for r in results:
         print(f"{r['path']:<58} {r['pairs']:>11,} {r['seconds']:>9.1f} {r['rows_per_s']:>11,}")
     print(f"ratio shoprec / default: {ratio:.1f}x (target >= 30x)")
-    write_json({"benchmark": "scoring", "at": now(), "model": f"{model.name} v{model.version}",
+    write_json({"benchmark": "scoring", "at": now(), "smoke": args.smoke, "model": f"{model.name} v{model.version}",
                 "results": results, "ratio": round(ratio, 2), "target_ratio": 30,
-                "machine": machine_info(spark, load_before)}, args.json)
+                "machine": machine_info(spark, load_before)}, out)
     spark.stop()
     return 0
 

@@ -2,6 +2,7 @@
 
     python bench/train_throughput.py --data-root /tmp/lh-or          # after `shoprec pipeline` there
     python bench/train_throughput.py --data-root DIR --epochs 3
+    python bench/train_throughput.py --smoke          # 1 epoch on the smoke lakehouse: checks it runs
 
 All three run the same code (``shoprec.hybrid.train``) in a fresh process on the same
 shards and manifest (``<data_root>/_hybrid/<as_of>/data``, built with Spark first when
@@ -13,7 +14,9 @@ Samples/s counts training steps only (validation excluded). Also reported: the b
 validation NDCG@10 and the time from start to reaching it; and, when the data root has
 gold.evaluation for its as_of, the quality table of the hybrid next to ALS and the
 baselines (warm users, NDCG@10 and Recall@20). Target: (b) within 10% of (a).
-Writes bench/results/train_throughput.json.
+Writes bench/results/train_throughput.json. ``--smoke`` trains the small hybrid of
+bench/pipeline.py --smoke for one epoch on its tiny lakehouse (built first when --data-root
+is not given).
 """
 from __future__ import annotations
 
@@ -25,7 +28,10 @@ import sys
 import time
 from datetime import date
 
-from _common import RESULTS, machine_info, now, say, write_json
+from _common import (
+    SMOKE_AS_OF, SMOKE_PIPELINE, SMOKE_WORK, add_output_args, json_path, machine_info, now, say, smoke_defaults,
+    smoke_lakehouse, write_json,
+)
 from shoprec.config import load_config
 from shoprec.hybrid.dataset import MANIFEST
 from shoprec.hybrid.job import horovodrun_command, training_spec
@@ -33,17 +39,23 @@ from shoprec.hybrid.train import HISTORY
 
 MODES = (("plain model.fit, 1 process", "plain", 1), ("Horovod, 1 process", "horovod", 1),
          ("Horovod, 2 processes", "horovod", 2))
+SMOKE = {"as_of": SMOKE_AS_OF, "epochs": 1, "out": os.path.join(SMOKE_WORK, "train")}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-root", required=True)
+    p.add_argument("--data-root", default=None, help="a data root after `shoprec pipeline` (required unless --smoke)")
     p.add_argument("--as-of", default="2011-11-01")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--out", default="/tmp/shoprec-bench-train")
-    p.add_argument("--json", default=os.path.join(RESULTS, "train_throughput.json"))
     p.add_argument("--set", dest="overrides", action="append", default=[])
-    return p.parse_args(argv)
+    add_output_args(p)
+    args = smoke_defaults(p, p.parse_args(argv), **SMOKE)
+    if args.data_root is None and not args.smoke:
+        p.error("--data-root is required (a data root after `shoprec pipeline`), or pass --smoke")
+    if args.smoke:  # the small network the smoke pipeline trained, on two cores
+        args.overrides = [*SMOKE_PIPELINE, *args.overrides]
+    return args
 
 
 def ensure_data(cfg, as_of: date) -> str:
@@ -115,6 +127,9 @@ def quality(cfg, as_of: str) -> dict | None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    out = json_path(args, "train_throughput")
+    if args.data_root is None:
+        args.data_root = smoke_lakehouse()
     load_before = os.getloadavg()
     cfg = load_config("local", ["spark.launch_settings.spark.ui.enabled=false", *args.overrides],
                       data_root=os.path.abspath(args.data_root))
@@ -122,7 +137,7 @@ def main(argv=None) -> int:
     folder = ensure_data(cfg, as_of)
     with open(os.path.join(folder, MANIFEST)) as fh:
         counts = json.load(fh)["counts"]
-    report = {"when": now(), "data": folder, "counts": counts, "epochs": args.epochs,
+    report = {"when": now(), "smoke": args.smoke, "data": folder, "counts": counts, "epochs": args.epochs,
               "model": cfg.to_dict()["hybrid"]["model"], "modes": {}}
     for label, kind, procs in MODES:
         say(f"{label} ...")
@@ -133,7 +148,7 @@ def main(argv=None) -> int:
     report["quality"] = quality(cfg, args.as_of)
     report["machine"] = machine_info(None, load_before)
     print_report(report)
-    write_json(report, args.json)
+    write_json(report, out)
     return 0
 
 

@@ -5,4 +5,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 _step() { echo "[check] $*" >&2; }
 # (checks are added here by the changes that configure them)
+_step "docs: mkdocs build --strict (broken links, pages missing from the nav, modules the API reference cannot find)"
+site_dir="$(mktemp -d)"
+trap 'rm -rf "$site_dir"' EXIT
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet --site-dir "$site_dir"
 _step "static checks passed"

@@ -61,21 +61,19 @@ def test_maintain_compacts_sets_properties_and_keeps_every_version_readable(spar
     for version, rows in versions.items():
         assertDataFrameEqual(tables.read(RECS, version=version), rows)
     assertDataFrameEqual(tables.read(RECS), versions[max(versions)])
-    # A rerun finds nothing to compact and changes no row.
-    again = {m.table: m for m in maintain_tables(tables, CFG)}
-    assert again[RECS].files_before == again[RECS].files_after == 2
-
-
-def test_change_data_feed_follows_a_partition_replace(spark, data_root):
-    tables = open_tables(spark, str(data_root), "spark")
-    many_small_versions(spark, tables)
-    maintain_tables(tables, CFG)
-    start = tables.version(RECS) + 1
-    tables.replace_partition(lists(spark, range(0, 2), DEC, salt=9), RECS, {"as_of": DEC})
-    changes = tables.changes(RECS, start)
-    kinds = {r["_change_type"]: r["count"] for r in changes.groupBy("_change_type").count().collect()}
-    assert kinds == {"delete": 60, "insert": 6}  # the old December lists out, the new ones in
-    assert changes.filter(F.col("_commit_version") != start).count() == 0
+    if backend == "spark":
+        # Change Data Feed from here on: a partition replace shows as deletes + inserts.
+        start = tables.version(RECS) + 1
+        tables.replace_partition(lists(spark, range(0, 2), DEC, salt=9), RECS, {"as_of": DEC})
+        changes = tables.changes(RECS, start)
+        kinds = {r["_change_type"]: r["count"] for r in changes.groupBy("_change_type").count().collect()}
+        assert kinds == {"delete": 60, "insert": 6}  # the old December lists out, the new ones in
+        assert changes.filter(F.col("_commit_version") != start).count() == 0
+    else:
+        # A rerun finds nothing to compact and changes no row.
+        again = maintain_tables(tables, dataclasses.replace(CFG, tables=(RECS,)))
+        assert again[0].files_before == again[0].files_after == 2
+        assertDataFrameEqual(tables.read(RECS), versions[max(versions)])
 
 
 @pytest.mark.parametrize("backend", ["spark", "local"])

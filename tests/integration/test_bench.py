@@ -1,0 +1,176 @@
+"""Every benchmark runs with ``--smoke``: it prints its table and writes its JSON.
+
+The full-size runs stay manual (docs/BENCHMARKS.md); these only prove the scripts still work
+against today's library, so a changed signature fails here instead of on the next manual run.
+Benches that share a session with the tests (generate, ingest, als_topn, pipeline) run in this
+process on the session's Spark; scoring and train_throughput start (and stop) their own Spark
+applications and Horovod processes, so they run as users run them, in a subprocess. Both read
+the tiny lakehouse that ``bench/pipeline.py --smoke`` builds once for the module.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench"
+NUMBER = r"\d[\d,]*(?:\.\d+)?"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bench_modules():
+    """bench/<name>.py as modules, with bench/ importable for their ``_common`` (as when run as scripts)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(BENCH))
+
+        def load(name: str) -> ModuleType:
+            spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+
+        yield load
+
+
+def run_in_process(module: ModuleType, *args: str) -> str:
+    """``module.main(args)``; its stdout (the table). Fails unless it returns 0."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = module.main(list(args))
+    assert code == 0, out.getvalue()
+    return out.getvalue()
+
+
+def run_script(name: str, *args: str, timeout: int = 600) -> str:
+    """``python bench/<name>.py args`` as a user runs it; its stdout. Fails unless it exits 0."""
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", TF_CPP_MIN_LOG_LEVEL="2",
+               PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    result = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{name}: {result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+def read_json(folder: Path, name: str) -> dict:
+    with open(folder / f"{name}.json") as fh:
+        report = json.load(fh)
+    assert report["smoke"] is True
+    return report
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bench-results")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bench-work")
+
+
+@pytest.fixture(scope="module")
+def smoke_pipeline(spark, bench_modules, work, results):
+    """``bench/pipeline.py --smoke`` once: its table, and the tiny lakehouse (a registered
+    hybrid champion included) that scoring and train_throughput read."""
+    table = run_in_process(bench_modules("pipeline"), "--smoke", "--work", str(work), "--results-dir", str(results))
+    return table, work / "synthetic"
+
+
+def test_smoke_never_writes_the_committed_results(bench_modules):
+    common = bench_modules("_common")
+    args = bench_modules("generate").parse_args(["--smoke", "--results-dir", str(BENCH / "results")])
+    with pytest.raises(SystemExit, match="full-size result"):
+        common.json_path(args, "generate")
+    assert common.json_path(bench_modules("generate").parse_args([]), "generate") == str(
+        BENCH / "results" / "generate.json")
+
+
+def test_generate(bench_modules, work, results):
+    table = run_in_process(bench_modules("generate"), "--smoke", "--out", str(work / "generate"),
+                           "--results-dir", str(results), "--clean")
+    assert re.search(r"^events\s+20,000$", table, re.MULTILINE), table
+    assert re.search(rf"^events/s\s+{NUMBER}$", table, re.MULTILINE), table
+    report = read_json(results, "generate")
+    assert report["events"] == 20_000 and report["events_per_s"] > 0 and report["wall_s"] >= 0
+
+
+def test_ingest(spark, bench_modules, work, results):
+    table = run_in_process(bench_modules("ingest"), "--smoke", "--root", str(work / "ingest"),
+                           "--results-dir", str(results), "--keep")
+    assert re.search(r"^A rows in\s+2,000$", table, re.MULTILINE), table
+    assert re.search(r"^B rows in\s+20,000$", table, re.MULTILINE), table
+    assert re.search(rf"^B rows/s\s+{NUMBER}$", table, re.MULTILINE), table
+    report = read_json(results, "ingest")
+    retail, events = report["online_retail"], report["event_log"]
+    assert retail["first"]["rows_in"] == retail["first"]["rows_kept"] + retail["first"]["rows_quarantined"] == 2_000
+    assert events["run"]["rows_in"] == 20_000 and events["run"]["wall_s"] > 0
+    assert all(retail["checks"].values()) and all(events["checks"].values())
+
+
+def test_als_topn(spark, bench_modules, work, results):
+    # The event log test_ingest left ingested (--keep), so ALS reads it instead of ingesting again.
+    events_root = work / "ingest" / "event_log"
+    extra = ["--events-root", str(events_root)] if (events_root / "silver").is_dir() else []
+    table = run_in_process(bench_modules("als_topn"), "--smoke", "--root", str(work / "als"), *extra,
+                           "--results-dir", str(results))
+    assert re.search(r"fit s\s+top-10 s\s+NDCG@10\s+Recall@10", table), table
+    for row in ("Spark ALS + blocked top-N (ours)", "Spark ALS + recommendForAllUsers", "implicit (single node)"):
+        assert re.search(rf"{re.escape(row)}\s+{NUMBER}\s+{NUMBER}\s+0\.\d{{4}}\s+0\.\d{{4}}", table), table
+    report = read_json(results, "als_topn")["event_log"]
+    for key in ("spark_fit_s", "topn_blocked_s", "recommend_for_all_users_s", "implicit_fit_s", "topn_speedup"):
+        assert report[key] >= 0, key
+    assert report["params"]["rank"] == 8 and report["lists_identical_share"] > 0.9
+    assert 0 < report["spark_quality"]["ndcg_at_10"] <= 1 and report["spark_quality"]["users"] > 0
+
+
+@pytest.mark.horovod
+def test_pipeline(smoke_pipeline, results):
+    table, _ = smoke_pipeline
+    assert re.search(r"^stage\s+synthetic event log \(30,000 events", table, re.MULTILINE), table
+    for stage in ("ingest", "features", "train-als", "train-hybrid", "bundles", "recommend", "evaluate"):
+        assert re.search(rf"^{stage}\s+{NUMBER}$", table, re.MULTILINE), table
+    report = read_json(results, "pipeline")
+    (run,) = report["results"]
+    assert set(run["stages"]) >= {"ingest", "train-hybrid", "evaluate", "pipeline (MLflow run)"}
+    assert run["wall_seconds"] > 0 and run["peak_rss_gb"] > 0
+
+
+@pytest.mark.horovod
+def test_scoring(smoke_pipeline, work, results):
+    _, lakehouse = smoke_pipeline
+    table = run_script("scoring", "--smoke", "--data-root", str(lakehouse), "--work", str(work / "scoring"),
+                       "--results-dir", str(results))
+    assert re.search(r"^path\s+pairs\s+seconds\s+rows/s$", table, re.MULTILINE), table
+    assert re.search(rf"^shoprec: shipped model, mapInArrow, large Arrow batches\s+5,000\s+{NUMBER}\s+{NUMBER}$",
+                     table, re.MULTILINE), table
+    assert re.search(rf"^ratio shoprec / default: {NUMBER}x", table, re.MULTILINE), table
+    report = read_json(results, "scoring")
+    assert [r["pairs"] for r in report["results"]] == [5_000, 5_000]
+    assert all(r["rows_per_s"] > 0 for r in report["results"]) and report["ratio"] > 0
+    assert report["model"].startswith("shoprec-hybrid v")
+
+
+@pytest.mark.horovod
+def test_train_throughput(smoke_pipeline, work, results):
+    _, lakehouse = smoke_pipeline
+    table = run_script("train_throughput", "--smoke", "--data-root", str(lakehouse), "--out", str(work / "train"),
+                       "--results-dir", str(results))
+    assert re.search(r"samples/s\s+vs plain\s+train s\s+best val NDCG@10\s+s to best", table), table
+    for label in ("plain model.fit, 1 process", "Horovod, 1 process", "Horovod, 2 processes"):
+        assert re.search(rf"{re.escape(label)}\s+{NUMBER}\s+{NUMBER}", table), table
+    report = read_json(results, "train_throughput")
+    assert report["epochs"] == 1 and len(report["modes"]) == 3
+    assert all(m["samples_per_second"] > 0 and m["epochs"] == 1 for m in report["modes"].values())
+    assert report["quality"], "the smoke lakehouse has gold.evaluation"
