@@ -5,7 +5,7 @@
 
 Both paths score the same (user, item) pairs with the same registered model
 (``shoprec-hybrid@champion``) in the same Spark session:
-  (a) shoprec: ``recommend.deep.score`` as the recommend stage calls it: the model folder
+  (a) shoprec: ``recommend.serving.score`` as the recommend stage calls it: the model folder
       shipped with ``addFile``, one Keras load per Python worker with TensorFlow on the
       task's cores, ``mapInArrow`` over large Arrow batches
       (``spark.sql.execution.arrow.maxRecordsPerBatch`` from ``--batch-rows``) encoded
@@ -76,12 +76,12 @@ def timed_noop(df) -> float:
 
 def shoprec_path(spark, features, model, batch_rows: int, items):
     from shoprec import columns as C
-    from shoprec.recommend import deep
+    from shoprec.hybrid import serving
 
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
-    deep.ship(spark, model)
+    serving.ship(spark, model)
     # As in recommend: the text vectors travel once per item, not on every pair.
-    return deep.score(features.drop(C.TEXT_VECTOR), model, items)
+    return serving.score(features.drop(C.TEXT_VECTOR), model, items)
 
 
 def default_path(spark, features, uri: str):
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
 
     from shoprec import columns as C
     from shoprec.config import load_config
-    from shoprec.recommend import deep
+    from shoprec.hybrid import serving
     from shoprec.spark import get_spark
     from shoprec.split import resolve_split
     from shoprec.tables import open_tables
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     tables = open_tables(spark, cfg.data_root, cfg.storage.delta_backend)
     split = resolve_split(cfg, tables.read(C.SILVER_INTERACTIONS), date.fromisoformat(args.as_of))
     configure(cfg)
-    model = deep.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias, os.path.join(cfg.data_root, "_models"))
+    model = serving.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias, os.path.join(cfg.data_root, "_models"))
     if model is None:
         raise SystemExit(f"no {cfg.hybrid.registered_model}@{cfg.recommend.model_alias} under {args.data_root}: "
                          "run shoprec pipeline (or train-hybrid) there first")

@@ -28,7 +28,7 @@ from datetime import date
 from _common import RESULTS, machine_info, now, say, write_json
 from shoprec.config import load_config
 from shoprec.hybrid.dataset import MANIFEST
-from shoprec.hybrid.job import horovodrun_command, training_spec
+from shoprec.stages.train_hybrid import horovodrun_command, training_spec
 from shoprec.hybrid.train import HISTORY
 
 MODES = (("plain model.fit, 1 process", "plain", 1), ("Horovod, 1 process", "horovod", 1),

@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 _step() { echo "[check] $*" >&2; }
 # (checks are added here by the changes that configure them)
+_step "import layers (import-linter: the contract in pyproject.toml)"
+lint-imports
 _step "static checks passed"

@@ -170,20 +170,24 @@ def _run(args: argparse.Namespace) -> int:
         return _ui(cfg, args.port)
     if args.command == "generate":
         return _generate(cfg, args)
-    from shoprec import runner
+    from shoprec.stages import bundles, evaluate, features, recommend, train_als, train_hybrid
+    from shoprec.stages.context import JobContext
+    from shoprec.stages.ingest import ingest_stage
+    from shoprec.stages.pipeline import pipeline_stage
+    from shoprec.stages.time_report import time_report_stage
 
-    ctx = runner.JobContext.create(cfg)
+    ctx = JobContext.create(cfg)
     if args.command == "ingest":
         inputs = [os.path.abspath(p) for p in args.input] if args.input else None
-        runner.ingest_stage(ctx, inputs)
+        ingest_stage(ctx, inputs)
     elif args.command == "pipeline":
-        runner.pipeline_stage(ctx, args.as_of)
+        pipeline_stage(ctx, args.as_of)
     elif args.command == "time-report":
-        runner.time_report_stage(ctx, args.items, args.min_lines)
+        time_report_stage(ctx, args.items, args.min_lines)
     else:
-        stage = {"features": runner.features_stage, "train-als": runner.train_als_stage,
-                 "train-hybrid": runner.train_hybrid_stage, "recommend": runner.recommend_stage,
-                 "bundles": runner.bundles_stage, "evaluate": runner.evaluate_stage}[args.command]
+        stage = {"features": features.features_stage, "train-als": train_als.train_als_stage,
+                 "train-hybrid": train_hybrid.train_hybrid_stage, "recommend": recommend.recommend_stage,
+                 "bundles": bundles.bundles_stage, "evaluate": evaluate.evaluate_stage}[args.command]
         stage(ctx, args.as_of)
     return 0
 

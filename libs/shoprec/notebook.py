@@ -10,7 +10,7 @@ import os
 from datetime import date
 
 from shoprec.config import load_config
-from shoprec.runner import JobContext
+from shoprec.stages.context import JobContext
 
 
 def parameter(name: str, default: str, dbutils=None) -> str:

@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 from shoprec import columns as C
 from shoprec.bundles import complete, rules as R
 from shoprec.bundles.baskets import baskets as basket_frame, for_mining, recent_basket_items
-from shoprec.runner import JobContext, bundles_stage
+from shoprec.stages.bundles import bundles_stage
+from shoprec.stages.context import JobContext
 from tests.builders import event, interactions, rows_of, write_silver
 from tests.conftest import make_config
 

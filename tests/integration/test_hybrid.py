@@ -19,7 +19,7 @@ from shoprec import columns as C
 from shoprec.features.item import item_features
 from shoprec.hybrid import dataset
 from shoprec.hybrid import features as H
-from shoprec.hybrid.job import _log_and_register, launch, training_spec
+from shoprec.stages.train_hybrid import _log_and_register, launch, training_spec
 from shoprec.hybrid.pyfunc import Scorer
 from shoprec.hybrid.train import MODEL_DIR, ranking_sums
 from shoprec.split import TemporalSplit

@@ -10,9 +10,13 @@ import pytest
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
-from shoprec.recommend import explain, fusion, rerank
-from shoprec.recommend import sources as S
-from shoprec.runner import JobContext, features_stage, recommend_stage, train_als_stage, train_hybrid_stage
+from shoprec.ranking import explain, fusion, rerank
+from shoprec.candidates import sources as S
+from shoprec.stages.context import JobContext
+from shoprec.stages.features import features_stage
+from shoprec.stages.recommend import recommend_stage
+from shoprec.stages.train_als import train_als_stage
+from shoprec.stages.train_hybrid import train_hybrid_stage
 from tests.builders import event, interactions, rows_of, write_silver
 from tests.conftest import make_config
 from tests.integration.test_hybrid import TINY, group_shop

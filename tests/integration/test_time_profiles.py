@@ -100,14 +100,14 @@ def test_profiles_are_pulled_towards_the_shops_by_pseudo_lines(spark):
 
 def _context_pool(spark):
     """u and v with one candidate each of X (a January, 10 o'clock item) and Y (July, 18 o'clock)."""
-    from shoprec.recommend import fusion
+    from shoprec.ranking import fusion
 
     rows = [("u", "X", 0.5), ("u", "Y", 1.0), ("v", "X", 1.0), ("v", "Y", 0.5)]
     return spark.createDataFrame(rows, [C.USER_ID, C.ITEM_ID, fusion.FUSED])
 
 
 def test_context_terms_give_seasonal_lift_and_time_fit_per_candidate(spark):
-    from shoprec.recommend import rerank
+    from shoprec.ranking import rerank
 
     rr = make_config("/tmp/unused", "recommend.rerank.season_min_lines=1",
                      "recommend.rerank.time_prior_lines=0").recommend.rerank
@@ -128,7 +128,7 @@ def test_context_terms_give_seasonal_lift_and_time_fit_per_candidate(spark):
 
 
 def test_context_weights_are_chosen_on_the_truth(spark):
-    from shoprec.recommend import rerank
+    from shoprec.ranking import rerank
 
     rr = make_config("/tmp/unused", "recommend.rerank.season_min_lines=1", "recommend.rerank.time_weight=0",
                      "recommend.rerank.season_weights=[0.0, 1.0]").recommend.rerank
@@ -149,8 +149,9 @@ def test_time_report_follows_items_across_as_of_dates(spark, tmp_path):
 
     from mlflow import MlflowClient
 
-    from shoprec.recommend.job import RECOMMENDATIONS_SCHEMA
-    from shoprec.runner import JobContext, time_report_stage
+    from shoprec.stages.recommend import RECOMMENDATIONS_SCHEMA
+    from shoprec.stages.context import JobContext
+    from shoprec.stages.time_report import time_report_stage
     from tests.builders import write_silver
     from tests.conftest import make_config
 
@@ -203,7 +204,7 @@ def test_time_report_follows_items_across_as_of_dates(spark, tmp_path):
 def test_context_search_drops_only_candidates_that_cannot_reach_a_top_10(spark):
     import random
 
-    from shoprec.recommend import fusion, rerank
+    from shoprec.ranking import fusion, rerank
 
     rr = make_config("/tmp/unused").recommend.rerank
     rnd = random.Random(7)

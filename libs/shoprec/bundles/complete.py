@@ -22,8 +22,8 @@ from shoprec.bundles.baskets import N_ITEMS
 from shoprec.bundles.rules import fired_rules, rule_strength
 from shoprec.candidates.baselines import item_similarity
 from shoprec.config import BundlesConfig, CandidatesConfig
-from shoprec.recommend.fusion import normalised
-from shoprec.recommend.sources import ANCHOR, SOURCE_RANK, SOURCE_SCORE
+from shoprec.candidates.scores import normalised
+from shoprec.candidates.sources import ANCHOR, SOURCE_RANK, SOURCE_SCORE
 
 TIER = "tier"
 PERSONAL_TIERS = (0, 1)

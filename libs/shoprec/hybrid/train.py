@@ -13,7 +13,7 @@ stopping decision; the best epoch's weights are restored at the end. Rank 0 alon
 to MLflow, checkpoints, and saves the model; every rank writes ``rank<r>.json`` with a
 digest of its final weights.
 
-The spec is JSON written by ``shoprec.hybrid.job``: data folder, output folder, the
+The spec is JSON written by ``shoprec.stages.train_hybrid``: data folder, output folder, the
 training settings and, optionally, the MLflow tracking URI and run id to log into.
 """
 from __future__ import annotations

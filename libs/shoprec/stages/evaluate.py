@@ -35,16 +35,17 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shoprec import columns as C
-from shoprec.candidates import read_candidates, write_candidates
+from shoprec.stages.candidate_store import read_candidates, write_candidates
 from shoprec.candidates import baselines
 from shoprec.config import CandidatesConfig, Config, EvaluateConfig
 from shoprec.errors import ShoprecError
 from shoprec.evaluation import metrics as M
 from shoprec.evaluation.truth import COLD, WARM, ground_truth, new_items, user_segments
-from shoprec.recommend.sources import SOURCE_RANK, SOURCE_SCORE, popular_candidates
+from shoprec.candidates.sources import SOURCE_RANK, SOURCE_SCORE, popular_candidates
 from shoprec.split import TemporalSplit, purchases
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
+from shoprec.stages.context import JobContext, model_stage, resolve_run_split
 
 log = logging.getLogger(__name__)
 
@@ -592,3 +593,9 @@ def _segment_plot(report: EvaluationReport, path: str, k: int = 10) -> str | Non
     ax.legend(fontsize="small", ncol=2)
     fig.savefig(path, dpi=100)
     return path
+
+
+# ------------------------------------------------------------------------------ the stage
+def evaluate_stage(ctx: JobContext, as_of: date | None = None, split: TemporalSplit | None = None) -> EvaluationReport:
+    """``shoprec evaluate``: baselines + every candidate source scored on the evaluation window."""
+    return model_stage(ctx, "evaluate", split or resolve_run_split(ctx, as_of), run_evaluate)

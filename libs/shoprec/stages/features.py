@@ -15,6 +15,8 @@ and per-column null rates go to MLflow as ``<table>.rows`` and ``<table>.null_ra
 """
 from __future__ import annotations
 
+from datetime import date
+
 import logging
 import time
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from shoprec.features.user import user_features
 from shoprec.split import TemporalSplit, purchases
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
+from shoprec.stages.context import JobContext, model_stage, resolve_run_split
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +150,9 @@ def _log(run: RunLogger, report: FeaturesReport) -> None:
     run.metrics(metrics)
     run.dict({t.name: {"rows": t.rows, "version": t.version, "null_rates": t.null_rates} for t in report.tables},
              "features/tables.json")
+
+
+# ------------------------------------------------------------------------------ the stage
+def features_stage(ctx: JobContext, as_of: date | None = None, split: TemporalSplit | None = None) -> FeaturesReport:
+    """``shoprec features``: silver -> gold user/item/context features and implicit confidence."""
+    return model_stage(ctx, "features", split or resolve_run_split(ctx, as_of), run_features)

@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+from datetime import date
+
 import logging
 import os
 import tempfile
@@ -22,12 +24,14 @@ from shoprec.als import ids
 from shoprec.als.model import AlsParams, fit_als, item_factors, user_factors
 from shoprec.als.topn import top_n_for_users
 from shoprec.als.tuning import Trial, bought_pairs, run_search, search_space
-from shoprec.candidates import write_candidates
+from shoprec.stages.candidate_store import write_candidates
 from shoprec.config import Config
 from shoprec.errors import ShoprecError
 from shoprec.split import TemporalSplit, purchases
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
+from shoprec.stages import id_maps
+from shoprec.stages.context import JobContext, model_stage, resolve_run_split
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +140,8 @@ def _tuning_confidence(interactions: DataFrame, split: TemporalSplit, cfg: Confi
 
 def _id_maps(tables: Tables, confidence: DataFrame, tuning: DataFrame) -> tuple[DataFrame, DataFrame]:
     pairs = confidence.unionByName(tuning)
-    users = ids.user_map(tables, pairs.select(C.USER_ID))
-    items = ids.item_map(tables, pairs.select(C.ITEM_ID))
+    users = id_maps.user_map(tables, pairs.select(C.USER_ID))
+    items = id_maps.item_map(tables, pairs.select(C.ITEM_ID))
     return users, items
 
 
@@ -251,3 +255,9 @@ def _log_and_register(cfg: Config, run: RunLogger, model, report: AlsReport, bes
                                            f"validation NDCG@10 {best_ndcg:.4f}")
     report.model_version = reg.version
     report.promotion = reg.describe()
+
+
+# ------------------------------------------------------------------------------ the stage
+def train_als_stage(ctx: JobContext, as_of: date | None = None, split: TemporalSplit | None = None) -> AlsReport:
+    """``shoprec train-als``: tuned ALS, factors in gold, model registered, ALS candidates."""
+    return model_stage(ctx, "train-als", split or resolve_run_split(ctx, as_of), run_train_als)

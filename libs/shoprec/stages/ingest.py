@@ -31,6 +31,7 @@ from shoprec.ingest.online_retail import OnlineRetailAdapter
 from shoprec.ingest.silver import INTERACTIONS_SCHEMA, build_items, build_users
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
+from shoprec.stages.context import JobContext
 
 log = logging.getLogger(__name__)
 
@@ -370,3 +371,32 @@ def _tables_written(source: str) -> list[str]:
 
 def _versions(tables: Tables, source: str) -> dict[str, int | None]:
     return {name: tables.version(name) for name in _tables_written(source) if tables.exists(name)}
+
+
+# ------------------------------------------------------------------------------ the stage
+def ingest_stage(ctx: JobContext, inputs: list[str] | None = None) -> IngestReport:
+    """``shoprec ingest``: source files -> bronze, quarantine and silver tables."""
+    from shoprec.tracking import job_run
+
+    with job_run(ctx.cfg, "ingest", tags={"shoprec.source": ctx.cfg.ingest.source}) as run:
+        report = run_ingest(ctx.spark, ctx.cfg, ctx.tables, run, inputs)
+    _print_ingest(ctx, report)
+    return report
+
+
+def _print_ingest(ctx: JobContext, report) -> None:
+    ctx.say(f"ingest ({report.source}) finished in {report.seconds:.1f} s")
+    for path in report.files_skipped:
+        ctx.say(f"  skipped (already ingested): {path}")
+    for path in report.files_ingested:
+        ctx.say(f"  ingested: {path}")
+    if report.files_ingested:
+        ctx.say(
+            f"  rows in {report.rows_in:,} = kept {report.rows_kept:,} + quarantined {report.rows_quarantined:,}"
+            f"  (anonymous kept: {report.anonymous_rows:,}; non-product kept: {report.non_product_rows:,})"
+        )
+        for reason, n in report.quarantine_by_reason.items():
+            ctx.say(f"    quarantined {reason:<24} {n:>9,}")
+    ctx.say("  tables:")
+    for name, version in report.table_versions.items():
+        ctx.say(f"    {name:<28} version {version}   {ctx.tables.path(name)}")

@@ -22,8 +22,8 @@ from pyspark.sql import types as T
 from shoprec import columns as C
 from shoprec.config import RecommendConfig, RerankConfig
 from shoprec.features import time_profiles as TP
-from shoprec.recommend import fusion
-from shoprec.recommend.sources import ANCHOR, SOURCE_SCORE
+from shoprec.ranking import fusion
+from shoprec.candidates.sources import ANCHOR, SOURCE_SCORE
 
 SEASON_LIFT = TP.SEASONAL_LIFT
 TIME_FIT = "time_fit"

@@ -14,7 +14,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
-from shoprec.recommend.sources import ANCHOR, SOURCE_SCORE
+from shoprec.candidates.sources import ANCHOR, SOURCE_SCORE
 
 DESCRIPTION_CHARS = 40
 

@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+from datetime import date
+
 import json
 import logging
 import os
@@ -24,7 +26,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
-from shoprec.candidates import read_candidates, write_candidates
+from shoprec.stages.candidate_store import read_candidates, write_candidates
 from shoprec.config import Config
 from shoprec.errors import ShoprecError
 from shoprec.hybrid import dataset, scoring
@@ -32,6 +34,7 @@ from shoprec.hybrid.train import HISTORY, MODEL_DIR
 from shoprec.split import TemporalSplit
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger, store_for
+from shoprec.stages.context import JobContext, model_stage, resolve_run_split
 
 log = logging.getLogger(__name__)
 
@@ -296,3 +299,9 @@ def _score_pool(cfg: Config, tables: Tables, interactions: DataFrame, item_featu
     feats = scoring.scoring_features(pool, interactions, users, item_features, split, cfg.features.holidays,
                                      with_text=False)
     return scoring.score_pairs(feats, model_dir, manifest_path, item_features=item_features)
+
+
+# ------------------------------------------------------------------------------ the stage
+def train_hybrid_stage(ctx: JobContext, as_of: date | None = None, split: TemporalSplit | None = None) -> HybridReport:
+    """``shoprec train-hybrid``: Horovod-trained hybrid model, registered, its candidates in gold."""
+    return model_stage(ctx, "train-hybrid", split or resolve_run_split(ctx, as_of), run_train_hybrid)

@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+from datetime import date
+
 import logging
 import os
 import time
@@ -27,10 +29,13 @@ from shoprec.config import Config, RerankConfig
 from shoprec.errors import ShoprecError
 from shoprec.evaluation.truth import ground_truth
 from shoprec.hybrid.scoring import scoring_features
-from shoprec.recommend import deep, explain, fusion, rerank, sources as S
+from shoprec.candidates import sources as S
+from shoprec.hybrid import serving
+from shoprec.ranking import explain, fusion, rerank
 from shoprec.split import TemporalSplit, purchases
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
+from shoprec.stages.context import JobContext, model_stage, resolve_run_split
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +96,10 @@ def run_recommend(spark: SparkSession, cfg: Config, tables: Tables, split: Tempo
     interactions = tables.read(C.SILVER_INTERACTIONS)
     items = _gold(tables, C.GOLD_ITEM_FEATURES, split).persist()
     user_features = _gold(tables, C.GOLD_USER_FEATURES, split)
-    model = deep.resolve(cfg.hybrid.registered_model, rcfg.model_alias, os.path.join(cfg.data_root, "_models"),
+    model = serving.resolve(cfg.hybrid.registered_model, rcfg.model_alias, os.path.join(cfg.data_root, "_models"),
                          split.as_of)
     if model is not None:
-        deep.ship(spark, model)
+        serving.ship(spark, model)
     als_version = _als_version(cfg)
     cached: list[DataFrame] = [items]
     try:
@@ -168,7 +173,7 @@ def _als_version(cfg: Config) -> str | None:
 
 # ------------------------------------------------------------------------------ scoring a pool
 def _scored_pool(pool: DataFrame, interactions: DataFrame, user_features: DataFrame, items: DataFrame,
-                 split: TemporalSplit, cfg: Config, model: deep.ServingModel | None,
+                 split: TemporalSplit, cfg: Config, model: serving.ServingModel | None,
                  user_factors: DataFrame | None, item_factors: DataFrame | None) -> DataFrame:
     """The pool plus ``cf_score`` (ALS dot product, null when unknown) and ``deep_score``."""
     if user_factors is not None:
@@ -179,7 +184,7 @@ def _scored_pool(pool: DataFrame, interactions: DataFrame, user_features: DataFr
         return with_cf.withColumn(fusion.DEEP, F.lit(None).cast("double"))
     features = scoring_features(with_cf, interactions, user_features, items, split, cfg.features.holidays,
                                 with_text=False)
-    scored = deep.score(features, model, items).withColumnRenamed(C.SCORE, fusion.DEEP)
+    scored = serving.score(features, model, items).withColumnRenamed(C.SCORE, fusion.DEEP)
     keep = [*S.POOL_COLUMNS, fusion.CF, fusion.DEEP]
     return scored.select(*keep)
 
@@ -405,3 +410,9 @@ def _log(run: RunLogger, report: RecommendReport, model, als_version: str | None
         for (sw, tw), v in report.context.ndcg.items():
             metrics[f"context.val_ndcg_at_10.season_{sw:g}.time_{tw:g}"] = v
     run.metrics(metrics)
+
+
+# ------------------------------------------------------------------------------ the stage
+def recommend_stage(ctx: JobContext, as_of: date | None = None, split: TemporalSplit | None = None) -> RecommendReport:
+    """``shoprec recommend``: candidates, deep scoring, fusion, re-ranking -> gold.recommendations."""
+    return model_stage(ctx, "recommend", split or resolve_run_split(ctx, as_of), run_recommend)

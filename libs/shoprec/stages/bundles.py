@@ -12,6 +12,8 @@ of none.
 """
 from __future__ import annotations
 
+from datetime import date
+
 import logging
 import os
 import time
@@ -24,11 +26,12 @@ from shoprec import columns as C
 from shoprec.bundles import baskets as B
 from shoprec.bundles import complete, evaluate, rules as R
 from shoprec.config import Config
-from shoprec.recommend.explain import named
-from shoprec.recommend.sources import ANCHOR, SOURCE_SCORE
+from shoprec.ranking.explain import named
+from shoprec.candidates.sources import ANCHOR, SOURCE_SCORE
 from shoprec.split import TemporalSplit
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
+from shoprec.stages.context import JobContext, model_stage, resolve_run_split
 
 log = logging.getLogger(__name__)
 
@@ -127,21 +130,21 @@ def _deep_scored(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
     """(candidates plus ``deep_score`` on the personal tiers, the model, how they are ordered);
     without a champion hybrid, or features for as_of, or a zero weight: the rules' order."""
     from shoprec.hybrid.scoring import scoring_features
-    from shoprec.recommend import deep
+    from shoprec.hybrid import serving
 
     rules_only = "rule confidence (tier: bundle > cooccurrence > popular_basket)"
     if cfg.bundles.deep_weight <= 0:
         return cands, None, rules_only + "; bundles.deep_weight is 0"
-    model = deep.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias,
+    model = serving.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias,
                          os.path.join(cfg.data_root, "_models"), split.as_of)
     features_at = [_at(tables, name, split) for name in (C.GOLD_USER_FEATURES, C.GOLD_ITEM_FEATURES)]
     if model is None or any(f is None for f in features_at):
         why = f"no champion hybrid trained by {split.as_of}" if model is None else f"no gold features for as_of {split.as_of}"
         return cands, None, f"{rules_only}; {why}"
-    deep.ship(spark, model)
+    serving.ship(spark, model)
     personal = cands.where(F.col(complete.TIER).isin(*complete.PERSONAL_TIERS)).select(C.USER_ID, C.ITEM_ID)
     features = scoring_features(personal, interactions, *features_at, split, cfg.features.holidays, with_text=False)
-    scores = deep.score(features, model, features_at[1]).select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).alias(complete.DEEP))
+    scores = serving.score(features, model, features_at[1]).select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).alias(complete.DEEP))
     scored = cands.join(scores, on=[C.USER_ID, C.ITEM_ID], how="left")
     w = cfg.bundles.deep_weight
     return scored, model, (f"{1 - w:.2f} x rule rank + {w:.2f} x {model.name} v{model.version} rank "
@@ -257,3 +260,9 @@ def _log(run: RunLogger, report: BundlesReport, cfg: Config) -> None:
     run.metrics(metrics)
     if report.examples:
         run.dict({"examples": report.examples}, "bundles/examples.json")
+
+
+# ------------------------------------------------------------------------------ the stage
+def bundles_stage(ctx: JobContext, as_of: date | None = None, split: TemporalSplit | None = None) -> BundlesReport:
+    """``shoprec bundles``: FPGrowth rules, partners per item, basket completion per user."""
+    return model_stage(ctx, "bundles", split or resolve_run_split(ctx, as_of), run_bundles)
