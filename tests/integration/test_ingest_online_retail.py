@@ -10,7 +10,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from shoprec import columns as C
 from shoprec.errors import InputFormatError
-from shoprec.ingest import job as ingest_job
+from shoprec.stages import ingest as ingest_job
 from shoprec.stages.ingest import run_ingest
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from shoprec import columns as C
 from shoprec.stages.train_als import run_train_als
 from shoprec.errors import ShoprecError
-from shoprec.evaluation import job as evaluation_job
+from shoprec.stages import evaluate as evaluation_job
 from shoprec.stages.evaluate import run_evaluate
 from shoprec.evaluation.truth import user_segments
 from shoprec.stages.features import run_features
