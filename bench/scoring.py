@@ -99,7 +99,7 @@ def main(argv=None) -> int:
 
     from pyspark.sql import functions as F
 
-    from shoprec import columns as C
+    from shoprec import columns as C, paths
     from shoprec.config import load_config
     from shoprec.hybrid import serving
     from shoprec.spark import get_spark
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     tables = open_tables(spark, cfg.data_root, cfg.storage.delta_backend)
     split = resolve_split(cfg, tables.read(C.SILVER_INTERACTIONS), date.fromisoformat(args.as_of))
     configure(cfg)
-    model = serving.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias, os.path.join(cfg.data_root, "_models"))
+    model = serving.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias, paths.model_cache(cfg.data_root))
     if model is None:
         raise SystemExit(f"no {cfg.hybrid.registered_model}@{cfg.recommend.model_alias} under {args.data_root}: "
                          "run shoprec pipeline (or train-hybrid) there first")

@@ -90,7 +90,7 @@ def bundled(spark, tmp_path_factory):
     write_silver(ctx.tables, spark, _shop())
     first = bundles_stage(ctx, AS_OF)
     second = bundles_stage(ctx, AS_OF)
-    recs = ctx.tables.read(C.GOLD_BUNDLE_RECOMMENDATIONS).where(F.col(C.AS_OF) == F.lit(AS_OF))
+    recs = ctx.tables.read_as_of(C.GOLD_BUNDLE_RECOMMENDATIONS, AS_OF)
     return ctx, first, second, recs, out.getvalue()
 
 

@@ -170,7 +170,7 @@ def recommended(spark, tmp_path_factory):
         stage(ctx, AS_OF)
     first = recommend_stage(ctx, AS_OF)
     second = recommend_stage(ctx, AS_OF)
-    recs = ctx.tables.read(C.GOLD_RECOMMENDATIONS).where(F.col(C.AS_OF) == F.lit(AS_OF)).toPandas()
+    recs = ctx.tables.read_as_of(C.GOLD_RECOMMENDATIONS, AS_OF).toPandas()
     return cfg, ctx, first, second, recs, out.getvalue()
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from datetime import date
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -31,7 +30,8 @@ from shoprec.candidates.sources import ANCHOR, SOURCE_SCORE
 from shoprec.split import TemporalSplit
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
-from shoprec.stages.context import JobContext, model_stage, resolve_run_split
+from shoprec.stages.context import JobContext, model_stage, optional_as_of, resolve_run_split
+from shoprec import paths
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,8 @@ def _deep_scored(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
     if cfg.bundles.deep_weight <= 0:
         return cands, None, rules_only + "; bundles.deep_weight is 0"
     model = serving.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias,
-                         os.path.join(cfg.data_root, "_models"), split.as_of)
-    features_at = [_at(tables, name, split) for name in (C.GOLD_USER_FEATURES, C.GOLD_ITEM_FEATURES)]
+                         paths.model_cache(cfg.data_root), split.as_of)
+    features_at = [optional_as_of(tables, name, split.as_of) for name in (C.GOLD_USER_FEATURES, C.GOLD_ITEM_FEATURES)]
     if model is None or any(f is None for f in features_at):
         why = f"no champion hybrid trained by {split.as_of}" if model is None else f"no gold features for as_of {split.as_of}"
         return cands, None, f"{rules_only}; {why}"
@@ -149,13 +149,6 @@ def _deep_scored(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
     w = cfg.bundles.deep_weight
     return scored, model, (f"{1 - w:.2f} x rule rank + {w:.2f} x {model.name} v{model.version} rank "
                            "(tier: bundle > cooccurrence > popular_basket)")
-
-
-def _at(tables: Tables, name: str, split: TemporalSplit) -> DataFrame | None:
-    if not tables.exists(name):
-        return None
-    df = tables.read(name).where(F.col(C.AS_OF) == F.lit(split.as_of))
-    return df if df.limit(1).count() else None
 
 
 # ------------------------------------------------------------------------------ output
@@ -187,15 +180,11 @@ def _stamped(recs: DataFrame, model, split: TemporalSplit) -> DataFrame:
         F.lit(split.as_of).cast("date").alias(C.AS_OF), F.current_timestamp().alias(C.GENERATED_AT))
 
 
-def read_partition(tables: Tables, name: str, as_of) -> DataFrame:
-    return tables.read(name).where(F.col(C.AS_OF) == F.lit(as_of))
-
-
 def _count(tables: Tables, split: TemporalSplit, basket_items: DataFrame, report: BundlesReport) -> None:
-    report.rules = read_partition(tables, C.GOLD_BUNDLES, split.as_of).count()
-    report.items_with_partners = read_partition(tables, C.GOLD_BUNDLE_PARTNERS, split.as_of).select(
+    report.rules = tables.read_as_of(C.GOLD_BUNDLES, split.as_of).count()
+    report.items_with_partners = tables.read_as_of(C.GOLD_BUNDLE_PARTNERS, split.as_of).select(
         C.ITEM_ID).distinct().count()
-    recs = read_partition(tables, C.GOLD_BUNDLE_RECOMMENDATIONS, split.as_of)
+    recs = tables.read_as_of(C.GOLD_BUNDLE_RECOMMENDATIONS, split.as_of)
     report.users_with_baskets = basket_items.select(C.USER_ID).distinct().count()
     report.users_with_recommendations = recs.select(C.USER_ID).distinct().count()
     by = recs.groupBy(C.CANDIDATE_SOURCE).count().collect()  # small: one row per source
@@ -204,7 +193,7 @@ def _count(tables: Tables, split: TemporalSplit, basket_items: DataFrame, report
 
 def _examples(tables: Tables, split: TemporalSplit, names: DataFrame) -> list[str]:
     """The strongest one-item rules with some support, named, for a person to read."""
-    rules = read_partition(tables, C.GOLD_BUNDLES, split.as_of).where(F.size(C.ANTECEDENT_ITEMS) == 1)
+    rules = tables.read_as_of(C.GOLD_BUNDLES, split.as_of).where(F.size(C.ANTECEDENT_ITEMS) == 1)
     strong = rules.orderBy(F.col(C.LIFT).desc(), F.col(C.BASKET_COUNT).desc()).limit(EXAMPLES * 4)
     a = names.select(F.col(C.ITEM_ID).alias("_a"), F.col(C.DESCRIPTION).alias("_da"))
     b = names.select(F.col(C.ITEM_ID).alias(C.CONSEQUENT_ITEM), F.col(C.DESCRIPTION).alias("_db"))
@@ -234,7 +223,7 @@ def _hit_rates(tables: Tables, cfg: Config, split: TemporalSplit, interactions: 
         if truth.limit(1).count() == 0:
             return []
         k = max(bcfg.ks)
-        ours = read_partition(tables, C.GOLD_BUNDLE_RECOMMENDATIONS, split.as_of).select(C.USER_ID, C.RANK, C.ITEM_ID)
+        ours = tables.read_as_of(C.GOLD_BUNDLE_RECOMMENDATIONS, split.as_of).select(C.USER_ID, C.RANK, C.ITEM_ID)
         top = complete.popular_candidates(basket_items, popularity, k)
         top_ranked = complete.ranked(top, k).select(C.USER_ID, C.RANK, C.ITEM_ID)
         lists = {C.SRC_BUNDLE: ours,

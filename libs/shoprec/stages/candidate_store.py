@@ -26,7 +26,7 @@ def write_candidates(tables: Tables, df: DataFrame, source: str, as_of: date) ->
 
 def read_candidates(tables: Tables, as_of: date, sources: list[str] | None = None) -> DataFrame:
     """The candidates of one cutoff, optionally of some sources only."""
-    df = tables.read(C.GOLD_CANDIDATES).filter(F.col(C.AS_OF) == F.lit(as_of))
+    df = tables.read_as_of(C.GOLD_CANDIDATES, as_of)
     if sources:
         df = df.filter(F.col(C.CANDIDATE_SOURCE).isin(sources))
     return df

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Callable, Protocol, TextIO, TypeVar
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from shoprec import columns as C
 from shoprec.config import Config
@@ -53,6 +53,26 @@ def resolve_run_split(ctx: JobContext, as_of: date | None = None) -> TemporalSpl
         raise ShoprecError(f"{C.SILVER_INTERACTIONS} does not exist under {ctx.tables.root}",
                            hint="run shoprec ingest first (or shoprec pipeline)")
     return resolve_split(ctx.cfg, ctx.tables.read(C.SILVER_INTERACTIONS), as_of)
+
+
+def required_as_of(tables: Tables, name: str, as_of: date, writer: str = "features") -> DataFrame:
+    """One ``as_of`` of a table the stage cannot run without; a ShoprecError naming the stage
+    that writes it (``writer``) when the table or the partition is missing."""
+    hint = f"run shoprec {writer} --as-of {as_of} first"
+    if not tables.exists(name):
+        raise ShoprecError(f"{name} does not exist under {tables.root}", hint=hint)
+    df = tables.read_as_of(name, as_of)
+    if df.limit(1).count() == 0:
+        raise ShoprecError(f"{name} has no rows for as_of {as_of}", hint=hint)
+    return df
+
+
+def optional_as_of(tables: Tables, name: str, as_of: date) -> DataFrame | None:
+    """One ``as_of`` of a table, or None when the table or that partition is missing."""
+    if not tables.exists(name):
+        return None
+    df = tables.read_as_of(name, as_of)
+    return df if df.limit(1).count() else None
 
 
 class StageReport(Protocol):

@@ -294,7 +294,7 @@ def recommendation_lists(tables: Tables, served: DataFrame, as_of: date) -> Data
     """
     if not tables.exists(C.GOLD_RECOMMENDATIONS):
         return None
-    recs = tables.read(C.GOLD_RECOMMENDATIONS).where(F.col(C.AS_OF) == F.lit(as_of))
+    recs = tables.read_as_of(C.GOLD_RECOMMENDATIONS, as_of)
     if recs.limit(1).count() == 0:
         return None
     prefix = C.COLD_START_USER_PREFIX
@@ -318,7 +318,7 @@ def bundle_lists(tables: Tables, as_of: date) -> DataFrame | None:
     Only users with a recent basket have a list; the others score 0 for it."""
     if not tables.exists(C.GOLD_BUNDLE_RECOMMENDATIONS):
         return None
-    recs = tables.read(C.GOLD_BUNDLE_RECOMMENDATIONS).where(F.col(C.AS_OF) == F.lit(as_of))
+    recs = tables.read_as_of(C.GOLD_BUNDLE_RECOMMENDATIONS, as_of)
     if recs.limit(1).count() == 0:
         return None
     return recs.select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).cast("double"), F.col(C.RANK).cast("int"),

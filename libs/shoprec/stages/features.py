@@ -99,7 +99,7 @@ def run_features(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
         finally:
             content.unpersist()
         # User mixes read the item table just written: no second text transform.
-        written_items = _partition(tables, C.GOLD_ITEM_FEATURES, split)
+        written_items = tables.read_as_of(C.GOLD_ITEM_FEATURES, split.as_of)
         users_df = user_features(interactions, split, written_items, fcfg.price_bands)
         report.tables.append(_write(tables, users_df, C.GOLD_USER_FEATURES, split))
         report.tables.append(_write(tables, context_table(interactions, split, fcfg), C.GOLD_CONTEXT, split))
@@ -115,17 +115,13 @@ def run_features(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
     return report
 
 
-def _partition(tables: Tables, name: str, split: TemporalSplit) -> DataFrame:
-    return tables.read(name).filter(F.col(C.AS_OF) == F.lit(split.as_of))
-
-
 def _write(tables: Tables, df: DataFrame, name: str, split: TemporalSplit) -> TableStats:
     """Replace the ``as_of`` partition of ``name`` with ``df``; measure what landed."""
     t0 = time.perf_counter()
     stamped = df.select(F.lit(split.as_of).cast("date").alias(C.AS_OF), *df.columns)
     version = tables.replace_partition(stamped, name, {C.AS_OF: split.as_of}).version
     seconds = time.perf_counter() - t0
-    rows, null_rates = _null_rates(_partition(tables, name, split).drop(C.AS_OF))
+    rows, null_rates = _null_rates(tables.read_as_of(name, split.as_of).drop(C.AS_OF))
     log.info("%s: %d rows for as_of %s (version %s, %.1f s)", name, rows, split.as_of, version, seconds)
     return TableStats(name, rows, version, null_rates, seconds)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,6 +31,7 @@ from shoprec.ingest.silver import INTERACTIONS_SCHEMA, build_items, build_users
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
 from shoprec.stages.context import JobContext
+from shoprec import paths
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def _source_files(cfg: Config, inputs: list[str]) -> list[SourceFile]:
         sha, size = fingerprint(path)
         read_path = None
         if fmt == "xlsx":
-            read_path = xlsx_to_csv(path, os.path.join(cfg.data_root, "_staging", "xlsx"), sha)
+            read_path = xlsx_to_csv(path, paths.staging(cfg.data_root, "xlsx"), sha)
         files.append(SourceFile(path, fmt, sha, size, read_path))
     return files
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 from datetime import date
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -26,7 +25,6 @@ from pyspark.sql import types as T
 
 from shoprec import columns as C
 from shoprec.config import Config, RerankConfig
-from shoprec.errors import ShoprecError
 from shoprec.evaluation.truth import ground_truth
 from shoprec.hybrid.scoring import scoring_features
 from shoprec.candidates import sources as S
@@ -35,7 +33,8 @@ from shoprec.ranking import explain, fusion, rerank
 from shoprec.split import TemporalSplit, purchases
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
-from shoprec.stages.context import JobContext, model_stage, resolve_run_split
+from shoprec.stages.context import JobContext, model_stage, required_as_of, resolve_run_split
+from shoprec import paths
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +93,9 @@ def run_recommend(spark: SparkSession, cfg: Config, tables: Tables, split: Tempo
     stages: dict[str, float] = {}
     rcfg = cfg.recommend
     interactions = tables.read(C.SILVER_INTERACTIONS)
-    items = _gold(tables, C.GOLD_ITEM_FEATURES, split).persist()
-    user_features = _gold(tables, C.GOLD_USER_FEATURES, split)
-    model = serving.resolve(cfg.hybrid.registered_model, rcfg.model_alias, os.path.join(cfg.data_root, "_models"),
+    items = required_as_of(tables, C.GOLD_ITEM_FEATURES, split.as_of).persist()
+    user_features = required_as_of(tables, C.GOLD_USER_FEATURES, split.as_of)
+    model = serving.resolve(cfg.hybrid.registered_model, rcfg.model_alias, paths.model_cache(cfg.data_root),
                          split.as_of)
     if model is not None:
         serving.ship(spark, model)
@@ -139,23 +138,12 @@ def run_recommend(spark: SparkSession, cfg: Config, tables: Tables, split: Tempo
     return report
 
 
-def _gold(tables: Tables, name: str, split: TemporalSplit) -> DataFrame:
-    if not tables.exists(name):
-        raise ShoprecError(f"{name} does not exist", hint=f"run shoprec features --as-of {split.as_of} first")
-    df = tables.read(name).where(F.col(C.AS_OF) == F.lit(split.as_of))
-    if df.limit(1).count() == 0:
-        raise ShoprecError(f"{name} has no rows for as_of {split.as_of}",
-                           hint=f"run shoprec features --as-of {split.as_of} first")
-    return df
-
-
 def _factors(tables: Tables, user_table: str, item_table: str, split: TemporalSplit
              ) -> tuple[DataFrame | None, DataFrame | None]:
     """ALS factor tables of as_of, or (None, None) when train-als has not written them."""
     if not (tables.exists(user_table) and tables.exists(item_table)):
         return None, None
-    at = F.col(C.AS_OF) == F.lit(split.as_of)
-    users, items = tables.read(user_table).where(at), tables.read(item_table).where(at)
+    users, items = tables.read_as_of(user_table, split.as_of), tables.read_as_of(item_table, split.as_of)
     if users.limit(1).count() == 0:
         return None, None
     return users, items
@@ -297,7 +285,7 @@ def _bundle_source(tables: Tables, cfg: Config, interactions: DataFrame, split: 
         return None, "off (recommend.pool.bundle is 0)"
     if not tables.exists(C.GOLD_BUNDLES):
         return None, f"none: {C.GOLD_BUNDLES} does not exist (run shoprec bundles --as-of {split.as_of})"
-    rules = tables.read(C.GOLD_BUNDLES).where(F.col(C.AS_OF) == F.lit(split.as_of)).drop(C.AS_OF)
+    rules = tables.read_as_of(C.GOLD_BUNDLES, split.as_of).drop(C.AS_OF)
     if rules.limit(1).count() == 0:
         return None, f"none: {C.GOLD_BUNDLES} holds no rules for as_of {split.as_of} (run shoprec bundles)"
     bcfg = cfg.bundles
@@ -357,11 +345,11 @@ def _serving_terms(tables: Tables, history: DataFrame, split: TemporalSplit, rr:
                    ) -> rerank.ContextTerms:
     """Season and time-of-day terms from the profiles the features stage wrote for as_of;
     computed from the history only where they are missing (features of an older version)."""
-    at = F.col(C.AS_OF) == F.lit(split.as_of)
     if tables.exists(C.GOLD_ITEM_TIME_PROFILES) and tables.exists(C.GOLD_USER_TIME_PROFILES):
-        items = tables.read(C.GOLD_ITEM_TIME_PROFILES).where(at)
+        items = tables.read_as_of(C.GOLD_ITEM_TIME_PROFILES, split.as_of)
         if items.limit(1).count():
-            return rerank.terms_from_profiles(items, tables.read(C.GOLD_USER_TIME_PROFILES).where(at), split.as_of, rr)
+            users = tables.read_as_of(C.GOLD_USER_TIME_PROFILES, split.as_of)
+            return rerank.terms_from_profiles(items, users, split.as_of, rr)
     log.info("no %s for as_of %s: time profiles computed from the history", C.GOLD_ITEM_TIME_PROFILES, split.as_of)
     return rerank.context_terms(history, split.as_of, rr)
 
@@ -378,13 +366,8 @@ def _stamped(recs: DataFrame, name: str, version: str, split: TemporalSplit) -> 
     )
 
 
-def read_recommendations(tables: Tables, as_of) -> DataFrame:
-    """The rows of one as_of."""
-    return tables.read(C.GOLD_RECOMMENDATIONS).where(F.col(C.AS_OF) == F.lit(as_of))
-
-
 def _count(tables: Tables, split: TemporalSplit, report: RecommendReport) -> None:
-    recs = read_recommendations(tables, split.as_of)
+    recs = tables.read_as_of(C.GOLD_RECOMMENDATIONS, split.as_of)
     cold = F.col(C.USER_ID).startswith(C.COLD_START_USER_PREFIX)
     row = recs.agg(F.count(F.lit(1)).alias("rows"),
                    F.count_distinct(F.when(~cold, F.col(C.USER_ID))).alias("users"),

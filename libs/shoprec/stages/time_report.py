@@ -2,13 +2,13 @@
 partition of gold.recommendations (plots + JSON, in MLflow and on disk)."""
 from __future__ import annotations
 
-import os
 
 from shoprec import columns as C
 from shoprec.errors import ShoprecError
 from shoprec.reports.seasonality import TimeReport, build
 from shoprec.stages.context import JobContext
 from shoprec.tracking import job_run
+from shoprec import paths
 
 
 def time_report_stage(ctx: JobContext, items: list[str] | None = None, min_lines: int = 100) -> TimeReport:
@@ -17,7 +17,7 @@ def time_report_stage(ctx: JobContext, items: list[str] | None = None, min_lines
     if not ctx.tables.exists(C.GOLD_RECOMMENDATIONS):
         raise ShoprecError(f"{C.GOLD_RECOMMENDATIONS} does not exist under {ctx.tables.root}",
                            hint="run shoprec pipeline --as-of <date> for two or more dates first")
-    out_dir = os.path.join(ctx.cfg.data_root, "_reports", "time")
+    out_dir = paths.reports(ctx.cfg.data_root, "time")
     with job_run(ctx.cfg, "time-report") as run:
         report = build(ctx.tables.read(C.SILVER_INTERACTIONS), ctx.tables.read(C.GOLD_RECOMMENDATIONS),
                        ctx.tables.read(C.SILVER_ITEMS).select(C.ITEM_ID, C.DESCRIPTION), out_dir,

@@ -26,12 +26,12 @@ from shoprec.als.topn import top_n_for_users
 from shoprec.als.tuning import Trial, bought_pairs, run_search, search_space
 from shoprec.stages.candidate_store import write_candidates
 from shoprec.config import Config
-from shoprec.errors import ShoprecError
 from shoprec.split import TemporalSplit, purchases
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
 from shoprec.stages import id_maps
-from shoprec.stages.context import JobContext, model_stage, resolve_run_split
+from shoprec.stages.context import JobContext, model_stage, required_as_of, resolve_run_split
+from shoprec import paths
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +119,7 @@ def run_train_als(spark: SparkSession, cfg: Config, tables: Tables, split: Tempo
 
 # ------------------------------------------------------------------------------ inputs
 def _confidence_at(tables: Tables, split: TemporalSplit) -> DataFrame:
-    if not tables.exists(C.GOLD_CONFIDENCE):
-        raise ShoprecError(f"{C.GOLD_CONFIDENCE} does not exist under {tables.root}",
-                           hint=f"run shoprec features --as-of {split.as_of} first")
-    conf = tables.read(C.GOLD_CONFIDENCE).filter(F.col(C.AS_OF) == F.lit(split.as_of))
-    if conf.limit(1).count() == 0:
-        raise ShoprecError(f"{C.GOLD_CONFIDENCE} has no rows for as_of {split.as_of}",
-                           hint=f"run shoprec features --as-of {split.as_of} first")
-    return conf.select(C.USER_ID, C.ITEM_ID, C.CONFIDENCE)
+    return required_as_of(tables, C.GOLD_CONFIDENCE, split.as_of).select(C.USER_ID, C.ITEM_ID, C.CONFIDENCE)
 
 
 def _tuning_confidence(interactions: DataFrame, split: TemporalSplit, cfg: Config) -> DataFrame:
@@ -148,7 +141,7 @@ def _id_maps(tables: Tables, confidence: DataFrame, tuning: DataFrame) -> tuple[
 def _set_checkpoint_dir(spark: SparkSession, cfg: Config) -> None:
     # ALS truncates its RDD lineage every checkpoint_interval iterations; without a
     # checkpoint directory that setting is silently ignored and lineage grows.
-    path = cfg.als.checkpoint_dir or os.path.join(cfg.data_root, "_checkpoints", "als")
+    path = cfg.als.checkpoint_dir or paths.als_checkpoints(cfg.data_root)
     if "://" not in path:
         os.makedirs(path, exist_ok=True)
     spark.sparkContext.setCheckpointDir(path)

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from datetime import date
 from typing import Any, Iterator, Literal, Mapping, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from shoprec import columns as C
 from shoprec.errors import TableError
 from shoprec.tables.base import (
     HistoryEntry,
@@ -76,6 +78,11 @@ class Tables:
     def read(self, name: str, version: int | None = None) -> DataFrame:
         """The latest snapshot, or the one at ``version`` (time travel)."""
         return self.backend.read(self.path(name), version)
+
+    def read_as_of(self, name: str, as_of: date) -> DataFrame:
+        """The rows of one ``as_of`` (the training cutoff every gold table is partitioned by);
+        empty when the table holds none for it."""
+        return self.read(name).where(F.col(C.AS_OF) == F.lit(as_of))
 
     def history(self, name: str, limit: int | None = None) -> list[HistoryEntry]:
         """Commits of the table, newest first."""
