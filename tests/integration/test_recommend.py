@@ -51,7 +51,7 @@ def test_repeat_cooccurrence_and_popular_sources(spark):
     assert rows_of(lists.where(F.col(C.COUNTRY) == "United Kingdom"), C.SCORE) == [
         ("United Kingdom", "A", 1), ("United Kingdom", "B", 2)]
     placed = spark.createDataFrame([("x", "France"), ("y", "Narnia"), ("z", None)], f"{C.USER_ID} string, {C.COUNTRY} string")
-    served = S.popular_candidates(lists, placed, 1).select(C.USER_ID, C.ITEM_ID, S.ANCHOR)
+    served = S.popular_candidates(lists, placed, 1).select(C.USER_ID, C.ITEM_ID, C.ANCHOR)
     assert rows_of(served) == [("x", "A", "France"), ("y", "A", None), ("z", "A", None)]
 
 
@@ -74,9 +74,9 @@ def test_content_neighbours_are_cosine_nearest_and_never_the_item_itself(spark):
 # ------------------------------------------------------------------------------ fusion
 def test_normalisation_and_fusion_per_user(spark):
     df = spark.createDataFrame([("u", "A", 10.0, 0.2), ("u", "B", 0.0, 0.8), ("u", "C", None, 0.5), ("v", "A", 3.0, 0.1)],
-                               f"{C.USER_ID} string, {C.ITEM_ID} string, {fusion.CF} double, {fusion.DEEP} double")
-    n = fusion.with_normalised_scores(df, "minmax").withColumn(fusion.FUSED, fusion.fused(0.25))
-    got = {(r[C.USER_ID], r[C.ITEM_ID]): (r["_cf_n"], r["_deep_n"], r[fusion.FUSED]) for r in n.collect()}
+                               f"{C.USER_ID} string, {C.ITEM_ID} string, {C.CF_SCORE} double, {C.DEEP_SCORE} double")
+    n = fusion.with_normalised_scores(df, "minmax").withColumn(C.FUSED_SCORE, fusion.fused(0.25))
+    got = {(r[C.USER_ID], r[C.ITEM_ID]): (r["_cf_n"], r["_deep_n"], r[C.FUSED_SCORE]) for r in n.collect()}
     assert got[("u", "A")] == pytest.approx((1.0, 0.0, 0.25))
     assert got[("u", "B")] == pytest.approx((0.0, 1.0, 0.75))
     assert got[("u", "C")] == pytest.approx((0.0, 0.5, 0.375))   # unknown to ALS: the user's lowest
@@ -89,7 +89,7 @@ def test_weight_search_finds_the_weight_that_ranks_the_truth_first(spark):
     # ALS puts the bought item first, the deep model last: w = 1 wins; ties go to the smaller w.
     # At w = 0.5 both fuse to 0.5 and the tie goes to the smaller item id: the miss.
     df = spark.createDataFrame([("u", "z_hit", 1.0, 0.0), ("u", "a_miss", 0.0, 1.0)],
-                               f"{C.USER_ID} string, {C.ITEM_ID} string, {fusion.CF} double, {fusion.DEEP} double")
+                               f"{C.USER_ID} string, {C.ITEM_ID} string, {C.CF_SCORE} double, {C.DEEP_SCORE} double")
     truth = spark.createDataFrame([("u", "z_hit")], [C.USER_ID, C.ITEM_ID])
     search = fusion.choose_weight(fusion.with_normalised_scores(df, "minmax"), truth, (0.0, 0.5, 0.75, 1.0))
     assert search.weight == 0.75 and search.ndcg[0.0] < search.ndcg[1.0] == 1.0
@@ -98,8 +98,8 @@ def test_weight_search_finds_the_weight_that_ranks_the_truth_first(spark):
 
 # ------------------------------------------------------------------------------ re-ranking
 def _candidates(*rows):
-    return pd.DataFrame(rows, columns=[C.USER_ID, C.ITEM_ID, rerank.FINAL, C.CANDIDATE_SOURCE, S.ANCHOR,
-                                       S.SOURCE_SCORE, C.TEXT_VECTOR])
+    return pd.DataFrame(rows, columns=[C.USER_ID, C.ITEM_ID, C.FINAL_SCORE, C.CANDIDATE_SOURCE, C.ANCHOR,
+                                       C.SOURCE_SCORE, C.TEXT_VECTOR])
 
 
 def test_mmr_trades_relevance_for_diversity_and_caps_new_items():
@@ -135,7 +135,7 @@ def test_reasons_name_the_anchor_item(spark):
         [("u", "X", C.SRC_COOCCURRENCE, "85123A", 0.3), ("u", "Y", C.SRC_CONTENT, "85123A", 0.9),
          ("u", "Z", C.SRC_REPEAT, "Z", 3.0), ("u", "W", C.SRC_POPULAR_CONTEXT, "France", 5.0),
          ("u", "V", C.SRC_ALS, None, 1.0)],
-        [C.USER_ID, C.ITEM_ID, C.CANDIDATE_SOURCE, S.ANCHOR, S.SOURCE_SCORE])
+        [C.USER_ID, C.ITEM_ID, C.CANDIDATE_SOURCE, C.ANCHOR, C.SOURCE_SCORE])
     got = {r[C.ITEM_ID]: r[C.REASON] for r in explain.with_reasons(recs, items).collect()}
     assert got == {"X": "bought together with 85123A (WHITE HANGING HEART T-LIGHT HOLDER)",
                    "Y": "similar to 85123A (WHITE HANGING HEART T-LIGHT HOLDER) you bought",

@@ -99,7 +99,7 @@ def load_examples(files: list[str], manifest: Mapping) -> tuple[dict[str, np.nda
         return {}, np.zeros(0, np.float32), np.zeros(0, np.int64)
     pdf = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
     x = H.encode(pdf, manifest)
-    return x, pdf[H.LABEL].to_numpy(np.float32), pd.factorize(pdf[C.USER_ID])[0].astype(np.int64)
+    return x, pdf[C.LABEL].to_numpy(np.float32), pd.factorize(pdf[C.USER_ID])[0].astype(np.int64)
 
 
 def dataset(x: Mapping[str, np.ndarray], y: np.ndarray, batch: int, seed: int):

@@ -5,7 +5,7 @@
 Both scores are normalised per user over that user's candidates, so neither scale
 dominates: ``minmax`` maps the user's lowest to 0 and highest to 1, ``rank`` uses
 1 - (rank - 1) / n. A candidate ALS cannot score (an item or user it never saw) counts as
-the user's lowest CF score. ``w`` is chosen on the validation window: candidates built as
+the user's lowest C.CF_SCORE score. ``w`` is chosen on the validation window: candidates built as
 of the validation start, scored by the ALS refit on the history before it and by the
 hybrid model (trained on that same history), ranked for every ``w`` of the grid in one
 Spark pass, NDCG@10 against the validation purchases. ``w = 0`` is deep only, ``w = 1``
@@ -21,21 +21,17 @@ from pyspark.sql import functions as F
 from shoprec import columns as C
 from shoprec.candidates.scores import normalised
 
-CF = "cf_score"
-DEEP = "deep_score"
-FUSED = "fused_score"
-WEIGHT = "weight"
 TUNING_K = 10
 
 
 def with_normalised_scores(scored: DataFrame, how: str) -> DataFrame:
     """``scored`` (with ``cf_score``, ``deep_score``) plus ``_cf_n`` and ``_deep_n``."""
-    return normalised(normalised(scored, CF, how, "_cf_n"), DEEP, how, "_deep_n")
+    return normalised(normalised(scored, C.CF_SCORE, how, "_cf_n"), C.DEEP_SCORE, how, "_deep_n")
 
 
 def fused(weight: float | Column) -> Column:
     w = weight if isinstance(weight, Column) else F.lit(float(weight))
-    return (w * F.col("_cf_n") + (F.lit(1.0) - w) * F.col("_deep_n")).alias(FUSED)
+    return (w * F.col("_cf_n") + (F.lit(1.0) - w) * F.col("_deep_n")).alias(C.FUSED_SCORE)
 
 
 @dataclass(frozen=True)
@@ -81,7 +77,7 @@ def best_point(ndcg: dict[tuple, float]) -> tuple:
 
 def choose_weight(normalised_pool: DataFrame, truth: DataFrame, grid: tuple[float, ...]) -> WeightSearch:
     """The grid's best weight by NDCG@10 (ties: the smaller weight) for the users of ``truth``."""
-    ndcg, recall, n_users = grid_metrics(normalised_pool, truth, [(w,) for w in grid], (WEIGHT,),
-                                         fused(F.col(WEIGHT)))
+    ndcg, recall, n_users = grid_metrics(normalised_pool, truth, [(w,) for w in grid], (C.WEIGHT,),
+                                         fused(F.col(C.WEIGHT)))
     best = best_point(ndcg)[0] if ndcg else 1.0
     return WeightSearch(best, {p[0]: v for p, v in ndcg.items()}, {p[0]: v for p, v in recall.items()}, n_users)

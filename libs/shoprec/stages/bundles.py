@@ -26,7 +26,6 @@ from shoprec.bundles import baskets as B
 from shoprec.bundles import complete, evaluate, rules as R
 from shoprec.config import Config
 from shoprec.ranking.explain import named
-from shoprec.candidates.sources import ANCHOR, SOURCE_SCORE
 from shoprec.split import TemporalSplit
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
@@ -142,9 +141,9 @@ def _deep_scored(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
         why = f"no champion hybrid trained by {split.as_of}" if model is None else f"no gold features for as_of {split.as_of}"
         return cands, None, f"{rules_only}; {why}"
     serving.ship(spark, model)
-    personal = cands.where(F.col(complete.TIER).isin(*complete.PERSONAL_TIERS)).select(C.USER_ID, C.ITEM_ID)
+    personal = cands.where(F.col(C.TIER).isin(*complete.PERSONAL_TIERS)).select(C.USER_ID, C.ITEM_ID)
     features = scoring_features(personal, interactions, *features_at, split, cfg.features.holidays, with_text=False)
-    scores = serving.score(features, model, features_at[1]).select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).alias(complete.DEEP))
+    scores = serving.score(features, model, features_at[1]).select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).alias(C.DEEP_SCORE))
     scored = cands.join(scores, on=[C.USER_ID, C.ITEM_ID], how="left")
     w = cfg.bundles.deep_weight
     return scored, model, (f"{1 - w:.2f} x rule rank + {w:.2f} x {model.name} v{model.version} rank "
@@ -155,14 +154,14 @@ def _deep_scored(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
 def _with_reasons(recs: DataFrame, names: DataFrame) -> DataFrame:
     """``reason``: "goes with <item> (+ n more) in 34% of baskets", "bought together with
     <item>", "often bought with other items"."""
-    first = F.split(F.col(ANCHOR), r" \+ ")
+    first = F.split(F.col(C.ANCHOR), r" \+ ")
     anchors = recs.withColumn("_first", first[0]).withColumn("_more", F.size(first) - 1)
     labelled = anchors.join(F.broadcast(names.withColumnRenamed(C.ITEM_ID, "_first")
                                      .withColumnRenamed(C.DESCRIPTION, "_first_description")), on="_first", how="left")
     anchor = F.concat(named(F.col("_first"), F.col("_first_description")),
                       F.when(F.col("_more") > 0, F.concat(F.lit(" + "), F.col("_more").cast("string"),
                                                            F.lit(" more"))).otherwise(F.lit("")))
-    share = F.concat(F.round(F.col(SOURCE_SCORE) * 100).cast("int").cast("string"), F.lit("%"))
+    share = F.concat(F.round(F.col(C.SOURCE_SCORE) * 100).cast("int").cast("string"), F.lit("%"))
     reason = (F.when(F.col(C.CANDIDATE_SOURCE) == C.SRC_BUNDLE,
                      F.concat(F.lit("goes with "), anchor, F.lit(" from your basket (in "), share,
                               F.lit(" of baskets with it)")))

@@ -41,7 +41,7 @@ from shoprec.config import CandidatesConfig, Config, EvaluateConfig
 from shoprec.errors import ShoprecError
 from shoprec.evaluation import metrics as M
 from shoprec.evaluation.truth import COLD, WARM, ground_truth, new_items, user_segments
-from shoprec.candidates.sources import SOURCE_RANK, SOURCE_SCORE, popular_candidates
+from shoprec.candidates.sources import popular_candidates
 from shoprec.split import TemporalSplit, purchases
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
@@ -307,7 +307,7 @@ def recommendation_lists(tables: Tables, served: DataFrame, as_of: date) -> Data
     lists = recs.where(is_list).select(country, C.ITEM_ID, C.SCORE, C.RANK)
     others = served.join(own.select(C.USER_ID).distinct(), on=C.USER_ID, how="left_anti")
     cold = popular_candidates(lists, others, None).select(
-        C.USER_ID, C.ITEM_ID, F.col(SOURCE_SCORE).alias(C.SCORE), F.col(SOURCE_RANK).alias(C.RANK))
+        C.USER_ID, C.ITEM_ID, F.col(C.SOURCE_SCORE).alias(C.SCORE), F.col(C.SOURCE_RANK).alias(C.RANK))
     both = own.unionByName(cold)
     return both.select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).cast("double"), F.col(C.RANK).cast("int"),
                        F.lit(C.SRC_RECOMMEND).alias(C.CANDIDATE_SOURCE), F.lit(as_of).cast("date").alias(C.AS_OF))
@@ -376,7 +376,7 @@ def _catalog_stats(sales: DataFrame, split: TemporalSplit) -> tuple[int, int, Da
     as_of. Popularity is the count of distinct known buyers (anonymous sales count 0).
     """
     history = split.history(sales)
-    popularity = history.groupBy(C.ITEM_ID).agg(F.count_distinct(C.USER_ID).alias(M.POPULARITY))
+    popularity = history.groupBy(C.ITEM_ID).agg(F.count_distinct(C.USER_ID).alias(C.N_BUYERS))
     stats = history.agg(F.count_distinct(C.ITEM_ID).alias("items"), F.count_distinct(C.USER_ID).alias("users")).first()
     return int(stats["items"]), int(stats["users"]), popularity
 
@@ -413,14 +413,14 @@ def _split_metric(column: str) -> tuple[str, int | None]:
     return (match.group(1), int(match.group(2))) if match else (column, None)
 
 
-def _rows(collected: list, columns: list[str], n_users_col: str | None = M.N_USERS) -> list[MetricRow]:
+def _rows(collected: list, columns: list[str], n_users_col: str | None = C.N_USERS) -> list[MetricRow]:
     out = []
     for r in collected:
         for c in columns:
             if r[c] is None:
                 continue  # nothing to average (no list in the group)
             metric, k = _split_metric(c)
-            n_users = r[n_users_col] if n_users_col else r[M.metric_column(M.DIVERSITY_USERS, k)]
+            n_users = r[n_users_col] if n_users_col else r[M.metric_column(C.DIVERSITY_USERS, k)]
             out.append(MetricRow(r[C.CANDIDATE_SOURCE], r[C.SEGMENT], r[C.VARIANT], metric, k, float(r[c]),
                                  int(n_users)))
     return out
@@ -430,7 +430,7 @@ def _ranking_rows(recs: DataFrame, truth: DataFrame, segments: DataFrame, ks: tu
     per_user = M.ranking_metrics(recs, truth, ks, by=_BY)
     columns = M.ranking_metric_columns(ks)
     means = _with_segments(per_user, segments).groupBy(*_GROUP).agg(
-        F.count(F.lit(1)).alias(M.N_USERS), *[F.avg(c).alias(c) for c in columns]
+        F.count(F.lit(1)).alias(C.N_USERS), *[F.avg(c).alias(c) for c in columns]
     )
     return _rows(means.collect(), columns)  # small: sources x segments x variants
 
@@ -440,7 +440,7 @@ def _auc_rows(
 ) -> list[MetricRow]:
     per_user = M.sampled_auc_per_user(recs, truth, catalog, cfg.auc_negatives, cfg.seed, by=_BY)
     means = _with_segments(per_user, segments).groupBy(*_GROUP).agg(
-        F.count(F.lit(1)).alias(M.N_USERS), F.avg(M.AUC).alias(M.AUC)
+        F.count(F.lit(1)).alias(C.N_USERS), F.avg(M.AUC).alias(M.AUC)
     )
     return _rows(means.collect(), [M.AUC])  # small: one row per source x segment x variant
 

@@ -35,7 +35,6 @@ from shoprec import paths
 
 log = logging.getLogger(__name__)
 
-SILVER_CATALOG = "silver.catalog"
 _LOG_SCHEMA = (
     f"{C.SOURCE} string, path string, {C.META_FILE_SHA256} string, size_bytes long, format string, rows long, "
     "rows_kept long, rows_quarantined long, ingested_at timestamp, mlflow_run_id string"
@@ -143,7 +142,7 @@ def run_ingest(
                               ingested_at, run)
             with _step("recomputing silver.items and silver.users"):
                 interactions = tables.read(C.SILVER_INTERACTIONS)
-                catalog_df = tables.read(SILVER_CATALOG) if tables.exists(SILVER_CATALOG) else None
+                catalog_df = tables.read(C.SILVER_CATALOG) if tables.exists(C.SILVER_CATALOG) else None
                 tables.overwrite(build_items(interactions, catalog_df), C.SILVER_ITEMS)
                 tables.overwrite(build_users(interactions), C.SILVER_USERS)
     finally:
@@ -349,7 +348,7 @@ def _write_catalog(tables: Tables, catalog: DataFrame, ingested_at: datetime) ->
     )
     try:
         good = ranked.filter(F.col(C.REASON).isNull()).select(*catalog.columns)
-        result = tables.merge(good, SILVER_CATALOG, keys=[C.ITEM_ID], update_matched=True, check_keys=False)
+        result = tables.merge(good, C.SILVER_CATALOG, keys=[C.ITEM_ID], update_matched=True, check_keys=False)
         bad = ranked.filter(F.col(C.REASON).isNotNull()).select(
             F.lit("catalog").alias(C.SOURCE),
             C.REASON,
@@ -366,7 +365,7 @@ def _write_catalog(tables: Tables, catalog: DataFrame, ingested_at: datetime) ->
 
 def _tables_written(source: str) -> list[str]:
     return [C.bronze_table(source), C.quarantine_table(source), C.SILVER_INTERACTIONS, C.SILVER_ITEMS,
-            C.SILVER_USERS, C.BRONZE_INGEST_LOG, SILVER_CATALOG, C.quarantine_table("catalog")]
+            C.SILVER_USERS, C.BRONZE_INGEST_LOG, C.SILVER_CATALOG, C.quarantine_table("catalog")]
 
 
 def _versions(tables: Tables, source: str) -> dict[str, int | None]:

@@ -165,15 +165,15 @@ def _scored_pool(pool: DataFrame, interactions: DataFrame, user_features: DataFr
                  user_factors: DataFrame | None, item_factors: DataFrame | None) -> DataFrame:
     """The pool plus ``cf_score`` (ALS dot product, null when unknown) and ``deep_score``."""
     if user_factors is not None:
-        with_cf = S.cf_scores(pool, user_factors, item_factors, fusion.CF)
+        with_cf = S.cf_scores(pool, user_factors, item_factors, C.CF_SCORE)
     else:
-        with_cf = pool.withColumn(fusion.CF, F.lit(None).cast("double"))
+        with_cf = pool.withColumn(C.CF_SCORE, F.lit(None).cast("double"))
     if model is None:
-        return with_cf.withColumn(fusion.DEEP, F.lit(None).cast("double"))
+        return with_cf.withColumn(C.DEEP_SCORE, F.lit(None).cast("double"))
     features = scoring_features(with_cf, interactions, user_features, items, split, cfg.features.holidays,
                                 with_text=False)
-    scored = serving.score(features, model, items).withColumnRenamed(C.SCORE, fusion.DEEP)
-    keep = [*S.POOL_COLUMNS, fusion.CF, fusion.DEEP]
+    scored = serving.score(features, model, items).withColumnRenamed(C.SCORE, C.DEEP_SCORE)
+    keep = [*S.POOL_COLUMNS, C.CF_SCORE, C.DEEP_SCORE]
     return scored.select(*keep)
 
 
@@ -257,7 +257,7 @@ def _tuned(tables: Tables, cfg: Config, interactions: DataFrame, items: DataFram
                 tuned.weight, tuned.note = tuned.search.weight, "best NDCG@10 on the validation window"
             if search_context:
                 terms = rerank.context_terms(purchases(tuning.history(interactions)), tuning.as_of, rr)
-                fused = rerank.with_context(normalised.withColumn(fusion.FUSED, fusion.fused(tuned.weight)),
+                fused = rerank.with_context(normalised.withColumn(C.FUSED_SCORE, fusion.fused(tuned.weight)),
                                             terms).persist()
                 try:
                     tuned.context = rerank.choose_context_weights(fused, sample_truth, rr)
@@ -321,21 +321,21 @@ def _recommendations(tables: Tables, cfg: Config, interactions: DataFrame, items
     scored = _scored_pool(rerank.apply_rebuy(pool, history, rcfg), interactions, user_features, items, split, cfg,
                           model, uf, itf)
     fused = fusion.with_normalised_scores(scored, rcfg.fusion.normalisation).withColumn(
-        fusion.FUSED, fusion.fused(tuned.weight))
+        C.FUSED_SCORE, fusion.fused(tuned.weight))
     contextual = rerank.with_context(fused, _serving_terms(tables, history, split, rcfg.rerank))
     final = rerank.boosted(contextual, rerank.light_users(history, rcfg.cold_start.light_user_baskets), rcfg,
-                           fusion.FUSED, tuned.season_weight, tuned.time_weight)
+                           C.FUSED_SCORE, tuned.season_weight, tuned.time_weight)
     personal = rerank.diversified_top_k(final, items, rcfg)
 
     # Users seen but without a purchase (returns only, views, carts): their country's list.
     placed = S.user_countries(history_all, seen.join(buyers, on=C.USER_ID, how="left_anti"))
     browsing = S.popular_candidates(lists, placed, rcfg.k).select(
-        C.USER_ID, C.ITEM_ID, F.col(S.SOURCE_SCORE).alias(C.SCORE), F.col(S.SOURCE_RANK).alias(C.RANK),
-        C.CANDIDATE_SOURCE, S.ANCHOR, S.SOURCE_SCORE)
+        C.USER_ID, C.ITEM_ID, F.col(C.SOURCE_SCORE).alias(C.SCORE), F.col(C.SOURCE_RANK).alias(C.RANK),
+        C.CANDIDATE_SOURCE, C.ANCHOR, C.SOURCE_SCORE)
     key = F.concat(F.lit(C.COLD_START_USER_PREFIX), F.coalesce(F.col(C.COUNTRY), F.lit(C.COLD_START_ANY_COUNTRY)))
     cold = lists.where(F.col(C.RANK) <= rcfg.k).select(
         key.alias(C.USER_ID), C.ITEM_ID, C.SCORE, C.RANK, F.lit(C.SRC_POPULAR_CONTEXT).alias(C.CANDIDATE_SOURCE),
-        F.col(C.COUNTRY).alias(S.ANCHOR), F.col(C.SCORE).alias(S.SOURCE_SCORE))
+        F.col(C.COUNTRY).alias(C.ANCHOR), F.col(C.SCORE).alias(C.SOURCE_SCORE))
     everyone = personal.unionByName(browsing).unionByName(cold)
     return explain.with_reasons(everyone, items).select(C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE,
                                                         C.CANDIDATE_SOURCE, C.REASON)
