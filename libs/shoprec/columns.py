@@ -224,3 +224,11 @@ SEASONAL_LIFT = "seasonal_lift"   # an item's month index in the weeks after as_
 N_LINES = "n_lines"   # purchase lines a profile is built from
 # stages.ingest
 SILVER_CATALOG = "silver.catalog"   # the catalog adapter's items
+
+# --- gold.evaluation: segments and truth variants -------------------------------------
+SEGMENT_WARM = "warm"   # bought something before as_of
+SEGMENT_COLD = "cold"   # first purchase inside the evaluation window
+SEGMENT_ALL = "all"   # every evaluated user
+SEGMENT_NEW_ITEMS = "new_items"   # truth: items first sold in the window
+VARIANT_REPEAT = "repeat"   # truth: all purchases of the window, repeats included
+VARIANT_NEW = "new"   # truth and lists without the items bought before as_of

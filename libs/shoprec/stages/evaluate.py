@@ -40,7 +40,7 @@ from shoprec.candidates import baselines
 from shoprec.config import CandidatesConfig, Config, EvaluateConfig
 from shoprec.errors import ShoprecError
 from shoprec.evaluation import metrics as M
-from shoprec.evaluation.truth import COLD, WARM, ground_truth, new_items, user_segments
+from shoprec.evaluation.truth import ground_truth, new_items, user_segments
 from shoprec.candidates.sources import popular_candidates
 from shoprec.split import TemporalSplit, purchases
 from shoprec.tables import Tables
@@ -49,12 +49,8 @@ from shoprec.stages.context import JobContext, model_stage, resolve_run_split
 
 log = logging.getLogger(__name__)
 
-ALL = "all"
-NEW_ITEMS = "new_items"
-SEGMENTS = (ALL, WARM, COLD, NEW_ITEMS)
-REPEAT = "repeat"   # truth: all purchases of the window, repeat purchases included
-NEW = "new"         # truth and lists without the items the user bought before as_of
-VARIANTS = (REPEAT, NEW)
+SEGMENTS = (C.SEGMENT_ALL, C.SEGMENT_WARM, C.SEGMENT_COLD, C.SEGMENT_NEW_ITEMS)
+VARIANTS = (C.VARIANT_REPEAT, C.VARIANT_NEW)
 # Which items a per-user row was scored on: all of them, or the new items only (segment new_items).
 _SCOPE = "truth_scope"
 _BY = (C.CANDIDATE_SOURCE, C.VARIANT, _SCOPE)
@@ -142,7 +138,7 @@ class EvaluationReport:
         values = {(r.source, r.segment, r.variant, r.metric, r.k): r for r in self.rows}
         for segment in SEGMENTS:
             for variant in VARIANTS:
-                if segment == COLD and variant == NEW:
+                if segment == C.SEGMENT_COLD and variant == C.VARIANT_NEW:
                     continue  # cold users bought nothing before as_of: identical to repeat
                 lines += self._block(values, segment, variant)
         return lines
@@ -167,9 +163,9 @@ class EvaluationReport:
         return lines
 
 
-_SEGMENT_TITLES = {ALL: "all users", WARM: "warm users", COLD: "cold users",
-                   NEW_ITEMS: "new items (truth: items first sold in the window)"}
-_VARIANT_TITLES = {REPEAT: "repeat purchases count", NEW: "only items new to the user"}
+_SEGMENT_TITLES = {C.SEGMENT_ALL: "all users", C.SEGMENT_WARM: "warm users", C.SEGMENT_COLD: "cold users",
+                   C.SEGMENT_NEW_ITEMS: "new items (truth: items first sold in the window)"}
+_VARIANT_TITLES = {C.VARIANT_REPEAT: "repeat purchases count", C.VARIANT_NEW: "only items new to the user"}
 _LABELS = {"ndcg": "NDCG", "recall": "Recall", "recall_capped": "RecallCapped", "precision": "Precision",
            "f1": "F1", "map": "MAP", "hit_rate": "HitRate", M.MRR: "MRR", M.AUC: "AUC",
            M.COVERAGE: "Coverage", M.NOVELTY: "Novelty", M.POPULARITY_BIAS: "PopularityBias",
@@ -345,8 +341,8 @@ def _with_variants(candidates: DataFrame, history: DataFrame) -> DataFrame:
         C.RANK, F.row_number().over(order)
     )
     columns = [C.CANDIDATE_SOURCE, C.USER_ID, C.ITEM_ID, C.RANK]
-    return best.select(*columns, F.lit(REPEAT).alias(C.VARIANT)).unionByName(
-        fresh.select(*columns, F.lit(NEW).alias(C.VARIANT))
+    return best.select(*columns, F.lit(C.VARIANT_REPEAT).alias(C.VARIANT)).unionByName(
+        fresh.select(*columns, F.lit(C.VARIANT_NEW).alias(C.VARIANT))
     )
 
 
@@ -354,12 +350,12 @@ def _truth_sets(sales: DataFrame, split: TemporalSplit) -> DataFrame:
     """``user_id, item_id, variant, truth_scope``: both truth variants, on all items and on new items."""
     fresh_items = new_items(sales, split)
     parts = []
-    for variant, exclusion in ((REPEAT, False), (NEW, True)):
+    for variant, exclusion in ((C.VARIANT_REPEAT, False), (C.VARIANT_NEW, True)):
         truth = ground_truth(sales, split, "evaluation", history_exclusion=exclusion)
-        parts.append(truth.select(C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT), F.lit(ALL).alias(_SCOPE)))
+        parts.append(truth.select(C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT), F.lit(C.SEGMENT_ALL).alias(_SCOPE)))
         parts.append(
             truth.join(fresh_items, on=C.ITEM_ID, how="left_semi").select(
-                C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT), F.lit(NEW_ITEMS).alias(_SCOPE)
+                C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT), F.lit(C.SEGMENT_NEW_ITEMS).alias(_SCOPE)
             )
         )
     return functools.reduce(DataFrame.unionByName, parts)
@@ -402,8 +398,8 @@ def _with_segments(per_user: DataFrame, segments: DataFrame) -> DataFrame:
     """One copy of each per-user row for ``all`` and for the user's own segment; rows scored
     on new items only go to ``new_items``."""
     labelled = per_user.join(segments.withColumnRenamed(C.SEGMENT, "_own_segment"), on=C.USER_ID, how="left")
-    targets = F.when(F.col(_SCOPE) == ALL, F.array(F.lit(ALL), F.col("_own_segment"))).otherwise(
-        F.array(F.lit(NEW_ITEMS))
+    targets = F.when(F.col(_SCOPE) == C.SEGMENT_ALL, F.array(F.lit(C.SEGMENT_ALL), F.col("_own_segment"))).otherwise(
+        F.array(F.lit(C.SEGMENT_NEW_ITEMS))
     )
     return labelled.withColumn(C.SEGMENT, F.explode(targets)).where(F.col(C.SEGMENT).isNotNull())
 
@@ -449,11 +445,11 @@ def _evaluated_recs(recs: DataFrame, truth: DataFrame, segments: DataFrame) -> D
     """The lists of the evaluated users, tagged with ``all`` and their segment, so that every
     source's beyond-accuracy numbers cover the same users."""
     evaluated = (
-        truth.where(F.col(_SCOPE) == ALL)
+        truth.where(F.col(_SCOPE) == C.SEGMENT_ALL)
         .select(C.VARIANT, C.USER_ID)
         .distinct()
         .join(segments, on=C.USER_ID, how="left")
-        .withColumn(C.SEGMENT, F.explode(F.array(F.lit(ALL), F.col(C.SEGMENT))))
+        .withColumn(C.SEGMENT, F.explode(F.array(F.lit(C.SEGMENT_ALL), F.col(C.SEGMENT))))
         .where(F.col(C.SEGMENT).isNotNull())
     )
     return recs.join(evaluated, on=[C.VARIANT, C.USER_ID], how="inner")
@@ -487,7 +483,7 @@ def _source_order(sources: set[str]) -> list[str]:
 def _segment_users(rows: list[MetricRow]) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in rows:
-        if r.variant == REPEAT and r.metric == "ndcg":
+        if r.variant == C.VARIANT_REPEAT and r.metric == "ndcg":
             out[r.segment] = max(out.get(r.segment, 0), r.n_users)
     return out
 
@@ -541,7 +537,7 @@ def _plot(report: EvaluationReport, path: str) -> str | None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    segment = WARM if report.segment_users.get(WARM) else ALL
+    segment = C.SEGMENT_WARM if report.segment_users.get(C.SEGMENT_WARM) else C.SEGMENT_ALL
     # A bare Figure on the Agg canvas: no pyplot state, no GUI backend, safe in any process.
     fig = Figure(figsize=(10, 4), layout="constrained")
     FigureCanvasAgg(fig)
@@ -549,7 +545,7 @@ def _plot(report: EvaluationReport, path: str) -> str | None:
     plotted = False
     for ax, metric in zip(axes, ("ndcg", "recall")):
         for source in report.sources:
-            points = [(k, report.value(source, segment, REPEAT, metric, k)) for k in report.ks]
+            points = [(k, report.value(source, segment, C.VARIANT_REPEAT, metric, k)) for k in report.ks]
             points = [(k, v) for k, v in points if v is not None]
             if points:
                 ax.plot([k for k, _ in points], [v for _, v in points], marker="o", label=source)
@@ -583,7 +579,7 @@ def _segment_plot(report: EvaluationReport, path: str, k: int = 10) -> str | Non
     x = np.arange(len(segments))
     width = 0.8 / len(report.sources)
     for i, source in enumerate(report.sources):
-        values = [report.value(source, segment, REPEAT, "ndcg", k) or 0.0 for segment in segments]
+        values = [report.value(source, segment, C.VARIANT_REPEAT, "ndcg", k) or 0.0 for segment in segments]
         ax.bar(x + i * width, values, width, label=source)
     ax.set_xticks(x + width * (len(report.sources) - 1) / 2,
                   [f"{s}\n({report.segment_users[s]:,} users)" for s in segments])
