@@ -101,8 +101,8 @@ def main(argv=None) -> int:
 
     from shoprec import columns as C, paths
     from shoprec.config import load_config
-    from shoprec.hybrid import serving
     from shoprec.spark import get_spark
+    from shoprec.stages import models
     from shoprec.split import resolve_split
     from shoprec.tables import open_tables
     from shoprec.tracking import configure
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     tables = open_tables(spark, cfg.data_root, cfg.storage.delta_backend)
     split = resolve_split(cfg, tables.read(C.SILVER_INTERACTIONS), date.fromisoformat(args.as_of))
     configure(cfg)
-    model = serving.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias, paths.model_cache(cfg.data_root))
+    model = models.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias, paths.model_cache(cfg.data_root))
     if model is None:
         raise SystemExit(f"no {cfg.hybrid.registered_model}@{cfg.recommend.model_alias} under {args.data_root}: "
                          "run shoprec pipeline (or train-hybrid) there first")

@@ -104,12 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
          "hybrid model when one is registered). Prints the strongest rules and the next-basket hit rate "
          "against random popular items."),
         ("recommend", "write gold.recommendations: fused, re-ranked, explained, with cold-start lists",
-         "Gather candidates per user (ALS top-N, reorders, bought-together partners, content neighbours, popular "
+         "Gather candidates per user (the ALS top-N of gold.candidates, reorders, bought-together partners, content neighbours, popular "
          "in the user's country and season, rules of gold.bundles their recent baskets fire), score them with "
          "the champion hybrid model inside Spark, fuse w x ALS + (1 - w) x deep, add the seasonal lift and the "
          "hour/weekday fit (w and both context weights chosen on the validation window), diversify (MMR), "
          "explain each row and replace the as_of partition of gold.recommendations. Users without history get "
-         "their country's list; lists per country are stored under user_id 'cold-start:<country>'."),
+         "their country's list; users not seen yet get gold.cold_start_lists (one list per country, "
+         "list_key '*' for any other)."),
         ("evaluate", "score ALS, the hybrid, the recommendations and the baselines on the evaluation window",
          "Compute the baselines (popular, popular per country / hour, co-occurrence) and every metric of "
          "EVALUATION.md at K = 5, 10, 20 per source (ALS, hybrid, gold.recommendations as 'recommend', "
@@ -170,7 +171,14 @@ def _run(args: argparse.Namespace) -> int:
         return _ui(cfg, args.port)
     if args.command == "generate":
         return _generate(cfg, args)
-    from shoprec.stages import bundles, evaluate, features, recommend, train_als, train_hybrid
+    from shoprec.stages import (
+        bundles,
+        evaluate,
+        features,
+        recommend,
+        train_als,
+        train_hybrid,
+    )
     from shoprec.stages.context import JobContext
     from shoprec.stages.ingest import ingest_stage
     from shoprec.stages.pipeline import pipeline_stage

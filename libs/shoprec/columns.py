@@ -104,6 +104,7 @@ GOLD_ALS_VALIDATION_USER_FACTORS = "gold.als_validation_user_factors"
 GOLD_ALS_VALIDATION_ITEM_FACTORS = "gold.als_validation_item_factors"
 GOLD_CANDIDATES = "gold.candidates"
 GOLD_RECOMMENDATIONS = "gold.recommendations"
+GOLD_COLD_START_LISTS = "gold.cold_start_lists"                 # per country: what a user not seen yet gets
 GOLD_EVALUATION = "gold.evaluation"
 GOLD_BUNDLES = "gold.bundles"                                   # association rules over baskets
 GOLD_BUNDLE_PARTNERS = "gold.bundle_partners"                   # per item: frequently bought together
@@ -141,8 +142,8 @@ HIT_RATE = "hit_rate"
 MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
 GENERATED_AT = "generated_at"
-COLD_START_USER_PREFIX = "cold-start:"   # user_id of a country's list for users without history
-COLD_START_ANY_COUNTRY = "*"   # the key of the global list: cold-start:*
+LIST_KEY = "list_key"                    # gold.cold_start_lists: the country a list is for ...
+COLD_START_ANY_COUNTRY = "*"             # ... or this: the global list, for a user of any other country
 
 
 def bronze_table(source: str) -> str:

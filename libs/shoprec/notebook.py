@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from datetime import date
 
+from shoprec import paths
 from shoprec.config import load_config
 from shoprec.stages.context import JobContext
-from shoprec import paths
 
 
 def parameter(name: str, default: str, dbutils=None) -> str:

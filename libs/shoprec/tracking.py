@@ -16,8 +16,8 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
-from shoprec.config import Config
 from shoprec import paths
+from shoprec.config import Config
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,10 @@ import random
 
 import pytest
 from pyspark.sql import functions as F
-
 from shoprec import columns as C
-from shoprec.stages import id_maps
 from shoprec.als.model import AlsParams, fit_als, item_factors, user_factors
 from shoprec.als.topn import top_n_for_users
+from shoprec.stages import id_maps
 
 
 def two_group_ratings(spark, users_per_group=12, items_per_group=10, per_user=6, seed=1):

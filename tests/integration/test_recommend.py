@@ -8,15 +8,15 @@ from datetime import date
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
-
 from shoprec import columns as C
-from shoprec.ranking import explain, fusion, rerank
 from shoprec.candidates import sources as S
+from shoprec.ranking import explain, fusion, rerank
 from shoprec.stages.context import JobContext
 from shoprec.stages.features import features_stage
 from shoprec.stages.recommend import recommend_stage
 from shoprec.stages.train_als import train_als_stage
 from shoprec.stages.train_hybrid import train_hybrid_stage
+
 from tests.builders import event, interactions, rows_of, write_silver
 from tests.conftest import make_config
 from tests.integration.test_hybrid import TINY, group_shop
@@ -176,12 +176,17 @@ def recommended(spark, tmp_path_factory):
 
 @pytest.mark.horovod
 def test_every_user_seen_before_as_of_gets_k_recommendations(recommended):
-    _, _, first, _, recs, _ = recommended
+    _, ctx, first, _, recs, _ = recommended
     users = set(recs[C.USER_ID])
     expected = {f"{c}_user{u}" for c in ("red", "blue") for u in range(12)} | {"light_user", "browser"}
-    assert users - {u for u in users if u.startswith(C.COLD_START_USER_PREFIX)} == expected
+    assert users == expected
     assert "cold_user" not in users and "late_user" not in users
-    assert {"cold-start:United Kingdom", "cold-start:France", "cold-start:*"} <= users
+    # Users not seen yet: one list per country (and "*" for any other) in their own table.
+    lists = ctx.tables.read_as_of(C.GOLD_COLD_START_LISTS, AS_OF).toPandas()
+    assert {"United Kingdom", "France", C.COLD_START_ANY_COUNTRY} <= set(lists[C.LIST_KEY])
+    assert lists.groupby(C.LIST_KEY)[C.RANK].max().le(5).all() and first.cold_lists == lists[C.LIST_KEY].nunique()
+    assert set(lists[C.MODEL_NAME]) == {"shoprec-cold-start"} and set(lists[C.CANDIDATE_SOURCE]) == {
+        C.SRC_POPULAR_CONTEXT}
     sizes = recs.groupby(C.USER_ID)[C.RANK].agg(["count", "max", "min"])
     assert (sizes["count"] == 5).all() and (sizes["max"] == 5).all() and (sizes["min"] == 1).all()
     assert recs.groupby(C.USER_ID)[C.ITEM_ID].nunique().eq(5).all()
@@ -191,7 +196,7 @@ def test_every_user_seen_before_as_of_gets_k_recommendations(recommended):
 
 @pytest.mark.horovod
 def test_recommendations_follow_the_groups_and_are_stamped(recommended):
-    _, _, first, _, recs, out = recommended
+    _, ctx, first, _, recs, out = recommended
     warm = recs[recs[C.USER_ID].str.match(r"^(red|blue)_user")]
     for user, rows in warm.groupby(C.USER_ID):
         colour = user.split("_")[0]
@@ -200,8 +205,10 @@ def test_recommendations_follow_the_groups_and_are_stamped(recommended):
     personal = recs[~recs[C.CANDIDATE_SOURCE].eq(C.SRC_POPULAR_CONTEXT)]
     assert set(personal[C.MODEL_NAME]) == {"shoprec-hybrid"} and set(personal[C.MODEL_VERSION]) == {"1"}
     assert set(recs.loc[recs[C.USER_ID] == "browser", C.CANDIDATE_SOURCE]) == {C.SRC_POPULAR_CONTEXT}
-    assert set(recs.loc[recs[C.USER_ID] == "cold-start:France", C.REASON]) == {"popular in France around this time of year"}
+    lists = ctx.tables.read_as_of(C.GOLD_COLD_START_LISTS, AS_OF).toPandas()
+    assert set(lists.loc[lists[C.LIST_KEY] == "France", C.REASON]) == {"popular in France around this time of year"}
     assert "fusion weight w =" in out and "gold.recommendations version" in out
+    assert "gold.cold_start_lists version" in out
 
 
 @pytest.mark.horovod

@@ -170,7 +170,6 @@ def test_time_report_follows_items_across_as_of_dates(spark, tmp_path):
     for as_of, users in lists.items():
         recs = [(u, r + 1, item, 1.0, "als", "why", "m", "1", as_of, datetime(2021, 1, 1))
                 for u, items in users.items() for r, item in enumerate(items)]
-        recs.append(("cold-start:*", 1, "other", 1.0, "popular_context", "why", "m", "1", as_of, datetime(2021, 1, 1)))
         ctx.tables.replace_partition(spark.createDataFrame(recs, RECOMMENDATIONS_SCHEMA), C.GOLD_RECOMMENDATIONS,
                                      {C.AS_OF: as_of})
 
@@ -178,7 +177,6 @@ def test_time_report_follows_items_across_as_of_dates(spark, tmp_path):
     assert report.as_ofs == ["2021-06-01", "2021-11-01"]
     xmas, mug = report.items
     assert (xmas.item_id, xmas.peak_month, mug.item_id) == ("xmas", 12, "mug")
-    # Cold-start lists are not people: u1 and u2 only.
     assert [xmas.by_as_of[a]["users_share"] for a in report.as_ofs] == [0.0, 1.0]
     assert [mug.by_as_of[a]["users_share"] for a in report.as_ofs] == [1.0, 0.5]
     # June is far from the bauble's months; November sits between its October and December.

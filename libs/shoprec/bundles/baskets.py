@@ -14,7 +14,6 @@ from pyspark.sql import functions as F
 from shoprec import columns as C
 
 
-
 @dataclass(frozen=True)
 class BasketCounts:
     baskets: int          # baskets in the window

@@ -20,8 +20,8 @@ from pyspark.sql import functions as F
 from shoprec import columns as C
 from shoprec.bundles.rules import fired_rules, rule_strength
 from shoprec.candidates.baselines import item_similarity
-from shoprec.config import BundlesConfig, CandidatesConfig
 from shoprec.candidates.scores import normalised
+from shoprec.config import BundlesConfig, CandidatesConfig
 
 PERSONAL_TIERS = (0, 1)
 _ORDER = "_order_score"

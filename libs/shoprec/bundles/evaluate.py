@@ -16,7 +16,6 @@ from pyspark.sql import functions as F
 from shoprec import columns as C
 
 
-
 def next_baskets(window_baskets: DataFrame, users: DataFrame) -> DataFrame:
     """``user_id, next_items``: each user's first basket in the window."""
     first = Window.partitionBy(C.USER_ID).orderBy(F.col(C.BASKET_TS), F.col(C.BASKET_ID))

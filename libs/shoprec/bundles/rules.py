@@ -13,7 +13,6 @@ from shoprec import columns as C
 from shoprec.config import BundlesConfig
 
 
-
 def mine_rules(mined_baskets: DataFrame, n_baskets: int, bcfg: BundlesConfig, partitions: int) -> DataFrame:
     """``antecedent_items, consequent_item, support, confidence, lift, basket_count``.
 

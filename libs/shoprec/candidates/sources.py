@@ -51,15 +51,22 @@ def _shaped(df: DataFrame, source: str, score: Column, anchor: Column, n: int) -
 # ------------------------------------------------------------------------------ ALS
 def als_candidates(user_factors: DataFrame, item_factors: DataFrame, users: DataFrame, n: int,
                    rcfg_block_mb: int = 64) -> DataFrame:
-    """ALS top-n of the factor tables (``user_id, user_idx, factors`` / ``item_id, item_idx, factors``)."""
+    """ALS top-n of the factor tables (``user_id, user_idx, factors`` / ``item_id, item_idx, factors``)
+    for ``users``: what a pool without a stored ALS list (the validation pool) needs."""
     served = user_factors.join(users.select(C.USER_ID), on=C.USER_ID, how="left_semi")
     top = top_n_for_users(served.select(C.USER_IDX, C.FACTORS), item_factors.select(C.ITEM_IDX, C.FACTORS), n,
                           block_mb=rcfg_block_mb)
     named = (top.join(F.broadcast(item_factors.select(C.ITEM_IDX, C.ITEM_ID)), on=C.ITEM_IDX)
              .join(served.select(C.USER_IDX, C.USER_ID), on=C.USER_IDX))
-    return named.select(C.USER_ID, C.ITEM_ID, F.lit(C.SRC_ALS).alias(C.CANDIDATE_SOURCE),
-                        F.lit(None).cast("string").alias(C.ANCHOR), F.col(C.SCORE).cast("double").alias(C.SOURCE_SCORE),
-                        F.col(C.RANK).cast("int").alias(C.SOURCE_RANK))
+    return stored_als_candidates(named, n)
+
+
+def stored_als_candidates(top_n: DataFrame, n: int) -> DataFrame:
+    """The ``als`` source in pool columns from an ALS top-N list (``user_id, item_id, score,
+    rank``: gold.candidates' shape), its first ``n`` per user."""
+    return top_n.where(F.col(C.RANK) <= n).select(
+        C.USER_ID, C.ITEM_ID, F.lit(C.SRC_ALS).alias(C.CANDIDATE_SOURCE), F.lit(None).cast("string").alias(C.ANCHOR),
+        F.col(C.SCORE).cast("double").alias(C.SOURCE_SCORE), F.col(C.RANK).cast("int").alias(C.SOURCE_RANK))
 
 
 def cf_scores(pairs: DataFrame, user_factors: DataFrame, item_factors: DataFrame, out: str) -> DataFrame:
@@ -235,16 +242,18 @@ POOL_SCHEMA = T.StructType([
 ])
 
 
-def build_pool(history: DataFrame, users: DataFrame, user_factors: DataFrame | None, item_factors: DataFrame | None,
-               neighbours: DataFrame, new_items: DataFrame, lists: DataFrame, rcfg: RecommendConfig,
-               ccfg: CandidatesConfig, bundles: DataFrame | None = None) -> DataFrame:
-    """Every source for ``users`` (``user_id, country``) from the purchases in ``history``;
-    ``bundles`` is the ``bundle`` source in pool columns (``bundles.complete.pool_source``),
-    when gold.bundles holds rules for as_of."""
+def build_pool(history: DataFrame, users: DataFrame, als: DataFrame | None, neighbours: DataFrame,
+               new_items: DataFrame, lists: DataFrame, rcfg: RecommendConfig, ccfg: CandidatesConfig,
+               bundles: DataFrame | None = None) -> DataFrame:
+    """Every source for ``users`` (``user_id, country``) from the purchases in ``history``.
+
+    ``als`` is the ``als`` source in pool columns (``stored_als_candidates`` of gold.candidates,
+    or ``als_candidates`` of other factors), ``bundles`` the ``bundle`` source
+    (``bundles.complete.pool_source``); None leaves a source out."""
     pool = rcfg.pool
     parts = []
-    if pool.als and user_factors is not None and item_factors is not None:
-        parts.append(als_candidates(user_factors, item_factors, users, pool.als, ccfg.block_mb))
+    if pool.als and als is not None:
+        parts.append(als.join(users.select(C.USER_ID), on=C.USER_ID, how="left_semi"))
     if pool.repeat:
         parts.append(repeat_candidates(history, users, pool.repeat))
     if pool.cooccurrence:

@@ -20,7 +20,8 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from datetime import datetime, time as dtime
+from datetime import datetime
+from datetime import time as dtime
 from typing import Iterator
 
 import numpy as np

@@ -30,7 +30,6 @@ import pyarrow.compute as pc
 
 from shoprec import columns as C
 
-
 # String vocabularies learned from the training examples: index = position + 1, 0 = unknown.
 VOCAB_FEATURES = (C.USER_ID, C.ITEM_ID, C.COUNTRY, C.DEVICE, C.SEASON, C.CATEGORY)
 # Small integers used as they are (0 = null); the manifest gives each one's size.

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import calendar
 import os
-from datetime import datetime, time as dtime
+from datetime import datetime
+from datetime import time as dtime
 from typing import Iterator
 
 from pyspark.sql import DataFrame, Window

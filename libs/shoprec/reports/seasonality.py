@@ -64,11 +64,6 @@ class TimeReport:
         return lines
 
 
-def personal_recommendations(recs: DataFrame) -> DataFrame:
-    """Rows of known users (the cold-start lists are per country, not per person)."""
-    return recs.where(~F.col(C.USER_ID).startswith(C.COLD_START_USER_PREFIX))
-
-
 PRE_CHRISTMAS = (9, 10, 11, 12)   # peak months of the items the slot share counts as seasonal
 SUMMER = (4, 5, 6, 7, 8)
 STEADY_MIN_MONTHS = 9              # known months (on sale, shop open) an example of "no season" needs
@@ -131,7 +126,7 @@ def build(interactions: DataFrame, recs_all: DataFrame, names: DataFrame, out_di
           n_seasonal: int = 3, n_summer: int = 1, n_steady: int = 2, min_lines: int = 100,
           items: list[str] | None = None) -> TimeReport:
     """Profiles, placements and plots for every as_of partition of ``recs_all``."""
-    recs = personal_recommendations(recs_all).persist()
+    recs = recs_all.persist()   # one row per (user, rank): cold-start lists live in their own table
     try:
         as_ofs = as_of_dates(recs)
         if not as_ofs:

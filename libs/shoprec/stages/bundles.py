@@ -12,25 +12,30 @@ of none.
 """
 from __future__ import annotations
 
-from datetime import date
-
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
+from shoprec import paths
 from shoprec.bundles import baskets as B
-from shoprec.bundles import complete, evaluate, rules as R
+from shoprec.bundles import complete, evaluate
+from shoprec.bundles import rules as R
 from shoprec.config import Config
 from shoprec.ranking.explain import named
 from shoprec.split import TemporalSplit
+from shoprec.stages.context import (
+    JobContext,
+    model_stage,
+    optional_as_of,
+    resolve_run_split,
+)
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
-from shoprec.stages.context import JobContext, model_stage, optional_as_of, resolve_run_split
-from shoprec import paths
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +133,14 @@ def _deep_scored(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
                  cands: DataFrame):
     """(candidates plus ``deep_score`` on the personal tiers, the model, how they are ordered);
     without a champion hybrid, or features for as_of, or a zero weight: the rules' order."""
-    from shoprec.hybrid.scoring import scoring_features
     from shoprec.hybrid import serving
+    from shoprec.hybrid.scoring import scoring_features
+    from shoprec.stages import models
 
     rules_only = "rule confidence (tier: bundle > cooccurrence > popular_basket)"
     if cfg.bundles.deep_weight <= 0:
         return cands, None, rules_only + "; bundles.deep_weight is 0"
-    model = serving.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias,
+    model = models.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias,
                          paths.model_cache(cfg.data_root), split.as_of)
     features_at = [optional_as_of(tables, name, split.as_of) for name in (C.GOLD_USER_FEATURES, C.GOLD_ITEM_FEATURES)]
     if model is None or any(f is None for f in features_at):

@@ -35,17 +35,22 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shoprec import columns as C
-from shoprec.stages.candidate_store import read_candidates, write_candidates
 from shoprec.candidates import baselines
+from shoprec.candidates.sources import popular_candidates
 from shoprec.config import CandidatesConfig, Config, EvaluateConfig
 from shoprec.errors import ShoprecError
 from shoprec.evaluation import metrics as M
 from shoprec.evaluation.truth import ground_truth, new_items, user_segments
-from shoprec.candidates.sources import popular_candidates
 from shoprec.split import TemporalSplit, purchases
+from shoprec.stages.candidate_store import read_candidates, write_candidates
+from shoprec.stages.context import (
+    JobContext,
+    model_stage,
+    optional_as_of,
+    resolve_run_split,
+)
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
-from shoprec.stages.context import JobContext, model_stage, resolve_run_split
 
 log = logging.getLogger(__name__)
 
@@ -285,26 +290,25 @@ def recommendation_lists(tables: Tables, served: DataFrame, as_of: date) -> Data
     """gold.recommendations of as_of as the candidate source ``recommend``, or None without them.
 
     Users with a list of their own keep it; every other user to serve (the window's cold
-    users) gets the cold-start list of their country, else the global one: what a shop
-    would show a new customer whose country it knows.
+    users) gets the gold.cold_start_lists list of their country, else the global one (``*``):
+    what a shop would show a new customer whose country it knows.
     """
-    if not tables.exists(C.GOLD_RECOMMENDATIONS):
+    recs = optional_as_of(tables, C.GOLD_RECOMMENDATIONS, as_of)
+    if recs is None:
         return None
-    recs = tables.read_as_of(C.GOLD_RECOMMENDATIONS, as_of)
-    if recs.limit(1).count() == 0:
-        return None
-    prefix = C.COLD_START_USER_PREFIX
-    is_list = F.col(C.USER_ID).startswith(prefix)
-    own = recs.where(~is_list).select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
-    # The cold-start lists back in country_lists' shape (the global one under country null),
-    # served the way recommend serves them: the user's country when it has a list, else global.
-    key = F.expr(f"substring({C.USER_ID}, {len(prefix) + 1})")
-    country = F.when(key != F.lit(C.COLD_START_ANY_COUNTRY), key).alias(C.COUNTRY)
-    lists = recs.where(is_list).select(country, C.ITEM_ID, C.SCORE, C.RANK)
-    others = served.join(own.select(C.USER_ID).distinct(), on=C.USER_ID, how="left_anti")
-    cold = popular_candidates(lists, others, None).select(
-        C.USER_ID, C.ITEM_ID, F.col(C.SOURCE_SCORE).alias(C.SCORE), F.col(C.SOURCE_RANK).alias(C.RANK))
-    both = own.unionByName(cold)
+    own = recs.select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
+    parts = [own]
+    cold_lists = optional_as_of(tables, C.GOLD_COLD_START_LISTS, as_of)
+    if cold_lists is not None:
+        # Back in country_lists' shape (the global list under country null), served the way
+        # recommend serves them: the user's country when it has a list, else the global one.
+        key = F.col(C.LIST_KEY)
+        country = F.when(key != F.lit(C.COLD_START_ANY_COUNTRY), key).alias(C.COUNTRY)
+        lists = cold_lists.select(country, C.ITEM_ID, C.SCORE, C.RANK)
+        others = served.join(own.select(C.USER_ID).distinct(), on=C.USER_ID, how="left_anti")
+        parts.append(popular_candidates(lists, others, None).select(
+            C.USER_ID, C.ITEM_ID, F.col(C.SOURCE_SCORE).alias(C.SCORE), F.col(C.SOURCE_RANK).alias(C.RANK)))
+    both = functools.reduce(DataFrame.unionByName, parts)
     return both.select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).cast("double"), F.col(C.RANK).cast("int"),
                        F.lit(C.SRC_RECOMMEND).alias(C.CANDIDATE_SOURCE), F.lit(as_of).cast("date").alias(C.AS_OF))
 
@@ -312,10 +316,8 @@ def recommendation_lists(tables: Tables, served: DataFrame, as_of: date) -> Data
 def bundle_lists(tables: Tables, as_of: date) -> DataFrame | None:
     """gold.bundle_recommendations of as_of as the source ``bundles``, or None without them.
     Only users with a recent basket have a list; the others score 0 for it."""
-    if not tables.exists(C.GOLD_BUNDLE_RECOMMENDATIONS):
-        return None
-    recs = tables.read_as_of(C.GOLD_BUNDLE_RECOMMENDATIONS, as_of)
-    if recs.limit(1).count() == 0:
+    recs = optional_as_of(tables, C.GOLD_BUNDLE_RECOMMENDATIONS, as_of)
+    if recs is None:
         return None
     return recs.select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).cast("double"), F.col(C.RANK).cast("int"),
                        F.lit(C.SRC_BUNDLES).alias(C.CANDIDATE_SOURCE), F.lit(as_of).cast("date").alias(C.AS_OF))

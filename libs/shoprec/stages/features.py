@@ -15,11 +15,10 @@ and per-column null rates go to MLflow as ``<table>.rows`` and ``<table>.null_ra
 """
 from __future__ import annotations
 
-from datetime import date
-
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -33,9 +32,9 @@ from shoprec.features.context import context_table
 from shoprec.features.item import fit_item_text_model, item_content, item_features
 from shoprec.features.user import user_features
 from shoprec.split import TemporalSplit, purchases
+from shoprec.stages.context import JobContext, model_stage, resolve_run_split
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
-from shoprec.stages.context import JobContext, model_stage, resolve_run_split
 
 log = logging.getLogger(__name__)
 

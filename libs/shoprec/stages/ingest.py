@@ -20,18 +20,24 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
+from shoprec import paths
 from shoprec.config import Config, IngestConfig
 from shoprec.errors import ConfigError, DataQualityError
 from shoprec.ingest import quality as Q
 from shoprec.ingest.base import Adapter, Parsed
 from shoprec.ingest.event_log import EventLogAdapter, read_catalog
-from shoprec.ingest.files import SourceFile, detect_format, expand_inputs, fingerprint, xlsx_to_csv
+from shoprec.ingest.files import (
+    SourceFile,
+    detect_format,
+    expand_inputs,
+    fingerprint,
+    xlsx_to_csv,
+)
 from shoprec.ingest.online_retail import OnlineRetailAdapter
 from shoprec.ingest.silver import INTERACTIONS_SCHEMA, build_items, build_users
+from shoprec.stages.context import JobContext
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
-from shoprec.stages.context import JobContext
-from shoprec import paths
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,8 @@ def pipeline_stage(ctx: JobContext, as_of: date | None = None) -> None:
 
 SUMMARY_TABLES = (C.SILVER_INTERACTIONS, C.SILVER_ITEMS, C.SILVER_USERS, C.GOLD_USER_FEATURES, C.GOLD_ITEM_FEATURES,
                   C.GOLD_CONFIDENCE, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS, C.GOLD_CANDIDATES,
-                  C.GOLD_BUNDLES, C.GOLD_BUNDLE_RECOMMENDATIONS, C.GOLD_RECOMMENDATIONS, C.GOLD_EVALUATION)
+                  C.GOLD_BUNDLES, C.GOLD_BUNDLE_RECOMMENDATIONS, C.GOLD_RECOMMENDATIONS, C.GOLD_COLD_START_LISTS,
+                  C.GOLD_EVALUATION)
 
 
 def _print_pipeline_summary(ctx: JobContext, evaluation: EvaluationReport, bundles: BundlesReport) -> None:

@@ -2,13 +2,12 @@
 partition of gold.recommendations (plots + JSON, in MLflow and on disk)."""
 from __future__ import annotations
 
-
 from shoprec import columns as C
+from shoprec import paths
 from shoprec.errors import ShoprecError
 from shoprec.reports.seasonality import TimeReport, build
 from shoprec.stages.context import JobContext
 from shoprec.tracking import job_run
-from shoprec import paths
 
 
 def time_report_stage(ctx: JobContext, items: list[str] | None = None, min_lines: int = 100) -> TimeReport:

@@ -8,30 +8,34 @@
 """
 from __future__ import annotations
 
-from datetime import date
-
 import logging
 import os
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
+from shoprec import paths
 from shoprec.als import ids
 from shoprec.als.model import AlsParams, fit_als, item_factors, user_factors
 from shoprec.als.topn import top_n_for_users
-from shoprec.als.tuning import Trial, bought_pairs, run_search, search_space
-from shoprec.stages.candidate_store import write_candidates
-from shoprec.config import Config
+from shoprec.als.tuning import Trial, bought_pairs, score_trial, search_space
+from shoprec.config import AlsConfig, CandidatesConfig, Config
 from shoprec.split import TemporalSplit, purchases
+from shoprec.stages import id_maps
+from shoprec.stages.candidate_store import write_candidates
+from shoprec.stages.context import (
+    JobContext,
+    model_stage,
+    required_as_of,
+    resolve_run_split,
+)
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
-from shoprec.stages import id_maps
-from shoprec.stages.context import JobContext, model_stage, required_as_of, resolve_run_split
-from shoprec import paths
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +180,38 @@ def _choose_params(
 def _history_bought(interactions: DataFrame, split: TemporalSplit, users: DataFrame, items: DataFrame) -> DataFrame:
     bought = split.history(purchases(interactions)).select(C.USER_ID, C.ITEM_ID)
     return bought_pairs(ids.to_indices(bought, users, items))
+
+
+def run_search(
+    ratings: DataFrame,
+    truth: DataFrame,
+    exclude: DataFrame | None,
+    grid: list[AlsParams],
+    num_blocks: int,
+    als: AlsConfig,
+    candidates: CandidatesConfig,
+) -> list[Trial]:
+    """Score every combination of ``grid``; each trial is a nested MLflow run. Best first."""
+    import mlflow
+
+    ratings = ratings.persist()
+    trials = []
+    try:
+        for i, params in enumerate(grid, start=1):
+            started = time.perf_counter()
+            with mlflow.start_run(run_name=f"als-trial-{i}", nested=True,
+                                  tags={"shoprec.stage": "train-als", "shoprec.trial": str(i)}) as run:
+                mlflow.log_params({**params.as_dict(), "num_blocks": num_blocks})
+                ndcg, recall, fit_seconds = score_trial(ratings, truth, exclude, params, num_blocks, als, candidates)
+                mlflow.log_metrics({
+                    "val_ndcg_at_10": ndcg, "val_recall_at_10": recall, "fit_seconds": fit_seconds,
+                    "trial_seconds": time.perf_counter() - started,
+                })
+            log.info("trial %d/%d %s: NDCG@10 %.4f (fit %.1f s)", i, len(grid), params, ndcg, fit_seconds)
+            trials.append(Trial(params, ndcg, recall, fit_seconds, run.info.run_id))
+    finally:
+        ratings.unpersist()
+    return sorted(trials, key=lambda t: (-t.ndcg_at_10, t.params.rank, t.params.reg_param, t.params.alpha))
 
 
 # ------------------------------------------------------------------------------ outputs

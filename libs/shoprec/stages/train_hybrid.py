@@ -11,8 +11,6 @@
 """
 from __future__ import annotations
 
-from datetime import date
-
 import json
 import logging
 import os
@@ -21,20 +19,26 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
 
 from shoprec import columns as C
-from shoprec.stages.candidate_store import read_candidates, write_candidates
+from shoprec import paths
 from shoprec.config import Config
 from shoprec.errors import ShoprecError
 from shoprec.hybrid import dataset, scoring
 from shoprec.hybrid.train import HISTORY, MODEL_DIR
 from shoprec.split import TemporalSplit
+from shoprec.stages.candidate_store import read_candidates, write_candidates
+from shoprec.stages.context import (
+    JobContext,
+    model_stage,
+    required_as_of,
+    resolve_run_split,
+)
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger, store_for
-from shoprec.stages.context import JobContext, model_stage, required_as_of, resolve_run_split
-from shoprec import paths
 
 log = logging.getLogger(__name__)
 
