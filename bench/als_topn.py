@@ -34,6 +34,7 @@ from _common import (
 )
 from shoprec import columns as C
 from shoprec.als import ids
+from shoprec.stages import id_maps
 from shoprec.als.model import AlsParams, fit_als, item_factors, user_factors
 from shoprec.als.topn import top_n_for_users
 from shoprec.config import load_config
@@ -102,7 +103,7 @@ def _auto(cfg):
 
 
 def _ingest(args, name, cfg, spark, tables) -> None:
-    from shoprec.ingest.job import run_ingest
+    from shoprec.stages.ingest import run_ingest
     from shoprec.tracking import job_run
 
     if name == "online_retail":
@@ -128,8 +129,8 @@ def indexed_matrix(cfg, tables, interactions, split):
 
     conf = implicit_confidence(interactions, split, cfg.features).select(C.USER_ID, C.ITEM_ID, C.CONFIDENCE)
     conf = conf.persist()
-    users = ids.user_map(tables, conf.select(C.USER_ID)).persist()
-    items = ids.item_map(tables, conf.select(C.ITEM_ID)).persist()
+    users = id_maps.user_map(tables, conf.select(C.USER_ID)).persist()
+    items = id_maps.item_map(tables, conf.select(C.ITEM_ID)).persist()
     ratings = ids.to_indices(conf, users, items).persist()
     n = ratings.count()
     truth = ids.to_indices(ground_truth(interactions, split, window="evaluation"), users, items)

@@ -13,7 +13,7 @@ Part B generates an event log with the synthetic generator (Parquet, users = N/5
 ingests it with ``ingest.source=event_log`` and the generated catalog; it checks
 rows_in == kept + quarantined and quarantined == the generator's bad rows.
 
-Both parts call ``shoprec.ingest.job.run_ingest`` exactly as ``shoprec ingest`` does,
+Both parts call ``shoprec.stages.ingest.run_ingest`` exactly as ``shoprec ingest`` does,
 minus MLflow logging (run=None). Memory: the Python driver and the JVM it launched (a
 child process) are sampled together with psutil every 100 ms, Spark's Python workers
 apart; the kernel's own peaks (VmHWM, reset before each run) and ru_maxrss are reported
@@ -47,7 +47,7 @@ import pyspark
 from _common import SMOKE_SPARK, SMOKE_WORK, add_output_args, json_path, print_rows, smoke_defaults, write_json
 from shoprec.config import load_config
 from shoprec.ingest.generator import generate
-from shoprec.ingest.job import IngestReport, run_ingest
+from shoprec.stages.ingest import IngestReport, run_ingest
 from shoprec.spark import get_spark
 from shoprec.tables import open_tables
 

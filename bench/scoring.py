@@ -6,7 +6,7 @@
 
 Both paths score the same (user, item) pairs with the same registered model
 (``shoprec-hybrid@champion``) in the same Spark session:
-  (a) shoprec: ``recommend.deep.score`` as the recommend stage calls it: the model folder
+  (a) shoprec: ``recommend.serving.score`` as the recommend stage calls it: the model folder
       shipped with ``addFile``, one Keras load per Python worker with TensorFlow on the
       task's cores, ``mapInArrow`` over large Arrow batches
       (``spark.sql.execution.arrow.maxRecordsPerBatch`` from ``--batch-rows``) encoded
@@ -90,12 +90,12 @@ def timed_noop(df) -> float:
 
 def shoprec_path(spark, features, model, batch_rows: int, items):
     from shoprec import columns as C
-    from shoprec.recommend import deep
+    from shoprec.hybrid import serving
 
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
-    deep.ship(spark, model)
+    serving.ship(spark, model)
     # As in recommend: the text vectors travel once per item, not on every pair.
-    return deep.score(features.drop(C.TEXT_VECTOR), model, items)
+    return serving.score(features.drop(C.TEXT_VECTOR), model, items)
 
 
 def default_path(spark, features, uri: str):
@@ -116,10 +116,10 @@ def main(argv=None) -> int:
 
     from pyspark.sql import functions as F
 
-    from shoprec import columns as C
+    from shoprec import columns as C, paths
     from shoprec.config import load_config
-    from shoprec.recommend import deep
     from shoprec.spark import get_spark
+    from shoprec.stages import models
     from shoprec.split import resolve_split
     from shoprec.tables import open_tables
     from shoprec.tracking import configure
@@ -132,8 +132,8 @@ def main(argv=None) -> int:
     split = resolve_split(cfg, tables.read(C.SILVER_INTERACTIONS), date.fromisoformat(args.as_of))
     configure(cfg)
     # The version that serves as_of, as recommend picks it (never one trained on later data).
-    model = deep.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias, os.path.join(cfg.data_root, "_models"),
-                         split.as_of)
+    model = models.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias, paths.model_cache(cfg.data_root),
+                           split.as_of)
     if model is None:
         raise SystemExit(f"no {cfg.hybrid.registered_model}@{cfg.recommend.model_alias} under {args.data_root}: "
                          "run shoprec pipeline (or train-hybrid) there first")

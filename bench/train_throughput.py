@@ -32,9 +32,10 @@ from _common import (
     SMOKE_AS_OF, SMOKE_PIPELINE, SMOKE_WORK, add_output_args, json_path, machine_info, now, say, smoke_defaults,
     smoke_lakehouse, write_json,
 )
+from shoprec import paths
 from shoprec.config import load_config
 from shoprec.hybrid.dataset import MANIFEST
-from shoprec.hybrid.job import horovodrun_command, training_spec
+from shoprec.stages.train_hybrid import horovodrun_command, training_spec
 from shoprec.hybrid.train import HISTORY
 
 MODES = (("plain model.fit, 1 process", "plain", 1), ("Horovod, 1 process", "horovod", 1),
@@ -59,11 +60,10 @@ def parse_args(argv=None):
 
 
 def ensure_data(cfg, as_of: date) -> str:
-    folder = os.path.join(os.path.abspath(cfg.data_root), cfg.hybrid.work_dir, as_of.isoformat(), "data")
+    folder = os.path.join(paths.hybrid_work(cfg.data_root, cfg.hybrid.work_dir, as_of), "data")
     if os.path.exists(os.path.join(folder, MANIFEST)):
         return folder
     say("building training data with Spark (not timed) ...")
-    from pyspark.sql import functions as F
 
     from shoprec import columns as C
     from shoprec.hybrid.dataset import write_training_data
@@ -75,7 +75,7 @@ def ensure_data(cfg, as_of: date) -> str:
     tables = open_tables(spark, cfg.data_root, cfg.storage.delta_backend)
     interactions = tables.read(C.SILVER_INTERACTIONS)
     split = resolve_split(cfg, interactions, as_of)
-    items = tables.read(C.GOLD_ITEM_FEATURES).filter(F.col(C.AS_OF) == F.lit(as_of))
+    items = tables.read_as_of(C.GOLD_ITEM_FEATURES, as_of)
     write_training_data(interactions, items, split, cfg, folder)
     spark.stop()
     return folder

@@ -29,7 +29,7 @@ settings = overrides(parameter("settings", "", dbutils_))
 
 from datetime import date
 
-from shoprec import runner
+from shoprec.stages import bundles, context, evaluate, features, ingest, recommend, train_als, train_hybrid
 from shoprec.notebook import open_context
 
 ctx = open_context(env, data_root, settings)
@@ -41,8 +41,8 @@ reports = {}
 
 # COMMAND ----------
 
-reports["ingest"] = runner.ingest_stage(ctx, inputs or None)
-split = runner.resolve_run_split(ctx, date.fromisoformat(as_of_text) if as_of_text else None)
+reports["ingest"] = ingest.ingest_stage(ctx, inputs or None)
+split = context.resolve_run_split(ctx, date.fromisoformat(as_of_text) if as_of_text else None)
 print(f"history < {split.as_of}; validation from {split.validation_start}; evaluation until {split.evaluation_end}")
 
 # COMMAND ----------
@@ -51,7 +51,7 @@ print(f"history < {split.as_of}; validation from {split.validation_start}; evalu
 
 # COMMAND ----------
 
-reports["features"] = runner.features_stage(ctx, split=split)
+reports["features"] = features.features_stage(ctx, split=split)
 
 # COMMAND ----------
 
@@ -59,7 +59,7 @@ reports["features"] = runner.features_stage(ctx, split=split)
 
 # COMMAND ----------
 
-reports["train-als"] = runner.train_als_stage(ctx, split=split)
+reports["train-als"] = train_als.train_als_stage(ctx, split=split)
 
 # COMMAND ----------
 
@@ -67,7 +67,7 @@ reports["train-als"] = runner.train_als_stage(ctx, split=split)
 
 # COMMAND ----------
 
-reports["train-hybrid"] = runner.train_hybrid_stage(ctx, split=split)
+reports["train-hybrid"] = train_hybrid.train_hybrid_stage(ctx, split=split)
 
 # COMMAND ----------
 
@@ -75,7 +75,7 @@ reports["train-hybrid"] = runner.train_hybrid_stage(ctx, split=split)
 
 # COMMAND ----------
 
-reports["bundles"] = runner.bundles_stage(ctx, split=split)
+reports["bundles"] = bundles.bundles_stage(ctx, split=split)
 
 # COMMAND ----------
 
@@ -83,7 +83,7 @@ reports["bundles"] = runner.bundles_stage(ctx, split=split)
 
 # COMMAND ----------
 
-reports["recommend"] = runner.recommend_stage(ctx, split=split)
+reports["recommend"] = recommend.recommend_stage(ctx, split=split)
 
 # COMMAND ----------
 
@@ -91,5 +91,5 @@ reports["recommend"] = runner.recommend_stage(ctx, split=split)
 
 # COMMAND ----------
 
-reports["evaluate"] = runner.evaluate_stage(ctx, split=split)
+reports["evaluate"] = evaluate.evaluate_stage(ctx, split=split)
 print(f"MLflow UI:  shoprec ui --data-root {data_root}")

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 _step() { echo "[check] $*" >&2; }
 # (checks are added here by the changes that configure them)
+_step "import layers (import-linter: the contract in pyproject.toml)"
+lint-imports
 _step "docs: mkdocs build --strict (broken links, pages missing from the nav, modules the API reference cannot find)"
 site_dir="$(mktemp -d)"
 trap 'rm -rf "$site_dir"' EXIT

@@ -104,12 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
          "hybrid model when one is registered). Prints the strongest rules and the next-basket hit rate "
          "against random popular items."),
         ("recommend", "write gold.recommendations: fused, re-ranked, explained, with cold-start lists",
-         "Gather candidates per user (ALS top-N, reorders, bought-together partners, content neighbours, popular "
+         "Gather candidates per user (the ALS top-N of gold.candidates, reorders, bought-together partners, content neighbours, popular "
          "in the user's country and season, rules of gold.bundles their recent baskets fire), score them with "
          "the champion hybrid model inside Spark, fuse w x ALS + (1 - w) x deep, add the seasonal lift and the "
          "hour/weekday fit (w and both context weights chosen on the validation window), diversify (MMR), "
          "explain each row and replace the as_of partition of gold.recommendations. Users without history get "
-         "their country's list; lists per country are stored under user_id 'cold-start:<country>'."),
+         "their country's list; users not seen yet get gold.cold_start_lists (one list per country, "
+         "list_key '*' for any other)."),
         ("evaluate", "score ALS, the hybrid, the recommendations and the baselines on the evaluation window",
          "Compute the baselines (popular, popular per country / hour, co-occurrence) and every metric of "
          "EVALUATION.md at K = 5, 10, 20 per source (ALS, hybrid, gold.recommendations as 'recommend', "
@@ -180,22 +181,34 @@ def _run(args: argparse.Namespace) -> int:
         return _ui(cfg, args.port)
     if args.command == "generate":
         return _generate(cfg, args)
-    from shoprec import runner
+    from shoprec.stages import (
+        bundles,
+        evaluate,
+        features,
+        recommend,
+        train_als,
+        train_hybrid,
+    )
+    from shoprec.stages.context import JobContext
+    from shoprec.stages.ingest import ingest_stage
+    from shoprec.stages.maintain import maintain_stage
+    from shoprec.stages.pipeline import pipeline_stage
+    from shoprec.stages.time_report import time_report_stage
 
-    ctx = runner.JobContext.create(cfg)
+    ctx = JobContext.create(cfg)
     if args.command == "ingest":
         inputs = [os.path.abspath(p) for p in args.input] if args.input else None
-        runner.ingest_stage(ctx, inputs)
+        ingest_stage(ctx, inputs)
     elif args.command == "pipeline":
-        runner.pipeline_stage(ctx, args.as_of)
+        pipeline_stage(ctx, args.as_of)
     elif args.command == "maintain":
-        runner.maintain_stage(ctx)
+        maintain_stage(ctx)
     elif args.command == "time-report":
-        runner.time_report_stage(ctx, args.items, args.min_lines)
+        time_report_stage(ctx, args.items, args.min_lines)
     else:
-        stage = {"features": runner.features_stage, "train-als": runner.train_als_stage,
-                 "train-hybrid": runner.train_hybrid_stage, "recommend": runner.recommend_stage,
-                 "bundles": runner.bundles_stage, "evaluate": runner.evaluate_stage}[args.command]
+        stage = {"features": features.features_stage, "train-als": train_als.train_als_stage,
+                 "train-hybrid": train_hybrid.train_hybrid_stage, "recommend": recommend.recommend_stage,
+                 "bundles": bundles.bundles_stage, "evaluate": evaluate.evaluate_stage}[args.command]
         stage(ctx, args.as_of)
     return 0
 

@@ -104,6 +104,7 @@ GOLD_ALS_VALIDATION_USER_FACTORS = "gold.als_validation_user_factors"
 GOLD_ALS_VALIDATION_ITEM_FACTORS = "gold.als_validation_item_factors"
 GOLD_CANDIDATES = "gold.candidates"
 GOLD_RECOMMENDATIONS = "gold.recommendations"
+GOLD_COLD_START_LISTS = "gold.cold_start_lists"                 # per country: what a user not seen yet gets
 GOLD_EVALUATION = "gold.evaluation"
 GOLD_BUNDLES = "gold.bundles"                                   # association rules over baskets
 GOLD_BUNDLE_PARTNERS = "gold.bundle_partners"                   # per item: frequently bought together
@@ -141,8 +142,8 @@ HIT_RATE = "hit_rate"
 MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
 GENERATED_AT = "generated_at"
-COLD_START_USER_PREFIX = "cold-start:"   # user_id of a country's list for users without history
-COLD_START_ANY_COUNTRY = "*"   # the key of the global list: cold-start:*
+LIST_KEY = "list_key"                    # gold.cold_start_lists: the country a list is for ...
+COLD_START_ANY_COUNTRY = "*"             # ... or this: the global list, for a user of any other country
 
 
 def bronze_table(source: str) -> str:
@@ -174,3 +175,61 @@ MEDIAN_PRICE = "median_price"         # median unit price of the item's purchase
 TEXT_CLUSTER = "text_cluster"         # KMeans cluster of the description vector
 FIRST_SOLD = "first_sold"
 LAST_SOLD = "last_sold"
+
+# --- working columns of the concern packages (named once, here) ----------------------
+# candidates.sources
+ANCHOR = "anchor_item"   # the user's item that led to a candidate (reason)
+SOURCE_SCORE = "source_score"   # a candidate's score in its source
+SOURCE_RANK = "source_rank"   # a candidate's rank in its source
+IS_NEW = "is_new"   # no sales before as_of (only content similarity can reach it)
+# ranking.fusion
+CF_SCORE = "cf_score"   # ALS factor dot product of a candidate
+DEEP_SCORE = "deep_score"   # the hybrid model's score of a candidate
+FUSED_SCORE = "fused_score"   # w x norm(cf) + (1 - w) x norm(deep)
+WEIGHT = "weight"   # a fusion weight of the search grid
+# ranking.rerank
+TIME_FIT = "time_fit"   # hour/weekday fit of (user, item)
+SEASON_WEIGHT = "season_weight"   # a season weight of the search grid
+TIME_WEIGHT = "time_weight"   # a time weight of the search grid
+FINAL_SCORE = "final_score"   # fused + context terms + boosts
+# bundles.complete
+TIER = "tier"   # basket completion: 0 rules, 1 co-occurrence, 2 popular
+# bundles.rules
+RULE_ID = "rule_id"
+ANTECEDENT_SIZE = "antecedent_size"
+# bundles.baskets
+BASKET_TS = "basket_ts"   # a basket's first event
+BASKET_ORDER = "basket_order"   # 1 = the user's latest basket
+# bundles.evaluate
+NEXT_ITEMS = "next_items"   # array<string>: the items of the next basket
+# evaluation.metrics
+N_TRUTH = "n_truth"   # truth items of a user
+N_PAIRS = "n_pairs"   # AUC: (positive, negative) pairs of a user
+POSITIVE_ITEM = "positive_item"
+NEGATIVE_ITEM = "negative_item"
+DIVERSITY_USERS = "diversity_users"
+# hybrid.features
+PAIR_PURCHASES = "pair_purchases"   # hybrid input: the user's purchases of the item
+PAIR_DAYS_SINCE = "pair_days_since"
+USER_PURCHASES = "user_purchases"
+USER_DAYS_SINCE = "user_days_since"
+LABEL = "label"   # hybrid training: 1 bought, 0 sampled negative
+EXAMPLE_ID = "example_id"   # groups a positive with its negatives (and a user's list for NDCG)
+# features.time_profiles
+MONTH_INDEX = "month_index"   # array<double>[12], null where the month has no sales
+HOUR_SHARE = "hour_share"   # array<double>[24]
+WEEKDAY_SHARE = "weekday_share"   # array<double>[7], Monday first
+PEAK_MONTH = "peak_month"   # 1..12, the month of the highest index
+SEASONALITY = "seasonality"   # the highest month index (1: no season)
+SEASONAL_LIFT = "seasonal_lift"   # an item's month index in the weeks after as_of
+N_LINES = "n_lines"   # purchase lines a profile is built from
+# stages.ingest
+SILVER_CATALOG = "silver.catalog"   # the catalog adapter's items
+
+# --- gold.evaluation: segments and truth variants -------------------------------------
+SEGMENT_WARM = "warm"   # bought something before as_of
+SEGMENT_COLD = "cold"   # first purchase inside the evaluation window
+SEGMENT_ALL = "all"   # every evaluated user
+SEGMENT_NEW_ITEMS = "new_items"   # truth: items first sold in the window
+VARIANT_REPEAT = "repeat"   # truth: all purchases of the window, repeats included
+VARIANT_NEW = "new"   # truth and lists without the items bought before as_of

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from datetime import date
 
+from shoprec import paths
 from shoprec.config import load_config
-from shoprec.runner import JobContext
+from shoprec.stages.context import JobContext
 
 
 def parameter(name: str, default: str, dbutils=None) -> str:
@@ -42,6 +43,6 @@ def as_of_or_latest(text: str, available: list[date]) -> date | None:
 
 def output_dir(data_root: str, name: str) -> str:
     """``<data_root>/_reports/<name>``, created: where a notebook's PNGs go."""
-    path = os.path.join(data_root, "_reports", name)
+    path = paths.reports(data_root, name)
     os.makedirs(path, exist_ok=True)
     return path

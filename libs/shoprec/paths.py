@@ -1,8 +1,26 @@
-"""Small path helpers shared by the table layer and ingest."""
+"""Every path under the data root, built in one place (tables themselves: ``tables.table_path``).
+
+    <data_root>/<layer>/<table>          Delta tables (the table layer)
+    <data_root>/mlflow.db                MLflow tracking and registry (embedded default)
+    <data_root>/mlartifacts              MLflow artifacts (embedded default)
+    <data_root>/_models/<name-vN-..>     registered models downloaded for serving
+    <data_root>/_checkpoints/als         ALS lineage checkpoints (unless als.checkpoint_dir)
+    <data_root>/<hybrid.work_dir>/<as_of> training examples and the model of train-hybrid
+    <data_root>/_staging/<what>          inputs converted before ingest (xlsx -> csv)
+    <data_root>/_reports/<name>          plots and JSON of the reports and notebooks
+"""
 from __future__ import annotations
 
 import os
+from datetime import date
 from urllib.parse import unquote
+
+MODELS_DIR = "_models"
+CHECKPOINTS_DIR = "_checkpoints"
+STAGING_DIR = "_staging"
+REPORTS_DIR = "_reports"
+MLFLOW_DB = "mlflow.db"
+MLFLOW_ARTIFACTS = "mlartifacts"
 
 
 def local_path(uri: str) -> str:
@@ -13,3 +31,36 @@ def local_path(uri: str) -> str:
             uri = uri[len(prefix):]
             break
     return os.path.abspath(uri)
+
+
+def mlflow_db(data_root: str) -> str:
+    """The embedded MLflow store's SQLite file."""
+    return os.path.join(data_root, MLFLOW_DB)
+
+
+def mlflow_artifacts(data_root: str) -> str:
+    """The embedded MLflow store's artifact folder."""
+    return os.path.join(data_root, MLFLOW_ARTIFACTS)
+
+
+def model_cache(data_root: str) -> str:
+    """Where serving downloads registered model versions."""
+    return os.path.join(data_root, MODELS_DIR)
+
+
+def als_checkpoints(data_root: str) -> str:
+    return os.path.join(data_root, CHECKPOINTS_DIR, "als")
+
+
+def hybrid_work(data_root: str, work_dir: str, as_of: date) -> str:
+    """train-hybrid's folder of one cutoff (replaced on every run)."""
+    return os.path.join(os.path.abspath(data_root), work_dir, as_of.isoformat())
+
+
+def staging(data_root: str, what: str) -> str:
+    return os.path.join(data_root, STAGING_DIR, what)
+
+
+def reports(data_root: str, name: str) -> str:
+    """A report's output folder (not created)."""
+    return os.path.join(data_root, REPORTS_DIR, name)

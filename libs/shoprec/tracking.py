@@ -16,6 +16,7 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
+from shoprec import paths
 from shoprec.config import Config
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,9 @@ class Store:
 def store_for(cfg: Config) -> Store:
     """Resolve the tracking/registry/artifact locations (embedded default under data_root)."""
     root = cfg.storage.data_root
-    tracking = cfg.mlflow.tracking_uri or f"sqlite:///{os.path.join(root, 'mlflow.db')}"
+    tracking = cfg.mlflow.tracking_uri or f"sqlite:///{paths.mlflow_db(root)}"
     registry = cfg.mlflow.registry_uri or tracking
-    artifacts = cfg.mlflow.artifact_root or Path(root, "mlartifacts").resolve().as_uri()
+    artifacts = cfg.mlflow.artifact_root or Path(paths.mlflow_artifacts(root)).resolve().as_uri()
     return Store(tracking, registry, artifacts)
 
 

@@ -5,11 +5,10 @@ import random
 
 import pytest
 from pyspark.sql import functions as F
-
 from shoprec import columns as C
-from shoprec.als import ids
 from shoprec.als.model import AlsParams, fit_als, item_factors, user_factors
 from shoprec.als.topn import top_n_for_users
+from shoprec.stages import id_maps
 
 
 def two_group_ratings(spark, users_per_group=12, items_per_group=10, per_user=6, seed=1):
@@ -32,12 +31,12 @@ def fitted(spark):
 
 
 def test_id_map_keeps_indices_and_appends_new_ids(spark, tables):
-    first = ids.user_map(tables, spark.createDataFrame([("c",), ("a",), ("b",), ("a",)], "user_id string"))
+    first = id_maps.user_map(tables, spark.createDataFrame([("c",), ("a",), ("b",), ("a",)], "user_id string"))
     assert sorted(map(tuple, first.collect())) == [("a", 0), ("b", 1), ("c", 2)]
-    second = ids.user_map(tables, spark.createDataFrame([("b",), ("e",), ("d",)], "user_id string"))
+    second = id_maps.user_map(tables, spark.createDataFrame([("b",), ("e",), ("d",)], "user_id string"))
     assert sorted(map(tuple, second.collect())) == [("a", 0), ("b", 1), ("c", 2), ("d", 3), ("e", 4)]
     version = tables.version(C.GOLD_USER_ID_MAP)
-    ids.user_map(tables, spark.createDataFrame([("a",), ("e",)], "user_id string"))
+    id_maps.user_map(tables, spark.createDataFrame([("a",), ("e",)], "user_id string"))
     assert tables.version(C.GOLD_USER_ID_MAP) in (version, version + 1)
     assert tables.read(C.GOLD_USER_ID_MAP).count() == 5
 

@@ -6,11 +6,14 @@ from datetime import date
 
 import pytest
 from pyspark.sql import functions as F
-
 from shoprec import columns as C
-from shoprec.bundles import complete, rules as R
-from shoprec.bundles.baskets import baskets as basket_frame, for_mining, recent_basket_items
-from shoprec.runner import JobContext, bundles_stage
+from shoprec.bundles import complete
+from shoprec.bundles import rules as R
+from shoprec.bundles.baskets import baskets as basket_frame
+from shoprec.bundles.baskets import for_mining, recent_basket_items
+from shoprec.stages.bundles import bundles_stage
+from shoprec.stages.context import JobContext
+
 from tests.builders import event, interactions, rows_of, write_silver
 from tests.conftest import make_config
 
@@ -89,7 +92,7 @@ def bundled(spark, tmp_path_factory):
     write_silver(ctx.tables, spark, _shop())
     first = bundles_stage(ctx, AS_OF)
     second = bundles_stage(ctx, AS_OF)
-    recs = ctx.tables.read(C.GOLD_BUNDLE_RECOMMENDATIONS).where(F.col(C.AS_OF) == F.lit(AS_OF))
+    recs = ctx.tables.read_as_of(C.GOLD_BUNDLE_RECOMMENDATIONS, AS_OF)
     return ctx, first, second, recs, out.getvalue()
 
 

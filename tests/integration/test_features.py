@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from shoprec import columns as C
 from shoprec.features.confidence import implicit_confidence
 from shoprec.features.context import with_context
-from shoprec.features.job import WRITES, run_features
+from shoprec.stages.features import WRITES, run_features
 from shoprec.features.text import fit_text_model
 from shoprec.features.user import user_features
 from shoprec.split import TemporalSplit

@@ -19,7 +19,7 @@ from shoprec import columns as C
 from shoprec.features.item import item_features
 from shoprec.hybrid import dataset
 from shoprec.hybrid import features as H
-from shoprec.hybrid.job import _log_and_register, launch, training_spec
+from shoprec.stages.train_hybrid import _log_and_register, launch, training_spec
 from shoprec.hybrid.pyfunc import Scorer
 from shoprec.hybrid.train import MODEL_DIR, ranking_sums
 from shoprec.split import TemporalSplit
@@ -57,7 +57,7 @@ def test_history_features_are_point_in_time(spark):
     rows = [event("u", "X", "2021-01-01 10:00"), event("u", "X", "2021-01-03 10:00"),
             event("u", "Y", "2021-01-03 10:00"), event("u", "X", "2021-03-05 10:00")]  # last: after as_of
     got = dataset.basket_positives(interactions(spark, rows), SPLIT).select(
-        C.ITEM_ID, C.EVENT_TS, H.PAIR_PURCHASES, H.PAIR_DAYS_SINCE, H.USER_PURCHASES, H.USER_DAYS_SINCE)
+        C.ITEM_ID, C.EVENT_TS, C.PAIR_PURCHASES, C.PAIR_DAYS_SINCE, C.USER_PURCHASES, C.USER_DAYS_SINCE)
     assert sorted(map(tuple, got.collect())) == [
         ("X", datetime(2021, 1, 1, 10), 0, None, 0, None),
         ("X", datetime(2021, 1, 3, 10), 1, 2.0, 1, 2.0),
@@ -86,24 +86,24 @@ def test_training_examples_negatives_windows_and_manifest(shop):
     assert train[C.EVENT_TS].max() < validation_start <= valid[C.EVENT_TS].min()
     assert valid[C.EVENT_TS].max() < pd.Timestamp("2021-03-01", tz="UTC")
     for frame, n in ((train, cfg.hybrid.negatives), (valid, cfg.hybrid.validation_negatives)):
-        per_example = frame.groupby(H.EXAMPLE_ID)[H.LABEL].agg(["sum", "size"])
+        per_example = frame.groupby(C.EXAMPLE_ID)[C.LABEL].agg(["sum", "size"])
         assert (per_example["sum"] == 1).all()            # one positive per example id
         assert (per_example["size"] <= 1 + n).all()        # at most n negatives, n nearly always
         assert (per_example["size"] == 1 + n).mean() > 0.9  # (2n + 4 draws from this tiny catalog)
     # Training negatives: never an item the user bought in the training window.
-    bought = set(zip(train.loc[train[H.LABEL] == 1, C.USER_ID], train.loc[train[H.LABEL] == 1, C.ITEM_ID]))
-    negatives = train[train[H.LABEL] == 0]
+    bought = set(zip(train.loc[train[C.LABEL] == 1, C.USER_ID], train.loc[train[C.LABEL] == 1, C.ITEM_ID]))
+    negatives = train[train[C.LABEL] == 0]
     assert not any((u, i) in bought for u, i in zip(negatives[C.USER_ID], negatives[C.ITEM_ID]))
     # A negative shares its positive's context.
-    ctx = train.groupby(H.EXAMPLE_ID)[[C.HOUR, C.WEEKDAY, C.COUNTRY, H.USER_PURCHASES]].nunique()
+    ctx = train.groupby(C.EXAMPLE_ID)[[C.HOUR, C.WEEKDAY, C.COUNTRY, C.USER_PURCHASES]].nunique()
     assert (ctx == 1).all().all()
     # Validation negatives may be items bought earlier, and then say so.
-    vneg = valid[valid[H.LABEL] == 0]
-    assert (vneg[H.PAIR_PURCHASES] > 0).any()
+    vneg = valid[valid[C.LABEL] == 0]
+    assert (vneg[C.PAIR_PURCHASES] > 0).any()
     m = json.load(open(data.manifest_path))
     assert "late_user" not in m["vocab"][C.USER_ID] and "late_item" not in m["vocab"][C.ITEM_ID]
     assert len(m["vocab"][C.USER_ID]) == 24 and m["vocab"][C.COUNTRY] == ["France", "United Kingdom"]
-    assert m["counts"]["train_rows"] == len(train) and m["counts"]["valid_positives"] == int(valid[H.LABEL].sum())
+    assert m["counts"]["train_rows"] == len(train) and m["counts"]["valid_positives"] == int(valid[C.LABEL].sum())
     assert len(m["normalisation"]["mean"]) == len(H.NUMERIC)
 
 
@@ -151,9 +151,9 @@ def test_registered_model_loads_and_scores_a_pandas_frame(shop, trained):
     model = mlflow.pyfunc.load_model(f"models:/{cfg.hybrid.registered_model}@champion")
     frame = _read(data, dataset.VALID).head(50)
     raw = frame[list(H.RAW_COLUMNS)].copy()
-    for c in (C.HOUR, C.WEEKDAY, C.PRICE_BAND, C.DAYS_TO_HOLIDAY, H.PAIR_PURCHASES, H.USER_PURCHASES):
+    for c in (C.HOUR, C.WEEKDAY, C.PRICE_BAND, C.DAYS_TO_HOLIDAY, C.PAIR_PURCHASES, C.USER_PURCHASES):
         raw[c] = raw[c].astype("float64")
-    raw[H.TEXT_VECTOR] = raw[H.TEXT_VECTOR].map(list)
+    raw[C.TEXT_VECTOR] = raw[C.TEXT_VECTOR].map(list)
     scores = np.asarray(model.predict(raw))
     direct = Scorer(os.path.join(spec["out_dir"], MODEL_DIR), data.manifest_path).score(frame)
     assert scores.shape == (50,) and ((scores > 0) & (scores < 1)).all()

@@ -7,7 +7,7 @@ from pyspark.sql import functions as F
 from shoprec import columns as C
 from shoprec.errors import InputFormatError
 from shoprec.ingest.generator import generate
-from shoprec.ingest.job import run_ingest
+from shoprec.stages.ingest import run_ingest
 from tests.conftest import make_config
 
 

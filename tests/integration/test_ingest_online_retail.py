@@ -10,8 +10,8 @@ from pyspark.testing import assertDataFrameEqual
 
 from shoprec import columns as C
 from shoprec.errors import InputFormatError
-from shoprec.ingest import job as ingest_job
-from shoprec.ingest.job import run_ingest
+from shoprec.stages import ingest as ingest_job
+from shoprec.stages.ingest import run_ingest
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
 # Line numbers in the comments are the file's own (the header is line 1).

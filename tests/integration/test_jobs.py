@@ -81,10 +81,9 @@ def _assert_recommendations(data_root: Path, out: str) -> None:
     before = silver.filter(pc.less(silver["event_ts"], cutoff))
     customers = set(before["user_id"].to_pylist()) - {None}
     users = set(recs["user_id"].to_pylist())
-    assert customers <= users
-    cold = {u for u in users if u.startswith("cold-start:")}
-    assert users == customers | cold
-    assert {"cold-start:United Kingdom", "cold-start:France", "cold-start:*"} <= cold
+    assert users == customers
+    lists = pa.table(DeltaTable(str(data_root / "gold" / "cold_start_lists")).to_pyarrow_table())
+    assert {"United Kingdom", "France", "*"} <= set(lists["list_key"].to_pylist())
     per_user = recs.group_by("user_id").aggregate([("rank", "count"), ("rank", "max")]).to_pylist()
     assert all(r["rank_count"] == r["rank_max"] <= 10 for r in per_user)
     assert sum(r["rank_count"] == 10 for r in per_user) > 0.95 * len(per_user)
@@ -193,11 +192,12 @@ def test_every_job_runs_through_spark_submit_on_a_generated_event_log(tmp_path):
     cutoff = pa.scalar(datetime(2023, 11, 1, tzinfo=timezone.utc), type=silver.schema.field("event_ts").type)
     before = silver.filter(pc.less(silver["event_ts"], cutoff))
     seen = set(before["user_id"].to_pylist()) - {None}
-    served = {r["user_id"] for r in recs if not r["user_id"].startswith("cold-start:")}
+    served = {r["user_id"] for r in recs}
     assert served == seen
     assert {r["model_name"] for r in recs if r["source"] != "popular_context"} == {"shoprec-hybrid"}
     assert all(r["reason"] for r in recs) and {r["as_of"] for r in recs} == {date(2023, 11, 1)}
-    assert any(r["user_id"] == "cold-start:*" for r in recs)
+    lists = DeltaTable(str(root / "gold" / "cold_start_lists")).to_pyarrow_table().to_pylist()
+    assert any(r["list_key"] == "*" for r in lists)
     client = MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
     assert str(client.get_model_version_by_alias("shoprec-hybrid", "champion").version) == "1"
     evaluation = DeltaTable(str(root / "gold" / "evaluation")).to_pyarrow_table().to_pylist()

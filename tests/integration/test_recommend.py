@@ -8,11 +8,15 @@ from datetime import date
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
-
 from shoprec import columns as C
-from shoprec.recommend import explain, fusion, rerank
-from shoprec.recommend import sources as S
-from shoprec.runner import JobContext, features_stage, recommend_stage, train_als_stage, train_hybrid_stage
+from shoprec.candidates import sources as S
+from shoprec.ranking import explain, fusion, rerank
+from shoprec.stages.context import JobContext
+from shoprec.stages.features import features_stage
+from shoprec.stages.recommend import recommend_stage
+from shoprec.stages.train_als import train_als_stage
+from shoprec.stages.train_hybrid import train_hybrid_stage
+
 from tests.builders import event, interactions, rows_of, write_silver
 from tests.conftest import make_config
 from tests.integration.test_hybrid import TINY, group_shop
@@ -47,7 +51,7 @@ def test_repeat_cooccurrence_and_popular_sources(spark):
     assert rows_of(lists.where(F.col(C.COUNTRY) == "United Kingdom"), C.SCORE) == [
         ("United Kingdom", "A", 1), ("United Kingdom", "B", 2)]
     placed = spark.createDataFrame([("x", "France"), ("y", "Narnia"), ("z", None)], f"{C.USER_ID} string, {C.COUNTRY} string")
-    served = S.popular_candidates(lists, placed, 1).select(C.USER_ID, C.ITEM_ID, S.ANCHOR)
+    served = S.popular_candidates(lists, placed, 1).select(C.USER_ID, C.ITEM_ID, C.ANCHOR)
     assert rows_of(served) == [("x", "A", "France"), ("y", "A", None), ("z", "A", None)]
 
 
@@ -70,9 +74,9 @@ def test_content_neighbours_are_cosine_nearest_and_never_the_item_itself(spark):
 # ------------------------------------------------------------------------------ fusion
 def test_normalisation_and_fusion_per_user(spark):
     df = spark.createDataFrame([("u", "A", 10.0, 0.2), ("u", "B", 0.0, 0.8), ("u", "C", None, 0.5), ("v", "A", 3.0, 0.1)],
-                               f"{C.USER_ID} string, {C.ITEM_ID} string, {fusion.CF} double, {fusion.DEEP} double")
-    n = fusion.with_normalised_scores(df, "minmax").withColumn(fusion.FUSED, fusion.fused(0.25))
-    got = {(r[C.USER_ID], r[C.ITEM_ID]): (r["_cf_n"], r["_deep_n"], r[fusion.FUSED]) for r in n.collect()}
+                               f"{C.USER_ID} string, {C.ITEM_ID} string, {C.CF_SCORE} double, {C.DEEP_SCORE} double")
+    n = fusion.with_normalised_scores(df, "minmax").withColumn(C.FUSED_SCORE, fusion.fused(0.25))
+    got = {(r[C.USER_ID], r[C.ITEM_ID]): (r["_cf_n"], r["_deep_n"], r[C.FUSED_SCORE]) for r in n.collect()}
     assert got[("u", "A")] == pytest.approx((1.0, 0.0, 0.25))
     assert got[("u", "B")] == pytest.approx((0.0, 1.0, 0.75))
     assert got[("u", "C")] == pytest.approx((0.0, 0.5, 0.375))   # unknown to ALS: the user's lowest
@@ -85,7 +89,7 @@ def test_weight_search_finds_the_weight_that_ranks_the_truth_first(spark):
     # ALS puts the bought item first, the deep model last: w = 1 wins; ties go to the smaller w.
     # At w = 0.5 both fuse to 0.5 and the tie goes to the smaller item id: the miss.
     df = spark.createDataFrame([("u", "z_hit", 1.0, 0.0), ("u", "a_miss", 0.0, 1.0)],
-                               f"{C.USER_ID} string, {C.ITEM_ID} string, {fusion.CF} double, {fusion.DEEP} double")
+                               f"{C.USER_ID} string, {C.ITEM_ID} string, {C.CF_SCORE} double, {C.DEEP_SCORE} double")
     truth = spark.createDataFrame([("u", "z_hit")], [C.USER_ID, C.ITEM_ID])
     search = fusion.choose_weight(fusion.with_normalised_scores(df, "minmax"), truth, (0.0, 0.5, 0.75, 1.0))
     assert search.weight == 0.75 and search.ndcg[0.0] < search.ndcg[1.0] == 1.0
@@ -94,8 +98,8 @@ def test_weight_search_finds_the_weight_that_ranks_the_truth_first(spark):
 
 # ------------------------------------------------------------------------------ re-ranking
 def _candidates(*rows):
-    return pd.DataFrame(rows, columns=[C.USER_ID, C.ITEM_ID, rerank.FINAL, C.CANDIDATE_SOURCE, S.ANCHOR,
-                                       S.SOURCE_SCORE, C.TEXT_VECTOR])
+    return pd.DataFrame(rows, columns=[C.USER_ID, C.ITEM_ID, C.FINAL_SCORE, C.CANDIDATE_SOURCE, C.ANCHOR,
+                                       C.SOURCE_SCORE, C.TEXT_VECTOR])
 
 
 def test_mmr_trades_relevance_for_diversity_and_caps_new_items():
@@ -131,7 +135,7 @@ def test_reasons_name_the_anchor_item(spark):
         [("u", "X", C.SRC_COOCCURRENCE, "85123A", 0.3), ("u", "Y", C.SRC_CONTENT, "85123A", 0.9),
          ("u", "Z", C.SRC_REPEAT, "Z", 3.0), ("u", "W", C.SRC_POPULAR_CONTEXT, "France", 5.0),
          ("u", "V", C.SRC_ALS, None, 1.0)],
-        [C.USER_ID, C.ITEM_ID, C.CANDIDATE_SOURCE, S.ANCHOR, S.SOURCE_SCORE])
+        [C.USER_ID, C.ITEM_ID, C.CANDIDATE_SOURCE, C.ANCHOR, C.SOURCE_SCORE])
     got = {r[C.ITEM_ID]: r[C.REASON] for r in explain.with_reasons(recs, items).collect()}
     assert got == {"X": "bought together with 85123A (WHITE HANGING HEART T-LIGHT HOLDER)",
                    "Y": "similar to 85123A (WHITE HANGING HEART T-LIGHT HOLDER) you bought",
@@ -166,18 +170,23 @@ def recommended(spark, tmp_path_factory):
         stage(ctx, AS_OF)
     first = recommend_stage(ctx, AS_OF)
     second = recommend_stage(ctx, AS_OF)
-    recs = ctx.tables.read(C.GOLD_RECOMMENDATIONS).where(F.col(C.AS_OF) == F.lit(AS_OF)).toPandas()
+    recs = ctx.tables.read_as_of(C.GOLD_RECOMMENDATIONS, AS_OF).toPandas()
     return cfg, ctx, first, second, recs, out.getvalue()
 
 
 @pytest.mark.horovod
 def test_every_user_seen_before_as_of_gets_k_recommendations(recommended):
-    _, _, first, _, recs, _ = recommended
+    _, ctx, first, _, recs, _ = recommended
     users = set(recs[C.USER_ID])
     expected = {f"{c}_user{u}" for c in ("red", "blue") for u in range(12)} | {"light_user", "browser"}
-    assert users - {u for u in users if u.startswith(C.COLD_START_USER_PREFIX)} == expected
+    assert users == expected
     assert "cold_user" not in users and "late_user" not in users
-    assert {"cold-start:United Kingdom", "cold-start:France", "cold-start:*"} <= users
+    # Users not seen yet: one list per country (and "*" for any other) in their own table.
+    lists = ctx.tables.read_as_of(C.GOLD_COLD_START_LISTS, AS_OF).toPandas()
+    assert {"United Kingdom", "France", C.COLD_START_ANY_COUNTRY} <= set(lists[C.LIST_KEY])
+    assert lists.groupby(C.LIST_KEY)[C.RANK].max().le(5).all() and first.cold_lists == lists[C.LIST_KEY].nunique()
+    assert set(lists[C.MODEL_NAME]) == {"shoprec-cold-start"} and set(lists[C.CANDIDATE_SOURCE]) == {
+        C.SRC_POPULAR_CONTEXT}
     sizes = recs.groupby(C.USER_ID)[C.RANK].agg(["count", "max", "min"])
     assert (sizes["count"] == 5).all() and (sizes["max"] == 5).all() and (sizes["min"] == 1).all()
     assert recs.groupby(C.USER_ID)[C.ITEM_ID].nunique().eq(5).all()
@@ -187,7 +196,7 @@ def test_every_user_seen_before_as_of_gets_k_recommendations(recommended):
 
 @pytest.mark.horovod
 def test_recommendations_follow_the_groups_and_are_stamped(recommended):
-    _, _, first, _, recs, out = recommended
+    _, ctx, first, _, recs, out = recommended
     warm = recs[recs[C.USER_ID].str.match(r"^(red|blue)_user")]
     for user, rows in warm.groupby(C.USER_ID):
         colour = user.split("_")[0]
@@ -196,8 +205,10 @@ def test_recommendations_follow_the_groups_and_are_stamped(recommended):
     personal = recs[~recs[C.CANDIDATE_SOURCE].eq(C.SRC_POPULAR_CONTEXT)]
     assert set(personal[C.MODEL_NAME]) == {"shoprec-hybrid"} and set(personal[C.MODEL_VERSION]) == {"1"}
     assert set(recs.loc[recs[C.USER_ID] == "browser", C.CANDIDATE_SOURCE]) == {C.SRC_POPULAR_CONTEXT}
-    assert set(recs.loc[recs[C.USER_ID] == "cold-start:France", C.REASON]) == {"popular in France around this time of year"}
+    lists = ctx.tables.read_as_of(C.GOLD_COLD_START_LISTS, AS_OF).toPandas()
+    assert set(lists.loc[lists[C.LIST_KEY] == "France", C.REASON]) == {"popular in France around this time of year"}
     assert "fusion weight w =" in out and "gold.recommendations version" in out
+    assert "gold.cold_start_lists version" in out
 
 
 @pytest.mark.horovod

@@ -68,7 +68,7 @@ def test_first_model_is_champion_then_only_a_better_one_takes_over(cfg):
 def test_version_one_of_two_registries_ships_under_different_names(tmp_path):
     # One Spark application can serve from two data roots (a notebook, this test suite);
     # executors refuse a second shipped folder under a name they already hold.
-    from shoprec.recommend.deep import _folder_name
+    from shoprec.stages.models import _folder_name
     from tests.conftest import make_config
 
     names = []

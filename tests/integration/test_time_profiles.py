@@ -36,7 +36,7 @@ def test_months_before_an_items_first_sale_are_unknown(spark):
     rows = [event("u", "old", f"2021-{m}-0{d} 10:00") for m in ("01", "03") for d in (1, 2)]
     rows += [event("u", "old", f"2021-07-0{d} 10:00") for d in (1, 2, 3)] + [event("v", "N", "2021-03-05 10:00"),
                                                                             event("v", "N", "2021-07-05 10:00")]
-    got = {r[C.ITEM_ID]: r[TP.MONTH_INDEX] for r in TP.item_month_index(interactions(spark, rows)).collect()}
+    got = {r[C.ITEM_ID]: r[C.MONTH_INDEX] for r in TP.item_month_index(interactions(spark, rows)).collect()}
     assert got["N"] == [None, None, pytest.approx(0.5 / (3 / 7)), None, None, None, pytest.approx(0.5 / (4 / 7)),
                         None, None, None, None, None]
     # "old" was on sale all along: compared with all 9 of the shop's lines.
@@ -67,16 +67,16 @@ def test_kernel_reaches_unknown_months_through_their_neighbours():
 def test_hour_and_weekday_profiles_and_the_time_fit(spark):
     history = _season_shop(spark)
     profiles = {r[C.ITEM_ID]: r for r in TP.time_of_day_profiles(history, C.ITEM_ID).collect()}
-    assert profiles["X"][TP.HOUR_SHARE][10] == 1.0
-    assert profiles["Y"][TP.HOUR_SHARE][10] == 0.25 and profiles["Y"][TP.HOUR_SHARE][18] == 0.75
+    assert profiles["X"][C.HOUR_SHARE][10] == 1.0
+    assert profiles["Y"][C.HOUR_SHARE][10] == 0.25 and profiles["Y"][C.HOUR_SHARE][18] == 0.75
     # 2021-01-01 was a Friday, 2021-07-01 a Thursday.
-    assert profiles["X"][TP.WEEKDAY_SHARE] == [0.0, 0.0, 0.0, 0.25, 0.25, 0.25, 0.25]
+    assert profiles["X"][C.WEEKDAY_SHARE] == [0.0, 0.0, 0.0, 0.25, 0.25, 0.25, 0.25]
     shop, _ = TP.shop_time_shares(history)
     assert shop[10] == 5 / 8 and shop[18] == 3 / 8
-    users = TP.time_of_day_profiles(history, C.USER_ID).withColumnRenamed(TP.HOUR_SHARE, "_u")
-    pairs = users.crossJoin(TP.time_of_day_profiles(history, C.ITEM_ID).select(C.ITEM_ID, TP.HOUR_SHARE))
+    users = TP.time_of_day_profiles(history, C.USER_ID).withColumnRenamed(C.HOUR_SHARE, "_u")
+    pairs = users.crossJoin(TP.time_of_day_profiles(history, C.ITEM_ID).select(C.ITEM_ID, C.HOUR_SHARE))
     fit = {(r[C.USER_ID], r[C.ITEM_ID]): r["fit"] for r in pairs.select(
-        C.USER_ID, C.ITEM_ID, TP.time_fit(pairs["_u"], pairs[TP.HOUR_SHARE], shop).alias("fit")).collect()}
+        C.USER_ID, C.ITEM_ID, TP.time_fit(pairs["_u"], pairs[C.HOUR_SHARE], shop).alias("fit")).collect()}
     # u buys at 10 only: X (all at 10) fits 1 / (5/8); Y (a quarter at 10) fits a quarter of that.
     assert fit[("u", "X")] == pytest.approx(math.log(8 / 5)) and fit[("u", "Y")] == pytest.approx(math.log(0.25 * 8 / 5))
     assert fit[("v", "Y")] > fit[("v", "X")]
@@ -91,28 +91,27 @@ def test_profiles_are_pulled_towards_the_shops_by_pseudo_lines(spark):
     assert of_items[0] == pytest.approx(hours) and of_items[1] == pytest.approx(days)
     profiles = TP.time_of_day_profiles(history, C.ITEM_ID)
     pulled = {r[C.ITEM_ID]: r["h"] for r in profiles.select(
-        C.ITEM_ID, TP.smoothed(F.col(TP.HOUR_SHARE), F.col(TP.N_LINES), hours, 4).alias("h")).collect()}
+        C.ITEM_ID, TP.smoothed(F.col(C.HOUR_SHARE), F.col(C.N_LINES), hours, 4).alias("h")).collect()}
     # X: 4 lines all at 10, plus 4 pseudo-lines spread as the shop's (5/8 at 10, 3/8 at 18).
     assert pulled["X"][10] == pytest.approx((4 * 1.0 + 4 * 5 / 8) / 8) and pulled["X"][18] == pytest.approx(3 / 16)
-    unchanged = profiles.select(TP.smoothed(F.col(TP.HOUR_SHARE), F.col(TP.N_LINES), hours, 0).alias("h"))
+    unchanged = profiles.select(TP.smoothed(F.col(C.HOUR_SHARE), F.col(C.N_LINES), hours, 0).alias("h"))
     assert sorted(r["h"][10] for r in unchanged.collect()) == [0.25, 1.0]
 
 
 def _context_pool(spark):
     """u and v with one candidate each of X (a January, 10 o'clock item) and Y (July, 18 o'clock)."""
-    from shoprec.recommend import fusion
 
     rows = [("u", "X", 0.5), ("u", "Y", 1.0), ("v", "X", 1.0), ("v", "Y", 0.5)]
-    return spark.createDataFrame(rows, [C.USER_ID, C.ITEM_ID, fusion.FUSED])
+    return spark.createDataFrame(rows, [C.USER_ID, C.ITEM_ID, C.FUSED_SCORE])
 
 
 def test_context_terms_give_seasonal_lift_and_time_fit_per_candidate(spark):
-    from shoprec.recommend import rerank
+    from shoprec.ranking import rerank
 
     rr = make_config("/tmp/unused", "recommend.rerank.season_min_lines=1",
                      "recommend.rerank.time_prior_lines=0").recommend.rerank
     terms = rerank.context_terms(_season_shop(spark), date(2022, 1, 1), rr)
-    got = {(r[C.USER_ID], r[C.ITEM_ID]): (r[rerank.SEASON_LIFT], r[rerank.TIME_FIT])
+    got = {(r[C.USER_ID], r[C.ITEM_ID]): (r[C.SEASONAL_LIFT], r[C.TIME_FIT])
            for r in rerank.with_context(_context_pool(spark), terms).collect()}
     # January ahead: X's season. u buys X's way (10 o'clock, X's weekdays), v mostly Y's.
     assert got[("u", "X")][0] == got[("v", "X")][0] == pytest.approx(math.log(1.5))
@@ -121,14 +120,14 @@ def test_context_terms_give_seasonal_lift_and_time_fit_per_candidate(spark):
     # Serving reads the features stage's gold profiles instead: the same terms.
     gold = rerank.terms_from_profiles(TP.item_time_profiles(_season_shop(spark), date(2021, 6, 1), 7, 99),
                                       TP.user_time_profiles(_season_shop(spark)), date(2022, 1, 1), rr)
-    from_gold = {(r[C.USER_ID], r[C.ITEM_ID]): (r[rerank.SEASON_LIFT], r[rerank.TIME_FIT])
+    from_gold = {(r[C.USER_ID], r[C.ITEM_ID]): (r[C.SEASONAL_LIFT], r[C.TIME_FIT])
                  for r in rerank.with_context(_context_pool(spark), gold).collect()}
     assert from_gold.keys() == got.keys()
     assert all(from_gold[k] == pytest.approx(got[k]) for k in got)
 
 
 def test_context_weights_are_chosen_on_the_truth(spark):
-    from shoprec.recommend import rerank
+    from shoprec.ranking import rerank
 
     rr = make_config("/tmp/unused", "recommend.rerank.season_min_lines=1", "recommend.rerank.time_weight=0",
                      "recommend.rerank.season_weights=[0.0, 1.0]").recommend.rerank
@@ -149,8 +148,9 @@ def test_time_report_follows_items_across_as_of_dates(spark, tmp_path):
 
     from mlflow import MlflowClient
 
-    from shoprec.recommend.job import RECOMMENDATIONS_SCHEMA
-    from shoprec.runner import JobContext, time_report_stage
+    from shoprec.stages.recommend import RECOMMENDATIONS_SCHEMA
+    from shoprec.stages.context import JobContext
+    from shoprec.stages.time_report import time_report_stage
     from tests.builders import write_silver
     from tests.conftest import make_config
 
@@ -170,7 +170,6 @@ def test_time_report_follows_items_across_as_of_dates(spark, tmp_path):
     for as_of, users in lists.items():
         recs = [(u, r + 1, item, 1.0, "als", "why", "m", "1", as_of, datetime(2021, 1, 1))
                 for u, items in users.items() for r, item in enumerate(items)]
-        recs.append(("cold-start:*", 1, "other", 1.0, "popular_context", "why", "m", "1", as_of, datetime(2021, 1, 1)))
         ctx.tables.replace_partition(spark.createDataFrame(recs, RECOMMENDATIONS_SCHEMA), C.GOLD_RECOMMENDATIONS,
                                      {C.AS_OF: as_of})
 
@@ -178,7 +177,6 @@ def test_time_report_follows_items_across_as_of_dates(spark, tmp_path):
     assert report.as_ofs == ["2021-06-01", "2021-11-01"]
     xmas, mug = report.items
     assert (xmas.item_id, xmas.peak_month, mug.item_id) == ("xmas", 12, "mug")
-    # Cold-start lists are not people: u1 and u2 only.
     assert [xmas.by_as_of[a]["users_share"] for a in report.as_ofs] == [0.0, 1.0]
     assert [mug.by_as_of[a]["users_share"] for a in report.as_ofs] == [1.0, 0.5]
     # June is far from the bauble's months; November sits between its October and December.
@@ -203,19 +201,19 @@ def test_time_report_follows_items_across_as_of_dates(spark, tmp_path):
 def test_context_search_drops_only_candidates_that_cannot_reach_a_top_10(spark):
     import random
 
-    from shoprec.recommend import fusion, rerank
+    from shoprec.ranking import fusion, rerank
 
     rr = make_config("/tmp/unused").recommend.rerank
     rnd = random.Random(7)
     rows = [(f"u{u}", f"i{i}", 1.0 - i / 59, rnd.uniform(-1, 1), rnd.uniform(-2, 2)) for u in range(8) for i in range(60)]
     rows += [("small", f"i{i}", 1.0 - i / 4, 0.0, 0.0) for i in range(5)]   # fewer than 10: all kept
-    pool = spark.createDataFrame(rows, [C.USER_ID, C.ITEM_ID, fusion.FUSED, rerank.SEASON_LIFT, rerank.TIME_FIT])
+    pool = spark.createDataFrame(rows, [C.USER_ID, C.ITEM_ID, C.FUSED_SCORE, C.SEASONAL_LIFT, C.TIME_FIT])
     truth = spark.createDataFrame([(u, f"i{rnd.randrange(60)}") for u in (f"u{n}" for n in range(8)) for _ in range(3)]
                                   + [("small", "i4")], [C.USER_ID, C.ITEM_ID])
     search = rerank.choose_context_weights(pool, truth, rr)
     grid = [(s, t) for s in rr.season_weights for t in rr.time_weights]
-    score = F.col(fusion.FUSED) + rerank.context_boost(F.col(rerank.SEASON_WEIGHT), F.col(rerank.TIME_WEIGHT))
-    everything, _, n_users = fusion.grid_metrics(pool, truth, grid, (rerank.SEASON_WEIGHT, rerank.TIME_WEIGHT), score)
+    score = F.col(C.FUSED_SCORE) + rerank.context_boost(F.col(C.SEASON_WEIGHT), F.col(C.TIME_WEIGHT))
+    everything, _, n_users = fusion.grid_metrics(pool, truth, grid, (C.SEASON_WEIGHT, C.TIME_WEIGHT), score)
     assert search.ndcg == pytest.approx(everything) and search.n_users == n_users == 9
     assert search.candidates == 485 and search.searched < search.candidates
     kept = rerank.reachable(pool, list(rr.season_weights), list(rr.time_weights), 10)

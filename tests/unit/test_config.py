@@ -40,7 +40,8 @@ def test_cluster_overlay_drops_local_master_and_uses_sparks_delta(repo, monkeypa
     assert cfg.storage.delta_backend == "spark"
     assert cfg.storage.data_root == "s3a://bucket/lakehouse"
     assert cfg.mlflow.tracking_uri == "http://mlflow.internal:5000"
-    assert "delta-spark" in cfg.spark.launch_settings["spark.jars.packages"]
+    # No Maven resolution at session start: the JARs come from the fetched JVM set (jvm_jars).
+    assert "spark.jars.packages" not in cfg.spark.launch_settings and cfg.spark.jvm_jars == "auto"
     assert cfg.spark.settings["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     # Overlays merge mappings: base settings are still there.
     assert cfg.spark.settings["spark.sql.session.timeZone"] == "UTC"

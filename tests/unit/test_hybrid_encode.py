@@ -30,11 +30,11 @@ def _frame() -> pd.DataFrame:
         C.WEEKDAY: [1, 7, None, -1],
         C.PRICE_BAND: [5, 6, None, 0],
         C.DAYS_TO_HOLIDAY: [3.0, None, 400.0, -2.0],
-        H.TEXT_VECTOR: [[0.1, 0.2, 0.3], None, [1.0, 2.0], [-1.0, 0.0, 1.0]],
-        H.PAIR_PURCHASES: [2, 0, None, 1],
-        H.PAIR_DAYS_SINCE: [3.5, None, 1000.0, 0.0],
-        H.USER_PURCHASES: [7, 1, None, 3],
-        H.USER_DAYS_SINCE: [1.0, None, 20.0, 2.0],
+        C.TEXT_VECTOR: [[0.1, 0.2, 0.3], None, [1.0, 2.0], [-1.0, 0.0, 1.0]],
+        C.PAIR_PURCHASES: [2, 0, None, 1],
+        C.PAIR_DAYS_SINCE: [3.5, None, 1000.0, 0.0],
+        C.USER_PURCHASES: [7, 1, None, 3],
+        C.USER_DAYS_SINCE: [1.0, None, 20.0, 2.0],
     })
 
 

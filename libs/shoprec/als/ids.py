@@ -1,4 +1,4 @@
-"""Stable integer ids for ALS, kept in Delta (gold.user_id_map, gold.item_id_map).
+"""Stable integer ids for ALS (kept in gold.user_id_map, gold.item_id_map by ``stages.id_maps``).
 
 MLlib ALS wants int ids. A user keeps the index it was first given across runs and
 cutoffs, so factors of different runs line up (the hybrid model warm-starts from them)
@@ -11,31 +11,21 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shoprec import columns as C
-from shoprec.tables import Tables
 
 # ALS stores ids as Int; this is the ceiling of an index.
 MAX_INDEX = 2**31 - 1
 
 
-def update_id_map(tables: Tables, ids: DataFrame, table: str, id_col: str, idx_col: str) -> DataFrame:
-    """Give every id in ``ids`` an index (new ids after the largest existing one); return the map.
-
-    The map is merged insert-only, so a rerun with the same ids commits nothing new and
-    concurrent readers always see a complete map.
-    """
+def new_indices(ids: DataFrame, existing: DataFrame | None, id_col: str, idx_col: str) -> DataFrame:
+    """``id_col, idx_col`` for the ids of ``ids`` that ``existing`` (a map) lacks, numbered on
+    after its largest index (from 0 without a map)."""
     wanted = ids.select(F.col(id_col).cast("string").alias(id_col)).where(F.col(id_col).isNotNull()).distinct()
-    if tables.exists(table):
-        existing = tables.read(table)
-        start = existing.agg(F.max(idx_col)).first()[0]  # one row
-        start = -1 if start is None else start
-        new = wanted.join(existing.select(id_col), on=id_col, how="left_anti")
-    else:
-        start = -1
-        new = wanted
-    numbered = _number_from(new, id_col, idx_col, start + 1)
-    tables.merge(numbered, table, keys=[id_col], update_matched=False, check_keys=False)
-    result = tables.read(table)
-    return result
+    if existing is None:
+        return _number_from(wanted, id_col, idx_col, 0)
+    start = existing.agg(F.max(idx_col)).first()[0]  # one row
+    start = -1 if start is None else start
+    new = wanted.join(existing.select(id_col), on=id_col, how="left_anti")
+    return _number_from(new, id_col, idx_col, start + 1)
 
 
 def _number_from(df: DataFrame, id_col: str, idx_col: str, first: int) -> DataFrame:
@@ -50,14 +40,6 @@ def _checked(index: int) -> int:
     if index > MAX_INDEX:
         raise OverflowError(f"more than {MAX_INDEX:,} ids: ALS cannot index them")
     return index
-
-
-def user_map(tables: Tables, users: DataFrame) -> DataFrame:
-    return update_id_map(tables, users, C.GOLD_USER_ID_MAP, C.USER_ID, C.USER_IDX)
-
-
-def item_map(tables: Tables, items: DataFrame) -> DataFrame:
-    return update_id_map(tables, items, C.GOLD_ITEM_ID_MAP, C.ITEM_ID, C.ITEM_IDX)
 
 
 def to_indices(df: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:

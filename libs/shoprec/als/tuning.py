@@ -1,15 +1,14 @@
 """Hyperparameter search for ALS, scored by NDCG@10 on the validation window.
 
 Every trial trains on the history before the validation window (``split.for_tuning()``)
-and ranks items for the users who bought in the validation window; each is a nested
-MLflow run, so trials line up side by side in the UI.
+and ranks items for the users who bought in the validation window; the train-als stage
+runs the grid (``stages.train_als.run_search``), each trial a nested MLflow run.
 """
 from __future__ import annotations
 
 import itertools
 import logging
 import random
-import time
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
@@ -70,38 +69,6 @@ def score_trial(
 def _as_ids(df: DataFrame) -> DataFrame:
     """The metric functions speak user_id/item_id; indices serve as ids here."""
     return df.withColumnRenamed(C.USER_IDX, C.USER_ID).withColumnRenamed(C.ITEM_IDX, C.ITEM_ID)
-
-
-def run_search(
-    ratings: DataFrame,
-    truth: DataFrame,
-    exclude: DataFrame | None,
-    grid: list[AlsParams],
-    num_blocks: int,
-    als: AlsConfig,
-    candidates: CandidatesConfig,
-) -> list[Trial]:
-    """Score every combination of ``grid``; each trial is a nested MLflow run. Best first."""
-    import mlflow
-
-    ratings = ratings.persist()
-    trials = []
-    try:
-        for i, params in enumerate(grid, start=1):
-            started = time.perf_counter()
-            with mlflow.start_run(run_name=f"als-trial-{i}", nested=True,
-                                  tags={"shoprec.stage": "train-als", "shoprec.trial": str(i)}) as run:
-                mlflow.log_params({**params.as_dict(), "num_blocks": num_blocks})
-                ndcg, recall, fit_seconds = score_trial(ratings, truth, exclude, params, num_blocks, als, candidates)
-                mlflow.log_metrics({
-                    "val_ndcg_at_10": ndcg, "val_recall_at_10": recall, "fit_seconds": fit_seconds,
-                    "trial_seconds": time.perf_counter() - started,
-                })
-            log.info("trial %d/%d %s: NDCG@10 %.4f (fit %.1f s)", i, len(grid), params, ndcg, fit_seconds)
-            trials.append(Trial(params, ndcg, recall, fit_seconds, run.info.run_id))
-    finally:
-        ratings.unpersist()
-    return sorted(trials, key=lambda t: (-t.ndcg_at_10, t.params.rank, t.params.reg_param, t.params.alpha))
 
 
 def bought_pairs(purchases: DataFrame) -> DataFrame:

@@ -13,10 +13,6 @@ from pyspark.sql import functions as F
 
 from shoprec import columns as C
 
-BASKET_TS = "basket_ts"
-N_ITEMS = "n_items"
-BASKET_ORDER = "basket_order"   # 1 = the user's latest basket
-
 
 @dataclass(frozen=True)
 class BasketCounts:
@@ -41,9 +37,9 @@ def baskets(interactions: DataFrame, start, end) -> DataFrame:
     lo, hi = (datetime.combine(d, time()) for d in (start, end))  # midnight UTC, as the split
     lines = product_purchases(interactions).where((F.col(C.EVENT_TS) >= F.lit(lo)) & (F.col(C.EVENT_TS) < F.lit(hi)))
     return (lines.groupBy(C.BASKET_ID)
-            .agg(F.first(C.USER_ID, ignorenulls=True).alias(C.USER_ID), F.min(C.EVENT_TS).alias(BASKET_TS),
+            .agg(F.first(C.USER_ID, ignorenulls=True).alias(C.USER_ID), F.min(C.EVENT_TS).alias(C.BASKET_TS),
                  F.array_sort(F.collect_set(C.ITEM_ID)).alias(C.ITEMS))
-            .withColumn(N_ITEMS, F.size(C.ITEMS)))
+            .withColumn(C.N_ITEMS, F.size(C.ITEMS)))
 
 
 def history_baskets(interactions: DataFrame, as_of: date, history_days: int) -> DataFrame:
@@ -55,20 +51,20 @@ def for_mining(all_baskets: DataFrame, max_items: int) -> tuple[DataFrame, Baske
     """(``basket_id, items`` of the baskets FPGrowth sees, counts of what was left out)."""
     row = all_baskets.agg(
         F.count(F.lit(1)).alias("baskets"),
-        F.sum(F.when(F.col(N_ITEMS) > max_items, 1).otherwise(0)).alias("too_large"),
-        F.sum(F.when(F.col(N_ITEMS) == 1, 1).otherwise(0)).alias("single"),
+        F.sum(F.when(F.col(C.N_ITEMS) > max_items, 1).otherwise(0)).alias("too_large"),
+        F.sum(F.when(F.col(C.N_ITEMS) == 1, 1).otherwise(0)).alias("single"),
     ).first()
     total, too_large = int(row["baskets"] or 0), int(row["too_large"] or 0)
     counts = BasketCounts(total, total - too_large, too_large, int(row["single"] or 0))
-    return all_baskets.where(F.col(N_ITEMS) <= max_items).select(C.BASKET_ID, C.ITEMS), counts
+    return all_baskets.where(F.col(C.N_ITEMS) <= max_items).select(C.BASKET_ID, C.ITEMS), counts
 
 
 def recent_basket_items(history_baskets_: DataFrame, n_baskets: int) -> DataFrame:
     """``user_id, item_id, basket_ts``: the items of each known user's ``n_baskets`` latest
     baskets (an item in several of them keeps its latest time)."""
-    latest = Window.partitionBy(C.USER_ID).orderBy(F.col(BASKET_TS).desc(), F.col(C.BASKET_ID).desc())
+    latest = Window.partitionBy(C.USER_ID).orderBy(F.col(C.BASKET_TS).desc(), F.col(C.BASKET_ID).desc())
     recent = (history_baskets_.where(F.col(C.USER_ID).isNotNull())
-              .withColumn(BASKET_ORDER, F.row_number().over(latest))
-              .where(F.col(BASKET_ORDER) <= n_baskets))
-    return (recent.select(C.USER_ID, F.explode(C.ITEMS).alias(C.ITEM_ID), BASKET_TS)
-            .groupBy(C.USER_ID, C.ITEM_ID).agg(F.max(BASKET_TS).alias(BASKET_TS)))
+              .withColumn(C.BASKET_ORDER, F.row_number().over(latest))
+              .where(F.col(C.BASKET_ORDER) <= n_baskets))
+    return (recent.select(C.USER_ID, F.explode(C.ITEMS).alias(C.ITEM_ID), C.BASKET_TS)
+            .groupBy(C.USER_ID, C.ITEM_ID).agg(F.max(C.BASKET_TS).alias(C.BASKET_TS)))

@@ -14,18 +14,15 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
-from shoprec.bundles.baskets import BASKET_TS
-
-NEXT_ITEMS = "next_items"
 
 
 def next_baskets(window_baskets: DataFrame, users: DataFrame) -> DataFrame:
     """``user_id, next_items``: each user's first basket in the window."""
-    first = Window.partitionBy(C.USER_ID).orderBy(F.col(BASKET_TS), F.col(C.BASKET_ID))
+    first = Window.partitionBy(C.USER_ID).orderBy(F.col(C.BASKET_TS), F.col(C.BASKET_ID))
     return (window_baskets.where(F.col(C.USER_ID).isNotNull())
             .join(users.select(C.USER_ID), on=C.USER_ID, how="left_semi")
             .withColumn("_n", F.row_number().over(first)).where(F.col("_n") == 1)
-            .select(C.USER_ID, F.col(C.ITEMS).alias(NEXT_ITEMS)))
+            .select(C.USER_ID, F.col(C.ITEMS).alias(C.NEXT_ITEMS)))
 
 
 def random_popular(basket_items: DataFrame, popularity: DataFrame, pool: int, k: int, seed: int) -> DataFrame:
@@ -48,7 +45,7 @@ def hit_rates(lists: dict[str, DataFrame], truth: DataFrame, ks: tuple[int, ...]
     out = None
     for source, recs in lists.items():
         hits = (recs.join(truth, on=C.USER_ID)
-                .where(F.array_contains(F.col(NEXT_ITEMS), F.col(C.ITEM_ID)))
+                .where(F.array_contains(F.col(C.NEXT_ITEMS), F.col(C.ITEM_ID)))
                 .groupBy(C.USER_ID).agg(F.min(C.RANK).alias("_first_hit")))
         per_user = truth.select(C.USER_ID).join(hits, on=C.USER_ID, how="left")
         row = per_user.agg(n_users.alias(C.N_USERS),

@@ -12,9 +12,6 @@ from pyspark.sql import functions as F
 from shoprec import columns as C
 from shoprec.config import BundlesConfig
 
-RULE_ID = "rule_id"
-ANTECEDENT_SIZE = "antecedent_size"
-
 
 def mine_rules(mined_baskets: DataFrame, n_baskets: int, bcfg: BundlesConfig, partitions: int) -> DataFrame:
     """``antecedent_items, consequent_item, support, confidence, lift, basket_count``.
@@ -65,8 +62,8 @@ def partners(rules: DataFrame, per_item: int) -> DataFrame:
 
 def with_rule_ids(rules: DataFrame) -> DataFrame:
     """``rules`` plus ``rule_id`` (a hash of its items) and ``antecedent_size``."""
-    return rules.withColumn(RULE_ID, F.xxhash64(F.concat_ws("|", C.ANTECEDENT_ITEMS), C.CONSEQUENT_ITEM)) \
-        .withColumn(ANTECEDENT_SIZE, F.size(C.ANTECEDENT_ITEMS))
+    return rules.withColumn(C.RULE_ID, F.xxhash64(F.concat_ws("|", C.ANTECEDENT_ITEMS), C.CONSEQUENT_ITEM)) \
+        .withColumn(C.ANTECEDENT_SIZE, F.size(C.ANTECEDENT_ITEMS))
 
 
 def fired_rules(basket_items: DataFrame, rules: DataFrame) -> DataFrame:
@@ -74,11 +71,11 @@ def fired_rules(basket_items: DataFrame, rules: DataFrame) -> DataFrame:
     whose whole left side is among the user's basket items (``user_id, item_id``) and whose
     right side is not."""
     ided = with_rule_ids(rules)
-    sides = ided.select(RULE_ID, ANTECEDENT_SIZE, F.explode(C.ANTECEDENT_ITEMS).alias(C.ITEM_ID))
+    sides = ided.select(C.RULE_ID, C.ANTECEDENT_SIZE, F.explode(C.ANTECEDENT_ITEMS).alias(C.ITEM_ID))
     matched = (basket_items.select(C.USER_ID, C.ITEM_ID).distinct()
                .join(F.broadcast(sides), on=C.ITEM_ID)
-               .groupBy(C.USER_ID, RULE_ID, ANTECEDENT_SIZE).agg(F.count(F.lit(1)).alias("_matched"))
-               .where(F.col("_matched") == F.col(ANTECEDENT_SIZE)))
-    fired = matched.join(F.broadcast(ided.drop(ANTECEDENT_SIZE)), on=RULE_ID).drop(RULE_ID, ANTECEDENT_SIZE, "_matched")
+               .groupBy(C.USER_ID, C.RULE_ID, C.ANTECEDENT_SIZE).agg(F.count(F.lit(1)).alias("_matched"))
+               .where(F.col("_matched") == F.col(C.ANTECEDENT_SIZE)))
+    fired = matched.join(F.broadcast(ided.drop(C.ANTECEDENT_SIZE)), on=C.RULE_ID).drop(C.RULE_ID, C.ANTECEDENT_SIZE, "_matched")
     owned = basket_items.select(C.USER_ID, F.col(C.ITEM_ID).alias(C.CONSEQUENT_ITEM))
     return fired.join(owned, on=[C.USER_ID, C.CONSEQUENT_ITEM], how="left_anti")

@@ -44,14 +44,8 @@ from pyspark.sql import functions as F
 from shoprec import columns as C
 
 DEFAULT_KS = (5, 10, 20)
-N_TRUTH = "n_truth"
-N_USERS = C.N_USERS
 # item_popularity: the number of distinct history users who bought the item.
-POPULARITY = "n_buyers"
 AUC = "auc"
-N_PAIRS = "n_pairs"
-POSITIVE_ITEM = "positive_item"
-NEGATIVE_ITEM = "negative_item"
 
 # Metrics with a cutoff, in the order they appear in outputs.
 RANKING_METRICS = ("precision", "recall", "recall_capped", "f1", "ndcg", "map", "hit_rate")
@@ -61,7 +55,6 @@ NOVELTY = "novelty"
 POPULARITY_BIAS = "popularity_bias"
 DIVERSITY = "diversity"
 # Users a diversity value is averaged over (those with >= 2 vectored items in the top K).
-DIVERSITY_USERS = "diversity_users"
 
 
 def metric_column(metric: str, k: int | None = None) -> str:
@@ -156,7 +149,7 @@ def _idcg(n_hits: Column) -> Column:
 
 
 def _metric_columns(ks: tuple[int, ...]) -> list[Column]:
-    n = F.col(N_TRUTH)
+    n = F.col(C.N_TRUTH)
     out: list[Column] = []
     per_k: dict[str, list[Column]] = {m: [] for m in RANKING_METRICS}
     for k in ks:
@@ -222,15 +215,15 @@ def ranking_metrics(
         users = users.select(*_present(by, users), col_user).distinct()
     ranked = best_rank(recs, by, col_user, col_item, col_rank)
     grid = _cross_with_rec_groups(users, ranked, by)
-    n_truth = relevant.groupBy(*by_truth, col_user).agg(F.count(F.lit(1)).alias(N_TRUTH))
+    n_truth = relevant.groupBy(*by_truth, col_user).agg(F.count(F.lit(1)).alias(C.N_TRUTH))
     hits = _hit_stats(ranked, relevant, ks, by, col_user, col_item, col_rank)
     group = [*_ordered(by, grid), col_user]
     scored = (
         grid.join(n_truth, on=[*by_truth, col_user], how="left")
-        .withColumn(N_TRUTH, F.coalesce(F.col(N_TRUTH), F.lit(0)).cast("long"))
+        .withColumn(C.N_TRUTH, F.coalesce(F.col(C.N_TRUTH), F.lit(0)).cast("long"))
         .join(hits, on=[*_ordered(by, ranked, relevant), col_user], how="left")
     )
-    return scored.select(*group, N_TRUTH, *_metric_columns(ks))
+    return scored.select(*group, C.N_TRUTH, *_metric_columns(ks))
 
 
 def mean_ranking_metrics_by(
@@ -247,7 +240,7 @@ def mean_ranking_metrics_by(
     per_user = ranking_metrics(recs, truth, ks, users, by, col_user, col_item, col_rank)
     group = [c for c in by if c in per_user.columns]
     means = [F.avg(c).alias(c) for c in ranking_metric_columns(ks)]
-    return per_user.groupBy(*group).agg(F.count(F.lit(1)).alias(N_USERS), *means)
+    return per_user.groupBy(*group).agg(F.count(F.lit(1)).alias(C.N_USERS), *means)
 
 
 def mean_ranking_metrics(
@@ -264,7 +257,7 @@ def mean_ranking_metrics(
     Without any user every metric is 0.0.
     """
     row = mean_ranking_metrics_by(recs, truth, ks, users, (), col_user, col_item, col_rank).first()
-    out: dict[str, float] = {N_USERS: int(row[N_USERS]) if row else 0}
+    out: dict[str, float] = {C.N_USERS: int(row[C.N_USERS]) if row else 0}
     for c in ranking_metric_columns(ks):
         value = row[c] if row else None
         out[c] = float(value) if value is not None else 0.0
@@ -277,7 +270,7 @@ def _catalog_index(catalog: DataFrame, col_item: str) -> DataFrame:
     # a few hundred thousand), and a stable index is what makes the draws reproducible.
     order = Window.orderBy(col_item).rowsBetween(Window.unboundedPreceding, Window.currentRow)
     items = catalog.select(col_item).where(F.col(col_item).isNotNull()).distinct()
-    return items.select(F.col(col_item).alias(NEGATIVE_ITEM), (F.count(F.lit(1)).over(order) - 1).alias("_idx"))
+    return items.select(F.col(col_item).alias(C.NEGATIVE_ITEM), (F.count(F.lit(1)).over(order) - 1).alias("_idx"))
 
 
 def sample_negatives(
@@ -308,29 +301,29 @@ def sample_negatives(
         relevant.select(
             *by_truth,
             col_user,
-            F.col(col_item).alias(POSITIVE_ITEM),
+            F.col(col_item).alias(C.POSITIVE_ITEM),
             F.explode(F.sequence(F.lit(0), F.lit(2 * negatives_per_positive - 1))).alias("_draw"),
         )
         .crossJoin(F.broadcast(size))
         .where(F.col("_n_catalog") > 0)
         .withColumn(
-            "_idx", F.pmod(F.xxhash64(F.lit(seed), F.col(col_user), F.col(POSITIVE_ITEM), F.col("_draw")),
+            "_idx", F.pmod(F.xxhash64(F.lit(seed), F.col(col_user), F.col(C.POSITIVE_ITEM), F.col("_draw")),
                            F.col("_n_catalog"))
         )
         .join(indexed, on="_idx", how="inner")
         .join(
-            relevant.select(*by_truth, col_user, F.col(col_item).alias(NEGATIVE_ITEM)),
-            on=[*by_truth, col_user, NEGATIVE_ITEM],
+            relevant.select(*by_truth, col_user, F.col(col_item).alias(C.NEGATIVE_ITEM)),
+            on=[*by_truth, col_user, C.NEGATIVE_ITEM],
             how="left_anti",
         )
     )
-    keys = [*by_truth, col_user, POSITIVE_ITEM]
-    first_draw = draws.groupBy(*keys, NEGATIVE_ITEM).agg(F.min("_draw").alias("_draw"))
+    keys = [*by_truth, col_user, C.POSITIVE_ITEM]
+    first_draw = draws.groupBy(*keys, C.NEGATIVE_ITEM).agg(F.min("_draw").alias("_draw"))
     order = Window.partitionBy(*keys).orderBy("_draw")
     return (
         first_draw.withColumn("_nth", F.row_number().over(order))
         .where(F.col("_nth") <= negatives_per_positive)
-        .select(*keys, NEGATIVE_ITEM)
+        .select(*keys, C.NEGATIVE_ITEM)
     )
 
 
@@ -371,15 +364,15 @@ def sampled_auc_per_user(
         sample_negatives(truth, catalog, negatives_per_positive, seed, by, col_user, col_item), ranked, by
     )
     by_recs = _present(by, ranked)
-    pos = ranked.select(*by_recs, col_user, F.col(col_item).alias(POSITIVE_ITEM), F.col(col_rank).alias("_pos_rank"))
-    neg = ranked.select(*by_recs, col_user, F.col(col_item).alias(NEGATIVE_ITEM), F.col(col_rank).alias("_neg_rank"))
+    pos = ranked.select(*by_recs, col_user, F.col(col_item).alias(C.POSITIVE_ITEM), F.col(col_rank).alias("_pos_rank"))
+    neg = ranked.select(*by_recs, col_user, F.col(col_item).alias(C.NEGATIVE_ITEM), F.col(col_rank).alias("_neg_rank"))
     scored = (
-        pairs.join(pos, on=[*by_recs, col_user, POSITIVE_ITEM], how="left")
-        .join(neg, on=[*by_recs, col_user, NEGATIVE_ITEM], how="left")
+        pairs.join(pos, on=[*by_recs, col_user, C.POSITIVE_ITEM], how="left")
+        .join(neg, on=[*by_recs, col_user, C.NEGATIVE_ITEM], how="left")
         .withColumn("_value", _pair_value(F.col("_pos_rank"), F.col("_neg_rank")))
     )
     group = [*_ordered(by, pairs), col_user]
-    return scored.groupBy(*group).agg(F.avg("_value").alias(AUC), F.count(F.lit(1)).alias(N_PAIRS))
+    return scored.groupBy(*group).agg(F.avg("_value").alias(AUC), F.count(F.lit(1)).alias(C.N_PAIRS))
 
 
 def sampled_auc(
@@ -410,14 +403,14 @@ def popularity_percentiles(item_popularity: DataFrame, col_item: str = C.ITEM_ID
     """
     # cume_dist is a ranking function: Spark fixes its frame. One partition is fine: one
     # row per catalog item.
-    order = Window.orderBy(F.col(POPULARITY))
-    return item_popularity.select(col_item, POPULARITY, F.cume_dist().over(order).alias("popularity_pct"))
+    order = Window.orderBy(F.col(C.N_BUYERS))
+    return item_popularity.select(col_item, C.N_BUYERS, F.cume_dist().over(order).alias("popularity_pct"))
 
 
 def _self_information(n_users: int) -> Column:
     # p(item) = share of history users who bought it; an item nobody bought counts as
     # bought once, so its self-information stays finite (log2 n_users, the maximum).
-    buyers = F.greatest(F.coalesce(F.col(POPULARITY), F.lit(0)), F.lit(1)).cast("double")
+    buyers = F.greatest(F.coalesce(F.col(C.N_BUYERS), F.lit(0)), F.lit(1)).cast("double")
     return -F.log2(buyers / F.lit(float(max(n_users, 1))))
 
 
@@ -451,7 +444,7 @@ def beyond_accuracy(
     scored = top.join(popularity_percentiles(item_popularity, col_item), on=col_item, how="left")
     self_info = _self_information(n_users)
     pct = F.coalesce(F.col("popularity_pct"), F.lit(0.0))
-    aggs: list[Column] = [F.count_distinct(col_user).alias(N_USERS)]
+    aggs: list[Column] = [F.count_distinct(col_user).alias(C.N_USERS)]
     for k in ks:
         within = F.col(col_rank) <= k
         aggs.append(
@@ -538,7 +531,7 @@ def intra_list_diversity_by(
     deeper = F.greatest("_rank_a", "_rank_b")
     per_user = pairs.groupBy(*keys).agg(*[F.avg(F.when(deeper <= k, cosine)).alias(f"_cos_{k}") for k in ks])
     aggs = [F.avg(1.0 - F.col(f"_cos_{k}")).alias(metric_column(DIVERSITY, k)) for k in ks]
-    aggs += [F.count(f"_cos_{k}").alias(metric_column(DIVERSITY_USERS, k)) for k in ks]
+    aggs += [F.count(f"_cos_{k}").alias(metric_column(C.DIVERSITY_USERS, k)) for k in ks]
     return per_user.groupBy(*by_recs).agg(*aggs)
 
 

@@ -13,8 +13,6 @@ from pyspark.sql import functions as F
 from shoprec import columns as C
 from shoprec.split import TemporalSplit, purchases
 
-WARM = "warm"        # bought something before as_of
-COLD = "cold"        # first purchase inside the evaluation window
 TruthWindow = Literal["evaluation", "validation"]
 
 
@@ -55,7 +53,7 @@ def user_segments(interactions: DataFrame, split: TemporalSplit) -> DataFrame:
     """
     bought = purchases(interactions).where(F.col(C.EVENT_TS) < F.lit(_midnight(split.evaluation_end)))
     first = bought.groupBy(C.USER_ID).agg(F.min(C.EVENT_TS).alias("_first_purchase"))
-    segment = F.when(F.col("_first_purchase") < F.lit(split.as_of_ts), F.lit(WARM)).otherwise(F.lit(COLD))
+    segment = F.when(F.col("_first_purchase") < F.lit(split.as_of_ts), F.lit(C.SEGMENT_WARM)).otherwise(F.lit(C.SEGMENT_COLD))
     return first.select(C.USER_ID, segment.alias(C.SEGMENT))
 
 

@@ -31,13 +31,6 @@ from pyspark.sql import functions as F
 
 from shoprec import columns as C
 
-MONTH_INDEX = "month_index"        # array<double>[12], null where the month has no sales
-HOUR_SHARE = "hour_share"          # array<double>[24]
-WEEKDAY_SHARE = "weekday_share"    # array<double>[7], Monday first
-PEAK_MONTH = "peak_month"          # 1..12, the month of the highest index
-SEASONALITY = "seasonality"        # the highest month index (1: no season)
-SEASONAL_LIFT = "seasonal_lift"
-N_LINES = "n_lines"
 KERNEL = (1.0, 0.5, 0.25)          # weight of a month at circular distance 0, 1, 2
 
 
@@ -51,7 +44,7 @@ def item_month_index(history: DataFrame) -> DataFrame:
     ym = F.trunc(C.EVENT_TS, "month")
     shop = history.groupBy(ym.alias("_ym")).agg(F.count(F.lit(1)).alias("_shop_n"))  # small: one row a month
     per_ym = history.groupBy(C.ITEM_ID, ym.alias("_ym")).agg(F.count(F.lit(1)).alias("_n"))
-    first = per_ym.groupBy(C.ITEM_ID).agg(F.min("_ym").alias("_first"), F.sum("_n").alias(N_LINES))
+    first = per_ym.groupBy(C.ITEM_ID).agg(F.min("_ym").alias("_first"), F.sum("_n").alias(C.N_LINES))
     # The shop's lines per calendar month while the item was on sale, and their total.
     on_sale = (first.crossJoin(F.broadcast(shop)).where(F.col("_ym") >= F.col("_first"))
                .groupBy(C.ITEM_ID, F.month("_ym").alias(C.MONTH)).agg(F.sum("_shop_n").alias("_shop_n")))
@@ -59,15 +52,15 @@ def item_month_index(history: DataFrame) -> DataFrame:
         Window.partitionBy(C.ITEM_ID)))
     sold = per_ym.groupBy(C.ITEM_ID, F.month("_ym").alias(C.MONTH)).agg(F.sum("_n").alias("_n"))
     # Months on sale without a sale of the item: 0; months before its launch stay unknown.
-    shares = (on_sale.join(sold, on=[C.ITEM_ID, C.MONTH], how="left").join(first.select(C.ITEM_ID, N_LINES), on=C.ITEM_ID)
-              .select(C.ITEM_ID, C.MONTH, ((F.coalesce(F.col("_n"), F.lit(0)) / F.col(N_LINES))
+    shares = (on_sale.join(sold, on=[C.ITEM_ID, C.MONTH], how="left").join(first.select(C.ITEM_ID, C.N_LINES), on=C.ITEM_ID)
+              .select(C.ITEM_ID, C.MONTH, ((F.coalesce(F.col("_n"), F.lit(0)) / F.col(C.N_LINES))
                                            / F.col("_shop_share")).alias("_index")))
     as_map = shares.groupBy(C.ITEM_ID).agg(F.map_from_entries(F.collect_list(F.struct(C.MONTH, "_index"))).alias("_m"))
     index = F.array(*[F.col("_m")[m] for m in range(1, 13)])
-    return (as_map.join(first.select(C.ITEM_ID, N_LINES), on=C.ITEM_ID)
-            .select(C.ITEM_ID, index.alias(MONTH_INDEX), N_LINES)
-            .withColumn(SEASONALITY, F.array_max(MONTH_INDEX))  # months without sales (null) skipped
-            .withColumn(PEAK_MONTH, F.expr(f"array_position({MONTH_INDEX}, {SEASONALITY})").cast("int")))
+    return (as_map.join(first.select(C.ITEM_ID, C.N_LINES), on=C.ITEM_ID)
+            .select(C.ITEM_ID, index.alias(C.MONTH_INDEX), C.N_LINES)
+            .withColumn(C.SEASONALITY, F.array_max(C.MONTH_INDEX))  # months without sales (null) skipped
+            .withColumn(C.PEAK_MONTH, F.expr(f"array_position({C.MONTH_INDEX}, {C.SEASONALITY})").cast("int")))
 
 
 def months_ahead(as_of: date, horizon_days: int) -> dict[int, float]:
@@ -96,12 +89,12 @@ def seasonal_lift(profiles: DataFrame, as_of: date, horizon_days: int, min_sales
     ahead of as_of, over the months with sales; clipped to [-1, 1]."""
     weights = kernel_weights(as_of, horizon_days)
     # log of a zero index (never sold that month) is floored at log(1/8): "rarely", not "never".
-    logs = [F.log(F.greatest(F.col(MONTH_INDEX)[m], F.lit(0.125))) for m in range(12)]
-    known = [F.col(MONTH_INDEX)[m].isNotNull() for m in range(12)]
+    logs = [F.log(F.greatest(F.col(C.MONTH_INDEX)[m], F.lit(0.125))) for m in range(12)]
+    known = [F.col(C.MONTH_INDEX)[m].isNotNull() for m in range(12)]
     num = sum((F.when(known[m], logs[m] * weights[m]).otherwise(0.0) for m in range(12) if weights[m]), F.lit(0.0))
     den = sum((F.when(known[m], F.lit(weights[m])).otherwise(0.0) for m in range(12) if weights[m]), F.lit(0.0))
-    lift = F.when((den > 0) & (F.col(N_LINES) >= min_sales), num / den).otherwise(F.lit(0.0))
-    return profiles.select(C.ITEM_ID, F.greatest(F.lit(-1.0), F.least(F.lit(1.0), lift)).alias(SEASONAL_LIFT))
+    lift = F.when((den > 0) & (F.col(C.N_LINES) >= min_sales), num / den).otherwise(F.lit(0.0))
+    return profiles.select(C.ITEM_ID, F.greatest(F.lit(-1.0), F.least(F.lit(1.0), lift)).alias(C.SEASONAL_LIFT))
 
 
 def _iso_weekday() -> Column:
@@ -110,18 +103,18 @@ def _iso_weekday() -> Column:
 
 def _shares(history: DataFrame, key: str, part: Column, size: int, out: str, offset: int) -> DataFrame:
     counts = history.groupBy(key, part.alias("_p")).agg(F.count(F.lit(1)).alias("_n"))
-    totals = counts.groupBy(key).agg(F.sum("_n").alias(N_LINES), F.map_from_entries(
+    totals = counts.groupBy(key).agg(F.sum("_n").alias(C.N_LINES), F.map_from_entries(
         F.collect_list(F.struct("_p", "_n"))).alias("_m"))
-    share = F.array(*[F.coalesce(F.col("_m")[p + offset], F.lit(0)) / F.col(N_LINES) for p in range(size)])
-    return totals.select(key, share.cast("array<double>").alias(out), N_LINES)
+    share = F.array(*[F.coalesce(F.col("_m")[p + offset], F.lit(0)) / F.col(C.N_LINES) for p in range(size)])
+    return totals.select(key, share.cast("array<double>").alias(out), C.N_LINES)
 
 
 def time_of_day_profiles(history: DataFrame, key: str) -> DataFrame:
     """``<key>, hour_share, weekday_share, n_lines`` (purchase lines per hour of the day, UTC,
     and per ISO weekday, Monday first) for every item or user of ``history``."""
-    hours = _shares(history, key, F.hour(C.EVENT_TS), 24, HOUR_SHARE, 0)
-    weekdays = _shares(history, key, _iso_weekday(), 7, WEEKDAY_SHARE, 1)
-    return hours.join(weekdays.drop(N_LINES), on=key)
+    hours = _shares(history, key, F.hour(C.EVENT_TS), 24, C.HOUR_SHARE, 0)
+    weekdays = _shares(history, key, _iso_weekday(), 7, C.WEEKDAY_SHARE, 1)
+    return hours.join(weekdays.drop(C.N_LINES), on=key)
 
 
 def smoothed(share: Column, n_lines: Column, shop_share: list[float], prior_lines: float) -> Column:
@@ -157,9 +150,9 @@ def shop_time_shares_of(item_profiles: DataFrame) -> tuple[list[float], list[flo
     """The shop's hour and weekday shares from per-item profiles (``hour_share``,
     ``weekday_share``, ``n_lines``): every purchase line has an item, so the shop's share is
     the items' shares weighted by their lines; no second pass over the history."""
-    n = F.col(N_LINES).cast("double")
-    sums = [F.sum(F.col(HOUR_SHARE)[b] * n) for b in range(24)] + [F.sum(F.col(WEEKDAY_SHARE)[d] * n) for d in range(7)]
-    row = item_profiles.where(F.col(HOUR_SHARE).isNotNull()).agg(F.sum(n), *sums).first()  # small: one row of 32 sums
+    n = F.col(C.N_LINES).cast("double")
+    sums = [F.sum(F.col(C.HOUR_SHARE)[b] * n) for b in range(24)] + [F.sum(F.col(C.WEEKDAY_SHARE)[d] * n) for d in range(7)]
+    row = item_profiles.where(F.col(C.HOUR_SHARE).isNotNull()).agg(F.sum(n), *sums).first()  # small: one row of 32 sums
     total = float(row[0] or 0.0) or 1.0
     shares = [float(v or 0.0) / total for v in list(row)[1:]]
     return shares[:24], shares[24:]
@@ -168,7 +161,7 @@ def shop_time_shares_of(item_profiles: DataFrame) -> tuple[list[float], list[flo
 def item_profiles(history: DataFrame) -> DataFrame:
     """Per item sold in ``history``: month index, peak month, seasonality, hour and weekday
     shares and purchase lines (what the seasonal lift and the time fit read)."""
-    times = time_of_day_profiles(history, C.ITEM_ID).drop(N_LINES)
+    times = time_of_day_profiles(history, C.ITEM_ID).drop(C.N_LINES)
     return item_month_index(history).join(times, on=C.ITEM_ID, how="left")
 
 
@@ -177,8 +170,8 @@ def item_time_profiles(history: DataFrame, as_of: date, horizon_days: int, min_l
     profiles = item_profiles(history)
     lift = seasonal_lift(profiles, as_of, horizon_days, min_lines)
     return (profiles.join(lift, on=C.ITEM_ID)
-            .select(C.ITEM_ID, MONTH_INDEX, PEAK_MONTH, SEASONALITY, SEASONAL_LIFT, HOUR_SHARE, WEEKDAY_SHARE,
-                    N_LINES))
+            .select(C.ITEM_ID, C.MONTH_INDEX, C.PEAK_MONTH, C.SEASONALITY, C.SEASONAL_LIFT, C.HOUR_SHARE, C.WEEKDAY_SHARE,
+                    C.N_LINES))
 
 
 def user_time_profiles(history: DataFrame) -> DataFrame:

@@ -20,7 +20,8 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from datetime import datetime, time as dtime
+from datetime import datetime
+from datetime import time as dtime
 from typing import Iterator
 
 import numpy as np
@@ -100,19 +101,19 @@ def basket_positives(interactions: DataFrame, split: TemporalSplit) -> DataFrame
     pair = Window.partitionBy(C.USER_ID, C.ITEM_ID).orderBy(C.EVENT_TS, C.BASKET_ID)
     with_pair = lines.select(
         "*",
-        (F.row_number().over(pair) - 1).alias(H.PAIR_PURCHASES),
-        _days_between(F.col(C.EVENT_TS), F.lag(C.EVENT_TS).over(pair)).alias(H.PAIR_DAYS_SINCE),
+        (F.row_number().over(pair) - 1).alias(C.PAIR_PURCHASES),
+        _days_between(F.col(C.EVENT_TS), F.lag(C.EVENT_TS).over(pair)).alias(C.PAIR_DAYS_SINCE),
     )
     baskets = bought.groupBy(C.USER_ID, C.BASKET_ID).agg(F.min(C.EVENT_TS).alias("_bts"))
     user = Window.partitionBy(C.USER_ID).orderBy("_bts", C.BASKET_ID)
     user_hist = baskets.select(
         C.USER_ID, C.BASKET_ID,
-        (F.row_number().over(user) - 1).alias(H.USER_PURCHASES),
-        _days_between(F.col("_bts"), F.lag("_bts").over(user)).alias(H.USER_DAYS_SINCE),
+        (F.row_number().over(user) - 1).alias(C.USER_PURCHASES),
+        _days_between(F.col("_bts"), F.lag("_bts").over(user)).alias(C.USER_DAYS_SINCE),
     )
     return (
         with_pair.join(user_hist, on=[C.USER_ID, C.BASKET_ID], how="inner")
-        .withColumn(H.EXAMPLE_ID, F.xxhash64(C.USER_ID, C.ITEM_ID, C.BASKET_ID))
+        .withColumn(C.EXAMPLE_ID, F.xxhash64(C.USER_ID, C.ITEM_ID, C.BASKET_ID))
     )
 
 
@@ -161,23 +162,23 @@ def sample_negatives(positives: DataFrame, n: int, power: float, seed: int) -> D
             u = rng.random((len(pdf), draws))
             picked = its[np.minimum(np.searchsorted(cum, u), len(its) - 1)]
             yield pd.DataFrame({
-                H.EXAMPLE_ID: np.repeat(pdf[H.EXAMPLE_ID].to_numpy(), draws),
+                C.EXAMPLE_ID: np.repeat(pdf[C.EXAMPLE_ID].to_numpy(), draws),
                 C.USER_ID: np.repeat(pdf[C.USER_ID].to_numpy(dtype=object), draws),
                 C.ITEM_ID: picked.ravel(),
                 _DRAW: np.tile(np.arange(draws, dtype=np.int32), len(pdf)),
             })
 
-    schema = T.StructType([T.StructField(H.EXAMPLE_ID, T.LongType()), T.StructField(C.USER_ID, T.StringType()),
+    schema = T.StructType([T.StructField(C.EXAMPLE_ID, T.LongType()), T.StructField(C.USER_ID, T.StringType()),
                            T.StructField(C.ITEM_ID, T.StringType()), T.StructField(_DRAW, T.IntegerType())])
-    drawn = positives.select(H.EXAMPLE_ID, C.USER_ID).mapInPandas(draw, schema)
+    drawn = positives.select(C.EXAMPLE_ID, C.USER_ID).mapInPandas(draw, schema)
     bought = positives.select(C.USER_ID, C.ITEM_ID).distinct()
     kept = drawn.join(bought, on=[C.USER_ID, C.ITEM_ID], how="left_anti")
-    first = Window.partitionBy(H.EXAMPLE_ID, C.ITEM_ID).orderBy(_DRAW)
-    nth = Window.partitionBy(H.EXAMPLE_ID).orderBy(_DRAW)
+    first = Window.partitionBy(C.EXAMPLE_ID, C.ITEM_ID).orderBy(_DRAW)
+    nth = Window.partitionBy(C.EXAMPLE_ID).orderBy(_DRAW)
     return (
         kept.withColumn("_first", F.row_number().over(first)).filter(F.col("_first") == 1)
         .withColumn("_nth", F.row_number().over(nth)).filter(F.col("_nth") <= n)
-        .select(H.EXAMPLE_ID, C.USER_ID, C.ITEM_ID)
+        .select(C.EXAMPLE_ID, C.USER_ID, C.ITEM_ID)
     )
 
 
@@ -187,16 +188,16 @@ def negative_examples(negatives: DataFrame, positives: DataFrame, before: DataFr
     ``before``: the positives of earlier windows (a validation negative may be an item the
     user bought during training, and says so in its pair features).
     """
-    context = positives.select(H.EXAMPLE_ID, C.BASKET_ID, C.EVENT_TS, C.COUNTRY, C.DEVICE,
-                               H.USER_PURCHASES, H.USER_DAYS_SINCE, *CONTEXT_COLUMNS)
+    context = positives.select(C.EXAMPLE_ID, C.BASKET_ID, C.EVENT_TS, C.COUNTRY, C.DEVICE,
+                               C.USER_PURCHASES, C.USER_DAYS_SINCE, *CONTEXT_COLUMNS)
     prior = before.groupBy(C.USER_ID, C.ITEM_ID).agg(
-        F.count(F.lit(1)).alias(H.PAIR_PURCHASES), F.max(C.EVENT_TS).alias(_LAST))
-    joined = negatives.join(context, on=H.EXAMPLE_ID, how="inner").join(prior, on=[C.USER_ID, C.ITEM_ID], how="left")
+        F.count(F.lit(1)).alias(C.PAIR_PURCHASES), F.max(C.EVENT_TS).alias(_LAST))
+    joined = negatives.join(context, on=C.EXAMPLE_ID, how="inner").join(prior, on=[C.USER_ID, C.ITEM_ID], how="left")
     return joined.select(
-        C.USER_ID, C.ITEM_ID, C.BASKET_ID, C.EVENT_TS, C.COUNTRY, C.DEVICE, H.EXAMPLE_ID,
-        F.coalesce(F.col(H.PAIR_PURCHASES), F.lit(0)).cast("int").alias(H.PAIR_PURCHASES),
-        _days_between(F.col(C.EVENT_TS), F.col(_LAST)).alias(H.PAIR_DAYS_SINCE),
-        H.USER_PURCHASES, H.USER_DAYS_SINCE, *CONTEXT_COLUMNS,
+        C.USER_ID, C.ITEM_ID, C.BASKET_ID, C.EVENT_TS, C.COUNTRY, C.DEVICE, C.EXAMPLE_ID,
+        F.coalesce(F.col(C.PAIR_PURCHASES), F.lit(0)).cast("int").alias(C.PAIR_PURCHASES),
+        _days_between(F.col(C.EVENT_TS), F.col(_LAST)).alias(C.PAIR_DAYS_SINCE),
+        C.USER_PURCHASES, C.USER_DAYS_SINCE, *CONTEXT_COLUMNS,
     )
 
 
@@ -222,14 +223,14 @@ def examples(
         before = all_pos.filter(F.col(C.EVENT_TS) < F.lit(window.start)) if window.start else all_pos.limit(0)
         neg = negative_examples(sample_negatives(pos, n_neg, hcfg.sampling_power, hcfg.seed + salt), pos, before)
         rows = (
-            pos.select(*neg.columns, F.lit(1).alias(H.LABEL))
-            .unionByName(neg.withColumn(H.LABEL, F.lit(0)))
+            pos.select(*neg.columns, F.lit(1).alias(C.LABEL))
+            .unionByName(neg.withColumn(C.LABEL, F.lit(0)))
         )
         rows = rows.join(content, on=C.ITEM_ID, how="left")
         out[window.name] = rows.select(
-            *H.RAW_COLUMNS, F.col(H.LABEL).cast("int").alias(H.LABEL), H.EXAMPLE_ID, C.EVENT_TS,
-        ).withColumn(H.PAIR_PURCHASES, F.col(H.PAIR_PURCHASES).cast("int")) \
-         .withColumn(H.USER_PURCHASES, F.col(H.USER_PURCHASES).cast("int"))
+            *H.RAW_COLUMNS, F.col(C.LABEL).cast("int").alias(C.LABEL), C.EXAMPLE_ID, C.EVENT_TS,
+        ).withColumn(C.PAIR_PURCHASES, F.col(C.PAIR_PURCHASES).cast("int")) \
+         .withColumn(C.USER_PURCHASES, F.col(C.USER_PURCHASES).cast("int"))
     return out
 
 
@@ -262,7 +263,7 @@ def write_training_data(
     n_files = max(1, hcfg.num_proc * hcfg.shards_per_rank)
     try:
         # Shuffle rows across files for training; keep a user's rows together for validation.
-        parts[TRAIN].repartition(n_files, F.xxhash64(H.EXAMPLE_ID, F.lit(hcfg.seed))) \
+        parts[TRAIN].repartition(n_files, F.xxhash64(C.EXAMPLE_ID, F.lit(hcfg.seed))) \
             .write.mode("overwrite").parquet(os.path.join(folder, TRAIN))
         parts[VALID].repartition(max(1, hcfg.num_proc), C.USER_ID) \
             .write.mode("overwrite").parquet(os.path.join(folder, VALID))
@@ -284,7 +285,7 @@ def write_training_data(
 
 
 def _counts(df: DataFrame, name: str) -> dict[str, int]:
-    row = df.agg(F.count(F.lit(1)).alias("rows"), F.sum(H.LABEL).alias("positives"),
+    row = df.agg(F.count(F.lit(1)).alias("rows"), F.sum(C.LABEL).alias("positives"),
                  F.countDistinct(C.USER_ID).alias("users")).first()
     return {f"{name}_rows": int(row["rows"]), f"{name}_positives": int(row["positives"] or 0),
             f"{name}_users": int(row["users"])}

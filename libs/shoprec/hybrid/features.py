@@ -30,13 +30,6 @@ import pyarrow.compute as pc
 
 from shoprec import columns as C
 
-PAIR_PURCHASES = "pair_purchases"
-PAIR_DAYS_SINCE = "pair_days_since"
-USER_PURCHASES = "user_purchases"
-USER_DAYS_SINCE = "user_days_since"
-LABEL = "label"
-EXAMPLE_ID = "example_id"   # groups a positive with its negatives (and a user's list for NDCG)
-
 # String vocabularies learned from the training examples: index = position + 1, 0 = unknown.
 VOCAB_FEATURES = (C.USER_ID, C.ITEM_ID, C.COUNTRY, C.DEVICE, C.SEASON, C.CATEGORY)
 # Small integers used as they are (0 = null); the manifest gives each one's size.
@@ -47,11 +40,10 @@ NUMERIC = ("days_to_holiday", "log_pair_purchases", "log_pair_days_since", "log_
            "log_user_days_since")
 NEVER_DAYS = 730.0        # "never bought" reads as two years ago
 NO_HOLIDAY_DAYS = 366.0
-TEXT_VECTOR = C.TEXT_VECTOR
 
 RAW_COLUMNS = (C.USER_ID, C.ITEM_ID, C.COUNTRY, C.DEVICE, C.SEASON, C.CATEGORY, C.HOUR, C.WEEKDAY,
-               C.PRICE_BAND, C.DAYS_TO_HOLIDAY, TEXT_VECTOR, PAIR_PURCHASES, PAIR_DAYS_SINCE,
-               USER_PURCHASES, USER_DAYS_SINCE)
+               C.PRICE_BAND, C.DAYS_TO_HOLIDAY, C.TEXT_VECTOR, C.PAIR_PURCHASES, C.PAIR_DAYS_SINCE,
+               C.USER_PURCHASES, C.USER_DAYS_SINCE)
 
 # Model input names (Keras Input layers) in order.
 INPUTS = ("user", "item", "country", "device", "season", "category", "hour", "weekday", "price_band",
@@ -70,13 +62,13 @@ def numeric_frame(pdf: pd.DataFrame) -> np.ndarray:
 
 def _numeric(col) -> np.ndarray:
     """``col(name, fill)`` gives a column as float64 with nulls filled."""
-    days_pair = np.clip(col(PAIR_DAYS_SINCE, NEVER_DAYS), 0, NEVER_DAYS)
-    days_user = np.clip(col(USER_DAYS_SINCE, NEVER_DAYS), 0, NEVER_DAYS)
+    days_pair = np.clip(col(C.PAIR_DAYS_SINCE, NEVER_DAYS), 0, NEVER_DAYS)
+    days_user = np.clip(col(C.USER_DAYS_SINCE, NEVER_DAYS), 0, NEVER_DAYS)
     out = np.stack([
         np.clip(col(C.DAYS_TO_HOLIDAY, NO_HOLIDAY_DAYS), 0, NO_HOLIDAY_DAYS),
-        np.log1p(np.clip(col(PAIR_PURCHASES, 0.0), 0, None)),
+        np.log1p(np.clip(col(C.PAIR_PURCHASES, 0.0), 0, None)),
         np.log1p(days_pair),
-        np.log1p(np.clip(col(USER_PURCHASES, 0.0), 0, None)),
+        np.log1p(np.clip(col(C.USER_PURCHASES, 0.0), 0, None)),
         np.log1p(days_user),
     ], axis=1)
     return out.astype(np.float32)
@@ -118,7 +110,7 @@ def encode(pdf: pd.DataFrame, manifest: Mapping) -> dict[str, np.ndarray]:
     out["weekday"] = _small_int(pdf[C.WEEKDAY], INT_SIZES[C.WEEKDAY])
     out["price_band"] = _small_int(pdf[C.PRICE_BAND], manifest["sizes"]["price_band"])
     out["numeric"] = numeric_frame(pdf)
-    out["text_vector"] = text_matrix(pdf[TEXT_VECTOR], manifest["text_dim"])
+    out["text_vector"] = text_matrix(pdf[C.TEXT_VECTOR], manifest["text_dim"])
     return out
 
 
@@ -137,7 +129,7 @@ def encode_arrow(batch: pa.RecordBatch, manifest: Mapping, vocabularies: Mapping
     the text vectors already looked up (:func:`lookup_text`); the batch then need not
     carry them."""
     names = batch.schema.names
-    missing = [c for c in RAW_COLUMNS if c not in names and not (c == TEXT_VECTOR and text is not None)]
+    missing = [c for c in RAW_COLUMNS if c not in names and not (c == C.TEXT_VECTOR and text is not None)]
     if missing:
         raise ValueError(f"hybrid model input is missing columns {missing}; expected {list(RAW_COLUMNS)}")
 
@@ -158,7 +150,7 @@ def encode_arrow(batch: pa.RecordBatch, manifest: Mapping, vocabularies: Mapping
     out["weekday"] = _small_int_of(floats(C.WEEKDAY), INT_SIZES[C.WEEKDAY], 0)
     out["price_band"] = _small_int_of(floats(C.PRICE_BAND), manifest["sizes"]["price_band"], 0)
     out["numeric"] = _numeric(lambda name, fill: np.nan_to_num(floats(name), nan=fill))
-    out["text_vector"] = text if text is not None else text_matrix_arrow(column(TEXT_VECTOR), manifest["text_dim"])
+    out["text_vector"] = text if text is not None else text_matrix_arrow(column(C.TEXT_VECTOR), manifest["text_dim"])
     return out
 
 

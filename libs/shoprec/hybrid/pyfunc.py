@@ -75,12 +75,12 @@ def signature():
 
     strings = (C.USER_ID, C.ITEM_ID)
     optional_strings = (C.COUNTRY, C.DEVICE, C.SEASON, C.CATEGORY)
-    doubles = (C.HOUR, C.WEEKDAY, C.PRICE_BAND, C.DAYS_TO_HOLIDAY, H.PAIR_PURCHASES, H.PAIR_DAYS_SINCE,
-               H.USER_PURCHASES, H.USER_DAYS_SINCE)
+    doubles = (C.HOUR, C.WEEKDAY, C.PRICE_BAND, C.DAYS_TO_HOLIDAY, C.PAIR_PURCHASES, C.PAIR_DAYS_SINCE,
+               C.USER_PURCHASES, C.USER_DAYS_SINCE)
     cols = [ColSpec(DataType.string, c) for c in strings]
     cols += [ColSpec(DataType.string, c, required=False) for c in optional_strings]
     cols += [ColSpec(DataType.double, c, required=False) for c in doubles]
-    cols.append(ColSpec(Array(DataType.double), H.TEXT_VECTOR, required=False))
+    cols.append(ColSpec(Array(DataType.double), C.TEXT_VECTOR, required=False))
     return ModelSignature(inputs=Schema(cols), outputs=Schema([ColSpec(DataType.double, C.SCORE)]))
 
 

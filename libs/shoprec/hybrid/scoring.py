@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import calendar
 import os
-from datetime import datetime, time as dtime
+from datetime import datetime
+from datetime import time as dtime
 from typing import Iterator
 
 from pyspark.sql import DataFrame, Window
@@ -62,11 +63,11 @@ def history_counts(interactions: DataFrame, split: TemporalSplit) -> tuple[DataF
     as_of = F.lit(datetime.combine(split.as_of, dtime()))
     days = lambda ts: (F.unix_micros(as_of) - F.unix_micros(ts)) / F.lit(86_400e6)  # noqa: E731
     pair = bought.groupBy(C.USER_ID, C.ITEM_ID).agg(
-        F.countDistinct(C.BASKET_ID).cast("int").alias(H.PAIR_PURCHASES), F.max(C.EVENT_TS).alias("_last"))
+        F.countDistinct(C.BASKET_ID).cast("int").alias(C.PAIR_PURCHASES), F.max(C.EVENT_TS).alias("_last"))
     user = bought.groupBy(C.USER_ID).agg(
-        F.countDistinct(C.BASKET_ID).cast("int").alias(H.USER_PURCHASES), F.max(C.EVENT_TS).alias("_ulast"))
-    return (pair.select(C.USER_ID, C.ITEM_ID, H.PAIR_PURCHASES, days(F.col("_last")).alias(H.PAIR_DAYS_SINCE)),
-            user.select(C.USER_ID, H.USER_PURCHASES, days(F.col("_ulast")).alias(H.USER_DAYS_SINCE)))
+        F.countDistinct(C.BASKET_ID).cast("int").alias(C.USER_PURCHASES), F.max(C.EVENT_TS).alias("_ulast"))
+    return (pair.select(C.USER_ID, C.ITEM_ID, C.PAIR_PURCHASES, days(F.col("_last")).alias(C.PAIR_DAYS_SINCE)),
+            user.select(C.USER_ID, C.USER_PURCHASES, days(F.col("_ulast")).alias(C.USER_DAYS_SINCE)))
 
 
 def scoring_features(
@@ -92,8 +93,8 @@ def scoring_features(
         .join(content, on=C.ITEM_ID, how="left")
         .join(pair_hist, on=[C.USER_ID, C.ITEM_ID], how="left")
         .join(user_hist, on=C.USER_ID, how="left")
-        .withColumn(H.PAIR_PURCHASES, F.coalesce(F.col(H.PAIR_PURCHASES), F.lit(0)))
-        .withColumn(H.USER_PURCHASES, F.coalesce(F.col(H.USER_PURCHASES), F.lit(0)))
+        .withColumn(C.PAIR_PURCHASES, F.coalesce(F.col(C.PAIR_PURCHASES), F.lit(0)))
+        .withColumn(C.USER_PURCHASES, F.coalesce(F.col(C.USER_PURCHASES), F.lit(0)))
     )
     extra = [c for c in pairs.columns if c not in H.RAW_COLUMNS]
     return out.select(*extra, *[c for c in H.RAW_COLUMNS if c not in extra and (with_text or c != C.TEXT_VECTOR)])

@@ -13,7 +13,7 @@ stopping decision; the best epoch's weights are restored at the end. Rank 0 alon
 to MLflow, checkpoints, and saves the model; every rank writes ``rank<r>.json`` with a
 digest of its final weights.
 
-The spec is JSON written by ``shoprec.hybrid.job``: data folder, output folder, the
+The spec is JSON written by ``shoprec.stages.train_hybrid``: data folder, output folder, the
 training settings and, optionally, the MLflow tracking URI and run id to log into.
 """
 from __future__ import annotations
@@ -99,7 +99,7 @@ def load_examples(files: list[str], manifest: Mapping) -> tuple[dict[str, np.nda
         return {}, np.zeros(0, np.float32), np.zeros(0, np.int64)
     pdf = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
     x = H.encode(pdf, manifest)
-    return x, pdf[H.LABEL].to_numpy(np.float32), pd.factorize(pdf[C.USER_ID])[0].astype(np.int64)
+    return x, pdf[C.LABEL].to_numpy(np.float32), pd.factorize(pdf[C.USER_ID])[0].astype(np.int64)
 
 
 def dataset(x: Mapping[str, np.ndarray], y: np.ndarray, batch: int, seed: int):

@@ -25,7 +25,7 @@ def _partition(tables: Tables, name: str, as_of: date) -> DataFrame:
     if not tables.exists(name):
         raise ShoprecError(f"{name} does not exist under {tables.root}",
                            hint=f"run shoprec pipeline --as-of {as_of} (or the stage that writes it) first")
-    return tables.read(name).where(F.col(C.AS_OF) == F.lit(as_of))
+    return tables.read_as_of(name, as_of)
 
 
 def as_of_dates(df: DataFrame) -> list[date]:

@@ -79,11 +79,11 @@ def time_of_day(purchases: DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def seasonal_items(purchases: DataFrame, names: DataFrame, n: int = 10, min_lines: int = 50) -> pd.DataFrame:
     """The ``n`` items whose sales concentrate most in one calendar month (month index,
     ``features/time_profiles.py``) among items with at least ``min_lines`` lines."""
-    profiles = TP.item_month_index(purchases).where(F.col(TP.N_LINES) >= min_lines)
-    top = profiles.orderBy(F.col(TP.SEASONALITY).desc(), F.col(C.ITEM_ID)).limit(n)
+    profiles = TP.item_month_index(purchases).where(F.col(C.N_LINES) >= min_lines)
+    top = profiles.orderBy(F.col(C.SEASONALITY).desc(), F.col(C.ITEM_ID)).limit(n)
     return (top.join(names, on=C.ITEM_ID, how="left")
-            .orderBy(F.col(TP.SEASONALITY).desc(), F.col(C.ITEM_ID))
-            .select(C.ITEM_ID, C.DESCRIPTION, TP.PEAK_MONTH, TP.SEASONALITY, TP.N_LINES, TP.MONTH_INDEX)
+            .orderBy(F.col(C.SEASONALITY).desc(), F.col(C.ITEM_ID))
+            .select(C.ITEM_ID, C.DESCRIPTION, C.PEAK_MONTH, C.SEASONALITY, C.N_LINES, C.MONTH_INDEX)
             .toPandas())  # small: n rows
 
 
@@ -106,7 +106,7 @@ def plot_overview(tail: pd.DataFrame, months: pd.DataFrame, hours: pd.DataFrame,
     c.bar(hours["hour"], hours["hour_share"])
     c.set(title="share of lines per hour (UTC)", xlabel="hour")
     for _, row in seasonal.head(4).iterrows():
-        index = [v if v is not None else float("nan") for v in row[TP.MONTH_INDEX]]
+        index = [v if v is not None else float("nan") for v in row[C.MONTH_INDEX]]
         d.plot(range(1, 13), index, marker="o", label=f"{row[C.ITEM_ID]} {str(row[C.DESCRIPTION] or '')[:24]}")
     d.axhline(1.0, color="grey", linewidth=0.8)
     d.set(title="month index of the most seasonal items (1 = like the shop)", xlabel="month")

@@ -64,11 +64,6 @@ class TimeReport:
         return lines
 
 
-def personal_recommendations(recs: DataFrame) -> DataFrame:
-    """Rows of known users (the cold-start lists are per country, not per person)."""
-    return recs.where(~F.col(C.USER_ID).startswith(C.COLD_START_USER_PREFIX))
-
-
 PRE_CHRISTMAS = (9, 10, 11, 12)   # peak months of the items the slot share counts as seasonal
 SUMMER = (4, 5, 6, 7, 8)
 STEADY_MIN_MONTHS = 9              # known months (on sale, shop open) an example of "no season" needs
@@ -77,8 +72,8 @@ STEADY_MIN_MONTHS = 9              # known months (on sale, shop open) an exampl
 def seasonal_items(profiles: DataFrame, min_lines: int, months: tuple[int, ...] = PRE_CHRISTMAS) -> DataFrame:
     """``item_id`` of items with at least ``min_lines`` lines whose peak month index (>= 2)
     falls in ``months``."""
-    return profiles.where((F.col(TP.N_LINES) >= min_lines) & (F.col(TP.SEASONALITY) >= 2.0)
-                          & F.col(TP.PEAK_MONTH).isin(*months)).select(C.ITEM_ID)
+    return profiles.where((F.col(C.N_LINES) >= min_lines) & (F.col(C.SEASONALITY) >= 2.0)
+                          & F.col(C.PEAK_MONTH).isin(*months)).select(C.ITEM_ID)
 
 
 def example_items(profiles: DataFrame, recs: DataFrame, n_seasonal: int, n_summer: int, n_steady: int,
@@ -97,10 +92,10 @@ def example_items(profiles: DataFrame, recs: DataFrame, n_seasonal: int, n_summe
     chosen = most_recommended(PRE_CHRISTMAS, n_seasonal) + most_recommended(SUMMER, n_summer)
     # Steady means flat over most of the year: an item launched in September has one or two
     # known months, trivially "flat".
-    known = F.size(F.filter(F.col(TP.MONTH_INDEX), lambda v: v.isNotNull()))
-    steady = (profiles.where((F.col(TP.N_LINES) >= min_lines) & (known >= STEADY_MIN_MONTHS)
+    known = F.size(F.filter(F.col(C.MONTH_INDEX), lambda v: v.isNotNull()))
+    steady = (profiles.where((F.col(C.N_LINES) >= min_lines) & (known >= STEADY_MIN_MONTHS)
                              & ~F.col(C.ITEM_ID).isin(chosen or [""]))
-              .orderBy(F.col(TP.SEASONALITY).asc(), F.col(TP.N_LINES).desc(), C.ITEM_ID).limit(n_steady))
+              .orderBy(F.col(C.SEASONALITY).asc(), F.col(C.N_LINES).desc(), C.ITEM_ID).limit(n_steady))
     return chosen + [r[C.ITEM_ID] for r in steady.collect()]  # small: n_steady items
 
 
@@ -131,7 +126,7 @@ def build(interactions: DataFrame, recs_all: DataFrame, names: DataFrame, out_di
           n_seasonal: int = 3, n_summer: int = 1, n_steady: int = 2, min_lines: int = 100,
           items: list[str] | None = None) -> TimeReport:
     """Profiles, placements and plots for every as_of partition of ``recs_all``."""
-    recs = personal_recommendations(recs_all).persist()
+    recs = recs_all.persist()   # one row per (user, rank): cold-start lists live in their own table
     try:
         as_ofs = as_of_dates(recs)
         if not as_ofs:
@@ -160,8 +155,8 @@ def build(interactions: DataFrame, recs_all: DataFrame, names: DataFrame, out_di
 def _item_lines(profiles: DataFrame, names: DataFrame, items: list[str]) -> list[ItemLine]:
     rows = {r[C.ITEM_ID]: r for r in profiles.where(F.col(C.ITEM_ID).isin(items))
             .join(names, on=C.ITEM_ID, how="left").collect()}  # small: the example items
-    return [ItemLine(i, rows[i][C.DESCRIPTION] or "", rows[i][TP.PEAK_MONTH], rows[i][TP.SEASONALITY],
-                     list(rows[i][TP.MONTH_INDEX])) for i in items if i in rows]
+    return [ItemLine(i, rows[i][C.DESCRIPTION] or "", rows[i][C.PEAK_MONTH], rows[i][C.SEASONALITY],
+                     list(rows[i][C.MONTH_INDEX])) for i in items if i in rows]
 
 
 def _lifts_at(interactions: DataFrame, as_of: date, horizon_days: int, items: list[str]) -> dict[str, float]:
@@ -169,7 +164,7 @@ def _lifts_at(interactions: DataFrame, as_of: date, horizon_days: int, items: li
     history = purchases(interactions.where(F.col(C.EVENT_TS) < F.lit(as_of)))
     lift = TP.seasonal_lift(TP.item_month_index(history), as_of, horizon_days, min_sales=1)
     rows = lift.where(F.col(C.ITEM_ID).isin(items)).collect()  # small: the few example items
-    return {r[C.ITEM_ID]: r[TP.SEASONAL_LIFT] for r in rows}
+    return {r[C.ITEM_ID]: r[C.SEASONAL_LIFT] for r in rows}
 
 
 def _write(report: TimeReport, out_dir: str) -> list[str]:

@@ -5,12 +5,14 @@ import contextlib
 import datetime as dt
 import logging
 import os
+from datetime import date
 from typing import Any, Iterator, Literal, Mapping, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from shoprec import columns as C
 from shoprec.errors import SchemaMismatchError, TableError
 from shoprec.tables.base import (
     nullable,
@@ -119,6 +121,11 @@ class Tables:
     def file_count(self, name: str) -> int:
         """Data files in the latest snapshot."""
         return self.backend.file_count(self.path(name))
+
+    def read_as_of(self, name: str, as_of: date) -> DataFrame:
+        """The rows of one ``as_of`` (the training cutoff every gold table is partitioned by);
+        empty when the table holds none for it."""
+        return self.read(name).where(F.col(C.AS_OF) == F.lit(as_of))
 
     def history(self, name: str, limit: int | None = None) -> list[HistoryEntry]:
         """Commits of the table, newest first."""

@@ -5,7 +5,7 @@
 Both scores are normalised per user over that user's candidates, so neither scale
 dominates: ``minmax`` maps the user's lowest to 0 and highest to 1, ``rank`` uses
 1 - (rank - 1) / n. A candidate ALS cannot score (an item or user it never saw) counts as
-the user's lowest CF score. ``w`` is chosen on the validation window: candidates built as
+the user's lowest C.CF_SCORE score. ``w`` is chosen on the validation window: candidates built as
 of the validation start, scored by the ALS refit on the history before it and by the
 hybrid model (trained on that same history), ranked for every ``w`` of the grid in one
 Spark pass, NDCG@10 against the validation purchases. ``w = 0`` is deep only, ``w = 1``
@@ -19,38 +19,19 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
+from shoprec.candidates.scores import normalised
 
-CF = "cf_score"
-DEEP = "deep_score"
-FUSED = "fused_score"
-WEIGHT = "weight"
 TUNING_K = 10
-
-
-def normalised(df: DataFrame, column: str, how: str, out: str, by: tuple[str, ...] = (C.USER_ID,)) -> DataFrame:
-    """``df`` plus ``out`` in [0, 1] per user (or per ``by``); nulls become 0 (the lowest)."""
-    by_user = Window.partitionBy(*by)
-    x = F.col(column)
-    if how == "minmax":
-        lo, hi = F.min(x).over(by_user), F.max(x).over(by_user)
-        value = F.when(hi > lo, (x - lo) / (hi - lo)).otherwise(F.lit(1.0))
-    elif how == "rank":
-        ranked = Window.partitionBy(*by).orderBy(x.desc_nulls_last(), F.col(C.ITEM_ID))
-        n = F.count(x).over(by_user)
-        value = F.when(n > 1, F.lit(1.0) - (F.row_number().over(ranked) - 1) / (n - 1)).otherwise(F.lit(1.0))
-    else:
-        raise ValueError(f"fusion normalisation must be minmax or rank, got {how!r}")
-    return df.withColumn(out, F.when(x.isNull(), F.lit(0.0)).otherwise(value).cast("double"))
 
 
 def with_normalised_scores(scored: DataFrame, how: str) -> DataFrame:
     """``scored`` (with ``cf_score``, ``deep_score``) plus ``_cf_n`` and ``_deep_n``."""
-    return normalised(normalised(scored, CF, how, "_cf_n"), DEEP, how, "_deep_n")
+    return normalised(normalised(scored, C.CF_SCORE, how, "_cf_n"), C.DEEP_SCORE, how, "_deep_n")
 
 
 def fused(weight: float | Column) -> Column:
     w = weight if isinstance(weight, Column) else F.lit(float(weight))
-    return (w * F.col("_cf_n") + (F.lit(1.0) - w) * F.col("_deep_n")).alias(FUSED)
+    return (w * F.col("_cf_n") + (F.lit(1.0) - w) * F.col("_deep_n")).alias(C.FUSED_SCORE)
 
 
 @dataclass(frozen=True)
@@ -96,7 +77,7 @@ def best_point(ndcg: dict[tuple, float]) -> tuple:
 
 def choose_weight(normalised_pool: DataFrame, truth: DataFrame, grid: tuple[float, ...]) -> WeightSearch:
     """The grid's best weight by NDCG@10 (ties: the smaller weight) for the users of ``truth``."""
-    ndcg, recall, n_users = grid_metrics(normalised_pool, truth, [(w,) for w in grid], (WEIGHT,),
-                                         fused(F.col(WEIGHT)))
+    ndcg, recall, n_users = grid_metrics(normalised_pool, truth, [(w,) for w in grid], (C.WEIGHT,),
+                                         fused(F.col(C.WEIGHT)))
     best = best_point(ndcg)[0] if ndcg else 1.0
     return WeightSearch(best, {p[0]: v for p, v in ndcg.items()}, {p[0]: v for p, v in recall.items()}, n_users)

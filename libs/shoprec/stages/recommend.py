@@ -1,48 +1,63 @@
-"""``shoprec recommend``: gold.recommendations for every user seen before as_of, plus cold-start lists.
+"""``shoprec recommend``: gold.recommendations for every user seen before as_of, and
+gold.cold_start_lists for users not seen yet.
 
-    silver + gold features (as_of) ──► candidate sources per user (ALS, reorders, bought
-    gold.als_*_factors                  together, content neighbours, popular in context,
-    gold.bundles (as_of)                rules fired by the user's recent baskets)
+    silver + gold features (as_of) ──► candidate sources per user (ALS top-N of gold.candidates,
+    gold.candidates (als), factors      reorders, bought together, content neighbours, popular
+    gold.bundles (as_of)                in context, rules fired by the user's recent baskets)
     champion hybrid (registry alias) ─► deep score in Spark (model shipped to executors)
         ─► per-user normalised fusion w x ALS + (1 - w) x deep   (w chosen on the validation window)
         ─► + season weight x seasonal lift + time weight x hour/weekday fit (weights chosen on validation)
         ─► rebuy policy, light users, MMR diversity, new-item cap ─► K per user
         ─► reasons ─► gold.recommendations (as_of partition, replaced atomically)
-    users without purchases: their country's context-popular list; one list per country under
-    user_id "cold-start:<country>" (and "cold-start:*" for anyone else) for users not yet seen.
+    users without purchases: their country's context-popular list; users not seen yet: one list
+    per country in gold.cold_start_lists (list_key = the country, "*" for anyone else).
 """
 from __future__ import annotations
 
 import logging
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shoprec import columns as C
+from shoprec import paths
+from shoprec.candidates import sources as S
 from shoprec.config import Config, RerankConfig
-from shoprec.errors import ShoprecError
 from shoprec.evaluation.truth import ground_truth
+from shoprec.hybrid import serving
 from shoprec.hybrid.scoring import scoring_features
-from shoprec.recommend import deep, explain, fusion, rerank, sources as S
+from shoprec.ranking import explain, fusion, rerank
 from shoprec.split import TemporalSplit, purchases
+from shoprec.stages import models
+from shoprec.stages.candidate_store import read_candidates
+from shoprec.stages.context import (
+    JobContext,
+    model_stage,
+    required_as_of,
+    resolve_run_split,
+)
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
 
 log = logging.getLogger(__name__)
 
-WRITES = (C.GOLD_RECOMMENDATIONS,)
+WRITES = (C.GOLD_RECOMMENDATIONS, C.GOLD_COLD_START_LISTS)
 COLD_START_MODEL = "shoprec-cold-start"
-RECOMMENDATIONS_SCHEMA = T.StructType([
-    T.StructField(C.USER_ID, T.StringType()), T.StructField(C.RANK, T.IntegerType()),
-    T.StructField(C.ITEM_ID, T.StringType()), T.StructField(C.SCORE, T.DoubleType()),
-    T.StructField(C.CANDIDATE_SOURCE, T.StringType()), T.StructField(C.REASON, T.StringType()),
-    T.StructField(C.MODEL_NAME, T.StringType()), T.StructField(C.MODEL_VERSION, T.StringType()),
-    T.StructField(C.AS_OF, T.DateType()), T.StructField(C.GENERATED_AT, T.TimestampType()),
-])
+_LIST_FIELDS = [
+    T.StructField(C.RANK, T.IntegerType()), T.StructField(C.ITEM_ID, T.StringType()),
+    T.StructField(C.SCORE, T.DoubleType()), T.StructField(C.CANDIDATE_SOURCE, T.StringType()),
+    T.StructField(C.REASON, T.StringType()), T.StructField(C.MODEL_NAME, T.StringType()),
+    T.StructField(C.MODEL_VERSION, T.StringType()), T.StructField(C.AS_OF, T.DateType()),
+    T.StructField(C.GENERATED_AT, T.TimestampType()),
+]
+# gold.recommendations: one row per (user, rank) of a user seen before as_of.
+RECOMMENDATIONS_SCHEMA = T.StructType([T.StructField(C.USER_ID, T.StringType()), *_LIST_FIELDS])
+# gold.cold_start_lists: one row per (list_key, rank); list_key is a country, or "*" (anyone else).
+COLD_START_LISTS_SCHEMA = T.StructType([T.StructField(C.LIST_KEY, T.StringType()), *_LIST_FIELDS])
 
 
 @dataclass
@@ -61,6 +76,7 @@ class RecommendReport:
     context_note: str = ""
     bundle_note: str = ""
     table_version: int | None = None
+    cold_start_version: int | None = None
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -76,10 +92,39 @@ class RecommendReport:
             lines += self.context.lines()
         lines.append(f"  bundle source: {self.bundle_note}")
         lines.append(f"  gold.recommendations version {self.table_version}: {self.rows:,} rows, top {self.k} for "
-                     f"{self.users:,} users + {self.cold_lists:,} cold-start lists (user_id "
-                     f"'{C.COLD_START_USER_PREFIX}<country>')")
+                     f"{self.users:,} users")
+        lines.append(f"  gold.cold_start_lists version {self.cold_start_version}: {self.cold_lists:,} lists "
+                     f"({C.LIST_KEY} = country, '{C.COLD_START_ANY_COUNTRY}' for anyone else)")
         lines.append("  rows by source: " + ", ".join(f"{s} {n:,}" for s, n in self.by_source.items()))
         return lines
+
+
+# ------------------------------------------------------------------------------ the stage's inputs
+@dataclass(frozen=True)
+class Inputs:
+    """What every step of the stage reads, gathered once per run (all as of ``split.as_of``)."""
+
+    cfg: Config
+    interactions: DataFrame               # silver.interactions; each step takes its own window
+    items: DataFrame                      # gold.item_features
+    user_features: DataFrame              # gold.user_features
+    model: serving.ServingModel | None    # the hybrid version that serves as_of, shipped
+    neighbours: DataFrame                 # content neighbours: item_a, item_b, similarity
+    fresh: DataFrame                      # items without sales before as_of
+
+
+@dataclass(frozen=True)
+class Als:
+    """One ALS model's part of a pool: its top-N candidates (pool columns) and the factors
+    that score every other candidate; all None when that model was not trained."""
+
+    top_n: DataFrame | None = None
+    user_factors: DataFrame | None = None
+    item_factors: DataFrame | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.user_factors is not None
 
 
 # ------------------------------------------------------------------------------ the job
@@ -88,36 +133,37 @@ def run_recommend(spark: SparkSession, cfg: Config, tables: Tables, split: Tempo
     started = time.perf_counter()
     stages: dict[str, float] = {}
     rcfg = cfg.recommend
-    interactions = tables.read(C.SILVER_INTERACTIONS)
-    items = _gold(tables, C.GOLD_ITEM_FEATURES, split).persist()
-    user_features = _gold(tables, C.GOLD_USER_FEATURES, split)
-    model = deep.resolve(cfg.hybrid.registered_model, rcfg.model_alias, os.path.join(cfg.data_root, "_models"),
-                         split.as_of)
+    items = required_as_of(tables, C.GOLD_ITEM_FEATURES, split.as_of).persist()
+    model = models.resolve(cfg.hybrid.registered_model, rcfg.model_alias, paths.model_cache(cfg.data_root),
+                            split.as_of)
     if model is not None:
-        deep.ship(spark, model)
+        serving.ship(spark, model)
     als_version = _als_version(cfg)
     cached: list[DataFrame] = [items]
     try:
         t0 = time.perf_counter()
         neighbours = S.content_neighbours(items, rcfg.content_neighbours, cfg.candidates.block_mb).persist()
         cached.append(neighbours)
-        fresh = S.new_items_at(items)
+        inputs = Inputs(cfg, tables.read(C.SILVER_INTERACTIONS), items,
+                        required_as_of(tables, C.GOLD_USER_FEATURES, split.as_of), model, neighbours,
+                        S.new_items_at(items))
         stages["neighbours"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        tuned = _tuned(tables, cfg, interactions, items, user_features, split, model, neighbours, fresh)
+        tuned = _tuned(tables, inputs, split)
         stages["weight_search"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        bundles, bundle_note = _bundle_source(tables, cfg, interactions, split)
-        recs = _recommendations(tables, cfg, interactions, items, user_features, split, model, neighbours, fresh,
-                                tuned, bundles)
+        bundles, bundle_note = _bundle_source(tables, cfg, inputs.interactions, split)
+        recs, cold = _recommendations(tables, inputs, split, tuned, bundles)
         weight = tuned.weight
         stamp_name, stamp_version = (model.name, model.version) if model and weight < 1.0 else \
             (cfg.als.registered_model, als_version or "")
-        out = _stamped(recs, stamp_name, stamp_version, split)
         with tables.all_or_nothing(WRITES):
-            version = tables.replace_partition(out, C.GOLD_RECOMMENDATIONS, {C.AS_OF: split.as_of}).version
+            at = {C.AS_OF: split.as_of}
+            version = tables.replace_partition(_stamped(recs, stamp_name, stamp_version, split),
+                                               C.GOLD_RECOMMENDATIONS, at).version
+            cold_version = tables.replace_partition(_stamped_lists(cold, split), C.GOLD_COLD_START_LISTS, at).version
         stages["recommend"] = time.perf_counter() - t0
     finally:
         for df in cached:
@@ -127,33 +173,35 @@ def run_recommend(spark: SparkSession, cfg: Config, tables: Tables, split: Tempo
         f"none: no {cfg.hybrid.registered_model}@{rcfg.model_alias} trained by {split.as_of}, ALS scores only"
     report = RecommendReport(split.as_of.isoformat(), rcfg.k, weight, tuned.note, described, search=tuned.search,
                              context=tuned.context, context_note=tuned.context_note, bundle_note=bundle_note,
-                             table_version=version, stage_seconds=stages)
+                             table_version=version, cold_start_version=cold_version, stage_seconds=stages)
     _count(tables, split, report)
     report.seconds = time.perf_counter() - started
     _log(run, report, model, als_version, tuned)
     return report
 
 
-def _gold(tables: Tables, name: str, split: TemporalSplit) -> DataFrame:
-    if not tables.exists(name):
-        raise ShoprecError(f"{name} does not exist", hint=f"run shoprec features --as-of {split.as_of} first")
-    df = tables.read(name).where(F.col(C.AS_OF) == F.lit(split.as_of))
-    if df.limit(1).count() == 0:
-        raise ShoprecError(f"{name} has no rows for as_of {split.as_of}",
-                           hint=f"run shoprec features --as-of {split.as_of} first")
-    return df
-
-
-def _factors(tables: Tables, user_table: str, item_table: str, split: TemporalSplit
-             ) -> tuple[DataFrame | None, DataFrame | None]:
-    """ALS factor tables of as_of, or (None, None) when train-als has not written them."""
+def _factors(tables: Tables, user_table: str, item_table: str, split: TemporalSplit) -> Als:
+    """An ALS model's factor tables of as_of (no top-N yet); empty when train-als has not written them."""
     if not (tables.exists(user_table) and tables.exists(item_table)):
-        return None, None
-    at = F.col(C.AS_OF) == F.lit(split.as_of)
-    users, items = tables.read(user_table).where(at), tables.read(item_table).where(at)
+        return Als()
+    users, items = tables.read_as_of(user_table, split.as_of), tables.read_as_of(item_table, split.as_of)
     if users.limit(1).count() == 0:
-        return None, None
-    return users, items
+        return Als()
+    return Als(None, users, items)
+
+
+def _stored_top_n(tables: Tables, split: TemporalSplit, n: int) -> DataFrame | None:
+    """The ALS source in pool columns: the first ``n`` of the top-N train-als wrote to
+    gold.candidates (computed once, there); None when it holds none for as_of."""
+    top = read_candidates(tables, split.as_of, [C.SRC_ALS]) if tables.exists(C.GOLD_CANDIDATES) else None
+    if top is None or top.limit(1).count() == 0:
+        log.warning("no %s candidates in %s for as_of %s: the pool has no ALS source (run shoprec train-als)",
+                    C.SRC_ALS, C.GOLD_CANDIDATES, split.as_of)
+        return None
+    if n > top.agg(F.max(C.RANK)).first()[0]:   # one row
+        log.warning("recommend.pool.als %d is more than the %s top-N holds: its ALS source has fewer "
+                    "(raise candidates.n and rerun train-als)", n, C.GOLD_CANDIDATES)
+    return S.stored_als_candidates(top, n)
 
 
 def _als_version(cfg: Config) -> str | None:
@@ -167,33 +215,32 @@ def _als_version(cfg: Config) -> str | None:
 
 
 # ------------------------------------------------------------------------------ scoring a pool
-def _scored_pool(pool: DataFrame, interactions: DataFrame, user_features: DataFrame, items: DataFrame,
-                 split: TemporalSplit, cfg: Config, model: deep.ServingModel | None,
-                 user_factors: DataFrame | None, item_factors: DataFrame | None) -> DataFrame:
+def _scored_pool(inputs: Inputs, pool: DataFrame, split: TemporalSplit, als: Als) -> DataFrame:
     """The pool plus ``cf_score`` (ALS dot product, null when unknown) and ``deep_score``."""
-    if user_factors is not None:
-        with_cf = S.cf_scores(pool, user_factors, item_factors, fusion.CF)
+    if als.known:
+        with_cf = S.cf_scores(pool, als.user_factors, als.item_factors, C.CF_SCORE)
     else:
-        with_cf = pool.withColumn(fusion.CF, F.lit(None).cast("double"))
-    if model is None:
-        return with_cf.withColumn(fusion.DEEP, F.lit(None).cast("double"))
-    features = scoring_features(with_cf, interactions, user_features, items, split, cfg.features.holidays,
-                                with_text=False)
-    scored = deep.score(features, model, items).withColumnRenamed(C.SCORE, fusion.DEEP)
-    keep = [*S.POOL_COLUMNS, fusion.CF, fusion.DEEP]
+        with_cf = pool.withColumn(C.CF_SCORE, F.lit(None).cast("double"))
+    if inputs.model is None:
+        return with_cf.withColumn(C.DEEP_SCORE, F.lit(None).cast("double"))
+    features = scoring_features(with_cf, inputs.interactions, inputs.user_features, inputs.items, split,
+                                inputs.cfg.features.holidays, with_text=False)
+    scored = serving.score(features, inputs.model, inputs.items).withColumnRenamed(C.SCORE, C.DEEP_SCORE)
+    keep = [*S.POOL_COLUMNS, C.CF_SCORE, C.DEEP_SCORE]
     return scored.select(*keep)
 
 
-def _pool(history_all: DataFrame, users: DataFrame, split: TemporalSplit, cfg: Config, neighbours: DataFrame,
-          fresh: DataFrame, user_factors, item_factors, bundles: DataFrame | None = None
+def _pool(inputs: Inputs, users: DataFrame, split: TemporalSplit, als: Als, bundles: DataFrame | None = None
           ) -> tuple[DataFrame, DataFrame]:
     """(pool, country lists) for ``users`` (user_id) as of ``split.as_of``."""
+    cfg = inputs.cfg
     rcfg, cold = cfg.recommend, cfg.recommend.cold_start
-    history = purchases(split.history(history_all))
-    placed = S.user_countries(split.history(history_all), users)
+    history_all = split.history(inputs.interactions)
+    history = purchases(history_all)
+    placed = S.user_countries(history_all, users)
     lists = S.country_lists(history, split.as_of, max(rcfg.k, rcfg.pool.popular), cfg.candidates.popularity_half_life_days,
                             rcfg.rerank.season_days, cold.seasonal_weight, cold.min_country_buyers)
-    pool = S.build_pool(history, placed, user_factors, item_factors, neighbours, fresh, lists, rcfg, cfg.candidates,
+    pool = S.build_pool(history, placed, als.top_n, inputs.neighbours, inputs.fresh, lists, rcfg, cfg.candidates,
                         bundles)
     return pool, lists
 
@@ -225,22 +272,22 @@ def _configured(cfg: Config, model) -> Tuned:
                  "recommend.rerank.season_weight / time_weight from config")
 
 
-def _tuned(tables: Tables, cfg: Config, interactions: DataFrame, items: DataFrame, user_features: DataFrame,
-           split: TemporalSplit, model, neighbours: DataFrame, fresh: DataFrame) -> Tuned:
+def _tuned(tables: Tables, inputs: Inputs, split: TemporalSplit) -> Tuned:
     """Fusion weight, then season and time weights at that fusion weight, each chosen by
     NDCG@10 on the validation window unless config fixes it: candidates as of the validation
     start, scored by the ALS refit on the history before it and the hybrid model."""
+    cfg, model, interactions = inputs.cfg, inputs.model, inputs.interactions
     fcfg, rr = cfg.recommend.fusion, cfg.recommend.rerank
     tuned = _configured(cfg, model)
     search_weight = fcfg.weight is None and model is not None
     search_context = rr.season_weight is None or rr.time_weight is None
     if not (search_weight or search_context):
         return tuned
-    uf, itf = _factors(tables, C.GOLD_ALS_VALIDATION_USER_FACTORS, C.GOLD_ALS_VALIDATION_ITEM_FACTORS, split)
-    if uf is None and search_weight:
+    als = _factors(tables, C.GOLD_ALS_VALIDATION_USER_FACTORS, C.GOLD_ALS_VALIDATION_ITEM_FACTORS, split)
+    if not als.known and search_weight:
         tuned.weight, tuned.note = 0.0, f"no {C.GOLD_ALS_VALIDATION_USER_FACTORS} for as_of {split.as_of}: deep scores only"
         search_weight = False
-    if uf is None and model is None:
+    if not als.known and model is None:
         tuned.context_note = "nothing scores the validation pool (no ALS validation factors, no hybrid): not searched"
         return tuned
     tuning = split.for_tuning()
@@ -254,8 +301,12 @@ def _tuned(tables: Tables, cfg: Config, interactions: DataFrame, items: DataFram
             if search_weight:
                 tuned.weight = 1.0
             return tuned
-        pool, _ = _pool(interactions, users, tuning, cfg, neighbours, fresh, uf, itf)
-        scored = _scored_pool(pool, interactions, user_features, items, tuning, cfg, model, uf, itf)
+        if als.known:
+            # The validation refit has no stored top-N: its ALS source is computed here, for the sample.
+            als = replace(als, top_n=S.als_candidates(als.user_factors, als.item_factors, users,
+                                                      cfg.recommend.pool.als, cfg.candidates.block_mb))
+        pool, _ = _pool(inputs, users, tuning, als)
+        scored = _scored_pool(inputs, pool, tuning, als)
         normalised = fusion.with_normalised_scores(scored, fcfg.normalisation).persist()
         sample_truth = truth.join(users, on=C.USER_ID, how="left_semi")
         try:
@@ -264,7 +315,7 @@ def _tuned(tables: Tables, cfg: Config, interactions: DataFrame, items: DataFram
                 tuned.weight, tuned.note = tuned.search.weight, "best NDCG@10 on the validation window"
             if search_context:
                 terms = rerank.context_terms(purchases(tuning.history(interactions)), tuning.as_of, rr)
-                fused = rerank.with_context(normalised.withColumn(fusion.FUSED, fusion.fused(tuned.weight)),
+                fused = rerank.with_context(normalised.withColumn(C.FUSED_SCORE, fusion.fused(tuned.weight)),
                                             terms).persist()
                 try:
                     tuned.context = rerank.choose_context_weights(fused, sample_truth, rr)
@@ -292,7 +343,7 @@ def _bundle_source(tables: Tables, cfg: Config, interactions: DataFrame, split: 
         return None, "off (recommend.pool.bundle is 0)"
     if not tables.exists(C.GOLD_BUNDLES):
         return None, f"none: {C.GOLD_BUNDLES} does not exist (run shoprec bundles --as-of {split.as_of})"
-    rules = tables.read(C.GOLD_BUNDLES).where(F.col(C.AS_OF) == F.lit(split.as_of)).drop(C.AS_OF)
+    rules = tables.read_as_of(C.GOLD_BUNDLES, split.as_of).drop(C.AS_OF)
     if rules.limit(1).count() == 0:
         return None, f"none: {C.GOLD_BUNDLES} holds no rules for as_of {split.as_of} (run shoprec bundles)"
     bcfg = cfg.bundles
@@ -312,57 +363,66 @@ def _sample(users: DataFrame, n: int, seed: int) -> DataFrame:
 
 
 # ------------------------------------------------------------------------------ serving
-def _recommendations(tables: Tables, cfg: Config, interactions: DataFrame, items: DataFrame,
-                     user_features: DataFrame, split: TemporalSplit, model, neighbours: DataFrame,
-                     fresh: DataFrame, tuned: Tuned, bundles: DataFrame | None) -> DataFrame:
-    """user_id, rank, item_id, score, source, reason for every user seen before as_of and
-    the cold-start lists."""
+def _recommendations(tables: Tables, inputs: Inputs, split: TemporalSplit, tuned: Tuned,
+                     bundles: DataFrame | None) -> tuple[DataFrame, DataFrame]:
+    """(user_id, rank, item_id, score, source, reason for every user seen before as_of;
+    list_key, rank, item_id, score, source, reason of the cold-start lists)."""
+    cfg, items = inputs.cfg, inputs.items
     rcfg = cfg.recommend
-    history_all = split.history(interactions)
+    history_all = split.history(inputs.interactions)
     history = purchases(history_all)
     seen = history_all.where(F.col(C.USER_ID).isNotNull()).select(C.USER_ID).distinct()
     buyers = history.select(C.USER_ID).distinct()
-    uf, itf = _factors(tables, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS, split)
-    pool, lists = _pool(interactions, buyers, split, cfg, neighbours, fresh, uf, itf, bundles)
+    als = _factors(tables, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS, split)
+    if als.known:
+        als = replace(als, top_n=_stored_top_n(tables, split, rcfg.pool.als))
+    pool, lists = _pool(inputs, buyers, split, als, bundles)
     lists = lists.persist()
-    scored = _scored_pool(rerank.apply_rebuy(pool, history, rcfg), interactions, user_features, items, split, cfg,
-                          model, uf, itf)
+    scored = _scored_pool(inputs, rerank.apply_rebuy(pool, history, rcfg), split, als)
     fused = fusion.with_normalised_scores(scored, rcfg.fusion.normalisation).withColumn(
-        fusion.FUSED, fusion.fused(tuned.weight))
+        C.FUSED_SCORE, fusion.fused(tuned.weight))
     contextual = rerank.with_context(fused, _serving_terms(tables, history, split, rcfg.rerank))
     final = rerank.boosted(contextual, rerank.light_users(history, rcfg.cold_start.light_user_baskets), rcfg,
-                           fusion.FUSED, tuned.season_weight, tuned.time_weight)
+                           C.FUSED_SCORE, tuned.season_weight, tuned.time_weight)
     personal = rerank.diversified_top_k(final, items, rcfg)
 
     # Users seen but without a purchase (returns only, views, carts): their country's list.
     placed = S.user_countries(history_all, seen.join(buyers, on=C.USER_ID, how="left_anti"))
     browsing = S.popular_candidates(lists, placed, rcfg.k).select(
-        C.USER_ID, C.ITEM_ID, F.col(S.SOURCE_SCORE).alias(C.SCORE), F.col(S.SOURCE_RANK).alias(C.RANK),
-        C.CANDIDATE_SOURCE, S.ANCHOR, S.SOURCE_SCORE)
-    key = F.concat(F.lit(C.COLD_START_USER_PREFIX), F.coalesce(F.col(C.COUNTRY), F.lit(C.COLD_START_ANY_COUNTRY)))
-    cold = lists.where(F.col(C.RANK) <= rcfg.k).select(
-        key.alias(C.USER_ID), C.ITEM_ID, C.SCORE, C.RANK, F.lit(C.SRC_POPULAR_CONTEXT).alias(C.CANDIDATE_SOURCE),
-        F.col(C.COUNTRY).alias(S.ANCHOR), F.col(C.SCORE).alias(S.SOURCE_SCORE))
-    everyone = personal.unionByName(browsing).unionByName(cold)
-    return explain.with_reasons(everyone, items).select(C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE,
-                                                        C.CANDIDATE_SOURCE, C.REASON)
+        C.USER_ID, C.ITEM_ID, F.col(C.SOURCE_SCORE).alias(C.SCORE), F.col(C.SOURCE_RANK).alias(C.RANK),
+        C.CANDIDATE_SOURCE, C.ANCHOR, C.SOURCE_SCORE)
+    served = explain.with_reasons(personal.unionByName(browsing), items).select(
+        C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.CANDIDATE_SOURCE, C.REASON)
+    return served, _cold_start_lists(lists, items, rcfg.k)
+
+
+def _cold_start_lists(lists: DataFrame, items: DataFrame, k: int) -> DataFrame:
+    """The first ``k`` of every country list (the global one under ``*``), explained: what a
+    user not seen before as_of gets (the contract: docs/architecture.md, "Cold-start lists")."""
+    key = F.coalesce(F.col(C.COUNTRY), F.lit(C.COLD_START_ANY_COUNTRY))
+    top = lists.where(F.col(C.RANK) <= k).select(
+        key.alias(C.LIST_KEY), C.ITEM_ID, C.SCORE, C.RANK, F.lit(C.SRC_POPULAR_CONTEXT).alias(C.CANDIDATE_SOURCE),
+        F.col(C.COUNTRY).alias(C.ANCHOR), F.col(C.SCORE).alias(C.SOURCE_SCORE))
+    return explain.with_reasons(top, items).select(C.LIST_KEY, C.RANK, C.ITEM_ID, C.SCORE, C.CANDIDATE_SOURCE,
+                                                   C.REASON)
 
 
 def _serving_terms(tables: Tables, history: DataFrame, split: TemporalSplit, rr: RerankConfig
                    ) -> rerank.ContextTerms:
     """Season and time-of-day terms from the profiles the features stage wrote for as_of;
     computed from the history only where they are missing (features of an older version)."""
-    at = F.col(C.AS_OF) == F.lit(split.as_of)
     if tables.exists(C.GOLD_ITEM_TIME_PROFILES) and tables.exists(C.GOLD_USER_TIME_PROFILES):
-        items = tables.read(C.GOLD_ITEM_TIME_PROFILES).where(at)
+        items = tables.read_as_of(C.GOLD_ITEM_TIME_PROFILES, split.as_of)
         if items.limit(1).count():
-            return rerank.terms_from_profiles(items, tables.read(C.GOLD_USER_TIME_PROFILES).where(at), split.as_of, rr)
+            users = tables.read_as_of(C.GOLD_USER_TIME_PROFILES, split.as_of)
+            return rerank.terms_from_profiles(items, users, split.as_of, rr)
     log.info("no %s for as_of %s: time profiles computed from the history", C.GOLD_ITEM_TIME_PROFILES, split.as_of)
     return rerank.context_terms(history, split.as_of, rr)
 
 
 def _stamped(recs: DataFrame, name: str, version: str, split: TemporalSplit) -> DataFrame:
-    cold = F.col(C.USER_ID).startswith(C.COLD_START_USER_PREFIX) | (F.col(C.CANDIDATE_SOURCE) == C.SRC_POPULAR_CONTEXT)
+    # A context-popular list (a user without purchases) comes from no trained model.
+    cold = F.col(C.CANDIDATE_SOURCE) == C.SRC_POPULAR_CONTEXT
     return recs.select(
         F.col(C.USER_ID).cast("string"), F.col(C.RANK).cast("int"), F.col(C.ITEM_ID).cast("string"),
         F.col(C.SCORE).cast("double"), F.col(C.CANDIDATE_SOURCE).cast("string"), F.col(C.REASON).cast("string"),
@@ -373,18 +433,21 @@ def _stamped(recs: DataFrame, name: str, version: str, split: TemporalSplit) -> 
     )
 
 
-def read_recommendations(tables: Tables, as_of) -> DataFrame:
-    """The rows of one as_of."""
-    return tables.read(C.GOLD_RECOMMENDATIONS).where(F.col(C.AS_OF) == F.lit(as_of))
+def _stamped_lists(lists: DataFrame, split: TemporalSplit) -> DataFrame:
+    return lists.select(
+        F.col(C.LIST_KEY).cast("string"), F.col(C.RANK).cast("int"), F.col(C.ITEM_ID).cast("string"),
+        F.col(C.SCORE).cast("double"), F.col(C.CANDIDATE_SOURCE).cast("string"), F.col(C.REASON).cast("string"),
+        F.lit(COLD_START_MODEL).alias(C.MODEL_NAME), F.lit(split.as_of.isoformat()).alias(C.MODEL_VERSION),
+        F.lit(split.as_of).cast("date").alias(C.AS_OF),
+        F.current_timestamp().alias(C.GENERATED_AT),
+    )
 
 
 def _count(tables: Tables, split: TemporalSplit, report: RecommendReport) -> None:
-    recs = read_recommendations(tables, split.as_of)
-    cold = F.col(C.USER_ID).startswith(C.COLD_START_USER_PREFIX)
-    row = recs.agg(F.count(F.lit(1)).alias("rows"),
-                   F.count_distinct(F.when(~cold, F.col(C.USER_ID))).alias("users"),
-                   F.count_distinct(F.when(cold, F.col(C.USER_ID))).alias("lists")).first()
-    report.rows, report.users, report.cold_lists = int(row["rows"]), int(row["users"]), int(row["lists"])
+    recs = tables.read_as_of(C.GOLD_RECOMMENDATIONS, split.as_of)
+    row = recs.agg(F.count(F.lit(1)).alias("rows"), F.count_distinct(C.USER_ID).alias("users")).first()
+    report.rows, report.users = int(row["rows"]), int(row["users"])
+    report.cold_lists = tables.read_as_of(C.GOLD_COLD_START_LISTS, split.as_of).select(C.LIST_KEY).distinct().count()
     by = recs.groupBy(C.CANDIDATE_SOURCE).count().collect()  # small: one row per source
     report.by_source = dict(sorted(((r[C.CANDIDATE_SOURCE], int(r["count"])) for r in by), key=lambda x: -x[1]))
 
@@ -405,3 +468,9 @@ def _log(run: RunLogger, report: RecommendReport, model, als_version: str | None
         for (sw, tw), v in report.context.ndcg.items():
             metrics[f"context.val_ndcg_at_10.season_{sw:g}.time_{tw:g}"] = v
     run.metrics(metrics)
+
+
+# ------------------------------------------------------------------------------ the stage
+def recommend_stage(ctx: JobContext, as_of: date | None = None, split: TemporalSplit | None = None) -> RecommendReport:
+    """``shoprec recommend``: candidates, deep scoring, fusion, re-ranking -> gold.recommendations."""
+    return model_stage(ctx, "recommend", split or resolve_run_split(ctx, as_of), run_recommend)

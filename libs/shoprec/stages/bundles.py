@@ -13,20 +13,27 @@ of none.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
+from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
+from shoprec import paths
 from shoprec.bundles import baskets as B
-from shoprec.bundles import complete, evaluate, rules as R
+from shoprec.bundles import complete, evaluate
+from shoprec.bundles import rules as R
 from shoprec.config import Config
-from shoprec.recommend.explain import named
-from shoprec.recommend.sources import ANCHOR, SOURCE_SCORE
+from shoprec.ranking.explain import named
 from shoprec.split import TemporalSplit
+from shoprec.stages.context import (
+    JobContext,
+    model_stage,
+    optional_as_of,
+    resolve_run_split,
+)
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
 
@@ -126,47 +133,41 @@ def _deep_scored(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
                  cands: DataFrame):
     """(candidates plus ``deep_score`` on the personal tiers, the model, how they are ordered);
     without a champion hybrid, or features for as_of, or a zero weight: the rules' order."""
+    from shoprec.hybrid import serving
     from shoprec.hybrid.scoring import scoring_features
-    from shoprec.recommend import deep
+    from shoprec.stages import models
 
     rules_only = "rule confidence (tier: bundle > cooccurrence > popular_basket)"
     if cfg.bundles.deep_weight <= 0:
         return cands, None, rules_only + "; bundles.deep_weight is 0"
-    model = deep.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias,
-                         os.path.join(cfg.data_root, "_models"), split.as_of)
-    features_at = [_at(tables, name, split) for name in (C.GOLD_USER_FEATURES, C.GOLD_ITEM_FEATURES)]
+    model = models.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias,
+                         paths.model_cache(cfg.data_root), split.as_of)
+    features_at = [optional_as_of(tables, name, split.as_of) for name in (C.GOLD_USER_FEATURES, C.GOLD_ITEM_FEATURES)]
     if model is None or any(f is None for f in features_at):
         why = f"no champion hybrid trained by {split.as_of}" if model is None else f"no gold features for as_of {split.as_of}"
         return cands, None, f"{rules_only}; {why}"
-    deep.ship(spark, model)
-    personal = cands.where(F.col(complete.TIER).isin(*complete.PERSONAL_TIERS)).select(C.USER_ID, C.ITEM_ID)
+    serving.ship(spark, model)
+    personal = cands.where(F.col(C.TIER).isin(*complete.PERSONAL_TIERS)).select(C.USER_ID, C.ITEM_ID)
     features = scoring_features(personal, interactions, *features_at, split, cfg.features.holidays, with_text=False)
-    scores = deep.score(features, model, features_at[1]).select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).alias(complete.DEEP))
+    scores = serving.score(features, model, features_at[1]).select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).alias(C.DEEP_SCORE))
     scored = cands.join(scores, on=[C.USER_ID, C.ITEM_ID], how="left")
     w = cfg.bundles.deep_weight
     return scored, model, (f"{1 - w:.2f} x rule rank + {w:.2f} x {model.name} v{model.version} rank "
                            "(tier: bundle > cooccurrence > popular_basket)")
 
 
-def _at(tables: Tables, name: str, split: TemporalSplit) -> DataFrame | None:
-    if not tables.exists(name):
-        return None
-    df = tables.read(name).where(F.col(C.AS_OF) == F.lit(split.as_of))
-    return df if df.limit(1).count() else None
-
-
 # ------------------------------------------------------------------------------ output
 def _with_reasons(recs: DataFrame, names: DataFrame) -> DataFrame:
     """``reason``: "goes with <item> (+ n more) in 34% of baskets", "bought together with
     <item>", "often bought with other items"."""
-    first = F.split(F.col(ANCHOR), r" \+ ")
+    first = F.split(F.col(C.ANCHOR), r" \+ ")
     anchors = recs.withColumn("_first", first[0]).withColumn("_more", F.size(first) - 1)
     labelled = anchors.join(F.broadcast(names.withColumnRenamed(C.ITEM_ID, "_first")
                                      .withColumnRenamed(C.DESCRIPTION, "_first_description")), on="_first", how="left")
     anchor = F.concat(named(F.col("_first"), F.col("_first_description")),
                       F.when(F.col("_more") > 0, F.concat(F.lit(" + "), F.col("_more").cast("string"),
                                                            F.lit(" more"))).otherwise(F.lit("")))
-    share = F.concat(F.round(F.col(SOURCE_SCORE) * 100).cast("int").cast("string"), F.lit("%"))
+    share = F.concat(F.round(F.col(C.SOURCE_SCORE) * 100).cast("int").cast("string"), F.lit("%"))
     reason = (F.when(F.col(C.CANDIDATE_SOURCE) == C.SRC_BUNDLE,
                      F.concat(F.lit("goes with "), anchor, F.lit(" from your basket (in "), share,
                               F.lit(" of baskets with it)")))
@@ -184,15 +185,11 @@ def _stamped(recs: DataFrame, model, split: TemporalSplit) -> DataFrame:
         F.lit(split.as_of).cast("date").alias(C.AS_OF), F.current_timestamp().alias(C.GENERATED_AT))
 
 
-def read_partition(tables: Tables, name: str, as_of) -> DataFrame:
-    return tables.read(name).where(F.col(C.AS_OF) == F.lit(as_of))
-
-
 def _count(tables: Tables, split: TemporalSplit, basket_items: DataFrame, report: BundlesReport) -> None:
-    report.rules = read_partition(tables, C.GOLD_BUNDLES, split.as_of).count()
-    report.items_with_partners = read_partition(tables, C.GOLD_BUNDLE_PARTNERS, split.as_of).select(
+    report.rules = tables.read_as_of(C.GOLD_BUNDLES, split.as_of).count()
+    report.items_with_partners = tables.read_as_of(C.GOLD_BUNDLE_PARTNERS, split.as_of).select(
         C.ITEM_ID).distinct().count()
-    recs = read_partition(tables, C.GOLD_BUNDLE_RECOMMENDATIONS, split.as_of)
+    recs = tables.read_as_of(C.GOLD_BUNDLE_RECOMMENDATIONS, split.as_of)
     report.users_with_baskets = basket_items.select(C.USER_ID).distinct().count()
     report.users_with_recommendations = recs.select(C.USER_ID).distinct().count()
     by = recs.groupBy(C.CANDIDATE_SOURCE).count().collect()  # small: one row per source
@@ -201,7 +198,7 @@ def _count(tables: Tables, split: TemporalSplit, basket_items: DataFrame, report
 
 def _examples(tables: Tables, split: TemporalSplit, names: DataFrame) -> list[str]:
     """The strongest one-item rules with some support, named, for a person to read."""
-    rules = read_partition(tables, C.GOLD_BUNDLES, split.as_of).where(F.size(C.ANTECEDENT_ITEMS) == 1)
+    rules = tables.read_as_of(C.GOLD_BUNDLES, split.as_of).where(F.size(C.ANTECEDENT_ITEMS) == 1)
     strong = rules.orderBy(F.col(C.LIFT).desc(), F.col(C.BASKET_COUNT).desc()).limit(EXAMPLES * 4)
     a = names.select(F.col(C.ITEM_ID).alias("_a"), F.col(C.DESCRIPTION).alias("_da"))
     b = names.select(F.col(C.ITEM_ID).alias(C.CONSEQUENT_ITEM), F.col(C.DESCRIPTION).alias("_db"))
@@ -231,7 +228,7 @@ def _hit_rates(tables: Tables, cfg: Config, split: TemporalSplit, interactions: 
         if truth.limit(1).count() == 0:
             return []
         k = max(bcfg.ks)
-        ours = read_partition(tables, C.GOLD_BUNDLE_RECOMMENDATIONS, split.as_of).select(C.USER_ID, C.RANK, C.ITEM_ID)
+        ours = tables.read_as_of(C.GOLD_BUNDLE_RECOMMENDATIONS, split.as_of).select(C.USER_ID, C.RANK, C.ITEM_ID)
         top = complete.popular_candidates(basket_items, popularity, k)
         top_ranked = complete.ranked(top, k).select(C.USER_ID, C.RANK, C.ITEM_ID)
         lists = {C.SRC_BUNDLE: ours,
@@ -257,3 +254,9 @@ def _log(run: RunLogger, report: BundlesReport, cfg: Config) -> None:
     run.metrics(metrics)
     if report.examples:
         run.dict({"examples": report.examples}, "bundles/examples.json")
+
+
+# ------------------------------------------------------------------------------ the stage
+def bundles_stage(ctx: JobContext, as_of: date | None = None, split: TemporalSplit | None = None) -> BundlesReport:
+    """``shoprec bundles``: FPGrowth rules, partners per item, basket completion per user."""
+    return model_stage(ctx, "bundles", split or resolve_run_split(ctx, as_of), run_bundles)

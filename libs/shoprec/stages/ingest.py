@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,20 +20,27 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
+from shoprec import paths
 from shoprec.config import Config, IngestConfig
 from shoprec.errors import ConfigError, DataQualityError
 from shoprec.ingest import quality as Q
 from shoprec.ingest.base import Adapter, Parsed
 from shoprec.ingest.event_log import EventLogAdapter, read_catalog
-from shoprec.ingest.files import SourceFile, detect_format, expand_inputs, fingerprint, xlsx_to_csv
+from shoprec.ingest.files import (
+    SourceFile,
+    detect_format,
+    expand_inputs,
+    fingerprint,
+    xlsx_to_csv,
+)
 from shoprec.ingest.online_retail import OnlineRetailAdapter
 from shoprec.ingest.silver import INTERACTIONS_SCHEMA, build_items, build_users
+from shoprec.stages.context import JobContext
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
 
 log = logging.getLogger(__name__)
 
-SILVER_CATALOG = "silver.catalog"
 _LOG_SCHEMA = (
     f"{C.SOURCE} string, path string, {C.META_FILE_SHA256} string, size_bytes long, format string, rows long, "
     "rows_kept long, rows_quarantined long, ingested_at timestamp, mlflow_run_id string"
@@ -142,7 +148,7 @@ def run_ingest(
                               ingested_at, run)
             with _step("recomputing silver.items and silver.users"):
                 interactions = tables.read(C.SILVER_INTERACTIONS)
-                catalog_df = tables.read(SILVER_CATALOG) if tables.exists(SILVER_CATALOG) else None
+                catalog_df = tables.read(C.SILVER_CATALOG) if tables.exists(C.SILVER_CATALOG) else None
                 tables.overwrite(build_items(interactions, catalog_df), C.SILVER_ITEMS)
                 tables.overwrite(build_users(interactions), C.SILVER_USERS)
     finally:
@@ -186,7 +192,7 @@ def _source_files(cfg: Config, inputs: list[str]) -> list[SourceFile]:
         sha, size = fingerprint(path)
         read_path = None
         if fmt == "xlsx":
-            read_path = xlsx_to_csv(path, os.path.join(cfg.data_root, "_staging", "xlsx"), sha)
+            read_path = xlsx_to_csv(path, paths.staging(cfg.data_root, "xlsx"), sha)
         files.append(SourceFile(path, fmt, sha, size, read_path))
     return files
 
@@ -348,7 +354,7 @@ def _write_catalog(tables: Tables, catalog: DataFrame, ingested_at: datetime) ->
     )
     try:
         good = ranked.filter(F.col(C.REASON).isNull()).select(*catalog.columns)
-        result = tables.merge(good, SILVER_CATALOG, keys=[C.ITEM_ID], update_matched=True, check_keys=False)
+        result = tables.merge(good, C.SILVER_CATALOG, keys=[C.ITEM_ID], update_matched=True, check_keys=False)
         bad = ranked.filter(F.col(C.REASON).isNotNull()).select(
             F.lit("catalog").alias(C.SOURCE),
             C.REASON,
@@ -365,8 +371,37 @@ def _write_catalog(tables: Tables, catalog: DataFrame, ingested_at: datetime) ->
 
 def _tables_written(source: str) -> list[str]:
     return [C.bronze_table(source), C.quarantine_table(source), C.SILVER_INTERACTIONS, C.SILVER_ITEMS,
-            C.SILVER_USERS, C.BRONZE_INGEST_LOG, SILVER_CATALOG, C.quarantine_table("catalog")]
+            C.SILVER_USERS, C.BRONZE_INGEST_LOG, C.SILVER_CATALOG, C.quarantine_table("catalog")]
 
 
 def _versions(tables: Tables, source: str) -> dict[str, int | None]:
     return {name: tables.version(name) for name in _tables_written(source) if tables.exists(name)}
+
+
+# ------------------------------------------------------------------------------ the stage
+def ingest_stage(ctx: JobContext, inputs: list[str] | None = None) -> IngestReport:
+    """``shoprec ingest``: source files -> bronze, quarantine and silver tables."""
+    from shoprec.tracking import job_run
+
+    with job_run(ctx.cfg, "ingest", tags={"shoprec.source": ctx.cfg.ingest.source}) as run:
+        report = run_ingest(ctx.spark, ctx.cfg, ctx.tables, run, inputs)
+    _print_ingest(ctx, report)
+    return report
+
+
+def _print_ingest(ctx: JobContext, report) -> None:
+    ctx.say(f"ingest ({report.source}) finished in {report.seconds:.1f} s")
+    for path in report.files_skipped:
+        ctx.say(f"  skipped (already ingested): {path}")
+    for path in report.files_ingested:
+        ctx.say(f"  ingested: {path}")
+    if report.files_ingested:
+        ctx.say(
+            f"  rows in {report.rows_in:,} = kept {report.rows_kept:,} + quarantined {report.rows_quarantined:,}"
+            f"  (anonymous kept: {report.anonymous_rows:,}; non-product kept: {report.non_product_rows:,})"
+        )
+        for reason, n in report.quarantine_by_reason.items():
+            ctx.say(f"    quarantined {reason:<24} {n:>9,}")
+    ctx.say("  tables:")
+    for name, version in report.table_versions.items():
+        ctx.say(f"    {name:<28} version {version}   {ctx.tables.path(name)}")

@@ -35,25 +35,27 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shoprec import columns as C
-from shoprec.candidates import read_candidates, write_candidates
 from shoprec.candidates import baselines
+from shoprec.candidates.sources import popular_candidates
 from shoprec.config import CandidatesConfig, Config, EvaluateConfig
 from shoprec.errors import ShoprecError
 from shoprec.evaluation import metrics as M
-from shoprec.evaluation.truth import COLD, WARM, ground_truth, new_items, user_segments
-from shoprec.recommend.sources import SOURCE_RANK, SOURCE_SCORE, popular_candidates
+from shoprec.evaluation.truth import ground_truth, new_items, user_segments
 from shoprec.split import TemporalSplit, purchases
+from shoprec.stages.candidate_store import read_candidates, write_candidates
+from shoprec.stages.context import (
+    JobContext,
+    model_stage,
+    optional_as_of,
+    resolve_run_split,
+)
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
 
 log = logging.getLogger(__name__)
 
-ALL = "all"
-NEW_ITEMS = "new_items"
-SEGMENTS = (ALL, WARM, COLD, NEW_ITEMS)
-REPEAT = "repeat"   # truth: all purchases of the window, repeat purchases included
-NEW = "new"         # truth and lists without the items the user bought before as_of
-VARIANTS = (REPEAT, NEW)
+SEGMENTS = (C.SEGMENT_ALL, C.SEGMENT_WARM, C.SEGMENT_COLD, C.SEGMENT_NEW_ITEMS)
+VARIANTS = (C.VARIANT_REPEAT, C.VARIANT_NEW)
 # Which items a per-user row was scored on: all of them, or the new items only (segment new_items).
 _SCOPE = "truth_scope"
 _BY = (C.CANDIDATE_SOURCE, C.VARIANT, _SCOPE)
@@ -141,7 +143,7 @@ class EvaluationReport:
         values = {(r.source, r.segment, r.variant, r.metric, r.k): r for r in self.rows}
         for segment in SEGMENTS:
             for variant in VARIANTS:
-                if segment == COLD and variant == NEW:
+                if segment == C.SEGMENT_COLD and variant == C.VARIANT_NEW:
                     continue  # cold users bought nothing before as_of: identical to repeat
                 lines += self._block(values, segment, variant)
         return lines
@@ -166,9 +168,9 @@ class EvaluationReport:
         return lines
 
 
-_SEGMENT_TITLES = {ALL: "all users", WARM: "warm users", COLD: "cold users",
-                   NEW_ITEMS: "new items (truth: items first sold in the window)"}
-_VARIANT_TITLES = {REPEAT: "repeat purchases count", NEW: "only items new to the user"}
+_SEGMENT_TITLES = {C.SEGMENT_ALL: "all users", C.SEGMENT_WARM: "warm users", C.SEGMENT_COLD: "cold users",
+                   C.SEGMENT_NEW_ITEMS: "new items (truth: items first sold in the window)"}
+_VARIANT_TITLES = {C.VARIANT_REPEAT: "repeat purchases count", C.VARIANT_NEW: "only items new to the user"}
 _LABELS = {"ndcg": "NDCG", "recall": "Recall", "recall_capped": "RecallCapped", "precision": "Precision",
            "f1": "F1", "map": "MAP", "hit_rate": "HitRate", M.MRR: "MRR", M.AUC: "AUC",
            M.COVERAGE: "Coverage", M.NOVELTY: "Novelty", M.POPULARITY_BIAS: "PopularityBias",
@@ -288,26 +290,25 @@ def recommendation_lists(tables: Tables, served: DataFrame, as_of: date) -> Data
     """gold.recommendations of as_of as the candidate source ``recommend``, or None without them.
 
     Users with a list of their own keep it; every other user to serve (the window's cold
-    users) gets the cold-start list of their country, else the global one: what a shop
-    would show a new customer whose country it knows.
+    users) gets the gold.cold_start_lists list of their country, else the global one (``*``):
+    what a shop would show a new customer whose country it knows.
     """
-    if not tables.exists(C.GOLD_RECOMMENDATIONS):
+    recs = optional_as_of(tables, C.GOLD_RECOMMENDATIONS, as_of)
+    if recs is None:
         return None
-    recs = tables.read(C.GOLD_RECOMMENDATIONS).where(F.col(C.AS_OF) == F.lit(as_of))
-    if recs.limit(1).count() == 0:
-        return None
-    prefix = C.COLD_START_USER_PREFIX
-    is_list = F.col(C.USER_ID).startswith(prefix)
-    own = recs.where(~is_list).select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
-    # The cold-start lists back in country_lists' shape (the global one under country null),
-    # served the way recommend serves them: the user's country when it has a list, else global.
-    key = F.expr(f"substring({C.USER_ID}, {len(prefix) + 1})")
-    country = F.when(key != F.lit(C.COLD_START_ANY_COUNTRY), key).alias(C.COUNTRY)
-    lists = recs.where(is_list).select(country, C.ITEM_ID, C.SCORE, C.RANK)
-    others = served.join(own.select(C.USER_ID).distinct(), on=C.USER_ID, how="left_anti")
-    cold = popular_candidates(lists, others, None).select(
-        C.USER_ID, C.ITEM_ID, F.col(SOURCE_SCORE).alias(C.SCORE), F.col(SOURCE_RANK).alias(C.RANK))
-    both = own.unionByName(cold)
+    own = recs.select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
+    parts = [own]
+    cold_lists = optional_as_of(tables, C.GOLD_COLD_START_LISTS, as_of)
+    if cold_lists is not None:
+        # Back in country_lists' shape (the global list under country null), served the way
+        # recommend serves them: the user's country when it has a list, else the global one.
+        key = F.col(C.LIST_KEY)
+        country = F.when(key != F.lit(C.COLD_START_ANY_COUNTRY), key).alias(C.COUNTRY)
+        lists = cold_lists.select(country, C.ITEM_ID, C.SCORE, C.RANK)
+        others = served.join(own.select(C.USER_ID).distinct(), on=C.USER_ID, how="left_anti")
+        parts.append(popular_candidates(lists, others, None).select(
+            C.USER_ID, C.ITEM_ID, F.col(C.SOURCE_SCORE).alias(C.SCORE), F.col(C.SOURCE_RANK).alias(C.RANK)))
+    both = functools.reduce(DataFrame.unionByName, parts)
     return both.select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).cast("double"), F.col(C.RANK).cast("int"),
                        F.lit(C.SRC_RECOMMEND).alias(C.CANDIDATE_SOURCE), F.lit(as_of).cast("date").alias(C.AS_OF))
 
@@ -315,10 +316,8 @@ def recommendation_lists(tables: Tables, served: DataFrame, as_of: date) -> Data
 def bundle_lists(tables: Tables, as_of: date) -> DataFrame | None:
     """gold.bundle_recommendations of as_of as the source ``bundles``, or None without them.
     Only users with a recent basket have a list; the others score 0 for it."""
-    if not tables.exists(C.GOLD_BUNDLE_RECOMMENDATIONS):
-        return None
-    recs = tables.read(C.GOLD_BUNDLE_RECOMMENDATIONS).where(F.col(C.AS_OF) == F.lit(as_of))
-    if recs.limit(1).count() == 0:
+    recs = optional_as_of(tables, C.GOLD_BUNDLE_RECOMMENDATIONS, as_of)
+    if recs is None:
         return None
     return recs.select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).cast("double"), F.col(C.RANK).cast("int"),
                        F.lit(C.SRC_BUNDLES).alias(C.CANDIDATE_SOURCE), F.lit(as_of).cast("date").alias(C.AS_OF))
@@ -344,8 +343,8 @@ def _with_variants(candidates: DataFrame, history: DataFrame) -> DataFrame:
         C.RANK, F.row_number().over(order)
     )
     columns = [C.CANDIDATE_SOURCE, C.USER_ID, C.ITEM_ID, C.RANK]
-    return best.select(*columns, F.lit(REPEAT).alias(C.VARIANT)).unionByName(
-        fresh.select(*columns, F.lit(NEW).alias(C.VARIANT))
+    return best.select(*columns, F.lit(C.VARIANT_REPEAT).alias(C.VARIANT)).unionByName(
+        fresh.select(*columns, F.lit(C.VARIANT_NEW).alias(C.VARIANT))
     )
 
 
@@ -353,12 +352,12 @@ def _truth_sets(sales: DataFrame, split: TemporalSplit) -> DataFrame:
     """``user_id, item_id, variant, truth_scope``: both truth variants, on all items and on new items."""
     fresh_items = new_items(sales, split)
     parts = []
-    for variant, exclusion in ((REPEAT, False), (NEW, True)):
+    for variant, exclusion in ((C.VARIANT_REPEAT, False), (C.VARIANT_NEW, True)):
         truth = ground_truth(sales, split, "evaluation", history_exclusion=exclusion)
-        parts.append(truth.select(C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT), F.lit(ALL).alias(_SCOPE)))
+        parts.append(truth.select(C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT), F.lit(C.SEGMENT_ALL).alias(_SCOPE)))
         parts.append(
             truth.join(fresh_items, on=C.ITEM_ID, how="left_semi").select(
-                C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT), F.lit(NEW_ITEMS).alias(_SCOPE)
+                C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT), F.lit(C.SEGMENT_NEW_ITEMS).alias(_SCOPE)
             )
         )
     return functools.reduce(DataFrame.unionByName, parts)
@@ -375,7 +374,7 @@ def _catalog_stats(sales: DataFrame, split: TemporalSplit) -> tuple[int, int, Da
     as_of. Popularity is the count of distinct known buyers (anonymous sales count 0).
     """
     history = split.history(sales)
-    popularity = history.groupBy(C.ITEM_ID).agg(F.count_distinct(C.USER_ID).alias(M.POPULARITY))
+    popularity = history.groupBy(C.ITEM_ID).agg(F.count_distinct(C.USER_ID).alias(C.N_BUYERS))
     stats = history.agg(F.count_distinct(C.ITEM_ID).alias("items"), F.count_distinct(C.USER_ID).alias("users")).first()
     return int(stats["items"]), int(stats["users"]), popularity
 
@@ -401,8 +400,8 @@ def _with_segments(per_user: DataFrame, segments: DataFrame) -> DataFrame:
     """One copy of each per-user row for ``all`` and for the user's own segment; rows scored
     on new items only go to ``new_items``."""
     labelled = per_user.join(segments.withColumnRenamed(C.SEGMENT, "_own_segment"), on=C.USER_ID, how="left")
-    targets = F.when(F.col(_SCOPE) == ALL, F.array(F.lit(ALL), F.col("_own_segment"))).otherwise(
-        F.array(F.lit(NEW_ITEMS))
+    targets = F.when(F.col(_SCOPE) == C.SEGMENT_ALL, F.array(F.lit(C.SEGMENT_ALL), F.col("_own_segment"))).otherwise(
+        F.array(F.lit(C.SEGMENT_NEW_ITEMS))
     )
     return labelled.withColumn(C.SEGMENT, F.explode(targets)).where(F.col(C.SEGMENT).isNotNull())
 
@@ -412,14 +411,14 @@ def _split_metric(column: str) -> tuple[str, int | None]:
     return (match.group(1), int(match.group(2))) if match else (column, None)
 
 
-def _rows(collected: list, columns: list[str], n_users_col: str | None = M.N_USERS) -> list[MetricRow]:
+def _rows(collected: list, columns: list[str], n_users_col: str | None = C.N_USERS) -> list[MetricRow]:
     out = []
     for r in collected:
         for c in columns:
             if r[c] is None:
                 continue  # nothing to average (no list in the group)
             metric, k = _split_metric(c)
-            n_users = r[n_users_col] if n_users_col else r[M.metric_column(M.DIVERSITY_USERS, k)]
+            n_users = r[n_users_col] if n_users_col else r[M.metric_column(C.DIVERSITY_USERS, k)]
             out.append(MetricRow(r[C.CANDIDATE_SOURCE], r[C.SEGMENT], r[C.VARIANT], metric, k, float(r[c]),
                                  int(n_users)))
     return out
@@ -429,7 +428,7 @@ def _ranking_rows(recs: DataFrame, truth: DataFrame, segments: DataFrame, ks: tu
     per_user = M.ranking_metrics(recs, truth, ks, by=_BY)
     columns = M.ranking_metric_columns(ks)
     means = _with_segments(per_user, segments).groupBy(*_GROUP).agg(
-        F.count(F.lit(1)).alias(M.N_USERS), *[F.avg(c).alias(c) for c in columns]
+        F.count(F.lit(1)).alias(C.N_USERS), *[F.avg(c).alias(c) for c in columns]
     )
     return _rows(means.collect(), columns)  # small: sources x segments x variants
 
@@ -439,7 +438,7 @@ def _auc_rows(
 ) -> list[MetricRow]:
     per_user = M.sampled_auc_per_user(recs, truth, catalog, cfg.auc_negatives, cfg.seed, by=_BY)
     means = _with_segments(per_user, segments).groupBy(*_GROUP).agg(
-        F.count(F.lit(1)).alias(M.N_USERS), F.avg(M.AUC).alias(M.AUC)
+        F.count(F.lit(1)).alias(C.N_USERS), F.avg(M.AUC).alias(M.AUC)
     )
     return _rows(means.collect(), [M.AUC])  # small: one row per source x segment x variant
 
@@ -448,11 +447,11 @@ def _evaluated_recs(recs: DataFrame, truth: DataFrame, segments: DataFrame) -> D
     """The lists of the evaluated users, tagged with ``all`` and their segment, so that every
     source's beyond-accuracy numbers cover the same users."""
     evaluated = (
-        truth.where(F.col(_SCOPE) == ALL)
+        truth.where(F.col(_SCOPE) == C.SEGMENT_ALL)
         .select(C.VARIANT, C.USER_ID)
         .distinct()
         .join(segments, on=C.USER_ID, how="left")
-        .withColumn(C.SEGMENT, F.explode(F.array(F.lit(ALL), F.col(C.SEGMENT))))
+        .withColumn(C.SEGMENT, F.explode(F.array(F.lit(C.SEGMENT_ALL), F.col(C.SEGMENT))))
         .where(F.col(C.SEGMENT).isNotNull())
     )
     return recs.join(evaluated, on=[C.VARIANT, C.USER_ID], how="inner")
@@ -486,7 +485,7 @@ def _source_order(sources: set[str]) -> list[str]:
 def _segment_users(rows: list[MetricRow]) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in rows:
-        if r.variant == REPEAT and r.metric == "ndcg":
+        if r.variant == C.VARIANT_REPEAT and r.metric == "ndcg":
             out[r.segment] = max(out.get(r.segment, 0), r.n_users)
     return out
 
@@ -540,7 +539,7 @@ def _plot(report: EvaluationReport, path: str) -> str | None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    segment = WARM if report.segment_users.get(WARM) else ALL
+    segment = C.SEGMENT_WARM if report.segment_users.get(C.SEGMENT_WARM) else C.SEGMENT_ALL
     # A bare Figure on the Agg canvas: no pyplot state, no GUI backend, safe in any process.
     fig = Figure(figsize=(10, 4), layout="constrained")
     FigureCanvasAgg(fig)
@@ -548,7 +547,7 @@ def _plot(report: EvaluationReport, path: str) -> str | None:
     plotted = False
     for ax, metric in zip(axes, ("ndcg", "recall")):
         for source in report.sources:
-            points = [(k, report.value(source, segment, REPEAT, metric, k)) for k in report.ks]
+            points = [(k, report.value(source, segment, C.VARIANT_REPEAT, metric, k)) for k in report.ks]
             points = [(k, v) for k, v in points if v is not None]
             if points:
                 ax.plot([k for k, _ in points], [v for _, v in points], marker="o", label=source)
@@ -582,7 +581,7 @@ def _segment_plot(report: EvaluationReport, path: str, k: int = 10) -> str | Non
     x = np.arange(len(segments))
     width = 0.8 / len(report.sources)
     for i, source in enumerate(report.sources):
-        values = [report.value(source, segment, REPEAT, "ndcg", k) or 0.0 for segment in segments]
+        values = [report.value(source, segment, C.VARIANT_REPEAT, "ndcg", k) or 0.0 for segment in segments]
         ax.bar(x + i * width, values, width, label=source)
     ax.set_xticks(x + width * (len(report.sources) - 1) / 2,
                   [f"{s}\n({report.segment_users[s]:,} users)" for s in segments])
@@ -592,3 +591,9 @@ def _segment_plot(report: EvaluationReport, path: str, k: int = 10) -> str | Non
     ax.legend(fontsize="small", ncol=2)
     fig.savefig(path, dpi=100)
     return path
+
+
+# ------------------------------------------------------------------------------ the stage
+def evaluate_stage(ctx: JobContext, as_of: date | None = None, split: TemporalSplit | None = None) -> EvaluationReport:
+    """``shoprec evaluate``: baselines + every candidate source scored on the evaluation window."""
+    return model_stage(ctx, "evaluate", split or resolve_run_split(ctx, as_of), run_evaluate)

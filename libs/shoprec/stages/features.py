@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -31,6 +32,7 @@ from shoprec.features.context import context_table
 from shoprec.features.item import fit_item_text_model, item_content, item_features
 from shoprec.features.user import user_features
 from shoprec.split import TemporalSplit, purchases
+from shoprec.stages.context import JobContext, model_stage, resolve_run_split
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
 
@@ -96,7 +98,7 @@ def run_features(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
         finally:
             content.unpersist()
         # User mixes read the item table just written: no second text transform.
-        written_items = _partition(tables, C.GOLD_ITEM_FEATURES, split)
+        written_items = tables.read_as_of(C.GOLD_ITEM_FEATURES, split.as_of)
         users_df = user_features(interactions, split, written_items, fcfg.price_bands)
         report.tables.append(_write(tables, users_df, C.GOLD_USER_FEATURES, split))
         report.tables.append(_write(tables, context_table(interactions, split, fcfg), C.GOLD_CONTEXT, split))
@@ -112,17 +114,13 @@ def run_features(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
     return report
 
 
-def _partition(tables: Tables, name: str, split: TemporalSplit) -> DataFrame:
-    return tables.read(name).filter(F.col(C.AS_OF) == F.lit(split.as_of))
-
-
 def _write(tables: Tables, df: DataFrame, name: str, split: TemporalSplit) -> TableStats:
     """Replace the ``as_of`` partition of ``name`` with ``df``; measure what landed."""
     t0 = time.perf_counter()
     stamped = df.select(F.lit(split.as_of).cast("date").alias(C.AS_OF), *df.columns)
     version = tables.replace_partition(stamped, name, {C.AS_OF: split.as_of}).version
     seconds = time.perf_counter() - t0
-    rows, null_rates = _null_rates(_partition(tables, name, split).drop(C.AS_OF))
+    rows, null_rates = _null_rates(tables.read_as_of(name, split.as_of).drop(C.AS_OF))
     log.info("%s: %d rows for as_of %s (version %s, %.1f s)", name, rows, split.as_of, version, seconds)
     return TableStats(name, rows, version, null_rates, seconds)
 
@@ -147,3 +145,9 @@ def _log(run: RunLogger, report: FeaturesReport) -> None:
     run.metrics(metrics)
     run.dict({t.name: {"rows": t.rows, "version": t.version, "null_rates": t.null_rates} for t in report.tables},
              "features/tables.json")
+
+
+# ------------------------------------------------------------------------------ the stage
+def features_stage(ctx: JobContext, as_of: date | None = None, split: TemporalSplit | None = None) -> FeaturesReport:
+    """``shoprec features``: silver -> gold user/item/context features and implicit confidence."""
+    return model_stage(ctx, "features", split or resolve_run_split(ctx, as_of), run_features)

@@ -19,17 +19,24 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from shoprec import columns as C
-from shoprec.candidates import read_candidates, write_candidates
+from shoprec import paths
 from shoprec.config import Config
 from shoprec.errors import ShoprecError
 from shoprec.hybrid import dataset, scoring
 from shoprec.hybrid.train import HISTORY, MODEL_DIR
 from shoprec.split import TemporalSplit
+from shoprec.stages.candidate_store import read_candidates, write_candidates
+from shoprec.stages.context import (
+    JobContext,
+    model_stage,
+    required_as_of,
+    resolve_run_split,
+)
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger, store_for
 
@@ -74,7 +81,7 @@ class HybridReport:
 
 
 def work_folder(cfg: Config, split: TemporalSplit) -> str:
-    return os.path.join(os.path.abspath(cfg.data_root), cfg.hybrid.work_dir, split.as_of.isoformat())
+    return paths.hybrid_work(cfg.data_root, cfg.hybrid.work_dir, split.as_of)
 
 
 def run_train_hybrid(spark: SparkSession, cfg: Config, tables: Tables, split: TemporalSplit,
@@ -82,7 +89,7 @@ def run_train_hybrid(spark: SparkSession, cfg: Config, tables: Tables, split: Te
     started = time.perf_counter()
     stages: dict[str, float] = {}
     hcfg = cfg.hybrid
-    item_features = _gold_partition(tables, C.GOLD_ITEM_FEATURES, split)
+    item_features = required_as_of(tables, C.GOLD_ITEM_FEATURES, split.as_of)
     interactions = tables.read(C.SILVER_INTERACTIONS)
     work = work_folder(cfg, split)
     shutil.rmtree(work, ignore_errors=True)
@@ -120,16 +127,6 @@ def run_train_hybrid(spark: SparkSession, cfg: Config, tables: Tables, split: Te
     run.metrics({"seconds": report.seconds, "candidates": report.n_candidates,
                  **{f"seconds.{k}": v for k, v in stages.items()}})
     return report
-
-
-def _gold_partition(tables: Tables, name: str, split: TemporalSplit) -> DataFrame:
-    if not tables.exists(name):
-        raise ShoprecError(f"{name} does not exist", hint="run shoprec features first")
-    df = tables.read(name).filter(F.col(C.AS_OF) == F.lit(split.as_of))
-    if df.limit(1).count() == 0:
-        raise ShoprecError(f"{name} has no rows for as_of {split.as_of}",
-                           hint=f"run shoprec features --as-of {split.as_of} first")
-    return df
 
 
 # ------------------------------------------------------------------------------ launching
@@ -214,7 +211,7 @@ def _als_init(tables: Tables, split: TemporalSplit, manifest: dict, path: str) -
 
     out = {}
     for key, table, id_col in (("user", C.GOLD_ALS_USER_FACTORS, C.USER_ID), ("item", C.GOLD_ALS_ITEM_FACTORS, C.ITEM_ID)):
-        pdf = _gold_partition(tables, table, split).select(id_col, C.FACTORS).toPandas()  # bounded: one row per id
+        pdf = required_as_of(tables, table, split.as_of).select(id_col, C.FACTORS).toPandas()  # bounded: one row per id
         vocab = manifest["vocab"][id_col]
         rank = len(pdf[C.FACTORS].iloc[0])
         rng = np.random.default_rng(0)
@@ -289,10 +286,16 @@ def _log_and_register(cfg: Config, run: RunLogger, spec: dict, manifest_path: st
 # ------------------------------------------------------------------------------ candidates
 def _score_pool(cfg: Config, tables: Tables, interactions: DataFrame, item_features: DataFrame,
                 split: TemporalSplit, model_dir: str, manifest_path: str) -> DataFrame:
-    confidence = _gold_partition(tables, C.GOLD_CONFIDENCE, split)
-    users = _gold_partition(tables, C.GOLD_USER_FEATURES, split)
+    confidence = required_as_of(tables, C.GOLD_CONFIDENCE, split.as_of)
+    users = required_as_of(tables, C.GOLD_USER_FEATURES, split.as_of)
     als = read_candidates(tables, split.as_of, [C.SRC_ALS])
     pool = scoring.rerank_pool(als, confidence, item_features, cfg.hybrid.rerank_pool)
     feats = scoring.scoring_features(pool, interactions, users, item_features, split, cfg.features.holidays,
                                      with_text=False)
     return scoring.score_pairs(feats, model_dir, manifest_path, item_features=item_features)
+
+
+# ------------------------------------------------------------------------------ the stage
+def train_hybrid_stage(ctx: JobContext, as_of: date | None = None, split: TemporalSplit | None = None) -> HybridReport:
+    """``shoprec train-hybrid``: Horovod-trained hybrid model, registered, its candidates in gold."""
+    return model_stage(ctx, "train-hybrid", split or resolve_run_split(ctx, as_of), run_train_hybrid)

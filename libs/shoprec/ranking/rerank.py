@@ -22,19 +22,13 @@ from pyspark.sql import types as T
 from shoprec import columns as C
 from shoprec.config import RecommendConfig, RerankConfig
 from shoprec.features import time_profiles as TP
-from shoprec.recommend import fusion
-from shoprec.recommend.sources import ANCHOR, SOURCE_SCORE
+from shoprec.ranking import fusion
 
-SEASON_LIFT = TP.SEASONAL_LIFT
-TIME_FIT = "time_fit"
-SEASON_WEIGHT = "season_weight"
-TIME_WEIGHT = "time_weight"
-FINAL = "final_score"
 _OUT_SCHEMA = T.StructType([
     T.StructField(C.USER_ID, T.StringType()), T.StructField(C.ITEM_ID, T.StringType()),
     T.StructField(C.SCORE, T.DoubleType()), T.StructField(C.RANK, T.IntegerType()),
-    T.StructField(C.CANDIDATE_SOURCE, T.StringType()), T.StructField(ANCHOR, T.StringType()),
-    T.StructField(SOURCE_SCORE, T.DoubleType()),
+    T.StructField(C.CANDIDATE_SOURCE, T.StringType()), T.StructField(C.ANCHOR, T.StringType()),
+    T.StructField(C.SOURCE_SCORE, T.DoubleType()),
 ])
 
 
@@ -65,9 +59,9 @@ def terms_from_profiles(items: DataFrame, users: DataFrame, as_of: date, rr: Rer
     lift = TP.seasonal_lift(items, as_of, rr.season_days, rr.season_min_lines)
 
     def pulled(p: DataFrame, key: str, prefix: str) -> DataFrame:
-        n = F.col(TP.N_LINES)
-        return p.select(key, TP.smoothed(F.col(TP.HOUR_SHARE), n, hours, rr.time_prior_lines).alias(f"{prefix}_hours"),
-                        TP.smoothed(F.col(TP.WEEKDAY_SHARE), n, days, rr.time_prior_lines).alias(f"{prefix}_days"))
+        n = F.col(C.N_LINES)
+        return p.select(key, TP.smoothed(F.col(C.HOUR_SHARE), n, hours, rr.time_prior_lines).alias(f"{prefix}_hours"),
+                        TP.smoothed(F.col(C.WEEKDAY_SHARE), n, days, rr.time_prior_lines).alias(f"{prefix}_days"))
 
     terms = lift.join(pulled(items, C.ITEM_ID, "_item"), on=C.ITEM_ID, how="left")
     return ContextTerms(terms, pulled(users, C.USER_ID, "_user"), hours, days)
@@ -80,15 +74,15 @@ def with_context(scored: DataFrame, terms: ContextTerms) -> DataFrame:
            + TP.time_fit(F.col("_user_days"), F.col("_item_days"), terms.shop_days)) / 2.0
     return (scored.join(F.broadcast(terms.items), on=C.ITEM_ID, how="left")  # small: one row per item
             .join(terms.users, on=C.USER_ID, how="left")
-            .withColumn(SEASON_LIFT, F.coalesce(F.col(SEASON_LIFT), F.lit(0.0)))
-            .withColumn(TIME_FIT, fit)
+            .withColumn(C.SEASONAL_LIFT, F.coalesce(F.col(C.SEASONAL_LIFT), F.lit(0.0)))
+            .withColumn(C.TIME_FIT, fit)
             .drop("_item_hours", "_item_days", "_user_hours", "_user_days"))
 
 
 def context_boost(season_weight: float | Column, time_weight: float | Column) -> Column:
     sw = season_weight if isinstance(season_weight, Column) else F.lit(float(season_weight))
     tw = time_weight if isinstance(time_weight, Column) else F.lit(float(time_weight))
-    return sw * F.col(SEASON_LIFT) + tw * F.col(TIME_FIT)
+    return sw * F.col(C.SEASONAL_LIFT) + tw * F.col(C.TIME_FIT)
 
 
 @dataclass(frozen=True)
@@ -139,9 +133,9 @@ def reachable(fused_pool: DataFrame, seasons: list[float], times: list[float], k
     fused + its largest; the k best lower bounds are each above the floor (the k-th of them)
     at every point, so a candidate whose upper bound is below the floor is behind k others
     everywhere. Dropping those leaves every point's top k, and so its NDCG@k, unchanged."""
-    lift, fit = F.col(SEASON_LIFT), F.col(TIME_FIT)
-    low = F.col(fusion.FUSED) + _extreme(F.least, seasons, lift) + _extreme(F.least, times, fit)
-    high = F.col(fusion.FUSED) + _extreme(F.greatest, seasons, lift) + _extreme(F.greatest, times, fit)
+    lift, fit = F.col(C.SEASONAL_LIFT), F.col(C.TIME_FIT)
+    low = F.col(C.FUSED_SCORE) + _extreme(F.least, seasons, lift) + _extreme(F.least, times, fit)
+    high = F.col(C.FUSED_SCORE) + _extreme(F.greatest, seasons, lift) + _extreme(F.greatest, times, fit)
     by_low = Window.partitionBy(C.USER_ID).orderBy(F.col("_low").desc())
     floors = (fused_pool.select(C.USER_ID, low.alias("_low")).withColumn("_r", F.row_number().over(by_low))
               .where(F.col("_r") == k).select(C.USER_ID, F.col("_low").alias("_floor")))
@@ -159,8 +153,8 @@ def choose_context_weights(fused_pool: DataFrame, truth: DataFrame, rr: RerankCo
     pool = reachable(fused_pool, seasons, times, fusion.TUNING_K).persist()
     try:
         candidates, searched = fused_pool.count(), pool.count()
-        score = F.col(fusion.FUSED) + context_boost(F.col(SEASON_WEIGHT), F.col(TIME_WEIGHT))
-        ndcg, _, n_users = fusion.grid_metrics(pool, truth, grid, (SEASON_WEIGHT, TIME_WEIGHT), score)
+        score = F.col(C.FUSED_SCORE) + context_boost(F.col(C.SEASON_WEIGHT), F.col(C.TIME_WEIGHT))
+        ndcg, _, n_users = fusion.grid_metrics(pool, truth, grid, (C.SEASON_WEIGHT, C.TIME_WEIGHT), score)
     finally:
         pool.unpersist()
     season, time_ = fusion.best_point(ndcg) if ndcg else (0.0, 0.0)
@@ -200,14 +194,14 @@ def boosted(scored: DataFrame, light: DataFrame, rcfg: RecommendConfig, fused_co
     content = F.col(C.CANDIDATE_SOURCE).isin(C.SRC_CONTENT, C.SRC_NEW_ITEM, C.SRC_COOCCURRENCE)
     lead = F.when(F.col("_light") & content, F.lit(float(rcfg.cold_start.light_user_boost))).otherwise(F.lit(0.0))
     similar = F.col(C.CANDIDATE_SOURCE).isin(C.SRC_CONTENT, C.SRC_NEW_ITEM)
-    best_similarity = F.max(F.when(similar, F.col(SOURCE_SCORE))).over(Window.partitionBy(C.USER_ID))
+    best_similarity = F.max(F.when(similar, F.col(C.SOURCE_SCORE))).over(Window.partitionBy(C.USER_ID))
     relevance = F.when(
         F.col(C.CANDIDATE_SOURCE) == C.SRC_NEW_ITEM,
-        F.lit(float(rcfg.cold_start.new_item_weight)) * F.col(SOURCE_SCORE) / best_similarity,
+        F.lit(float(rcfg.cold_start.new_item_weight)) * F.col(C.SOURCE_SCORE) / best_similarity,
     ).otherwise(F.col(fused_col))
     return (scored.join(light.withColumn("_light", F.lit(True)), on=C.USER_ID, how="left")
             .withColumn("_light", F.coalesce(F.col("_light"), F.lit(False)))
-            .withColumn(FINAL, relevance + context_boost(season_weight, time_weight) + lead))
+            .withColumn(C.FINAL_SCORE, relevance + context_boost(season_weight, time_weight) + lead))
 
 
 def diversified_top_k(scored: DataFrame, vectors: DataFrame, rcfg: RecommendConfig) -> DataFrame:
@@ -219,10 +213,10 @@ def diversified_top_k(scored: DataFrame, vectors: DataFrame, rcfg: RecommendConf
     max_new = int(math.floor(rcfg.cold_start.new_item_share * k))
     pool_n = max(k, rcfg.rerank.diversity_pool)
 
-    w = Window.partitionBy(C.USER_ID).orderBy(F.col(FINAL).desc(), F.col(C.ITEM_ID))
+    w = Window.partitionBy(C.USER_ID).orderBy(F.col(C.FINAL_SCORE).desc(), F.col(C.ITEM_ID))
     best = (scored.withColumn("_n", F.row_number().over(w)).where(F.col("_n") <= pool_n)
             .join(F.broadcast(vectors.select(C.ITEM_ID, C.TEXT_VECTOR)), on=C.ITEM_ID, how="left")
-            .select(C.USER_ID, C.ITEM_ID, FINAL, C.CANDIDATE_SOURCE, ANCHOR, SOURCE_SCORE, C.TEXT_VECTOR))
+            .select(C.USER_ID, C.ITEM_ID, C.FINAL_SCORE, C.CANDIDATE_SOURCE, C.ANCHOR, C.SOURCE_SCORE, C.TEXT_VECTOR))
 
     def choose(pdf: pd.DataFrame) -> pd.DataFrame:
         return _mmr(pdf, k, lam, max_new)
@@ -231,8 +225,8 @@ def diversified_top_k(scored: DataFrame, vectors: DataFrame, rcfg: RecommendConf
 
 
 def _mmr(pdf: pd.DataFrame, k: int, lam: float, max_new: int) -> pd.DataFrame:
-    pdf = pdf.sort_values([FINAL, C.ITEM_ID], ascending=[False, True], kind="mergesort").reset_index(drop=True)
-    rel = pdf[FINAL].to_numpy(np.float64)
+    pdf = pdf.sort_values([C.FINAL_SCORE, C.ITEM_ID], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+    rel = pdf[C.FINAL_SCORE].to_numpy(np.float64)
     is_new = (pdf[C.CANDIDATE_SOURCE] == C.SRC_NEW_ITEM).to_numpy()
     dim = next((len(v) for v in pdf[C.TEXT_VECTOR] if v is not None and len(v)), 0)
     vecs = np.zeros((len(pdf), max(dim, 1)), dtype=np.float64)
@@ -262,7 +256,7 @@ def _mmr(pdf: pd.DataFrame, k: int, lam: float, max_new: int) -> pd.DataFrame:
     out = pdf.iloc[chosen]
     return pd.DataFrame({
         C.USER_ID: out[C.USER_ID].to_numpy(), C.ITEM_ID: out[C.ITEM_ID].to_numpy(),
-        C.SCORE: out[FINAL].astype("float64").to_numpy(), C.RANK: np.arange(1, len(out) + 1, dtype=np.int32),
-        C.CANDIDATE_SOURCE: out[C.CANDIDATE_SOURCE].to_numpy(), ANCHOR: out[ANCHOR].to_numpy(),
-        SOURCE_SCORE: out[SOURCE_SCORE].astype("float64").to_numpy(),
+        C.SCORE: out[C.FINAL_SCORE].astype("float64").to_numpy(), C.RANK: np.arange(1, len(out) + 1, dtype=np.int32),
+        C.CANDIDATE_SOURCE: out[C.CANDIDATE_SOURCE].to_numpy(), C.ANCHOR: out[C.ANCHOR].to_numpy(),
+        C.SOURCE_SCORE: out[C.SOURCE_SCORE].astype("float64").to_numpy(),
     })

@@ -13,19 +13,27 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
+from shoprec import paths
 from shoprec.als import ids
 from shoprec.als.model import AlsParams, fit_als, item_factors, user_factors
 from shoprec.als.topn import top_n_for_users
-from shoprec.als.tuning import Trial, bought_pairs, run_search, search_space
-from shoprec.candidates import write_candidates
-from shoprec.config import Config
-from shoprec.errors import ShoprecError
+from shoprec.als.tuning import Trial, bought_pairs, score_trial, search_space
+from shoprec.config import AlsConfig, CandidatesConfig, Config
 from shoprec.split import TemporalSplit, purchases
+from shoprec.stages import id_maps
+from shoprec.stages.candidate_store import write_candidates
+from shoprec.stages.context import (
+    JobContext,
+    model_stage,
+    required_as_of,
+    resolve_run_split,
+)
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
 
@@ -115,14 +123,7 @@ def run_train_als(spark: SparkSession, cfg: Config, tables: Tables, split: Tempo
 
 # ------------------------------------------------------------------------------ inputs
 def _confidence_at(tables: Tables, split: TemporalSplit) -> DataFrame:
-    if not tables.exists(C.GOLD_CONFIDENCE):
-        raise ShoprecError(f"{C.GOLD_CONFIDENCE} does not exist under {tables.root}",
-                           hint=f"run shoprec features --as-of {split.as_of} first")
-    conf = tables.read(C.GOLD_CONFIDENCE).filter(F.col(C.AS_OF) == F.lit(split.as_of))
-    if conf.limit(1).count() == 0:
-        raise ShoprecError(f"{C.GOLD_CONFIDENCE} has no rows for as_of {split.as_of}",
-                           hint=f"run shoprec features --as-of {split.as_of} first")
-    return conf.select(C.USER_ID, C.ITEM_ID, C.CONFIDENCE)
+    return required_as_of(tables, C.GOLD_CONFIDENCE, split.as_of).select(C.USER_ID, C.ITEM_ID, C.CONFIDENCE)
 
 
 def _tuning_confidence(interactions: DataFrame, split: TemporalSplit, cfg: Config) -> DataFrame:
@@ -136,15 +137,15 @@ def _tuning_confidence(interactions: DataFrame, split: TemporalSplit, cfg: Confi
 
 def _id_maps(tables: Tables, confidence: DataFrame, tuning: DataFrame) -> tuple[DataFrame, DataFrame]:
     pairs = confidence.unionByName(tuning)
-    users = ids.user_map(tables, pairs.select(C.USER_ID))
-    items = ids.item_map(tables, pairs.select(C.ITEM_ID))
+    users = id_maps.user_map(tables, pairs.select(C.USER_ID))
+    items = id_maps.item_map(tables, pairs.select(C.ITEM_ID))
     return users, items
 
 
 def _set_checkpoint_dir(spark: SparkSession, cfg: Config) -> None:
     # ALS truncates its RDD lineage every checkpoint_interval iterations; without a
     # checkpoint directory that setting is silently ignored and lineage grows.
-    path = cfg.als.checkpoint_dir or os.path.join(cfg.data_root, "_checkpoints", "als")
+    path = cfg.als.checkpoint_dir or paths.als_checkpoints(cfg.data_root)
     if "://" not in path:
         os.makedirs(path, exist_ok=True)
     spark.sparkContext.setCheckpointDir(path)
@@ -179,6 +180,38 @@ def _choose_params(
 def _history_bought(interactions: DataFrame, split: TemporalSplit, users: DataFrame, items: DataFrame) -> DataFrame:
     bought = split.history(purchases(interactions)).select(C.USER_ID, C.ITEM_ID)
     return bought_pairs(ids.to_indices(bought, users, items))
+
+
+def run_search(
+    ratings: DataFrame,
+    truth: DataFrame,
+    exclude: DataFrame | None,
+    grid: list[AlsParams],
+    num_blocks: int,
+    als: AlsConfig,
+    candidates: CandidatesConfig,
+) -> list[Trial]:
+    """Score every combination of ``grid``; each trial is a nested MLflow run. Best first."""
+    import mlflow
+
+    ratings = ratings.persist()
+    trials = []
+    try:
+        for i, params in enumerate(grid, start=1):
+            started = time.perf_counter()
+            with mlflow.start_run(run_name=f"als-trial-{i}", nested=True,
+                                  tags={"shoprec.stage": "train-als", "shoprec.trial": str(i)}) as run:
+                mlflow.log_params({**params.as_dict(), "num_blocks": num_blocks})
+                ndcg, recall, fit_seconds = score_trial(ratings, truth, exclude, params, num_blocks, als, candidates)
+                mlflow.log_metrics({
+                    "val_ndcg_at_10": ndcg, "val_recall_at_10": recall, "fit_seconds": fit_seconds,
+                    "trial_seconds": time.perf_counter() - started,
+                })
+            log.info("trial %d/%d %s: NDCG@10 %.4f (fit %.1f s)", i, len(grid), params, ndcg, fit_seconds)
+            trials.append(Trial(params, ndcg, recall, fit_seconds, run.info.run_id))
+    finally:
+        ratings.unpersist()
+    return sorted(trials, key=lambda t: (-t.ndcg_at_10, t.params.rank, t.params.reg_param, t.params.alpha))
 
 
 # ------------------------------------------------------------------------------ outputs
@@ -251,3 +284,9 @@ def _log_and_register(cfg: Config, run: RunLogger, model, report: AlsReport, bes
                                            f"validation NDCG@10 {best_ndcg:.4f}")
     report.model_version = reg.version
     report.promotion = reg.describe()
+
+
+# ------------------------------------------------------------------------------ the stage
+def train_als_stage(ctx: JobContext, as_of: date | None = None, split: TemporalSplit | None = None) -> AlsReport:
+    """``shoprec train-als``: tuned ALS, factors in gold, model registered, ALS candidates."""
+    return model_stage(ctx, "train-als", split or resolve_run_split(ctx, as_of), run_train_als)

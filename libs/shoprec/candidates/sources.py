@@ -29,11 +29,7 @@ from shoprec.als.topn import top_n_for_users
 from shoprec.candidates.baselines import item_similarity, recent_items
 from shoprec.config import CandidatesConfig, RecommendConfig
 
-ANCHOR = "anchor_item"
-SOURCE_SCORE = "source_score"
-SOURCE_RANK = "source_rank"
-IS_NEW = "is_new"            # no sales before as_of (only content similarity can reach it)
-POOL_COLUMNS = (C.USER_ID, C.ITEM_ID, C.CANDIDATE_SOURCE, ANCHOR, SOURCE_SCORE, SOURCE_RANK)
+POOL_COLUMNS = (C.USER_ID, C.ITEM_ID, C.CANDIDATE_SOURCE, C.ANCHOR, C.SOURCE_SCORE, C.SOURCE_RANK)
 # Which source explains a candidate that several ranked equally well: the most specific first.
 SOURCE_PRIORITY = (C.SRC_BUNDLE, C.SRC_COOCCURRENCE, C.SRC_CONTENT, C.SRC_NEW_ITEM, C.SRC_REPEAT, C.SRC_ALS,
                    C.SRC_POPULAR_CONTEXT)
@@ -45,25 +41,32 @@ def _shaped(df: DataFrame, source: str, score: Column, anchor: Column, n: int) -
     """Rank 1..n per user by ``score`` (ties: smaller item_id) and the pool columns."""
     w = Window.partitionBy(C.USER_ID).orderBy(score.desc(), F.col(C.ITEM_ID))
     return (
-        df.withColumn(SOURCE_RANK, F.row_number().over(w))
-        .where(F.col(SOURCE_RANK) <= n)
-        .select(C.USER_ID, C.ITEM_ID, F.lit(source).alias(C.CANDIDATE_SOURCE), anchor.cast("string").alias(ANCHOR),
-                score.cast("double").alias(SOURCE_SCORE), F.col(SOURCE_RANK).cast("int"))
+        df.withColumn(C.SOURCE_RANK, F.row_number().over(w))
+        .where(F.col(C.SOURCE_RANK) <= n)
+        .select(C.USER_ID, C.ITEM_ID, F.lit(source).alias(C.CANDIDATE_SOURCE), anchor.cast("string").alias(C.ANCHOR),
+                score.cast("double").alias(C.SOURCE_SCORE), F.col(C.SOURCE_RANK).cast("int"))
     )
 
 
 # ------------------------------------------------------------------------------ ALS
 def als_candidates(user_factors: DataFrame, item_factors: DataFrame, users: DataFrame, n: int,
                    rcfg_block_mb: int = 64) -> DataFrame:
-    """ALS top-n of the factor tables (``user_id, user_idx, factors`` / ``item_id, item_idx, factors``)."""
+    """ALS top-n of the factor tables (``user_id, user_idx, factors`` / ``item_id, item_idx, factors``)
+    for ``users``: what a pool without a stored ALS list (the validation pool) needs."""
     served = user_factors.join(users.select(C.USER_ID), on=C.USER_ID, how="left_semi")
     top = top_n_for_users(served.select(C.USER_IDX, C.FACTORS), item_factors.select(C.ITEM_IDX, C.FACTORS), n,
                           block_mb=rcfg_block_mb)
     named = (top.join(F.broadcast(item_factors.select(C.ITEM_IDX, C.ITEM_ID)), on=C.ITEM_IDX)
              .join(served.select(C.USER_IDX, C.USER_ID), on=C.USER_IDX))
-    return named.select(C.USER_ID, C.ITEM_ID, F.lit(C.SRC_ALS).alias(C.CANDIDATE_SOURCE),
-                        F.lit(None).cast("string").alias(ANCHOR), F.col(C.SCORE).cast("double").alias(SOURCE_SCORE),
-                        F.col(C.RANK).cast("int").alias(SOURCE_RANK))
+    return stored_als_candidates(named, n)
+
+
+def stored_als_candidates(top_n: DataFrame, n: int) -> DataFrame:
+    """The ``als`` source in pool columns from an ALS top-N list (``user_id, item_id, score,
+    rank``: gold.candidates' shape), its first ``n`` per user."""
+    return top_n.where(F.col(C.RANK) <= n).select(
+        C.USER_ID, C.ITEM_ID, F.lit(C.SRC_ALS).alias(C.CANDIDATE_SOURCE), F.lit(None).cast("string").alias(C.ANCHOR),
+        F.col(C.SCORE).cast("double").alias(C.SOURCE_SCORE), F.col(C.RANK).cast("int").alias(C.SOURCE_RANK))
 
 
 def cf_scores(pairs: DataFrame, user_factors: DataFrame, item_factors: DataFrame, out: str) -> DataFrame:
@@ -86,10 +89,10 @@ def repeat_candidates(history: DataFrame, users: DataFrame, n: int) -> DataFrame
         F.count_distinct(F.coalesce(C.BASKET_ID, F.col(C.EVENT_TS).cast("string"))).alias("_baskets"),
         F.max(C.EVENT_TS).alias("_last"))
     w = Window.partitionBy(C.USER_ID).orderBy(F.col("_last").desc(), F.col(C.ITEM_ID))
-    return (per_item.withColumn(SOURCE_RANK, F.row_number().over(w)).where(F.col(SOURCE_RANK) <= n)
+    return (per_item.withColumn(C.SOURCE_RANK, F.row_number().over(w)).where(F.col(C.SOURCE_RANK) <= n)
             .select(C.USER_ID, C.ITEM_ID, F.lit(C.SRC_REPEAT).alias(C.CANDIDATE_SOURCE),
-                    F.col(C.ITEM_ID).alias(ANCHOR), F.col("_baskets").cast("double").alias(SOURCE_SCORE),
-                    F.col(SOURCE_RANK).cast("int")))
+                    F.col(C.ITEM_ID).alias(C.ANCHOR), F.col("_baskets").cast("double").alias(C.SOURCE_SCORE),
+                    F.col(C.SOURCE_RANK).cast("int")))
 
 
 def _seeded(seeds: DataFrame, neighbours: DataFrame) -> DataFrame:
@@ -211,8 +214,8 @@ def _serve_lists(placed: DataFrame, lists: DataFrame, n: int | None) -> DataFram
     top = (lists if n is None else lists.where(F.col(C.RANK) <= n)).withColumnRenamed(C.COUNTRY, "_list")
     joined = placed.join(F.broadcast(top), on=F.col("_key").eqNullSafe(F.col("_list")), how="inner")
     return joined.select(C.USER_ID, C.ITEM_ID, F.lit(C.SRC_POPULAR_CONTEXT).alias(C.CANDIDATE_SOURCE),
-                         F.col("_list").alias(ANCHOR), F.col(C.SCORE).alias(SOURCE_SCORE),
-                         F.col(C.RANK).alias(SOURCE_RANK))
+                         F.col("_list").alias(C.ANCHOR), F.col(C.SCORE).alias(C.SOURCE_SCORE),
+                         F.col(C.RANK).alias(C.SOURCE_RANK))
 
 
 # ------------------------------------------------------------------------------ the pool
@@ -220,7 +223,7 @@ def candidate_pool(parts: list[DataFrame]) -> DataFrame:
     """One row per (user, item): the source that ranked it best, ties by ``SOURCE_PRIORITY``."""
     priority = F.array_position(F.array(*[F.lit(s) for s in SOURCE_PRIORITY]), F.col(C.CANDIDATE_SOURCE))
     union = functools.reduce(DataFrame.unionByName, [p.select(*POOL_COLUMNS) for p in parts])
-    w = Window.partitionBy(C.USER_ID, C.ITEM_ID).orderBy(F.col(SOURCE_RANK), priority)
+    w = Window.partitionBy(C.USER_ID, C.ITEM_ID).orderBy(F.col(C.SOURCE_RANK), priority)
     return union.withColumn("_n", F.row_number().over(w)).where(F.col("_n") == 1).drop("_n")
 
 
@@ -234,21 +237,23 @@ def user_countries(history: DataFrame, users: DataFrame) -> DataFrame:
 
 POOL_SCHEMA = T.StructType([
     T.StructField(C.USER_ID, T.StringType()), T.StructField(C.ITEM_ID, T.StringType()),
-    T.StructField(C.CANDIDATE_SOURCE, T.StringType()), T.StructField(ANCHOR, T.StringType()),
-    T.StructField(SOURCE_SCORE, T.DoubleType()), T.StructField(SOURCE_RANK, T.IntegerType()),
+    T.StructField(C.CANDIDATE_SOURCE, T.StringType()), T.StructField(C.ANCHOR, T.StringType()),
+    T.StructField(C.SOURCE_SCORE, T.DoubleType()), T.StructField(C.SOURCE_RANK, T.IntegerType()),
 ])
 
 
-def build_pool(history: DataFrame, users: DataFrame, user_factors: DataFrame | None, item_factors: DataFrame | None,
-               neighbours: DataFrame, new_items: DataFrame, lists: DataFrame, rcfg: RecommendConfig,
-               ccfg: CandidatesConfig, bundles: DataFrame | None = None) -> DataFrame:
-    """Every source for ``users`` (``user_id, country``) from the purchases in ``history``;
-    ``bundles`` is the ``bundle`` source in pool columns (``bundles.complete.pool_source``),
-    when gold.bundles holds rules for as_of."""
+def build_pool(history: DataFrame, users: DataFrame, als: DataFrame | None, neighbours: DataFrame,
+               new_items: DataFrame, lists: DataFrame, rcfg: RecommendConfig, ccfg: CandidatesConfig,
+               bundles: DataFrame | None = None) -> DataFrame:
+    """Every source for ``users`` (``user_id, country``) from the purchases in ``history``.
+
+    ``als`` is the ``als`` source in pool columns (``stored_als_candidates`` of gold.candidates,
+    or ``als_candidates`` of other factors), ``bundles`` the ``bundle`` source
+    (``bundles.complete.pool_source``); None leaves a source out."""
     pool = rcfg.pool
     parts = []
-    if pool.als and user_factors is not None and item_factors is not None:
-        parts.append(als_candidates(user_factors, item_factors, users, pool.als, ccfg.block_mb))
+    if pool.als and als is not None:
+        parts.append(als.join(users.select(C.USER_ID), on=C.USER_ID, how="left_semi"))
     if pool.repeat:
         parts.append(repeat_candidates(history, users, pool.repeat))
     if pool.cooccurrence:

@@ -14,7 +14,6 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
-from shoprec.recommend.sources import ANCHOR, SOURCE_SCORE
 
 DESCRIPTION_CHARS = 40
 
@@ -27,10 +26,10 @@ def named(item: Column, description: Column) -> Column:
 
 
 def reason_column(anchor_named: Column) -> Column:
-    src, score = F.col(C.CANDIDATE_SOURCE), F.col(SOURCE_SCORE)
+    src, score = F.col(C.CANDIDATE_SOURCE), F.col(C.SOURCE_SCORE)
     orders = F.when(score >= 2, F.concat(F.lit("you bought it in "), score.cast("int").cast("string"),
                                          F.lit(" earlier orders"))).otherwise(F.lit("you bought it before"))
-    place = F.coalesce(F.col(ANCHOR), F.lit("the shop"))
+    place = F.coalesce(F.col(C.ANCHOR), F.lit("the shop"))
     return (
         F.when(src == C.SRC_BUNDLE, F.concat(F.lit("goes with "), anchor_named, F.lit(" from your recent basket")))
         .when(src == C.SRC_COOCCURRENCE, F.concat(F.lit("bought together with "), anchor_named))
@@ -45,7 +44,7 @@ def reason_column(anchor_named: Column) -> Column:
 
 def with_reasons(recs: DataFrame, item_features: DataFrame) -> DataFrame:
     """``recs`` (with source, anchor_item, source_score) plus ``reason``."""
-    names = item_features.select(F.col(C.ITEM_ID).alias(ANCHOR), F.col(C.DESCRIPTION).alias("_anchor_description"))
-    return (recs.join(F.broadcast(names), on=ANCHOR, how="left")
-            .withColumn(C.REASON, reason_column(named(F.col(ANCHOR), F.col("_anchor_description"))))
+    names = item_features.select(F.col(C.ITEM_ID).alias(C.ANCHOR), F.col(C.DESCRIPTION).alias("_anchor_description"))
+    return (recs.join(F.broadcast(names), on=C.ANCHOR, how="left")
+            .withColumn(C.REASON, reason_column(named(F.col(C.ANCHOR), F.col("_anchor_description"))))
             .drop("_anchor_description"))
