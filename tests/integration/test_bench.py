@@ -136,6 +136,7 @@ def test_als_topn(spark, bench_modules, work, results):
 
 
 @pytest.mark.horovod
+@pytest.mark.bench_pipeline
 def test_pipeline(smoke_pipeline, results):
     table, _ = smoke_pipeline
     assert re.search(r"^stage\s+synthetic event log \(30,000 events", table, re.MULTILINE), table
@@ -148,6 +149,7 @@ def test_pipeline(smoke_pipeline, results):
 
 
 @pytest.mark.horovod
+@pytest.mark.bench_pipeline
 def test_scoring(smoke_pipeline, work, results):
     _, lakehouse = smoke_pipeline
     table = run_script("scoring", "--smoke", "--data-root", str(lakehouse), "--work", str(work / "scoring"),
@@ -163,6 +165,7 @@ def test_scoring(smoke_pipeline, work, results):
 
 
 @pytest.mark.horovod
+@pytest.mark.bench_pipeline
 def test_train_throughput(smoke_pipeline, work, results):
     _, lakehouse = smoke_pipeline
     table = run_script("train_throughput", "--smoke", "--data-root", str(lakehouse), "--out", str(work / "train"),
