@@ -5,7 +5,6 @@ import contextlib
 import datetime as dt
 import logging
 import os
-from datetime import date
 from typing import Any, Iterator, Literal, Mapping, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
@@ -122,7 +121,7 @@ class Tables:
         """Data files in the latest snapshot."""
         return self.backend.file_count(self.path(name))
 
-    def read_as_of(self, name: str, as_of: date) -> DataFrame:
+    def read_as_of(self, name: str, as_of: dt.date) -> DataFrame:
         """The rows of one ``as_of`` (the training cutoff every gold table is partitioned by);
         empty when the table holds none for it."""
         return self.read(name).where(F.col(C.AS_OF) == F.lit(as_of))

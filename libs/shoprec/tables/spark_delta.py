@@ -235,7 +235,7 @@ class SparkDeltaBackend:
             return
         assignments = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
         sql = f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})"
-        self._retrying(f"properties of {path}", lambda: self.spark.sql(sql).collect())
+        self._retrying(f"properties of {path}", lambda: self.spark.sql(sql).collect())  # small: ALTER returns no rows
 
     # ------------------------------------------------------------------ internals
     def _detail(self, path: str):
