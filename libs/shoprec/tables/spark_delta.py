@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import json
 import logging
 import random
 import time
@@ -68,13 +69,18 @@ class SparkDeltaBackend:
         return bool(self._DeltaTable.isDeltaTable(self.spark, path))
 
     def version(self, path: str) -> int:
-        return int(self._last_commit(path)["version"])
+        snapshot = self._snapshot(path)
+        return int(snapshot.version()) if snapshot is not None else int(self._history_head(path)["version"])
 
     def schema(self, path: str) -> T.StructType:
         return self._table(path).toDF().schema
 
     def partition_columns(self, path: str) -> list[str]:
-        return list(self._detail(path)["partitionColumns"])
+        snapshot = self._snapshot(path)
+        if snapshot is None:
+            return list(self._detail(path)["partitionColumns"])
+        joined = str(snapshot.metadata().partitionColumns().mkString("\x00"))
+        return joined.split("\x00") if joined else []
 
     def properties(self, path: str) -> dict[str, str]:
         return dict(self._detail(path)["properties"] or {})
@@ -242,7 +248,50 @@ class SparkDeltaBackend:
         self._table(path)
         return self.spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()  # small: one row
 
-    def _last_commit(self, path: str):
+    def _snapshot(self, path: str):
+        """The table's latest snapshot (JVM object), refreshed from its log; None where
+        this Delta release does not expose it (callers then use DESCRIBE DETAIL / history).
+
+        Version, partition columns and the last commit's metrics are in the log itself:
+        reading them here costs a log listing, where ``history``/``DESCRIBE DETAIL`` each
+        run Spark jobs (0.3-1 s apiece on a tiny table, several per write).
+        """
+        table = self._table(path)._jdt  # forPath refreshes the snapshot from the log
+        try:
+            return table.deltaLog().unsafeVolatileSnapshot()
+        except Exception:  # Py4JError: an internal API changed; fall back to the public one
+            return None
+
+    def _last_commit(self, path: str) -> dict[str, Any]:
+        """``version``, ``operation`` and ``operationMetrics`` of the latest commit."""
+        snapshot = self._snapshot(path)
+        info = self._commit_info(path, int(snapshot.version())) if snapshot is not None else None
+        if info is None:
+            row = self._history_head(path)
+            return {"version": int(row["version"]), "operation": row["operation"],
+                    "operationMetrics": dict(row["operationMetrics"] or {})}
+        return {"version": int(snapshot.version()), "operation": info.get("operation"),
+                "operationMetrics": {k: str(v) for k, v in (info.get("operationMetrics") or {}).items()}}
+
+    def _commit_info(self, path: str, version: int) -> dict[str, Any] | None:
+        """The ``commitInfo`` action of one commit file, read through Hadoop's file system."""
+        jvm = self.spark._jvm
+        try:
+            log_file = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log/{version:020d}.json")
+            fs = log_file.getFileSystem(self.spark._jsc.hadoopConfiguration())
+            stream = fs.open(log_file)
+            try:
+                text = str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+            finally:
+                stream.close()
+        except Exception:  # the commit file went (log cleanup) or the API is missing
+            return None
+        for line in text.splitlines():
+            if '"commitInfo"' in line:
+                return json.loads(line)["commitInfo"]
+        return None
+
+    def _history_head(self, path: str):
         cols = ("version", "operation", "operationMetrics")
         return self._table(path).history(1).select(*cols).first()  # small: one row
 
