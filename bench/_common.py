@@ -9,7 +9,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psutil
 
@@ -42,7 +42,7 @@ SMOKE_PIPELINE = [
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def machine_info(spark=None, load_before: tuple[float, ...] | None = None) -> dict:

@@ -30,16 +30,24 @@ import numpy as np
 from pyspark.sql import functions as F
 
 from _common import (
-    SMOKE_SPARK, SMOKE_WORK, add_output_args, json_path, machine_info, now, say, smoke_defaults, write_json,
+    SMOKE_SPARK,
+    SMOKE_WORK,
+    add_output_args,
+    json_path,
+    machine_info,
+    now,
+    say,
+    smoke_defaults,
+    write_json,
 )
 from shoprec import columns as C
 from shoprec.als import ids
-from shoprec.stages import id_maps
 from shoprec.als.model import AlsParams, fit_als, item_factors, user_factors
 from shoprec.als.topn import top_n_for_users
 from shoprec.config import load_config
 from shoprec.spark import get_spark
 from shoprec.split import resolve_split
+from shoprec.stages import id_maps
 from shoprec.tables import open_tables
 
 BENCH_OVERRIDES = [

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import deltalake
 import psutil
@@ -104,7 +104,7 @@ def _h(col: str, salt: int, modulo: int) -> F.Column:
 
 def synthetic(spark: SparkSession, start: int, end: int, users: int, items: int) -> DataFrame:
     """Rows ``start <= id < end`` with a handful of realistic columns."""
-    day0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    day0 = datetime(2024, 1, 1, tzinfo=UTC)
     countries = F.array(*[F.lit(c) for c in COUNTRIES])
     return spark.range(start, end).select(
         F.col("id"),
@@ -385,7 +385,7 @@ def run(args: argparse.Namespace) -> dict:
     counts = data["counts"]
     load_after = os.getloadavg()
     report = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "platform": platform.platform(),

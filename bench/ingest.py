@@ -38,7 +38,7 @@ import shutil
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import deltalake
 import psutil
@@ -47,8 +47,8 @@ import pyspark
 from _common import SMOKE_SPARK, SMOKE_WORK, add_output_args, json_path, print_rows, smoke_defaults, write_json
 from shoprec.config import load_config
 from shoprec.ingest.generator import generate
-from shoprec.stages.ingest import IngestReport, run_ingest
 from shoprec.spark import get_spark
+from shoprec.stages.ingest import IngestReport, run_ingest
 from shoprec.tables import open_tables
 
 RETAIL_FILE = os.path.join("data", "online-retail", "online_retail.csv.gz")
@@ -133,7 +133,7 @@ class TreeRssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
-    def __enter__(self) -> "TreeRssSampler":
+    def __enter__(self) -> TreeRssSampler:
         self.jvm = self._find_jvm()
         self.hwm_reset = _reset_hwm(self.me.pid) and (self.jvm is None or _reset_hwm(self.jvm.pid))
         self._sample()
@@ -244,7 +244,7 @@ class LogTimeline(logging.Handler):
         except Exception:  # never let the benchmark's bookkeeping break the job
             pass
 
-    def __enter__(self) -> "LogTimeline":
+    def __enter__(self) -> LogTimeline:
         self.logger = logging.getLogger("shoprec")
         self.old_level = self.logger.level
         if self.logger.getEffectiveLevel() > logging.INFO:
@@ -475,7 +475,7 @@ def run(args: argparse.Namespace) -> dict:
     load_before = os.getloadavg()
     args.root = os.path.abspath(args.root)
     os.makedirs(args.root, exist_ok=True)
-    report: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "smoke": args.smoke}
+    report: dict = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "smoke": args.smoke}
     if not args.skip_retail:
         report["online_retail"] = part_retail(args)
     if not args.skip_events:

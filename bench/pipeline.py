@@ -29,8 +29,23 @@ import time
 import psutil
 
 from _common import (
-    SMOKE_AS_OF, SMOKE_EVENTS, SMOKE_PIPELINE, SMOKE_WORK, add_output_args, as_set_args, bench_env, event_log_settings,
-    generate_events, json_path, machine_info, mark_smoke_lakehouse, now, say, shoprec_bin, smoke_defaults, write_json,
+    SMOKE_AS_OF,
+    SMOKE_EVENTS,
+    SMOKE_PIPELINE,
+    SMOKE_WORK,
+    add_output_args,
+    as_set_args,
+    bench_env,
+    event_log_settings,
+    generate_events,
+    json_path,
+    machine_info,
+    mark_smoke_lakehouse,
+    now,
+    say,
+    shoprec_bin,
+    smoke_defaults,
+    write_json,
 )
 
 STAGES = ("ingest", "features", "train-als", "train-hybrid", "bundles", "recommend", "evaluate")

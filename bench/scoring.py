@@ -31,8 +31,17 @@ import shutil
 import time
 
 from _common import (
-    SMOKE_AS_OF, SMOKE_SPARK, SMOKE_WORK, add_output_args, json_path, machine_info, now, say, smoke_defaults,
-    smoke_lakehouse, write_json,
+    SMOKE_AS_OF,
+    SMOKE_SPARK,
+    SMOKE_WORK,
+    add_output_args,
+    json_path,
+    machine_info,
+    now,
+    say,
+    smoke_defaults,
+    smoke_lakehouse,
+    write_json,
 )
 
 WARM_UP_PAIRS = 20_000
@@ -116,11 +125,12 @@ def main(argv=None) -> int:
 
     from pyspark.sql import functions as F
 
-    from shoprec import columns as C, paths
+    from shoprec import columns as C
+    from shoprec import paths
     from shoprec.config import load_config
     from shoprec.spark import get_spark
-    from shoprec.stages import models
     from shoprec.split import resolve_split
+    from shoprec.stages import models
     from shoprec.tables import open_tables
     from shoprec.tracking import configure
 

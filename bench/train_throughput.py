@@ -29,14 +29,23 @@ import time
 from datetime import date
 
 from _common import (
-    SMOKE_AS_OF, SMOKE_PIPELINE, SMOKE_WORK, add_output_args, json_path, machine_info, now, say, smoke_defaults,
-    smoke_lakehouse, write_json,
+    SMOKE_AS_OF,
+    SMOKE_PIPELINE,
+    SMOKE_WORK,
+    add_output_args,
+    json_path,
+    machine_info,
+    now,
+    say,
+    smoke_defaults,
+    smoke_lakehouse,
+    write_json,
 )
 from shoprec import paths
 from shoprec.config import load_config
 from shoprec.hybrid.dataset import MANIFEST
-from shoprec.stages.train_hybrid import horovodrun_command, training_spec
 from shoprec.hybrid.train import HISTORY
+from shoprec.stages.train_hybrid import horovodrun_command, training_spec
 
 MODES = (("plain model.fit, 1 process", "plain", 1), ("Horovod, 1 process", "horovod", 1),
          ("Horovod, 2 processes", "horovod", 2))

@@ -24,8 +24,8 @@ from pyspark.sql import functions as F
 
 from shoprec import columns as C
 from shoprec.config import load_config
-from shoprec.stages.ingest import run_ingest
 from shoprec.stages.context import JobContext
+from shoprec.stages.ingest import run_ingest
 from shoprec.tracking import job_run
 
 cfg = load_config(env, data_root=data_root)

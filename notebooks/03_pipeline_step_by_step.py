@@ -29,8 +29,8 @@ settings = overrides(parameter("settings", "", dbutils_))
 
 from datetime import date
 
-from shoprec.stages import bundles, context, evaluate, features, ingest, recommend, train_als, train_hybrid
 from shoprec.notebook import open_context
+from shoprec.stages import bundles, context, evaluate, features, ingest, recommend, train_als, train_hybrid
 
 ctx = open_context(env, data_root, settings)
 reports = {}

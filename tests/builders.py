@@ -14,6 +14,7 @@ from pyspark.sql import DataFrame, SparkSession
 from shoprec import columns as C
 from shoprec.ingest.silver import INTERACTIONS_SCHEMA, build_items, build_users
 
+
 def event(
     user: str | None,
     item: str,

@@ -47,7 +47,7 @@ class TemporalSplit:
     def as_of_ts(self) -> datetime:
         return _midnight(self.as_of)
 
-    def for_tuning(self) -> "TemporalSplit":
+    def for_tuning(self) -> TemporalSplit:
         """The split used while tuning: cutoff at the validation start, truth = validation window."""
         return TemporalSplit(self.validation_start, self.validation_days, self.validation_days)
 

@@ -5,6 +5,7 @@ import random
 
 import pytest
 from pyspark.sql import functions as F
+
 from shoprec import columns as C
 from shoprec.als.model import AlsParams, fit_als, item_factors, user_factors
 from shoprec.als.topn import top_n_for_users

@@ -6,6 +6,7 @@ from datetime import date
 
 import pytest
 from pyspark.sql import functions as F
+
 from shoprec import columns as C
 from shoprec.bundles import complete
 from shoprec.bundles import rules as R
@@ -13,7 +14,6 @@ from shoprec.bundles.baskets import baskets as basket_frame
 from shoprec.bundles.baskets import for_mining, recent_basket_items
 from shoprec.stages.bundles import bundles_stage
 from shoprec.stages.context import JobContext
-
 from tests.builders import event, interactions, rows_of, write_silver
 from tests.conftest import make_config
 

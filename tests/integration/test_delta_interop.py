@@ -32,28 +32,28 @@ def both(spark, data_root):
 def test_one_backend_writes_the_other_reads_appends_and_merges(spark, both, writer_name):
     spark_t, local_t = both
     writer, other = (spark_t, local_t) if writer_name == "spark" else (local_t, spark_t)
-    writer.overwrite(frame(spark, range(0, 30)), "silver.shared", partition_by=["country"])
-    assertDataFrameEqual(other.read("silver.shared"), frame(spark, range(0, 30)))
+    writer.overwrite(frame(spark, range(30)), "silver.shared", partition_by=["country"])
+    assertDataFrameEqual(other.read("silver.shared"), frame(spark, range(30)))
 
     other.append(frame(spark, range(30, 40)), "silver.shared")
     upsert = frame(spark, range(35, 45), price=-1.0)
     merged = other.merge(upsert, "silver.shared", keys=["id"])
     assert (merged.inserted, merged.updated) == (5, 5)
 
-    expected = frame(spark, range(0, 35)).unionByName(upsert)
+    expected = frame(spark, range(35)).unionByName(upsert)
     # Back to the first writer, and to delta-rs reading the log on its own.
     assertDataFrameEqual(writer.read("silver.shared"), expected)
     assert DeltaTable(writer.path("silver.shared")).to_pyarrow_table().num_rows == 45
     assert writer.version("silver.shared") == other.version("silver.shared") == 2
     assert writer.partition_columns("silver.shared") == ["country"]
     # Time travel across backends: version 0 is what the first writer wrote.
-    assertDataFrameEqual(other.read("silver.shared", version=0), frame(spark, range(0, 30)))
+    assertDataFrameEqual(other.read("silver.shared", version=0), frame(spark, range(30)))
 
 
 def test_partition_replace_by_one_backend_is_seen_by_the_other(spark, both):
     spark_t, local_t = both
     dec = dt.date(2011, 12, 1)
-    local_t.overwrite(frame(spark, range(0, 4)).unionByName(frame(spark, range(10, 13), as_of=dec)),
+    local_t.overwrite(frame(spark, range(4)).unionByName(frame(spark, range(10, 13), as_of=dec)),
                       "gold.recs", partition_by=["as_of"])
     spark_t.replace_partition(frame(spark, [100, 101]), "gold.recs", {"as_of": NOV})
     got = sorted((r.as_of, r.id) for r in local_t.read("gold.recs").collect())
@@ -66,7 +66,7 @@ def test_deletion_vectors_written_by_spark_are_refused_by_delta_rs_not_misread(s
     from delta.tables import DeltaTable as SparkDeltaTable
 
     spark_t, local_t = both
-    spark_t.overwrite(frame(spark, range(0, 100)).coalesce(1), "silver.dv")
+    spark_t.overwrite(frame(spark, range(100)).coalesce(1), "silver.dv")
     spark_t.set_properties("silver.dv", {"delta.enableDeletionVectors": "true"})
     SparkDeltaTable.forPath(spark, spark_t.path("silver.dv")).delete("id < 10")
     assert spark_t.read("silver.dv").count() == 90
@@ -80,7 +80,7 @@ def test_concurrent_appends_and_merges_under_spark_delta_lose_no_commit(spark, d
     Every call either commits (Delta retries our conflicts) or raises our clear conflict
     error; the rows add up to exactly what the committed calls wrote."""
     tables = open_tables(spark, str(data_root), "spark")
-    tables.overwrite(frame(spark, range(0, 50)), "silver.busy")
+    tables.overwrite(frame(spark, range(50)), "silver.busy")
     done = {"append": 0, "merge": 0, "conflicts": 0}
     errors: list[Exception] = []
     lock = threading.Lock()

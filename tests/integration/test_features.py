@@ -9,14 +9,14 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
+from shoprec.errors import ConfigError
 from shoprec.features.confidence import implicit_confidence
 from shoprec.features.context import with_context
-from shoprec.stages.features import WRITES, run_features
 from shoprec.features.text import fit_text_model
 from shoprec.features.user import user_features
 from shoprec.split import TemporalSplit
+from shoprec.stages.features import WRITES, run_features
 from shoprec.tracking import job_run, store_for
-from shoprec.errors import ConfigError
 from tests.builders import event, interactions, rows_of, write_silver
 from tests.conftest import make_config
 
@@ -206,9 +206,8 @@ def test_a_failing_features_run_leaves_every_gold_table_as_it_was(spark, cfg, ta
     before = snapshot(tables)
     # Item and user features are written before the context step meets the bad holiday.
     broken = make_config(data_root, 'features.holidays=["13-45"]')
-    with pytest.raises(ConfigError, match="13-45"):
-        with job_run(broken, "features") as run:
-            run_features(spark, broken, tables, SPLIT, run)
+    with pytest.raises(ConfigError, match="13-45"), job_run(broken, "features") as run:
+        run_features(spark, broken, tables, SPLIT, run)
     # Delta restores by committing the old files again: new versions, the old rows.
     assert snapshot(tables) == before
     assert tables.version(C.GOLD_ITEM_FEATURES) == 2 and tables.version(C.GOLD_CONTEXT) == 0

@@ -9,8 +9,8 @@ from datetime import date, datetime, timedelta
 
 import mlflow
 import numpy as np
-import pyarrow as pa
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
@@ -19,10 +19,10 @@ from shoprec import columns as C
 from shoprec.features.item import item_features
 from shoprec.hybrid import dataset
 from shoprec.hybrid import features as H
-from shoprec.stages.train_hybrid import _log_and_register, launch, training_spec
 from shoprec.hybrid.pyfunc import Scorer
 from shoprec.hybrid.train import MODEL_DIR, ranking_sums
 from shoprec.split import TemporalSplit
+from shoprec.stages.train_hybrid import _log_and_register, launch, training_spec
 from shoprec.tracking import configure
 from tests.builders import event, interactions
 from tests.conftest import make_config

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -77,7 +77,7 @@ def _assert_recommendations(data_root: Path, out: str) -> None:
     recs = pa.table(DeltaTable(str(data_root / "gold" / "recommendations")).to_pyarrow_table())
     silver = pa.table(DeltaTable(str(data_root / "silver" / "interactions")).to_pyarrow_table(
         columns=["user_id", "event_ts", "country"]))
-    cutoff = pa.scalar(datetime(2011, 11, 1, tzinfo=timezone.utc), type=silver.schema.field("event_ts").type)
+    cutoff = pa.scalar(datetime(2011, 11, 1, tzinfo=UTC), type=silver.schema.field("event_ts").type)
     before = silver.filter(pc.less(silver["event_ts"], cutoff))
     customers = set(before["user_id"].to_pylist()) - {None}
     users = set(recs["user_id"].to_pylist())
@@ -189,7 +189,7 @@ def test_every_job_runs_through_spark_submit_on_a_generated_event_log(tmp_path):
     recs = DeltaTable(str(root / "gold" / "recommendations")).to_pyarrow_table().to_pylist()
     silver = pa.table(DeltaTable(str(root / "silver" / "interactions")).to_pyarrow_table(
         columns=["user_id", "event_ts", "event_type"]))
-    cutoff = pa.scalar(datetime(2023, 11, 1, tzinfo=timezone.utc), type=silver.schema.field("event_ts").type)
+    cutoff = pa.scalar(datetime(2023, 11, 1, tzinfo=UTC), type=silver.schema.field("event_ts").type)
     before = silver.filter(pc.less(silver["event_ts"], cutoff))
     seen = set(before["user_id"].to_pylist()) - {None}
     served = {r["user_id"] for r in recs}

@@ -33,10 +33,10 @@ def lists(spark, users, as_of, salt=0):
 
 def many_small_versions(spark, tables):
     """Six commits, each adding a few small files: what repeated reruns leave behind."""
-    tables.overwrite(lists(spark, range(0, 10), NOV).repartition(3), RECS, partition_by=["as_of"])
+    tables.overwrite(lists(spark, range(10), NOV).repartition(3), RECS, partition_by=["as_of"])
     for batch in range(1, 5):
         tables.append(lists(spark, range(batch * 10, batch * 10 + 10), NOV).repartition(3), RECS)
-    tables.replace_partition(lists(spark, range(0, 20), DEC, salt=1).repartition(3), RECS, {"as_of": DEC})
+    tables.replace_partition(lists(spark, range(20), DEC, salt=1).repartition(3), RECS, {"as_of": DEC})
     return {v: tables.read(RECS, version=v).collect() for v in range(tables.version(RECS) + 1)}
 
 
@@ -64,7 +64,7 @@ def test_maintain_compacts_sets_properties_and_keeps_every_version_readable(spar
     if backend == "spark":
         # Change Data Feed from here on: a partition replace shows as deletes + inserts.
         start = tables.version(RECS) + 1
-        tables.replace_partition(lists(spark, range(0, 2), DEC, salt=9), RECS, {"as_of": DEC})
+        tables.replace_partition(lists(spark, range(2), DEC, salt=9), RECS, {"as_of": DEC})
         changes = tables.changes(RECS, start)
         kinds = {r["_change_type"]: r["count"] for r in changes.groupBy("_change_type").count().collect()}
         assert kinds == {"delete": 60, "insert": 6}  # the old December lists out, the new ones in
@@ -92,7 +92,7 @@ def test_vacuum_outside_the_window_removes_old_versions_only(spark, data_root, b
 
 def test_zorder_by_a_missing_column_and_unsafe_retention_are_refused(spark, data_root):
     tables = open_tables(spark, str(data_root), "spark")
-    tables.overwrite(lists(spark, range(0, 3), NOV), RECS, partition_by=["as_of"])
+    tables.overwrite(lists(spark, range(3), NOV), RECS, partition_by=["as_of"])
     with pytest.raises(TableError, match="cannot ZORDER gold.recommendations by customer: no such column"):
         tables.optimize(RECS, ["customer"])
     with pytest.raises(ConfigError, match="log_retention_days .* is shorter than maintain.vacuum_retention_hours"):

@@ -9,13 +9,13 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
-from shoprec.stages.train_als import run_train_als
 from shoprec.errors import ShoprecError
+from shoprec.evaluation.truth import user_segments
+from shoprec.split import TemporalSplit, purchases
 from shoprec.stages import evaluate as evaluation_job
 from shoprec.stages.evaluate import run_evaluate
-from shoprec.evaluation.truth import user_segments
 from shoprec.stages.features import run_features
-from shoprec.split import TemporalSplit, purchases
+from shoprec.stages.train_als import run_train_als
 from shoprec.tracking import job_run, store_for
 from tests.builders import event, rows_of, write_silver
 from tests.conftest import make_config

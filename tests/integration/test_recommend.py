@@ -8,6 +8,7 @@ from datetime import date
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
+
 from shoprec import columns as C
 from shoprec.candidates import sources as S
 from shoprec.ranking import explain, fusion, rerank
@@ -16,7 +17,6 @@ from shoprec.stages.features import features_stage
 from shoprec.stages.recommend import recommend_stage
 from shoprec.stages.train_als import train_als_stage
 from shoprec.stages.train_hybrid import train_hybrid_stage
-
 from tests.builders import event, interactions, rows_of, write_silver
 from tests.conftest import make_config
 from tests.integration.test_hybrid import TINY, group_shop

@@ -40,7 +40,7 @@ SCHEMA = "id int, name string, country string, as_of date, ts timestamp, price d
 def rows(n0: int, n1: int, as_of=dt.date(2011, 11, 1)):
     return [
         (i, f"item {i}", ["United Kingdom", "EIRE", None, "Côte d'Ivoire/x"][i % 4], as_of,
-         dt.datetime(2011, 1, 1, 10, tzinfo=dt.timezone.utc) + dt.timedelta(hours=i), i * 1.5)
+         dt.datetime(2011, 1, 1, 10, tzinfo=dt.UTC) + dt.timedelta(hours=i), i * 1.5)
         for i in range(n0, n1)
     ]
 
@@ -240,11 +240,10 @@ def test_merge_rejects_duplicate_source_keys(spark, tables):
 
 def test_all_or_nothing_rolls_every_table_back(spark, tables):
     tables.overwrite(spark.createDataFrame(rows(0, 3), SCHEMA), "silver.a")
-    with pytest.raises(RuntimeError, match="stage failed"):
-        with tables.all_or_nothing(["silver.a", "silver.b"]):
-            tables.append(spark.createDataFrame(rows(3, 5), SCHEMA), "silver.a")
-            tables.overwrite(spark.createDataFrame(rows(0, 1), SCHEMA), "silver.b")
-            raise RuntimeError("stage failed")
+    with pytest.raises(RuntimeError, match="stage failed"), tables.all_or_nothing(["silver.a", "silver.b"]):
+        tables.append(spark.createDataFrame(rows(3, 5), SCHEMA), "silver.a")
+        tables.overwrite(spark.createDataFrame(rows(0, 1), SCHEMA), "silver.b")
+        raise RuntimeError("stage failed")
     assert sorted(r.id for r in tables.read("silver.a").collect()) == [0, 1, 2]
     assert not tables.exists("silver.b")
 

@@ -5,7 +5,6 @@ import math
 from datetime import date
 
 import pytest
-
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
@@ -148,8 +147,8 @@ def test_time_report_follows_items_across_as_of_dates(spark, tmp_path):
 
     from mlflow import MlflowClient
 
-    from shoprec.stages.recommend import RECOMMENDATIONS_SCHEMA
     from shoprec.stages.context import JobContext
+    from shoprec.stages.recommend import RECOMMENDATIONS_SCHEMA
     from shoprec.stages.time_report import time_report_stage
     from tests.builders import write_silver
     from tests.conftest import make_config

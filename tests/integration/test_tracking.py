@@ -46,9 +46,8 @@ def test_stage_runs_nest_under_an_active_pipeline_run(cfg):
     from shoprec.tracking import configure
 
     configure(cfg)
-    with mlflow.start_run(run_name="pipeline") as parent:
-        with job_run(cfg, "ingest") as child:
-            child_id = child.run_id
+    with mlflow.start_run(run_name="pipeline") as parent, job_run(cfg, "ingest") as child:
+        child_id = child.run_id
     client = MlflowClient(tracking_uri=store_for(cfg).tracking_uri)
     assert client.get_run(child_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
 
@@ -105,10 +104,9 @@ def test_model_versions_and_promotion_by_hand(cfg):
 
 
 def test_failed_job_run_is_tagged_failed(cfg):
-    with pytest.raises(ValueError):
-        with job_run(cfg, "ingest") as run:
-            run_id = run.run_id
-            raise ValueError("bad")
+    with pytest.raises(ValueError), job_run(cfg, "ingest") as run:
+        run_id = run.run_id
+        raise ValueError("bad")
     client = MlflowClient(tracking_uri=store_for(cfg).tracking_uri)
     got = client.get_run(run_id)
     assert got.data.tags["shoprec.outcome"] == "failed"

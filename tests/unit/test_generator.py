@@ -11,7 +11,7 @@ import json
 import os
 import re
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pyarrow as pa
@@ -172,15 +172,15 @@ def test_column_values_follow_the_contract(big, big_df):
 def test_timestamps_within_the_requested_days(big):
     _, table = big
     bounds = pc.min_max(table.column("event_time")).as_py()
-    assert bounds["min"] >= datetime(2023, 1, 1, tzinfo=timezone.utc)
-    assert bounds["max"] < datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert bounds["min"] >= datetime(2023, 1, 1, tzinfo=UTC)
+    assert bounds["max"] < datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def test_short_custom_date_range(tmp_path):
     result = generate(str(tmp_path), users=100, items=50, events=5_000, start_date="2024-02-27", days=3)
     times = read_parquet(result).column("event_time").to_pylist()
-    assert min(times) >= datetime(2024, 2, 27, tzinfo=timezone.utc)
-    assert max(times) < datetime(2024, 3, 1, tzinfo=timezone.utc)
+    assert min(times) >= datetime(2024, 2, 27, tzinfo=UTC)
+    assert max(times) < datetime(2024, 3, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])

@@ -36,7 +36,7 @@ popularity bias, intra-list diversity; and a sampled AUC of the list ranking.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F

@@ -5,7 +5,7 @@ for the context of ``as_of`` itself (one row) as well as for history events.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F

@@ -9,8 +9,8 @@ A spec is either a fixed day ``"MM-DD"`` or the name of a movable holiday:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
-from typing import Callable, Iterable, Sequence
 
 from shoprec.errors import ConfigError
 

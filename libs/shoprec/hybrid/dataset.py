@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import time as dtime
-from typing import Iterator
 
 import numpy as np
 import pandas as pd

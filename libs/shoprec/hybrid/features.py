@@ -21,7 +21,7 @@ Raw example columns (``RAW_COLUMNS``)::
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd

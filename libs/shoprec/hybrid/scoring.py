@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import calendar
 import os
+from collections.abc import Iterator
 from datetime import datetime
 from datetime import time as dtime
-from typing import Iterator
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -100,7 +100,7 @@ def scoring_features(
     return out.select(*extra, *[c for c in H.RAW_COLUMNS if c not in extra and (with_text or c != C.TEXT_VECTOR)])
 
 
-def item_text_table(item_features: DataFrame) -> tuple[list[str], "object"]:
+def item_text_table(item_features: DataFrame) -> tuple[list[str], object]:
     """(item ids, float32 matrix [items + 1, dim]) of the items' text vectors; the last row is
     zeros (unknown items). One row per item, collected to be broadcast: the catalog, not pairs."""
     import numpy as np
@@ -155,7 +155,7 @@ def score_pairs(features: DataFrame, model_dir: str, manifest_path: str, shipped
 _LOOKUPS: dict[int, tuple] = {}
 
 
-def _text_lookup(table: tuple[list[str], "object"]) -> tuple:
+def _text_lookup(table: tuple[list[str], object]) -> tuple:
     """(Arrow array of item ids, matrix), built once per worker and broadcast value."""
     import pyarrow as pa
 

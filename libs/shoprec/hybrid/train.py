@@ -23,7 +23,8 @@ import math
 import os
 import sys
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,7 +62,7 @@ class _Single:
 
 class _Horovod(_Single):
     def __init__(self):
-        import horovod.tensorflow as hvd_tf  # noqa: F401  (ops and broadcast_variables)
+        import horovod.tensorflow as hvd_tf  # ops and broadcast_variables
         import horovod.tensorflow.keras as hvd
 
         hvd.init()
@@ -274,7 +275,7 @@ def train(spec: Mapping[str, Any], distributed: bool = True) -> dict:
     epochs = validation.epochs
     train_seconds = sum(e["epoch_seconds"] for e in epochs)
     result = {
-        "rank": rank, "size": size, "threads": threads, "train_rows": int(len(y)), "valid_rows": int(len(y_val)),
+        "rank": rank, "size": size, "threads": threads, "train_rows": len(y), "valid_rows": len(y_val),
         "steps_per_epoch": steps, "batch_size": batch, "epochs_run": len(epochs),
         "best_epoch": validation.best_epoch, "val_ndcg_at_10": validation.best,
         "val_auc": next((e["val_auc"] for e in epochs if e["epoch"] == validation.best_epoch), None),

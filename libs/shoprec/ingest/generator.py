@@ -19,10 +19,10 @@ import os
 import re
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa

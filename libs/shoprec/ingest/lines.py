@@ -9,14 +9,13 @@ Only one small row per block comes back to the driver. One line is one record
 """
 from __future__ import annotations
 
-
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from shoprec.paths import local_path
 from shoprec.columns import META_LINE_NUMBER, META_RAW, META_SOURCE_FILE
 from shoprec.ingest.files import SourceFile
+from shoprec.paths import local_path
 
 _BLOCK = "_block"
 _MID = "_mid"

@@ -8,7 +8,7 @@ Everything reads the store the config points at (``tracking.configure``).
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -48,7 +48,7 @@ def stage_runs(cfg: Config, stage: str, metrics: str | None = None, max_results:
     rows = []
     for run in runs:
         row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
-               "started": datetime.fromtimestamp(run.info.start_time / 1000, tz=timezone.utc)}
+               "started": datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC)}
         row.update({column: run.data.tags.get(tag) for tag, column in TAGS.items()})
         row.update({k: v for k, v in sorted(run.data.metrics.items()) if pattern is None or pattern.search(k)})
         rows.append(row)
@@ -112,6 +112,6 @@ def model_versions(cfg: Config, name: str) -> pd.DataFrame:
         rows.append({"version": int(v.version), "aliases": ", ".join(sorted(aliases.get(str(v.version), []))),
                      "val_ndcg_at_10": float(tags["val_ndcg_at_10"]) if "val_ndcg_at_10" in tags else None,
                      "as_of": as_of_of(v), "run_id": v.run_id,
-                     "created": datetime.fromtimestamp(v.creation_timestamp / 1000, tz=timezone.utc),
+                     "created": datetime.fromtimestamp(v.creation_timestamp / 1000, tz=UTC),
                      "description": v.description, "promotion": tags.get("shoprec.promotion")})
     return pd.DataFrame(rows).sort_values("version", ascending=False, ignore_index=True)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Callable, Protocol, TextIO, TypeVar
+from typing import Protocol, TextIO, TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -34,7 +35,7 @@ class JobContext:
     out: TextIO | None = None   # None: sys.stdout as it is when printing
 
     @classmethod
-    def create(cls, cfg: Config, out: TextIO | None = None) -> "JobContext":
+    def create(cls, cfg: Config, out: TextIO | None = None) -> JobContext:
         from shoprec.spark import get_spark
 
         spark = get_spark(cfg.spark)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Mapping
+from datetime import UTC, datetime
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -122,7 +122,7 @@ def run_ingest(
         return IngestReport(adapter.source, (), skipped, 0, 0, 0, seconds=time.monotonic() - started,
                             table_versions=_versions(tables, adapter.source))
 
-    ingested_at = datetime.now(timezone.utc).replace(microsecond=0)
+    ingested_at = datetime.now(UTC).replace(microsecond=0)
     parsed: Parsed | None = None
     classified: DataFrame | None = None
     try:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from datetime import datetime
+from typing import Any, Protocol
 
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T

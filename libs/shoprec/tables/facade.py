@@ -5,7 +5,8 @@ import contextlib
 import datetime as dt
 import logging
 import os
-from typing import Any, Iterator, Literal, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -14,7 +15,6 @@ from pyspark.sql import types as T
 from shoprec import columns as C
 from shoprec.errors import SchemaMismatchError, TableError
 from shoprec.tables.base import (
-    nullable,
     HistoryEntry,
     MergeResult,
     TableBackend,
@@ -22,6 +22,7 @@ from shoprec.tables.base import (
     check_append_schema,
     check_table_name,
     is_table_name,
+    nullable,
     table_path,
 )
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 Backend = Literal["auto", "spark", "local"]
 
 
-def open_tables(spark: SparkSession, root: str, backend: Backend = "auto") -> "Tables":
+def open_tables(spark: SparkSession, root: str, backend: Backend = "auto") -> Tables:
     """A ``Tables`` on ``root`` with the backend chosen as ``storage.delta_backend`` says."""
     return Tables(spark, root, backend)
 
@@ -260,7 +261,7 @@ class Tables:
 # ---------------------------------------------------------------------- checks both backends share
 def _utc(ts: dt.datetime) -> dt.datetime:
     """Naive timestamps are UTC (the session time zone); aware ones are converted."""
-    return ts.replace(tzinfo=dt.timezone.utc) if ts.tzinfo is None else ts.astimezone(dt.timezone.utc)
+    return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
 
 
 def _check_same_schema(name: str, current: T.StructType, data: T.StructType) -> None:

@@ -24,8 +24,9 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -39,8 +40,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from shoprec.paths import local_path
 from shoprec.errors import ConcurrentWriteError, SchemaMismatchError, TableError, TableNotFoundError
+from shoprec.paths import local_path
 from shoprec.tables.base import HistoryEntry, MergeResult, WriteResult, nullable
 
 log = logging.getLogger(__name__)
