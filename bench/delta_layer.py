@@ -258,7 +258,8 @@ def delta_run(spark: SparkSession, tables: Tables, data: dict) -> tuple[dict, di
     counts = {}
     for name in (FLAT, BY_DATE):
         spark_n = tables.read(name).count()
-        secs, arrow_n = timed(lambda: deltalake.DeltaTable(tables.path(name)).to_pyarrow_dataset().count_rows())
+        secs, arrow_n = timed(
+            lambda name=name: deltalake.DeltaTable(tables.path(name)).to_pyarrow_dataset().count_rows())
         counts[name] = {"spark_rows": spark_n, "pyarrow_rows": arrow_n, "pyarrow_count_s": round(secs, 3)}
         assert arrow_n == spark_n, f"{name}: pyarrow counts {arrow_n} rows, Spark {spark_n}"
     d["pyarrow_count"] = counts[FLAT]["pyarrow_count_s"]
@@ -328,7 +329,8 @@ def print_table(report: dict) -> None:
     c = report["counts"]
     print()
     print(f"rows {c['rows']:,}; append {c['extra']:,}; merge source {c['upsert']:,} "
-          f"({c['updates']:,} updates + {c['inserts']:,} inserts) into {c['table']:,}; runs {report['args']['repeat']}; "
+          f"({c['updates']:,} updates + {c['inserts']:,} inserts) into {c['table']:,}; "
+          f"runs {report['args']['repeat']}; "
           "backends: spark = Spark's own Delta (delta-spark), local = delta-rs log + Spark Parquet I/O")
     sizes = report["runs"][-1]["sizes"]
     print("on disk after write: " + "; ".join(f"{k} {v['mb']} MB in {v['files']} files" for k, v in sizes.items()))

@@ -28,6 +28,7 @@ and 20,000 generated events: it checks the bench runs, its numbers mean nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import logging
@@ -239,10 +240,8 @@ class LogTimeline(logging.Handler):
         self.lines: list[tuple[float, str, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
+        with contextlib.suppress(Exception):  # never let the benchmark's bookkeeping break the job
             self.lines.append((round(time.perf_counter() - self.started, 2), record.name, record.getMessage()))
-        except Exception:  # never let the benchmark's bookkeeping break the job
-            pass
 
     def __enter__(self) -> LogTimeline:
         self.logger = logging.getLogger("shoprec")

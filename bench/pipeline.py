@@ -20,6 +20,7 @@ bench/train_throughput.py --smoke then read from ``<work>/synthetic``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -95,18 +96,16 @@ class PeakMemory:
                 return
             total = 0
             for proc in procs:
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     total += proc.memory_info().rss
-                except psutil.NoSuchProcess:
-                    pass
             self.peak = max(self.peak, total)
             self._stop.wait(self.every)
 
 
 def run_pipeline(root: str, args: list[str], log_path: str) -> tuple[float, int]:
     env = bench_env()
-    cmd = [shoprec_bin(), "pipeline", "--data-root", root, "--set", "spark.launch_settings.spark.ui.showConsoleProgress=false",
-           *args]
+    cmd = [shoprec_bin(), "pipeline", "--data-root", root,
+           "--set", "spark.launch_settings.spark.ui.showConsoleProgress=false", *args]
     say("  " + " ".join(cmd))
     started = time.perf_counter()
     with open(log_path, "w") as log:
@@ -154,8 +153,8 @@ def synthetic(args) -> dict:
     if args.smoke:
         mark_smoke_lakehouse(root)  # bench/scoring.py and train_throughput.py --smoke reuse it
     return {"dataset": f"synthetic event log ({args.events:,} events, {args.users:,} users, {args.items:,} items)",
-            "overrides": args.synthetic_overrides, "wall_seconds": round(wall, 1), "peak_rss_gb": round(peak / 2**30, 2),
-            "stages": stage_seconds(root)}
+            "overrides": args.synthetic_overrides, "wall_seconds": round(wall, 1),
+            "peak_rss_gb": round(peak / 2**30, 2), "stages": stage_seconds(root)}
 
 
 def main(argv=None) -> int:

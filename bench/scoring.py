@@ -173,7 +173,7 @@ def main(argv=None) -> int:
         items = open_tables(spark, cfg.data_root, cfg.storage.delta_backend).read(C.GOLD_ITEM_FEATURES).where(
             F.col(C.AS_OF) == F.lit(split.as_of))
 
-        def build(f, path=path):
+        def build(f, path=path, spark=spark, items=items):
             return shoprec_path(spark, f, model, args.batch_rows, items) if path == "shoprec" else \
                 default_path(spark, f, uri)
 
@@ -181,7 +181,8 @@ def main(argv=None) -> int:
         timed_noop(build(features.limit(WARM_UP_PAIRS)))
         say(f"{label}: scoring {rows:,} pairs ...")
         seconds = timed_noop(build(features if rows == n else features.limit(rows)))
-        results.append({"path": label, "pairs": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)})
+        results.append({"path": label, "pairs": rows, "seconds": round(seconds, 2),
+                        "rows_per_s": round(rows / seconds)})
         say(f"  {seconds:.1f} s, {rows / seconds:,.0f} rows/s")
     ratio = results[0]["rows_per_s"] / results[1]["rows_per_s"]
 

@@ -109,12 +109,14 @@ def run_mode(cfg, folder: str, out: str, kind: str, procs: int, epochs: int) -> 
     with open(os.path.join(out, HISTORY)) as fh:
         history = json.load(fh)
     r = history["result"]
-    return {"processes": procs, "threads_per_process": r["threads"], "samples_per_second": round(r["samples_per_second"], 1),
-            "train_seconds": round(r["train_seconds"], 2), "wall_seconds": round(wall, 2),
+    return {"processes": procs, "threads_per_process": r["threads"],
+            "samples_per_second": round(r["samples_per_second"], 1), "train_seconds": round(r["train_seconds"], 2),
+            "wall_seconds": round(wall, 2),
             "epochs": r["epochs_run"], "best_epoch": r["best_epoch"], "val_ndcg_at_10": round(r["val_ndcg_at_10"], 4),
             "val_auc": round(r["val_auc"], 4), "seconds_to_best": round(r["seconds_to_best"], 1),
             "steps_per_epoch": r["steps_per_epoch"], "batch_size_per_process": r["batch_size"],
-            "epoch_curve": [{k: e[k] for k in ("epoch", "loss", "val_ndcg_at_10", "epoch_seconds")} for e in history["epochs"]]}
+            "epoch_curve": [{k: e[k] for k in ("epoch", "loss", "val_ndcg_at_10", "epoch_seconds")}
+                            for e in history["epochs"]]}
 
 
 def quality(cfg, as_of: str) -> dict | None:
@@ -130,7 +132,8 @@ def quality(cfg, as_of: str) -> dict | None:
         if str(r["as_of"]) != as_of or r["segment"] not in ("warm", "all") or r["variant"] != "repeat":
             continue
         if (r["metric"], r["k"]) in (("ndcg", 10), ("recall", 20)):
-            out.setdefault(r["segment"], {}).setdefault(r["source"], {})[f"{r['metric']}_at_{r['k']}"] = round(r["value"], 4)
+            by_source = out.setdefault(r["segment"], {}).setdefault(r["source"], {})
+            by_source[f"{r['metric']}_at_{r['k']}"] = round(r["value"], 4)
     return out or None
 
 
@@ -150,7 +153,8 @@ def main(argv=None) -> int:
               "model": cfg.to_dict()["hybrid"]["model"], "modes": {}}
     for label, kind, procs in MODES:
         say(f"{label} ...")
-        report["modes"][label] = run_mode(cfg, folder, os.path.join(args.out, f"{kind}{procs}"), kind, procs, args.epochs)
+        report["modes"][label] = run_mode(cfg, folder, os.path.join(args.out, f"{kind}{procs}"), kind, procs,
+                                          args.epochs)
     plain = report["modes"][MODES[0][0]]["samples_per_second"]
     for label, _, _ in MODES:
         report["modes"][label]["ratio_vs_plain"] = round(report["modes"][label]["samples_per_second"] / plain, 3)
@@ -174,7 +178,8 @@ def print_report(report: dict) -> None:
         for segment, by_source in q.items():
             print(f"\n  quality on the evaluation window, {segment} users (repeat purchases count)")
             for source, m in sorted(by_source.items(), key=lambda kv: -kv[1].get("ndcg_at_10", 0)):
-                print(f"    {source:<18} NDCG@10 {m.get('ndcg_at_10', float('nan')):.4f}   Recall@20 {m.get('recall_at_20', float('nan')):.4f}")
+                print(f"    {source:<18} NDCG@10 {m.get('ndcg_at_10', float('nan')):.4f}   "
+                      f"Recall@20 {m.get('recall_at_20', float('nan')):.4f}")
     print(f"\nload average before {report['machine']['load_average_before'][0]:.2f}, "
           f"after {report['machine']['load_average_after'][0]:.2f}")
 

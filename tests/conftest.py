@@ -34,7 +34,8 @@ def spark(tmp_path_factory):
     from shoprec.spark import get_spark
 
     warehouse = tmp_path_factory.mktemp("warehouse")
-    cfg = make_config(tmp_path_factory.mktemp("lakehouse"), f"spark.launch_settings.spark.sql.warehouse.dir={warehouse}")
+    cfg = make_config(tmp_path_factory.mktemp("lakehouse"),
+                      f"spark.launch_settings.spark.sql.warehouse.dir={warehouse}")
     session = get_spark(cfg.spark)
     session.sparkContext.setLogLevel("ERROR")
     yield session

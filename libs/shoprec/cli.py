@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="write a synthetic event log with realistic skew",
                        description="Write a synthetic e-commerce event log (power-law popularity, sessions, "
                        "time-of-day and weekday patterns, devices, countries) plus an item catalog.",
-                       epilog="example:\n  shoprec generate --users 200000 --items 20000 --events 10000000 --out /tmp/ev",
+                       epilog="example:\n"
+                              "  shoprec generate --users 200000 --items 20000 --events 10000000 --out /tmp/ev",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--users", type=int, default=None)
     p.add_argument("--items", type=int, default=None)
@@ -104,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
          "hybrid model when one is registered). Prints the strongest rules and the next-basket hit rate "
          "against random popular items."),
         ("recommend", "write gold.recommendations: fused, re-ranked, explained, with cold-start lists",
-         "Gather candidates per user (the ALS top-N of gold.candidates, reorders, bought-together partners, content neighbours, popular "
-         "in the user's country and season, rules of gold.bundles their recent baskets fire), score them with "
+         "Gather candidates per user (the ALS top-N of gold.candidates, reorders, bought-together partners, "
+         "content neighbours, popular in the user's country and season, rules of gold.bundles their recent "
+         "baskets fire), score them with "
          "the champion hybrid model inside Spark, fuse w x ALS + (1 - w) x deep, add the seasonal lift and the "
          "hour/weekday fit (w and both context weights chosen on the validation window), diversify (MMR), "
          "explain each row and replace the as_of partition of gold.recommendations. Users without history get "
@@ -134,10 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
 
-    p = sub.add_parser("time-report", help="seasonal profiles and how items move in the recommendations across as_of dates",
+    p = sub.add_parser("time-report",
+                       help="seasonal profiles and how items move in the recommendations across as_of dates",
                        description="For a few example items (the pre-Christmas and summer items that hold the most "
-                       "slots and the steadiest best sellers, or --items), plot the monthly sales profile and their share of users' lists in every as_of "
-                       "partition of gold.recommendations; also the share of slots held by items that peak in "
+                       "slots and the steadiest best sellers, or --items), plot the monthly sales profile and "
+                       "their share of users' lists in every as_of partition of gold.recommendations; also the "
+                       "share of slots held by items that peak in "
                        "September-December. Plots and JSON go to <data-root>/_reports/time and to an MLflow run.",
                        epilog="example:\n  shoprec pipeline --as-of 2011-06-01 && shoprec pipeline --as-of 2011-11-01\n"
                               "  shoprec time-report --items 23084 85123A",
@@ -153,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "maintain.change_data_feed), OPTIMIZE it (ZORDER BY maintain.zorder_by, e.g. user_id for "
                        "gold.recommendations), then VACUUM with maintain.vacuum_retention_hours: every version "
                        "committed inside that window stays readable. Prints and logs file counts before/after.",
-                       epilog="examples:\n  shoprec maintain\n  shoprec maintain --set maintain.tables=[gold.recommendations]",
+                       epilog="examples:\n  shoprec maintain\n"
+                              "  shoprec maintain --set maintain.tables=[gold.recommendations]",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
 
@@ -225,7 +230,8 @@ def _generate(cfg, args: argparse.Namespace) -> int:
         bad_row_rate=g.bad_row_rate if args.bad_rate is None else args.bad_rate,
     )
     print(f"wrote {result.events:,} events ({result.bad_rows:,} deliberately bad) for {result.users:,} users "
-          f"and {result.items:,} items in {result.seconds:.1f} s ({result.events / max(result.seconds, 1e-9):,.0f} events/s)")
+          f"and {result.items:,} items in {result.seconds:.1f} s "
+          f"({result.events / max(result.seconds, 1e-9):,.0f} events/s)")
     print(f"  events:  {os.path.dirname(result.event_files[0])}  ({len(result.event_files)} files)")
     print(f"  catalog: {result.catalog_file}")
     return 0

@@ -88,7 +88,8 @@ def version_for(name: str, alias: str, as_of: str):
     usable = [v for v in client.search_model_versions(f"name='{name}'")
               if (as_of_of(v) or "9999") <= as_of]
     if not usable:
-        return None, f"{name}@{alias} (v{aliased.version}) is trained as of {trained}, after {as_of}, and no version is older"
+        return None, (f"{name}@{alias} (v{aliased.version}) is trained as of {trained}, after {as_of}, "
+                      "and no version is older")
     best = max(usable, key=lambda v: (as_of_of(v), int(v.version)))
     return best, (f"{alias} v{aliased.version} is trained as of {trained}, after {as_of}: "
                   f"v{best.version} (as of {as_of_of(best)}) serves instead")

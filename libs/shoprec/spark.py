@@ -123,7 +123,8 @@ def check_java() -> None:
     """Fail early, in one sentence, when Java 17+ is missing (Spark 4 needs it)."""
     java = os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
     if not java or not os.path.exists(java):
-        raise EnvironmentProblem("Java was not found", hint="install OpenJDK 17 and put java on PATH (or set JAVA_HOME)")
+        raise EnvironmentProblem("Java was not found",
+                                 hint="install OpenJDK 17 and put java on PATH (or set JAVA_HOME)")
     out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
     major = _java_major(out)
     if major is not None and major < _MIN_JAVA:

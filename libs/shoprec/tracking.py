@@ -59,10 +59,8 @@ def configure(cfg: Config) -> Store:
     mlflow.set_registry_uri(store.registry_uri)
     experiment = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
     if experiment is None:
-        try:
+        with contextlib.suppress(mlflow.exceptions.MlflowException):  # created by a concurrent job meanwhile
             mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=store.artifact_root)
-        except mlflow.exceptions.MlflowException:  # created by a concurrent job meanwhile
-            pass
     mlflow.set_experiment(cfg.mlflow.experiment)
     return store
 
@@ -116,7 +114,8 @@ def job_run(cfg: Config, stage: str, tags: Mapping[str, Any] | None = None) -> I
                 **git_tags(cfg), **(tags or {})}
     # "train-als 2011-11-01": the UI's run list tells stages and cutoffs apart at a glance.
     name = f"{stage} {all_tags['shoprec.as_of']}" if "shoprec.as_of" in all_tags else stage
-    with mlflow.start_run(run_name=name, nested=parent is not None, tags={k: str(v) for k, v in all_tags.items()}) as run:
+    with mlflow.start_run(run_name=name, nested=parent is not None,
+                          tags={k: str(v) for k, v in all_tags.items()}) as run:
         run_logger = RunLogger(run.info.run_id)
         plain = cfg.to_dict()
         run_logger.dict(plain, "config/resolved.yml")
@@ -136,7 +135,8 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, Mapping) and value and len(dotted.split(".")) < 3:
             out.update(_flatten(value, dotted + "."))
         else:
-            out[dotted] = yaml.safe_dump(value, default_flow_style=True).strip() if isinstance(value, (list, dict)) else value
+            out[dotted] = (yaml.safe_dump(value, default_flow_style=True).strip() if isinstance(value, (list, dict))
+                           else value)
     return out
 
 

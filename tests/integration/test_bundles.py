@@ -135,7 +135,8 @@ def test_tables_are_written_per_as_of_and_replaced_on_rerun(bundled):
     for name in (C.GOLD_BUNDLES, C.GOLD_BUNDLE_PARTNERS, C.GOLD_BUNDLE_RECOMMENDATIONS):
         assert second.table_versions[name] == first.table_versions[name] + 1
         assert ctx.tables.partition_columns(name) == [C.AS_OF]
-    assert (second.rules, second.users_with_recommendations) == (first.rules, first.users_with_recommendations) == (6, 9)
+    assert ((second.rules, second.users_with_recommendations)
+            == (first.rules, first.users_with_recommendations) == (6, 9))
     rules = ctx.tables.read(C.GOLD_BUNDLES)
     assert rules.count() == 6 and rules.where(F.col(C.LIFT) <= 1).count() == 0
     assert recs.count() == 4 * 2 + 2 * 1 + 2 * 2 + 3

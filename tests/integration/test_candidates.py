@@ -36,7 +36,8 @@ def test_popular_counts_each_buyer_once_weighted_by_recency(spark, ccfg):
         event("u2", "A", "2011-05-02 00:00"),
         # B: 1 buyer yesterday-ish -> ~0.98; C: 3 buyers 60 days ago -> 0.75
         event("u3", "B", "2011-05-31 00:00"),
-        event("u1", "C", "2011-04-02 00:00"), event("u2", "C", "2011-04-02 00:00"), event("u3", "C", "2011-04-02 00:00"),
+        event("u1", "C", "2011-04-02 00:00"), event("u2", "C", "2011-04-02 00:00"),
+        event("u3", "C", "2011-04-02 00:00"),
         event("u4", "D", "2011-01-01 00:00"),
         event("u5", "Z", "2011-06-01 00:00"), event("u6", "Z", "2011-06-02 00:00"),  # after as_of: ignored
     ]
@@ -51,7 +52,8 @@ def test_popular_counts_each_buyer_once_weighted_by_recency(spark, ccfg):
 
 def test_popular_by_country_serves_the_users_country_and_fills_from_the_global_list(spark, ccfg):
     rows = [
-        event("f1", "F1", "2011-05-30 10:00", country="France"), event("f2", "F1", "2011-05-30 10:00", country="France"),
+        event("f1", "F1", "2011-05-30 10:00", country="France"),
+        event("f2", "F1", "2011-05-30 10:00", country="France"),
         event("f1", "F2", "2011-05-30 10:00", country="France"),
         *[event(f"g{i}", "G", "2011-05-30 10:00") for i in range(5)],
         *[event(f"h{i}", "H", "2011-05-30 10:00") for i in range(4)],
@@ -83,12 +85,15 @@ def test_cooccurrence_recommends_what_was_bought_together_with_recent_items(spar
     ccfg = replace(ccfg, min_cooccurrence=2, recent_items=1)
     rows = []
     for b in range(3):  # A and B together in 3 baskets, A and C in 2, A and D once
-        rows += [event(f"x{b}", "A", "2011-05-01 10:00", basket=f"b{b}"), event(f"x{b}", "B", "2011-05-01 10:00", basket=f"b{b}")]
+        rows += [event(f"x{b}", "A", "2011-05-01 10:00", basket=f"b{b}"),
+                 event(f"x{b}", "B", "2011-05-01 10:00", basket=f"b{b}")]
     for b in range(2):
-        rows += [event(f"y{b}", "A", "2011-05-02 10:00", basket=f"c{b}"), event(f"y{b}", "C", "2011-05-02 10:00", basket=f"c{b}")]
+        rows += [event(f"y{b}", "A", "2011-05-02 10:00", basket=f"c{b}"),
+                 event(f"y{b}", "C", "2011-05-02 10:00", basket=f"c{b}")]
     rows += [event("z", "A", "2011-05-03 10:00", basket="d"), event("z", "D", "2011-05-03 10:00", basket="d")]
     rows += [event("me", "E", "2011-04-01 10:00"), event("me", "A", "2011-05-20 10:00", basket="mine")]
-    got = baselines.cooccurrence(interactions(spark, rows), users(spark, [("me", None), ("stranger", None)]), ccfg, AS_OF)
+    got = baselines.cooccurrence(interactions(spark, rows), users(spark, [("me", None), ("stranger", None)]), ccfg,
+                                 AS_OF)
     # Seed: me's latest item A. sim(A,B) = 3/sqrt(7*3), sim(A,C) = 2/sqrt(7*2); D is below min_cooccurrence.
     assert lists(got) == {"me": ["B", "C"]}
     scores = {r[C.ITEM_ID]: r[C.SCORE] for r in got.collect()}

@@ -114,7 +114,7 @@ def test_pipeline_runs_on_a_standalone_cluster_with_horovod_on_spark(standalone_
         [str(BIN / "spark-submit"), "--master", url, "--driver-memory", "2g", "--executor-memory", "1500m",
          "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.ui.enabled=false", *submit_jars(),
          "jobs/pipeline.py", "--env", "cluster", "--data-root", str(root), "--as-of", SUBMIT_AS_OF,
-         *sum((["--set", s] for s in sets), [])],
+         *[arg for s in sets for arg in ("--set", s)]],
         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=2700,
         env=_env(MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db", SHOPREC_DATA_ROOT=str(root)),
     )
@@ -138,6 +138,6 @@ def test_pipeline_runs_on_a_standalone_cluster_with_horovod_on_spark(standalone_
     sources = set(pa.table(DeltaTable(str(root / "gold" / "evaluation")).to_pyarrow_table())["source"].to_pylist())
     assert {"recommend", "als", "hybrid", "bundles", "popular"} <= sources
     # Executors ran in the workers' JVMs, not in the driver.
-    executors = [p for p in (tmp_path / "work0").glob("app-*/*")] + [p for p in (tmp_path / "work1").glob("app-*/*")]
+    executors = [*(tmp_path / "work0").glob("app-*/*"), *(tmp_path / "work1").glob("app-*/*")]
     assert len(executors) >= 2, executors
     assert all(p.poll() is None for p in procs)  # the cluster outlived the application

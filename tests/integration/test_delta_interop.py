@@ -88,14 +88,14 @@ def test_concurrent_appends_and_merges_under_spark_delta_lose_no_commit(spark, d
     def appender():
         for batch in range(4):
             start = 1000 + 100 * batch
-            _count(lambda: tables.append(frame(spark, range(start, start + 20)), "silver.busy"), "append")
+            _count(lambda start=start: tables.append(frame(spark, range(start, start + 20)), "silver.busy"), "append")
 
     def merger():
         for batch in range(4):
             # 5 existing ids updated, 5 new ids inserted per call
             ids = [*range(batch * 5, batch * 5 + 5), *range(5000 + batch * 5, 5000 + batch * 5 + 5)]
             upsert = frame(spark, ids).withColumn("price", F.lit(-1.0))
-            _count(lambda: tables.merge(upsert, "silver.busy", keys=["id"]), "merge")
+            _count(lambda upsert=upsert: tables.merge(upsert, "silver.busy", keys=["id"]), "merge")
 
     def _count(call, kind):
         try:

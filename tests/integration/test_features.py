@@ -110,7 +110,7 @@ def family_catalog(spark, per_family: int = 12):
 
 
 def cosine(a, b):
-    dot = sum(x * y for x, y in zip(a, b))
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
     return dot / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
 
 

@@ -6,6 +6,7 @@ import math
 import os
 import random
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -80,7 +81,7 @@ def _read(data, part: str) -> pd.DataFrame:
 
 
 def test_training_examples_negatives_windows_and_manifest(shop):
-    cfg, silver, data, _ = shop
+    cfg, _silver, data, _ = shop
     train, valid = _read(data, dataset.TRAIN), _read(data, dataset.VALID)
     validation_start = pd.Timestamp("2021-02-15", tz="UTC")
     assert train[C.EVENT_TS].max() < validation_start <= valid[C.EVENT_TS].min()
@@ -91,16 +92,17 @@ def test_training_examples_negatives_windows_and_manifest(shop):
         assert (per_example["size"] <= 1 + n).all()        # at most n negatives, n nearly always
         assert (per_example["size"] == 1 + n).mean() > 0.9  # (2n + 4 draws from this tiny catalog)
     # Training negatives: never an item the user bought in the training window.
-    bought = set(zip(train.loc[train[C.LABEL] == 1, C.USER_ID], train.loc[train[C.LABEL] == 1, C.ITEM_ID]))
+    bought = set(zip(train.loc[train[C.LABEL] == 1, C.USER_ID], train.loc[train[C.LABEL] == 1, C.ITEM_ID], strict=True))
     negatives = train[train[C.LABEL] == 0]
-    assert not any((u, i) in bought for u, i in zip(negatives[C.USER_ID], negatives[C.ITEM_ID]))
+    assert not any((u, i) in bought for u, i in zip(negatives[C.USER_ID], negatives[C.ITEM_ID], strict=True))
     # A negative shares its positive's context.
     ctx = train.groupby(C.EXAMPLE_ID)[[C.HOUR, C.WEEKDAY, C.COUNTRY, C.USER_PURCHASES]].nunique()
     assert (ctx == 1).all().all()
     # Validation negatives may be items bought earlier, and then say so.
     vneg = valid[valid[C.LABEL] == 0]
     assert (vneg[C.PAIR_PURCHASES] > 0).any()
-    m = json.load(open(data.manifest_path))
+    with open(data.manifest_path) as fh:
+        m = json.load(fh)
     assert "late_user" not in m["vocab"][C.USER_ID] and "late_item" not in m["vocab"][C.ITEM_ID]
     assert len(m["vocab"][C.USER_ID]) == 24 and m["vocab"][C.COUNTRY] == ["France", "United Kingdom"]
     assert m["counts"]["train_rows"] == len(train) and m["counts"]["valid_positives"] == int(valid[C.LABEL].sum())
@@ -117,7 +119,8 @@ def test_ranking_sums_hand_worked():
     assert auc_sum == pytest.approx(0.5 + 1.0)
     assert (n_ndcg, n_auc) == (2, 2)
     # a tie with a negative is not a win
-    assert ranking_sums(np.array([0, 0]), np.array([1.0, 0.0]), np.array([0.5, 0.5]))[0] == pytest.approx(1 / math.log2(3))
+    sums = ranking_sums(np.array([0, 0]), np.array([1.0, 0.0]), np.array([0.5, 0.5]))
+    assert sums[0] == pytest.approx(1 / math.log2(3))
 
 
 # ------------------------------------------------------------------------------ Horovod
@@ -132,7 +135,7 @@ def trained(shop):
 @pytest.mark.horovod
 def test_two_horovod_ranks_end_identical_and_learn_the_pattern(trained):
     spec, result, epochs = trained
-    ranks = [json.load(open(os.path.join(spec["out_dir"], f"rank{r}.json"))) for r in range(2)]
+    ranks = [json.loads(Path(spec["out_dir"], f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0]["weights_digest"] == ranks[1]["weights_digest"]
     assert ranks[0]["size"] == 2 and ranks[0]["train_rows"] + ranks[1]["train_rows"] > 0
     assert ranks[0]["steps_per_epoch"] == ranks[1]["steps_per_epoch"]

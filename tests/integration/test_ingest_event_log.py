@@ -81,7 +81,7 @@ def test_event_log_without_required_columns_is_refused(spark, tables, data_root,
         run_ingest(spark, cfg, tables, inputs=[str(path)])
     notjson = tmp_path / "events.jsonl"
     notjson.write_text("this is not json\n")
-    with pytest.raises(InputFormatError, match="events.jsonl is not JSON lines"):
+    with pytest.raises(InputFormatError, match=r"events\.jsonl is not JSON lines"):
         run_ingest(spark, cfg, tables, inputs=[str(notjson)])
 
 
@@ -99,7 +99,8 @@ def test_catalog_rows_without_or_repeating_an_id_are_quarantined_once(spark, tab
     report = run_ingest(spark, cfg, tables, inputs=[str(events)])
     assert (report.catalog_rows, report.catalog_quarantined) == (1, 2)
     bad = sorted((r.reason, r.reason_detail) for r in tables.read(C.quarantine_table("catalog")).collect())
-    assert bad == [("DUPLICATE", "item id repeated in the catalog (first row kept)"), ("MISSING_KEY", "item id is empty")]
+    assert bad == [("DUPLICATE", "item id repeated in the catalog (first row kept)"),
+                   ("MISSING_KEY", "item id is empty")]
     item = tables.read(C.SILVER_ITEMS).first()
     assert (item.item_id, item.description, item.category, item.last_price) == (
         "A1", "Red Mug. A red ceramic mug", "kitchen", 4.5)

@@ -116,7 +116,8 @@ def test_silver_interactions_hold_the_cleaned_rows(spark, cfg, tables, invoices)
     heart = items["85123A"]
     assert heart.description == "WHITE HANGING HEART T-LIGHT HOLDER"  # most frequent wins
     assert heart.last_price == 2.65  # price of the latest purchase
-    assert (heart.first_seen, heart.last_seen, heart.n_purchases) == (utc(2010, 12, 1, 8, 26), utc(2011, 6, 2, 11, 0), 3)
+    assert ((heart.first_seen, heart.last_seen, heart.n_purchases)
+            == (utc(2010, 12, 1, 8, 26), utc(2011, 6, 2, 11, 0), 3))
     assert items["22633"].n_events == 1  # anonymous sales count for items
 
     users = {r.user_id: r for r in tables.read(C.SILVER_USERS).collect()}
@@ -173,7 +174,7 @@ def test_files_in_the_wrong_format_stop_the_job_with_a_clear_error(spark, cfg, t
         run_ingest(spark, cfg, tables, inputs=[wrong])
     binary = tmp_path / "x.csv.gz"
     binary.write_bytes(b"PK\x03\x04 not gzip at all")
-    with pytest.raises(InputFormatError, match="x.csv.gz is named .gz but is not gzip-compressed"):
+    with pytest.raises(InputFormatError, match=r"x\.csv\.gz is named \.gz but is not gzip-compressed"):
         run_ingest(spark, cfg, tables, inputs=[str(binary)])
     with pytest.raises(InputFormatError, match="does not exist"):
         run_ingest(spark, cfg, tables, inputs=[str(tmp_path / "missing.csv")])
@@ -186,8 +187,10 @@ def test_xlsx_export_with_online_retail_ii_column_names(spark, cfg, tables, tmp_
     book = openpyxl.Workbook()
     sheet = book.active
     sheet.append(["Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price", "Customer ID", "Country"])
-    sheet.append(["489434", "85048", "15CM CHRISTMAS GLASS BALL 20 LIGHTS", 12, dt.datetime(2009, 12, 1, 7, 45), 6.95, 13085.0, "United Kingdom"])
-    sheet.append(["C489449", "22087", "PAPER BUNTING WHITE LACE", -12, dt.datetime(2009, 12, 1, 10, 33), 2.95, 16321.0, "Australia"])
+    sheet.append(["489434", "85048", "15CM CHRISTMAS GLASS BALL 20 LIGHTS", 12, dt.datetime(2009, 12, 1, 7, 45), 6.95,
+                  13085.0, "United Kingdom"])
+    sheet.append(["C489449", "22087", "PAPER BUNTING WHITE LACE", -12, dt.datetime(2009, 12, 1, 10, 33), 2.95,
+                  16321.0, "Australia"])
     sheet.append(["489435", "22350", "CAT BOWL", 12, dt.datetime(2009, 12, 1, 7, 46), 0, None, "United Kingdom"])
     path = tmp_path / "online_retail_II.xlsx"
     book.save(path)
@@ -202,7 +205,8 @@ def test_xlsx_export_with_online_retail_ii_column_names(spark, cfg, tables, tmp_
 def test_line_numbers_are_exact_across_file_splits(spark, cfg, tables, tmp_path):
     # A plain CSV larger than one split (spark.sql.files.maxPartitionBytes) is read by
     # several tasks; line numbers must still be the file's own.
-    many = [f"5{i:05d},{20000 + i % 500},ITEM {i % 500},{1 + i % 7},2011-0{1 + i % 9}-0{1 + i % 9} 10:00:00,1.25,{12000 + i % 300}.0,France"
+    many = [f"5{i:05d},{20000 + i % 500},ITEM {i % 500},{1 + i % 7},2011-0{1 + i % 9}-0{1 + i % 9} 10:00:00,1.25,"
+            f"{12000 + i % 300}.0,France"
             for i in range(60000)]
     path = write_csv(tmp_path / "big.csv", many, gz=False)
     spark.conf.set("spark.sql.files.maxPartitionBytes", "512k")

@@ -88,7 +88,7 @@ def _assert_recommendations(data_root: Path, out: str) -> None:
     assert all(r["rank_count"] == r["rank_max"] <= 10 for r in per_user)
     assert sum(r["rank_count"] == 10 for r in per_user) > 0.95 * len(per_user)
     assert all(recs["reason"].to_pylist()) and set(recs["model_name"].to_pylist()) >= {"shoprec-hybrid"}
-    bundled = [r for r in recs.filter(pc.equal(recs["source"], "bundle")).to_pylist()]
+    bundled = recs.filter(pc.equal(recs["source"], "bundle")).to_pylist()
     assert bundled and all(r["reason"].startswith("goes with ") for r in bundled)
     assert "gold.recommendations" in out and "shoprec-hybrid" in out and "champion" in out
 
@@ -173,7 +173,8 @@ def test_every_job_runs_through_spark_submit_on_a_generated_event_log(tmp_path):
     """generate -> ingest -> features -> train-als -> train-hybrid (2 Horovod ranks) -> bundles -> recommend
     -> evaluate, each as its own spark-submit application, as a cluster user would chain them."""
     root = tmp_path / "lakehouse"
-    common = ["--env", "local", "--data-root", str(root), "--as-of", SUBMIT_AS_OF, *sum((["--set", s] for s in SMALL), [])]
+    common = ["--env", "local", "--data-root", str(root), "--as-of", SUBMIT_AS_OF,
+              *[arg for s in SMALL for arg in ("--set", s)]]
     gen = tmp_path / "gen"
     steps = [
         ("generate", ["--users", "400", "--items", "150", "--events", "30000", "--seed", "3", "--out", str(gen)]),

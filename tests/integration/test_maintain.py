@@ -86,16 +86,18 @@ def test_vacuum_outside_the_window_removes_old_versions_only(spark, data_root, b
     assert removed == 18  # every pre-compaction file
     assertDataFrameEqual(tables.read(RECS), latest)
     assert sorted(r.user_id for r in latest) == sorted(r.user_id for r in versions[max(versions)])
-    with pytest.raises(Exception):  # the old files are gone: version 0 cannot be read any more
+    # The old files are gone: version 0 cannot be read any more. What fails is a JVM read whose
+    # Python exception class varies with the Spark version, hence the broad class.
+    with pytest.raises(Exception):  # noqa: B017  (see above)
         tables.read(RECS, version=0).collect()
 
 
 def test_zorder_by_a_missing_column_and_unsafe_retention_are_refused(spark, data_root):
     tables = open_tables(spark, str(data_root), "spark")
     tables.overwrite(lists(spark, range(3), NOV), RECS, partition_by=["as_of"])
-    with pytest.raises(TableError, match="cannot ZORDER gold.recommendations by customer: no such column"):
+    with pytest.raises(TableError, match=r"cannot ZORDER gold\.recommendations by customer: no such column"):
         tables.optimize(RECS, ["customer"])
-    with pytest.raises(ConfigError, match="log_retention_days .* is shorter than maintain.vacuum_retention_hours"):
+    with pytest.raises(ConfigError, match=r"log_retention_days .* is shorter than maintain\.vacuum_retention_hours"):
         check_maintain_config(dataclasses.replace(CFG, log_retention_days=1, vacuum_retention_hours=48))
 
 

@@ -30,7 +30,7 @@ def test_ingest_notebook_runs_and_shows_quality(spark, repo, tmp_path):
     ns = _run(repo, "01_ingest_and_quality.py", data_root=tmp_path / "lakehouse", inputs=source,
               settings="; ".join(TEST_OVERRIDES))
     assert (ns["report"].rows_in, ns["report"].rows_kept) == (19, 7)
-    reasons = dict(zip(ns["quarantine_by_reason"]["reason"], ns["quarantine_by_reason"]["count"]))
+    reasons = dict(zip(ns["quarantine_by_reason"]["reason"], ns["quarantine_by_reason"]["count"], strict=True))
     assert reasons["SIGN_MISMATCH"] == 2 and sum(reasons.values()) == 12
     top = ns["top_items"]
     assert top.iloc[0]["item_id"] == "85123A" and top.iloc[0]["baskets"] == 3

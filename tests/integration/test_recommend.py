@@ -29,7 +29,8 @@ def test_repeat_cooccurrence_and_popular_sources(spark):
     rows = [event("u", "A", "2021-01-01 10:00"), event("u", "B", "2021-01-01 10:00"),
             event("u", "A", "2021-01-20 10:00"),
             event("v", "A", "2021-01-05 10:00"), event("v", "C", "2021-01-05 10:00"),
-            event("w", "B", "2021-01-06 10:00", country="France"), event("w", "C", "2021-01-06 10:00", country="France")]
+            event("w", "B", "2021-01-06 10:00", country="France"),
+            event("w", "C", "2021-01-06 10:00", country="France")]
     history = interactions(spark, rows)
     users = spark.createDataFrame([("u",)], [C.USER_ID])
     repeat = S.repeat_candidates(history, users, 5)
@@ -50,7 +51,8 @@ def test_repeat_cooccurrence_and_popular_sources(spark):
     assert rows_of(lists.where(F.col(C.COUNTRY) == "France"), C.SCORE) == [("France", "A", 1), ("France", "B", 2)]
     assert rows_of(lists.where(F.col(C.COUNTRY) == "United Kingdom"), C.SCORE) == [
         ("United Kingdom", "A", 1), ("United Kingdom", "B", 2)]
-    placed = spark.createDataFrame([("x", "France"), ("y", "Narnia"), ("z", None)], f"{C.USER_ID} string, {C.COUNTRY} string")
+    placed = spark.createDataFrame([("x", "France"), ("y", "Narnia"), ("z", None)],
+                                   f"{C.USER_ID} string, {C.COUNTRY} string")
     served = S.popular_candidates(lists, placed, 1).select(C.USER_ID, C.ITEM_ID, C.ANCHOR)
     assert rows_of(served) == [("x", "A", "France"), ("y", "A", None), ("z", "A", None)]
 
@@ -66,14 +68,16 @@ def test_pool_keeps_one_row_per_pair_from_the_best_source(spark):
 
 def test_content_neighbours_are_cosine_nearest_and_never_the_item_itself(spark):
     items = spark.createDataFrame(
-        [("A", [1.0, 0.0]), ("B", [0.9, 0.1]), ("C", [0.0, 1.0]), ("D", None)], f"{C.ITEM_ID} string, {C.TEXT_VECTOR} array<double>")
+        [("A", [1.0, 0.0]), ("B", [0.9, 0.1]), ("C", [0.0, 1.0]), ("D", None)],
+        f"{C.ITEM_ID} string, {C.TEXT_VECTOR} array<double>")
     got = S.content_neighbours(items, 1).collect()
     assert {(r["item_a"], r["item_b"]) for r in got} == {("A", "B"), ("B", "A"), ("C", "B")}
 
 
 # ------------------------------------------------------------------------------ fusion
 def test_normalisation_and_fusion_per_user(spark):
-    df = spark.createDataFrame([("u", "A", 10.0, 0.2), ("u", "B", 0.0, 0.8), ("u", "C", None, 0.5), ("v", "A", 3.0, 0.1)],
+    df = spark.createDataFrame([("u", "A", 10.0, 0.2), ("u", "B", 0.0, 0.8), ("u", "C", None, 0.5),
+                                ("v", "A", 3.0, 0.1)],
                                f"{C.USER_ID} string, {C.ITEM_ID} string, {C.CF_SCORE} double, {C.DEEP_SCORE} double")
     n = fusion.with_normalised_scores(df, "minmax").withColumn(C.FUSED_SCORE, fusion.fused(0.25))
     got = {(r[C.USER_ID], r[C.ITEM_ID]): (r["_cf_n"], r["_deep_n"], r[C.FUSED_SCORE]) for r in n.collect()}
@@ -196,7 +200,7 @@ def test_every_user_seen_before_as_of_gets_k_recommendations(recommended):
 
 @pytest.mark.horovod
 def test_recommendations_follow_the_groups_and_are_stamped(recommended):
-    _, ctx, first, _, recs, out = recommended
+    _, ctx, _first, _, recs, out = recommended
     warm = recs[recs[C.USER_ID].str.match(r"^(red|blue)_user")]
     for user, rows in warm.groupby(C.USER_ID):
         colour = user.split("_")[0]
@@ -227,6 +231,6 @@ def test_new_items_enter_through_content_and_are_capped(recommended):
 
 @pytest.mark.horovod
 def test_rerun_replaces_the_partition(recommended):
-    _, ctx, first, second, recs, _ = recommended
+    _, _ctx, first, second, recs, _ = recommended
     assert second.table_version > first.table_version
     assert second.rows == first.rows == len(recs)

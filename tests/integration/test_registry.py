@@ -34,7 +34,8 @@ def test_serving_as_of_a_date_never_uses_a_model_of_later_data(cfg):
     assert backfill.describe().endswith("stays challenger (trained as of 2011-06-01, before the champion's 2011-11-01)")
     served = {day: version_for("shoprec-test", "champion", day) for day in ("2011-12-01", "2011-07-01", "2011-01-01")}
     assert (str(served["2011-12-01"][0].version), served["2011-12-01"][1]) == ("1", "")
-    assert str(served["2011-07-01"][0].version) == "2" and "v2 (as of 2011-06-01) serves instead" in served["2011-07-01"][1]
+    assert str(served["2011-07-01"][0].version) == "2"
+    assert "v2 (as of 2011-06-01) serves instead" in served["2011-07-01"][1]
     assert served["2011-01-01"][0] is None and "no version is older" in served["2011-01-01"][1]
 
 

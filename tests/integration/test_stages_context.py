@@ -32,10 +32,10 @@ def test_read_as_of_reads_one_partition(spark, tables):
 def test_required_and_optional_as_of_name_what_is_missing(spark, tables):
     _two_cutoffs(spark, tables)
     assert required_as_of(tables, C.GOLD_ITEM_FEATURES, JUNE).count() == 2
-    with pytest.raises(ShoprecError, match="gold.item_features has no rows for as_of 2021-08-01") as err:
+    with pytest.raises(ShoprecError, match=r"gold\.item_features has no rows for as_of 2021-08-01") as err:
         required_as_of(tables, C.GOLD_ITEM_FEATURES, date(2021, 8, 1))
     assert err.value.hint == "run shoprec features --as-of 2021-08-01 first"
-    with pytest.raises(ShoprecError, match="gold.bundles does not exist") as err:
+    with pytest.raises(ShoprecError, match=r"gold\.bundles does not exist") as err:
         required_as_of(tables, C.GOLD_BUNDLES, JUNE, writer="bundles")
     assert err.value.hint == "run shoprec bundles --as-of 2021-06-01 first"
     assert optional_as_of(tables, C.GOLD_BUNDLES, JUNE) is None

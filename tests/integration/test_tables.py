@@ -156,7 +156,8 @@ def test_two_concurrent_merges_do_not_lose_updates(spark, tables):
 
     def upsert(ids, price):
         try:
-            src = spark.createDataFrame(rows(0, 30), SCHEMA).filter(F.col("id").isin(ids)).withColumn("price", F.lit(price))
+            src = (spark.createDataFrame(rows(0, 30), SCHEMA).filter(F.col("id").isin(ids))
+                   .withColumn("price", F.lit(price)))
             tables.merge(src, "silver.upserts", keys=["id"])
         except Exception as exc:
             errors.append(exc)

@@ -77,7 +77,8 @@ def test_hour_and_weekday_profiles_and_the_time_fit(spark):
     fit = {(r[C.USER_ID], r[C.ITEM_ID]): r["fit"] for r in pairs.select(
         C.USER_ID, C.ITEM_ID, TP.time_fit(pairs["_u"], pairs[C.HOUR_SHARE], shop).alias("fit")).collect()}
     # u buys at 10 only: X (all at 10) fits 1 / (5/8); Y (a quarter at 10) fits a quarter of that.
-    assert fit[("u", "X")] == pytest.approx(math.log(8 / 5)) and fit[("u", "Y")] == pytest.approx(math.log(0.25 * 8 / 5))
+    assert fit[("u", "X")] == pytest.approx(math.log(8 / 5))
+    assert fit[("u", "Y")] == pytest.approx(math.log(0.25 * 8 / 5))
     assert fit[("v", "Y")] > fit[("v", "X")]
 
 
@@ -204,7 +205,8 @@ def test_context_search_drops_only_candidates_that_cannot_reach_a_top_10(spark):
 
     rr = make_config("/tmp/unused").recommend.rerank
     rnd = random.Random(7)
-    rows = [(f"u{u}", f"i{i}", 1.0 - i / 59, rnd.uniform(-1, 1), rnd.uniform(-2, 2)) for u in range(8) for i in range(60)]
+    rows = [(f"u{u}", f"i{i}", 1.0 - i / 59, rnd.uniform(-1, 1), rnd.uniform(-2, 2))
+            for u in range(8) for i in range(60)]
     rows += [("small", f"i{i}", 1.0 - i / 4, 0.0, 0.0) for i in range(5)]   # fewer than 10: all kept
     pool = spark.createDataFrame(rows, [C.USER_ID, C.ITEM_ID, C.FUSED_SCORE, C.SEASONAL_LIFT, C.TIME_FIT])
     truth = spark.createDataFrame([(u, f"i{rnd.randrange(60)}") for u in (f"u{n}" for n in range(8)) for _ in range(3)]

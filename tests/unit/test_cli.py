@@ -5,7 +5,8 @@ import pytest
 
 from shoprec.cli import build_parser, main
 
-COMMANDS = ["ingest", "generate", "features", "train-als", "train-hybrid", "bundles", "recommend", "evaluate", "pipeline", "time-report", "ui"]
+COMMANDS = ["ingest", "generate", "features", "train-als", "train-hybrid", "bundles", "recommend", "evaluate",
+            "pipeline", "time-report", "ui"]
 
 
 def test_top_level_help_lists_commands_and_examples(capsys):

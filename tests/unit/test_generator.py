@@ -54,12 +54,12 @@ def read_rows(result: GeneratorResult) -> list[tuple]:
             table = pq.read_table(path)
             seconds = table.column("event_time").cast(pa.timestamp("s", tz="UTC"))
             table = table.set_column(3, "event_time", pc.strftime(seconds, format=ISO))
-            rows += zip(*(table.column(c).to_pylist() for c in EVENT_COLUMNS))
+            rows += zip(*(table.column(c).to_pylist() for c in EVENT_COLUMNS), strict=True)
         elif path.endswith(".csv.gz"):
             with gzip.open(path, "rt", newline="") as fh:
                 reader = csv.reader(fh)
                 assert next(reader) == list(EVENT_COLUMNS)
-                rows += [_typed(dict(zip(EVENT_COLUMNS, r))) for r in reader]
+                rows += [_typed(dict(zip(EVENT_COLUMNS, r, strict=True))) for r in reader]
         else:
             with gzip.open(path, "rt") as fh:
                 for line in fh:
@@ -229,7 +229,7 @@ def test_rerun_replaces_earlier_files(tmp_path):
 
 
 def test_same_seed_same_data_other_seed_other_data(tmp_path):
-    args = dict(users=400, items=150, events=8_000, events_per_file=3_000)
+    args = {"users": 400, "items": 150, "events": 8_000, "events_per_file": 3_000}
     first = generate(str(tmp_path / "a"), seed=3, **args)
     again = generate(str(tmp_path / "b"), seed=3, **args)
     other = generate(str(tmp_path / "c"), seed=4, **args)
@@ -240,7 +240,7 @@ def test_same_seed_same_data_other_seed_other_data(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_text_formats_are_deterministic_with_bad_rows(tmp_path, fmt):
-    args = dict(users=300, items=100, events=6_000, fmt=fmt, bad_row_rate=0.05, seed=11)
+    args = {"users": 300, "items": 100, "events": 6_000, "fmt": fmt, "bad_row_rate": 0.05, "seed": 11}
     assert digests(generate(str(tmp_path / "a"), **args)) == digests(generate(str(tmp_path / "b"), **args))
 
 

@@ -30,5 +30,5 @@ def test_holiday_dates_are_sorted_unique_and_skip_missing_days():
 
 @pytest.mark.parametrize("spec", ["13-01", "02-30", "christmas", "12/25"])
 def test_a_bad_spec_is_a_config_error_naming_it(spec):
-    with pytest.raises(ConfigError, match="features.holidays"):
+    with pytest.raises(ConfigError, match=r"features\.holidays"):
         holiday_dates([spec], [2011])

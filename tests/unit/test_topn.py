@@ -78,7 +78,7 @@ def test_threshold_path_for_large_catalogs_matches_a_full_sort():
     exclude = [None] * 40
     exclude[1] = np.arange(0, 1003, 2)
     exclude[2] = np.arange(1003)  # everything excluded
-    top, scores = top_n_block(users, items, 10, exclude)
+    top, _scores = top_n_block(users, items, 10, exclude)
     want = brute_force(users, items, 10, exclude)
     for row in range(40):
         if row == 2:

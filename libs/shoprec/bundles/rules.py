@@ -76,6 +76,7 @@ def fired_rules(basket_items: DataFrame, rules: DataFrame) -> DataFrame:
                .join(F.broadcast(sides), on=C.ITEM_ID)
                .groupBy(C.USER_ID, C.RULE_ID, C.ANTECEDENT_SIZE).agg(F.count(F.lit(1)).alias("_matched"))
                .where(F.col("_matched") == F.col(C.ANTECEDENT_SIZE)))
-    fired = matched.join(F.broadcast(ided.drop(C.ANTECEDENT_SIZE)), on=C.RULE_ID).drop(C.RULE_ID, C.ANTECEDENT_SIZE, "_matched")
+    fired = (matched.join(F.broadcast(ided.drop(C.ANTECEDENT_SIZE)), on=C.RULE_ID)
+             .drop(C.RULE_ID, C.ANTECEDENT_SIZE, "_matched"))
     owned = basket_items.select(C.USER_ID, F.col(C.ITEM_ID).alias(C.CONSEQUENT_ITEM))
     return fired.join(owned, on=[C.USER_ID, C.CONSEQUENT_ITEM], how="left_anti")

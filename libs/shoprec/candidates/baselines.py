@@ -143,7 +143,8 @@ def popular_by_country(
     list; users without a country, or from a country nobody bought in, get the global list.
     """
     history = _history(history_purchases, as_of)
-    per_country = _ranked(_popularity(history.where(F.col(C.COUNTRY).isNotNull()), [C.COUNTRY], cfg, as_of), [C.COUNTRY])
+    per_country = _ranked(_popularity(history.where(F.col(C.COUNTRY).isNotNull()), [C.COUNTRY], cfg, as_of),
+                          [C.COUNTRY])
     located = users.select(C.USER_ID, C.COUNTRY).where(F.col(C.USER_ID).isNotNull() & F.col(C.COUNTRY).isNotNull())
     own = _serve(per_country, located.distinct(), [C.COUNTRY], _bought(history, cfg), cfg.n)
     return _filled(own, _global_lists(history, users, cfg, as_of), cfg.n)

@@ -94,7 +94,8 @@ def item_features(
     return joined.select(
         C.ITEM_ID,
         C.DESCRIPTION,
-        F.coalesce(F.col(C.CATEGORY), F.concat(F.lit("cluster_"), F.col(C.TEXT_CLUSTER).cast("string"))).alias(C.CATEGORY),
+        F.coalesce(F.col(C.CATEGORY),
+                   F.concat(F.lit("cluster_"), F.col(C.TEXT_CLUSTER).cast("string"))).alias(C.CATEGORY),
         C.TEXT_CLUSTER,
         C.TEXT_VECTOR,
         C.MEDIAN_PRICE,
@@ -106,7 +107,8 @@ def item_features(
         F.when(n_purchases > 0, F.coalesce(F.col(C.N_RETURNS), F.lit(0)) / n_purchases).alias(C.RETURN_RATE),
         F.coalesce(F.col(C.POPULARITY), F.lit(0.0)).alias(C.POPULARITY),
         # Smoothed so that 0 -> 0 sales is "flat" (1.0) and 0 -> 3 is not infinite.
-        ((F.coalesce(F.col("_recent"), F.lit(0)) + 1.0) / (F.coalesce(F.col("_previous"), F.lit(0)) + 1.0)).alias(C.TREND),
+        ((F.coalesce(F.col("_recent"), F.lit(0)) + 1.0)
+         / (F.coalesce(F.col("_previous"), F.lit(0)) + 1.0)).alias(C.TREND),
         C.FIRST_SOLD,
         C.LAST_SOLD,
     )

@@ -52,7 +52,8 @@ def item_month_index(history: DataFrame) -> DataFrame:
         Window.partitionBy(C.ITEM_ID)))
     sold = per_ym.groupBy(C.ITEM_ID, F.month("_ym").alias(C.MONTH)).agg(F.sum("_n").alias("_n"))
     # Months on sale without a sale of the item: 0; months before its launch stay unknown.
-    shares = (on_sale.join(sold, on=[C.ITEM_ID, C.MONTH], how="left").join(first.select(C.ITEM_ID, C.N_LINES), on=C.ITEM_ID)
+    shares = (on_sale.join(sold, on=[C.ITEM_ID, C.MONTH], how="left")
+              .join(first.select(C.ITEM_ID, C.N_LINES), on=C.ITEM_ID)
               .select(C.ITEM_ID, C.MONTH, ((F.coalesce(F.col("_n"), F.lit(0)) / F.col(C.N_LINES))
                                            / F.col("_shop_share")).alias("_index")))
     as_map = shares.groupBy(C.ITEM_ID).agg(F.map_from_entries(F.collect_list(F.struct(C.MONTH, "_index"))).alias("_m"))
@@ -137,7 +138,8 @@ def time_fit(user_share: Column, item_share: Column, shop_share: list[float]) ->
 
 def shop_time_shares(history: DataFrame) -> tuple[list[float], list[float]]:
     """The shop's purchase lines per hour of the day (24 shares) and per ISO weekday (7)."""
-    rows = history.groupBy(F.hour(C.EVENT_TS).alias("_h"), _iso_weekday().alias("_d")).count().collect()  # small: <= 168 rows
+    # small: <= 168 rows
+    rows = history.groupBy(F.hour(C.EVENT_TS).alias("_h"), _iso_weekday().alias("_d")).count().collect()
     total = sum(r["count"] for r in rows) or 1
     hours, days = [0.0] * 24, [0.0] * 7
     for r in rows:
@@ -151,7 +153,8 @@ def shop_time_shares_of(item_profiles: DataFrame) -> tuple[list[float], list[flo
     ``weekday_share``, ``n_lines``): every purchase line has an item, so the shop's share is
     the items' shares weighted by their lines; no second pass over the history."""
     n = F.col(C.N_LINES).cast("double")
-    sums = [F.sum(F.col(C.HOUR_SHARE)[b] * n) for b in range(24)] + [F.sum(F.col(C.WEEKDAY_SHARE)[d] * n) for d in range(7)]
+    sums = ([F.sum(F.col(C.HOUR_SHARE)[b] * n) for b in range(24)]
+            + [F.sum(F.col(C.WEEKDAY_SHARE)[d] * n) for d in range(7)])
     row = item_profiles.where(F.col(C.HOUR_SHARE).isNotNull()).agg(F.sum(n), *sums).first()  # small: one row of 32 sums
     total = float(row[0] or 0.0) or 1.0
     shares = [float(v or 0.0) / total for v in list(row)[1:]]
@@ -170,8 +173,8 @@ def item_time_profiles(history: DataFrame, as_of: date, horizon_days: int, min_l
     profiles = item_profiles(history)
     lift = seasonal_lift(profiles, as_of, horizon_days, min_lines)
     return (profiles.join(lift, on=C.ITEM_ID)
-            .select(C.ITEM_ID, C.MONTH_INDEX, C.PEAK_MONTH, C.SEASONALITY, C.SEASONAL_LIFT, C.HOUR_SHARE, C.WEEKDAY_SHARE,
-                    C.N_LINES))
+            .select(C.ITEM_ID, C.MONTH_INDEX, C.PEAK_MONTH, C.SEASONALITY, C.SEASONAL_LIFT, C.HOUR_SHARE,
+                    C.WEEKDAY_SHARE, C.N_LINES))
 
 
 def user_time_profiles(history: DataFrame) -> DataFrame:

@@ -216,7 +216,7 @@ def examples(
     cached.append(all_pos)
     content = item_features.select(C.ITEM_ID, C.CATEGORY, C.PRICE_BAND, C.TEXT_VECTOR)
     out = {}
-    for window, n_neg, salt in zip(windows(split), (hcfg.negatives, hcfg.validation_negatives), (0, 1)):
+    for window, n_neg, salt in zip(windows(split), (hcfg.negatives, hcfg.validation_negatives), (0, 1), strict=True):
         # Context once per positive (its negatives share it): one small calendar aggregate.
         pos = with_context(_in_window(all_pos, window), cfg.features.holidays).persist()
         cached.append(pos)

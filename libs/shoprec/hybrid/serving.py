@@ -4,8 +4,9 @@ The registered pyfunc holds the Keras SavedModel and the manifest as artifacts; 
 resolves and downloads that version once (``stages.models.resolve``, cached under
 ``<data_root>/_models``), this module adds
 the folder to the Spark job (``SparkContext.addFile`` in local mode, a zip through
-``addArchive`` on a cluster, so executors on other machines get it too) and scores with ``hybrid.scoring.score_pairs``: one model load per Python
-worker, Arrow batches encoded without pandas, no ``predict`` wrapper and no collect.
+``addArchive`` on a cluster, so executors on other machines get it too) and scores with
+``hybrid.scoring.score_pairs``: one model load per Python worker, Arrow batches encoded without
+pandas, no ``predict`` wrapper and no collect.
 """
 from __future__ import annotations
 

@@ -106,8 +106,10 @@ def open_text(path: str) -> io.TextIOBase:
             f"{path} is gzip-compressed but not named .gz", hint="rename it to end in .gz so Spark decompresses it"
         )
     if head.startswith((_ZIP_MAGIC, _PARQUET_MAGIC)):
-        raise InputFormatError(f"{path} is a binary file (zip/xlsx or Parquet), expected text", hint="set ingest.format")
-    raw = gzip.open(path, "rb") if head.startswith(_GZIP_MAGIC) else open(path, "rb")
+        raise InputFormatError(f"{path} is a binary file (zip/xlsx or Parquet), expected text",
+                               hint="set ingest.format")
+    # The stream is the caller's to close (it is returned), so no with block here.
+    raw = gzip.open(path, "rb") if head.startswith(_GZIP_MAGIC) else open(path, "rb")  # noqa: SIM115
     return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
 
 

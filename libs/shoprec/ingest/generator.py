@@ -15,6 +15,7 @@ price, quantity. The same seed and arguments give byte-identical data content.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -43,7 +44,7 @@ DEVICES = ("desktop", "mobile", "tablet", "app")
 CHUNK_EVENTS = 1_000_000
 
 _VIEW, _CART, _PURCHASE, _CLICKED = 0, 1, 2, 3
-_TYPE_NAMES = EVENT_TYPES + ("clicked",)
+_TYPE_NAMES = (*EVENT_TYPES, "clicked")
 
 # Mean session length 5 (geometric); capped so that no session can last a whole day,
 # which lets every session fit inside the requested date range without clipping times
@@ -433,7 +434,8 @@ def _catalog_table(items: int, category: np.ndarray, price: np.ndarray, names: l
     )
     item_id = _strings(_digit_matrix(b"i", np.arange(items), _IdFormats.item_width(items)))
     category_name = pc.take(pa.array(names), pa.array(category))
-    return pa.table(dict(zip(CATALOG_COLUMNS, (item_id, title, description, category_name, pa.array(price)))))
+    columns = (item_id, title, description, category_name, pa.array(price))
+    return pa.table(dict(zip(CATALOG_COLUMNS, columns, strict=True)))
 
 
 def _flat_vocab(names: list[str], field: int) -> tuple[pa.Array, tuple[np.ndarray, np.ndarray]]:
@@ -949,7 +951,7 @@ def _fixed_text(*parts: bytes | np.ndarray) -> pa.Array:
     widths = [len(p) if isinstance(p, bytes) else p.shape[1] for p in parts]
     out = np.empty((n, sum(widths)), dtype=np.uint8)
     col = 0
-    for part, width in zip(parts, widths):
+    for part, width in zip(parts, widths, strict=True):
         out[:, col:col + width] = np.frombuffer(part, dtype=np.uint8) if isinstance(part, bytes) else part
         col += width
     return _strings(out)
@@ -1039,7 +1041,7 @@ class _EventSink:
         if self.fmt == "parquet":
             self._parquet = None  # opened on the first table, which carries the schema
         else:
-            self._raw = open(self._tmp, "wb")
+            self._raw = open(self._tmp, "wb")  # noqa: SIM115  (kept open across writes; _finish or abort closes it)
             # Level 1: gzip at the default level would be the slowest part of the run,
             # for files only ~15% smaller.
             self._gzip = zlib.compressobj(1, zlib.DEFLATED, 31)
@@ -1098,7 +1100,5 @@ def _remove_old_event_files(events_dir: str) -> None:
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.remove(path)
-    except FileNotFoundError:
-        pass

@@ -45,7 +45,8 @@ def read_lines(spark: SparkSession, files: list[SourceFile]) -> tuple[DataFrame,
     running: dict[str, int] = {}
     for r in sorted(rows, key=lambda r: (r[_URI], r[_BLOCK])):
         start = running.get(r[_URI], 0)
-        offsets.append((r[_URI], r[_BLOCK], r["_first_mid"], start, by_path.get(local_path(r[_URI]), local_path(r[_URI]))))
+        local = local_path(r[_URI])
+        offsets.append((r[_URI], r[_BLOCK], r["_first_mid"], start, by_path.get(local, local)))
         running[r[_URI]] = start + r["_n"]
     offsets_df = spark.createDataFrame(
         offsets, f"{_URI} string, {_BLOCK} long, _first_mid long, _offset long, {META_SOURCE_FILE} string"

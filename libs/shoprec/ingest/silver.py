@@ -87,7 +87,8 @@ def build_items(interactions: DataFrame, catalog: DataFrame | None = None) -> Da
     )
     w = Window.partitionBy(C.ITEM_ID).orderBy(F.col("_n").desc(), F.col("_latest").desc(), F.col(C.DESCRIPTION))
     best_description = (
-        described.withColumn("_rank", F.row_number().over(w)).filter(F.col("_rank") == 1).select(C.ITEM_ID, C.DESCRIPTION)
+        described.withColumn("_rank", F.row_number().over(w)).filter(F.col("_rank") == 1)
+        .select(C.ITEM_ID, C.DESCRIPTION)
     )
     purchases = F.col(C.EVENT_TYPE) == C.PURCHASE
     stats = interactions.groupBy(C.ITEM_ID).agg(

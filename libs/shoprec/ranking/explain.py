@@ -34,7 +34,8 @@ def reason_column(anchor_named: Column) -> Column:
         F.when(src == C.SRC_BUNDLE, F.concat(F.lit("goes with "), anchor_named, F.lit(" from your recent basket")))
         .when(src == C.SRC_COOCCURRENCE, F.concat(F.lit("bought together with "), anchor_named))
         .when(src == C.SRC_CONTENT, F.concat(F.lit("similar to "), anchor_named, F.lit(" you bought")))
-        .when(src == C.SRC_NEW_ITEM, F.concat(F.lit("new in the shop, similar to "), anchor_named, F.lit(" you bought")))
+        .when(src == C.SRC_NEW_ITEM,
+              F.concat(F.lit("new in the shop, similar to "), anchor_named, F.lit(" you bought")))
         .when(src == C.SRC_REPEAT, orders)
         .when(src == C.SRC_ALS, F.lit("customers who buy what you buy also buy it"))
         .when(src == C.SRC_POPULAR_CONTEXT, F.concat(F.lit("popular in "), place, F.lit(" around this time of year")))

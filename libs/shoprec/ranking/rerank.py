@@ -210,7 +210,7 @@ def diversified_top_k(scored: DataFrame, vectors: DataFrame, rcfg: RecommendConf
     anchor_item, source_score (score = the final score of the chosen item)."""
     k = rcfg.k
     lam = float(rcfg.rerank.diversity_lambda)
-    max_new = int(math.floor(rcfg.cold_start.new_item_share * k))
+    max_new = math.floor(rcfg.cold_start.new_item_share * k)
     pool_n = max(k, rcfg.rerank.diversity_pool)
 
     w = Window.partitionBy(C.USER_ID).orderBy(F.col(C.FINAL_SCORE).desc(), F.col(C.ITEM_ID))

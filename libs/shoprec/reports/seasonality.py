@@ -118,7 +118,8 @@ def seasonal_slot_share(recs: DataFrame, profiles: DataFrame, min_lines: int) ->
     seasonal = seasonal_items(profiles, min_lines)
     n = seasonal.count()
     marked = recs.join(seasonal.withColumn("_seasonal", F.lit(1.0)), on=C.ITEM_ID, how="left")
-    rows = marked.groupBy(C.AS_OF).agg(F.avg(F.coalesce(F.col("_seasonal"), F.lit(0.0))).alias("_share")).collect()  # small: one row per as_of
+    # small: one row per as_of
+    rows = marked.groupBy(C.AS_OF).agg(F.avg(F.coalesce(F.col("_seasonal"), F.lit(0.0))).alias("_share")).collect()
     return n, {r[C.AS_OF].isoformat(): float(r["_share"]) for r in sorted(rows, key=lambda r: r[C.AS_OF])}
 
 

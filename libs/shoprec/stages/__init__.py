@@ -2,7 +2,8 @@
 resolves registered models.
 
 One module per stage (``ingest``, ``features``, ``train_als``, ``train_hybrid``, ``bundles``,
-``recommend``, ``evaluate``) plus ``pipeline`` (all of them in order), ``time_report`` and ``maintain`` (table housekeeping);
+``recommend``, ``evaluate``) plus ``pipeline`` (all of them in order), ``time_report`` and
+``maintain`` (table housekeeping);
 each has a ``run_<stage>(spark, cfg, tables, split, run)`` and a ``<stage>_stage(ctx, ...)``
 that opens the MLflow run and prints the summary. Everything below (``ingest`` adapters,
 ``features``, ``als``, ``hybrid``, ``candidates``, ``ranking``, ``bundles``, ``evaluation``) is

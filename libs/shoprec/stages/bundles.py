@@ -144,12 +144,14 @@ def _deep_scored(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
                          paths.model_cache(cfg.data_root), split.as_of)
     features_at = [optional_as_of(tables, name, split.as_of) for name in (C.GOLD_USER_FEATURES, C.GOLD_ITEM_FEATURES)]
     if model is None or any(f is None for f in features_at):
-        why = f"no champion hybrid trained by {split.as_of}" if model is None else f"no gold features for as_of {split.as_of}"
+        why = (f"no champion hybrid trained by {split.as_of}" if model is None
+               else f"no gold features for as_of {split.as_of}")
         return cands, None, f"{rules_only}; {why}"
     serving.ship(spark, model)
     personal = cands.where(F.col(C.TIER).isin(*complete.PERSONAL_TIERS)).select(C.USER_ID, C.ITEM_ID)
     features = scoring_features(personal, interactions, *features_at, split, cfg.features.holidays, with_text=False)
-    scores = serving.score(features, model, features_at[1]).select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).alias(C.DEEP_SCORE))
+    scores = (serving.score(features, model, features_at[1])
+              .select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).alias(C.DEEP_SCORE)))
     scored = cands.join(scores, on=[C.USER_ID, C.ITEM_ID], how="left")
     w = cfg.bundles.deep_weight
     return scored, model, (f"{1 - w:.2f} x rule rank + {w:.2f} x {model.name} v{model.version} rank "
@@ -204,7 +206,8 @@ def _examples(tables: Tables, split: TemporalSplit, names: DataFrame) -> list[st
     b = names.select(F.col(C.ITEM_ID).alias(C.CONSEQUENT_ITEM), F.col(C.DESCRIPTION).alias("_db"))
     rows = (strong.withColumn("_a", F.col(C.ANTECEDENT_ITEMS)[0]).join(a, on="_a", how="left")
             .join(b, on=C.CONSEQUENT_ITEM, how="left")
-            .orderBy(F.col(C.LIFT).desc(), F.col(C.BASKET_COUNT).desc(), "_a", C.CONSEQUENT_ITEM).collect())  # small: 4 x EXAMPLES rules
+            .orderBy(F.col(C.LIFT).desc(), F.col(C.BASKET_COUNT).desc(), "_a", C.CONSEQUENT_ITEM)
+            .collect())  # small: 4 x EXAMPLES rules
     out, seen = [], set()
     for r in rows:  # one line per pair, not both directions
         pair = frozenset((r["_a"], r[C.CONSEQUENT_ITEM]))

@@ -181,7 +181,7 @@ def _display_metrics(ks: tuple[int, ...]) -> list[tuple[str, int | None]]:
     # The console shows the headline metrics; gold.evaluation and MLflow hold all of them.
     per_k = [(m, k) for m in ("ndcg", "recall", "precision", "map", "hit_rate") for k in ks]
     beyond = [(m, k) for m in (M.COVERAGE, M.NOVELTY, M.POPULARITY_BIAS, M.DIVERSITY) for k in ks]
-    return per_k + [(M.MRR, None), (M.AUC, None)] + beyond
+    return [*per_k, (M.MRR, None), (M.AUC, None), *beyond]
 
 
 # ------------------------------------------------------------------------------ the job
@@ -354,7 +354,8 @@ def _truth_sets(sales: DataFrame, split: TemporalSplit) -> DataFrame:
     parts = []
     for variant, exclusion in ((C.VARIANT_REPEAT, False), (C.VARIANT_NEW, True)):
         truth = ground_truth(sales, split, "evaluation", history_exclusion=exclusion)
-        parts.append(truth.select(C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT), F.lit(C.SEGMENT_ALL).alias(_SCOPE)))
+        parts.append(truth.select(C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT),
+                                  F.lit(C.SEGMENT_ALL).alias(_SCOPE)))
         parts.append(
             truth.join(fresh_items, on=C.ITEM_ID, how="left_semi").select(
                 C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT), F.lit(C.SEGMENT_NEW_ITEMS).alias(_SCOPE)
@@ -523,7 +524,8 @@ def _write_tables(report: EvaluationReport, folder: str) -> list[str]:
     ).astype({C.K: "Int64"})
     csv_path = os.path.join(folder, "evaluation.csv")
     long.to_csv(csv_path, index=False)
-    long["metric_at_k"] = [M.metric_column(m, None if pd.isna(k) else int(k)) for m, k in zip(long[C.METRIC], long[C.K])]
+    long["metric_at_k"] = [M.metric_column(m, None if pd.isna(k) else int(k))
+                           for m, k in zip(long[C.METRIC], long[C.K], strict=True)]
     pivot = long.pivot_table(index=[C.SEGMENT, C.VARIANT, "metric_at_k"], columns=C.CANDIDATE_SOURCE,
                              values=C.VALUE, aggfunc="first")
     pivot = pivot[[s for s in report.sources if s in pivot.columns]]
@@ -545,7 +547,7 @@ def _plot(report: EvaluationReport, path: str) -> str | None:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
     plotted = False
-    for ax, metric in zip(axes, ("ndcg", "recall")):
+    for ax, metric in zip(axes, ("ndcg", "recall"), strict=True):
         for source in report.sources:
             points = [(k, report.value(source, segment, C.VARIANT_REPEAT, metric, k)) for k in report.ks]
             points = [(k, v) for k, v in points if v is not None]

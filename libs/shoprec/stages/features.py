@@ -75,7 +75,8 @@ class FeaturesReport:
         return lines
 
 
-def run_features(spark: SparkSession, cfg: Config, tables: Tables, split: TemporalSplit, run: RunLogger) -> FeaturesReport:
+def run_features(spark: SparkSession, cfg: Config, tables: Tables, split: TemporalSplit,
+                 run: RunLogger) -> FeaturesReport:
     """Compute and write the four gold feature tables for ``split.as_of``.
 
     Raises ``ShoprecError`` when the history before ``as_of`` holds no event.
@@ -106,8 +107,8 @@ def run_features(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
         # The profiles re-ranking reads (recommend computes them again for its validation cutoff).
         bought = purchases(split.history(interactions))
         rr = cfg.recommend.rerank
-        report.tables.append(_write(tables, TP.item_time_profiles(bought, split.as_of, rr.season_days,
-                                                                  rr.season_min_lines), C.GOLD_ITEM_TIME_PROFILES, split))
+        item_profiles = TP.item_time_profiles(bought, split.as_of, rr.season_days, rr.season_min_lines)
+        report.tables.append(_write(tables, item_profiles, C.GOLD_ITEM_TIME_PROFILES, split))
         report.tables.append(_write(tables, TP.user_time_profiles(bought), C.GOLD_USER_TIME_PROFILES, split))
     report.seconds = time.perf_counter() - started
     _log(run, report)

@@ -219,7 +219,8 @@ def _mark_duplicates(records: DataFrame, tables: Tables) -> DataFrame:
                              F.col(C.META_SOURCE_FILE))).over(order)
     ranked = records.withColumn("_copy", F.row_number().over(order)).withColumn("_first", first)
     if tables.exists(C.SILVER_INTERACTIONS):
-        existing = tables.read(C.SILVER_INTERACTIONS).select(C.INTERACTION_ID).distinct().withColumn("_in_silver", F.lit(True))
+        existing = (tables.read(C.SILVER_INTERACTIONS).select(C.INTERACTION_ID).distinct()
+                    .withColumn("_in_silver", F.lit(True)))
         ranked = ranked.join(existing, on=C.INTERACTION_ID, how="left")
     else:
         ranked = ranked.withColumn("_in_silver", F.lit(None).cast("boolean"))

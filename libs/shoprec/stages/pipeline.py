@@ -62,7 +62,7 @@ def _print_pipeline_summary(ctx: JobContext, evaluation: EvaluationReport, bundl
             ctx.say(f"    {name:<28} v{version:<4} {ctx.tables.path(name)}")
     for line in _model_lines(ctx):
         ctx.say(line)
-    ctx.say("  evaluation (NDCG@10, as_of %s, repeat purchases count):" % evaluation.as_of)
+    ctx.say(f"  evaluation (NDCG@10, as_of {evaluation.as_of}, repeat purchases count):")
     for segment in ("warm", "cold"):
         cells = []
         for source in evaluation.sources:

@@ -238,8 +238,9 @@ def _pool(inputs: Inputs, users: DataFrame, split: TemporalSplit, als: Als, bund
     history_all = split.history(inputs.interactions)
     history = purchases(history_all)
     placed = S.user_countries(history_all, users)
-    lists = S.country_lists(history, split.as_of, max(rcfg.k, rcfg.pool.popular), cfg.candidates.popularity_half_life_days,
-                            rcfg.rerank.season_days, cold.seasonal_weight, cold.min_country_buyers)
+    lists = S.country_lists(history, split.as_of, max(rcfg.k, rcfg.pool.popular),
+                            cfg.candidates.popularity_half_life_days, rcfg.rerank.season_days,
+                            cold.seasonal_weight, cold.min_country_buyers)
     pool = S.build_pool(history, placed, als.top_n, inputs.neighbours, inputs.fresh, lists, rcfg, cfg.candidates,
                         bundles)
     return pool, lists
@@ -285,7 +286,8 @@ def _tuned(tables: Tables, inputs: Inputs, split: TemporalSplit) -> Tuned:
         return tuned
     als = _factors(tables, C.GOLD_ALS_VALIDATION_USER_FACTORS, C.GOLD_ALS_VALIDATION_ITEM_FACTORS, split)
     if not als.known and search_weight:
-        tuned.weight, tuned.note = 0.0, f"no {C.GOLD_ALS_VALIDATION_USER_FACTORS} for as_of {split.as_of}: deep scores only"
+        tuned.weight = 0.0
+        tuned.note = f"no {C.GOLD_ALS_VALIDATION_USER_FACTORS} for as_of {split.as_of}: deep scores only"
         search_weight = False
     if not als.known and model is None:
         tuned.context_note = "nothing scores the validation pool (no ALS validation factors, no hybrid): not searched"

@@ -67,9 +67,11 @@ class AlsReport:
                 p = t.params
                 best = "  <- best" if p == self.params else ""
                 lines.append(f"    rank {p.rank:>3}  reg {p.reg_param:<6g} alpha {p.alpha:<6g}"
-                             f" NDCG@10 {t.ndcg_at_10:.4f}  Recall@10 {t.recall_at_10:.4f}  fit {t.fit_seconds:5.1f} s{best}")
-        lines.append(f"  final model: rank {self.params.rank}, reg {self.params.reg_param:g}, alpha {self.params.alpha:g},"
-                     f" {self.params.max_iter} iterations on {self.n_ratings:,} (user, item) pairs"
+                             f" NDCG@10 {t.ndcg_at_10:.4f}  Recall@10 {t.recall_at_10:.4f}"
+                             f"  fit {t.fit_seconds:5.1f} s{best}")
+        lines.append(f"  final model: rank {self.params.rank}, reg {self.params.reg_param:g},"
+                     f" alpha {self.params.alpha:g}, {self.params.max_iter} iterations"
+                     f" on {self.n_ratings:,} (user, item) pairs"
                      f" ({self.n_users:,} users x {self.n_items:,} items): fit {self.fit_seconds:.1f} s")
         lines.append(f"  top-N for all users (blocked): {self.n_candidates:,} candidates in {self.topn_seconds:.1f} s")
         if self.promotion:

@@ -167,7 +167,7 @@ def launch(spec: dict, num_proc: int, launcher: str, spark: SparkSession | None 
         horovod.spark.run(_spark_rank, args=(spec,), num_proc=num_proc, use_gloo=True, use_mpi=False)
     else:
         raise ShoprecError(f"hybrid.launcher {launcher!r} is not one of auto, horovodrun, spark")
-    ranks = [json.load(open(os.path.join(out, f"rank{r}.json"))) for r in range(num_proc)]
+    ranks = [_read_json(os.path.join(out, f"rank{r}.json")) for r in range(num_proc)]
     digests = {r["weights_digest"] for r in ranks}
     if len(digests) != 1:
         raise ShoprecError(f"Horovod ranks ended with different weights ({len(digests)} distinct digests)",
@@ -175,6 +175,11 @@ def launch(spec: dict, num_proc: int, launcher: str, spark: SparkSession | None 
     with open(os.path.join(out, HISTORY)) as fh:
         history = json.load(fh)
     return history["result"], history["epochs"]
+
+
+def _read_json(path: str) -> dict:
+    with open(path) as fh:
+        return json.load(fh)
 
 
 def horovodrun_command(spec_path: str, num_proc: int) -> list[str]:
@@ -210,14 +215,15 @@ def _als_init(tables: Tables, split: TemporalSplit, manifest: dict, path: str) -
     import numpy as np
 
     out = {}
-    for key, table, id_col in (("user", C.GOLD_ALS_USER_FACTORS, C.USER_ID), ("item", C.GOLD_ALS_ITEM_FACTORS, C.ITEM_ID)):
+    for key, table, id_col in (("user", C.GOLD_ALS_USER_FACTORS, C.USER_ID),
+                               ("item", C.GOLD_ALS_ITEM_FACTORS, C.ITEM_ID)):
         pdf = required_as_of(tables, table, split.as_of).select(id_col, C.FACTORS).toPandas()  # bounded: one row per id
         vocab = manifest["vocab"][id_col]
         rank = len(pdf[C.FACTORS].iloc[0])
         rng = np.random.default_rng(0)
         matrix = rng.normal(0, 0.01, (len(vocab) + 1, rank)).astype(np.float32)
         position = {v: i + 1 for i, v in enumerate(vocab)}
-        for ident, vec in zip(pdf[id_col], pdf[C.FACTORS]):
+        for ident, vec in zip(pdf[id_col], pdf[C.FACTORS], strict=True):
             if ident in position:
                 matrix[position[ident]] = vec
         out[key] = matrix
@@ -230,7 +236,8 @@ def _log_training(run: RunLogger, cfg: Config, spec: dict, result: dict, epochs:
     run.params({"hybrid.launcher_processes": cfg.hybrid.num_proc, "hybrid.steps_per_epoch": result["steps_per_epoch"],
                 "hybrid.resolved_threads_per_rank": result["threads"]})
     run.metrics({k: float(result[k]) for k in ("val_ndcg_at_10", "val_auc", "samples_per_second", "fit_seconds",
-                                                 "seconds_to_best", "best_epoch", "epochs_run") if result.get(k) is not None})
+                                                 "seconds_to_best", "best_epoch", "epochs_run")
+                 if result.get(k) is not None})
     run.dict({"epochs": epochs, "result": result}, "hybrid/history.json")
     plot = _plot_curves(epochs, os.path.join(spec["out_dir"], "training_curves.png"))
     if plot:
