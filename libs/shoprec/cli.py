@@ -9,9 +9,13 @@ import logging
 import os
 import sys
 from datetime import date
+from typing import TYPE_CHECKING
 
 from shoprec import __version__
 from shoprec.errors import ShoprecError
+
+if TYPE_CHECKING:
+    from shoprec.config import Config
 
 EPILOG = """examples:
   shoprec pipeline                                  run everything on the shipped Online Retail data
@@ -169,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace) -> Config:
     from shoprec.config import load_config
 
     overrides = list(args.overrides)
@@ -218,7 +222,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate(cfg, args: argparse.Namespace) -> int:
+def _generate(cfg: Config, args: argparse.Namespace) -> int:
     from shoprec.ingest.generator import generate
 
     g = cfg.generate
@@ -237,7 +241,7 @@ def _generate(cfg, args: argparse.Namespace) -> int:
     return 0
 
 
-def _ui(cfg, port: int) -> int:
+def _ui(cfg: Config, port: int) -> int:
     import shutil
 
     from shoprec.tracking import configure, ui_command
@@ -247,8 +251,7 @@ def _ui(cfg, port: int) -> int:
     cmd[0] = shutil.which("mlflow") or os.path.join(os.path.dirname(sys.executable), "mlflow")
     print(f"MLflow UI for {cfg.data_root}: http://127.0.0.1:{port}  (Ctrl-C stops it)", flush=True)
     # Become the server process, so Ctrl-C and kill reach it directly.
-    os.execv(cmd[0], cmd)
-    return 0  # not reached
+    os.execv(cmd[0], cmd)  # does not return
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -606,7 +606,7 @@ def _build(cls: type, data: Any, where: str, origin: dict) -> Any:
 def _coerce(tp: Any, value: Any, key: str, origin: dict) -> Any:
     if isinstance(value, str):
         value = _interpolate(value, key, origin)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value if value is not None else {}, key, origin)
     org = typing.get_origin(tp)
     args = typing.get_args(tp)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from datetime import date
+from typing import Any
 
 from shoprec import paths
 from shoprec.config import load_config
 from shoprec.stages.context import JobContext
 
 
-def parameter(name: str, default: str, dbutils=None) -> str:
+def parameter(name: str, default: str, dbutils: Any = None) -> str:
     """A widget value on Databricks (pass the notebook's ``dbutils``), else
     ``$SHOPREC_NB_<NAME>``, else ``default``."""
     if dbutils is not None:

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +68,13 @@ def should_promote(value: float, champion_value: float | None, higher_is_better:
     return value > champion_value if higher_is_better else value < champion_value
 
 
-def as_of_of(version) -> str | None:
+def as_of_of(version: ModelVersion) -> str | None:
     """The cutoff a model version was trained as of (ISO date), from its tags."""
     tags = version.tags or {}
     return next((tags[t] for t in AS_OF_TAGS if tags.get(t)), None)
 
 
-def version_for(name: str, alias: str, as_of: str):
+def version_for(name: str, alias: str, as_of: str) -> tuple[ModelVersion | None, str]:
     """(the version to serve ``as_of`` with, a note): the alias's version when trained as of
     ``as_of`` or before; else the newest version trained by then (the alias's would score
     with what happened after as_of); (None, why) when no version qualifies or none has the alias."""
@@ -146,7 +150,7 @@ def register_and_promote(
     return registration
 
 
-def _metric_of(version, metric: str) -> float | None:
+def _metric_of(version: ModelVersion, metric: str) -> float | None:
     raw = (version.tags or {}).get(metric)
     try:
         return float(raw) if raw is not None else None

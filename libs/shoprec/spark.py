@@ -67,8 +67,10 @@ _QUIET_LOGGERS = ("org.apache.spark.sql.execution.window.WindowExec",)
 
 def _quiet_known_warnings(spark: SparkSession) -> None:
     try:
-        configurator = spark._jvm.org.apache.logging.log4j.core.config.Configurator
-        level = spark._jvm.org.apache.logging.log4j.Level.ERROR
+        jvm = spark._jvm
+        assert jvm is not None  # a classic session (the except covers the others)
+        configurator = jvm.org.apache.logging.log4j.core.config.Configurator
+        level = jvm.org.apache.logging.log4j.Level.ERROR
         for name in _QUIET_LOGGERS:
             configurator.setLevel(name, level)
     except Exception:  # no JVM access (Spark Connect) or another logging backend: keep the noise
@@ -114,7 +116,9 @@ def _add_jvm_set(settings: dict[str, str], cfg: SparkConfig) -> None:
 def has_delta_classes(spark: SparkSession) -> bool:
     """True when Spark's own Delta (delta-spark JARs) is on the driver's classpath."""
     try:
-        return bool(spark._jvm.org.apache.spark.util.Utils.classIsLoadable("io.delta.tables.DeltaTable"))
+        jvm = spark._jvm
+        assert jvm is not None  # a classic session (the except covers the others)
+        return bool(jvm.org.apache.spark.util.Utils.classIsLoadable("io.delta.tables.DeltaTable"))
     except Exception:  # Spark Connect has no _jvm; Databricks always has Delta there
         return os.environ.get("DATABRICKS_RUNTIME_VERSION") is not None
 

@@ -93,6 +93,7 @@ def resolve_split(cfg: Config, interactions: DataFrame, as_of: date | None = Non
     Fails with a clear error when the cutoff leaves no history or no evaluation window.
     """
     bounds = interactions.agg(F.min(C.EVENT_TS).alias("first"), F.max(C.EVENT_TS).alias("last")).first()
+    assert bounds is not None  # a global aggregate: one row
     first, last = bounds["first"], bounds["last"]
     if first is None:
         raise SplitError("silver.interactions is empty", hint="run shoprec ingest first")

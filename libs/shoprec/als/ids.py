@@ -22,7 +22,9 @@ def new_indices(ids: DataFrame, existing: DataFrame | None, id_col: str, idx_col
     wanted = ids.select(F.col(id_col).cast("string").alias(id_col)).where(F.col(id_col).isNotNull()).distinct()
     if existing is None:
         return _number_from(wanted, id_col, idx_col, 0)
-    start = existing.agg(F.max(idx_col)).first()[0]  # one row
+    row = existing.agg(F.max(idx_col)).first()
+    assert row is not None  # a global aggregate: one row
+    start = row[0]
     start = -1 if start is None else start
     new = wanted.join(existing.select(id_col), on=id_col, how="left_anti")
     return _number_from(new, id_col, idx_col, start + 1)

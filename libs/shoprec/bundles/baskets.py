@@ -28,7 +28,7 @@ def product_purchases(interactions: DataFrame) -> DataFrame:
                               & F.col(C.BASKET_ID).isNotNull())
 
 
-def baskets(interactions: DataFrame, start, end) -> DataFrame:
+def baskets(interactions: DataFrame, start: date, end: date) -> DataFrame:
     """``basket_id, user_id, basket_ts, items, n_items`` for baskets placed in [start, end).
 
     ``items`` is sorted and distinct (FPGrowth rejects repeated items); ``user_id`` is
@@ -54,6 +54,7 @@ def for_mining(all_baskets: DataFrame, max_items: int) -> tuple[DataFrame, Baske
         F.sum(F.when(F.col(C.N_ITEMS) > max_items, 1).otherwise(0)).alias("too_large"),
         F.sum(F.when(F.col(C.N_ITEMS) == 1, 1).otherwise(0)).alias("single"),
     ).first()
+    assert row is not None  # a global aggregate: one row
     total, too_large = int(row["baskets"] or 0), int(row["too_large"] or 0)
     counts = BasketCounts(total, total - too_large, too_large, int(row["single"] or 0))
     return all_baskets.where(F.col(C.N_ITEMS) <= max_items).select(C.BASKET_ID, C.ITEMS), counts

@@ -14,7 +14,7 @@ score``: the rules know the pair, the model knows the person.
 """
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
@@ -27,7 +27,7 @@ PERSONAL_TIERS = (0, 1)
 _ORDER = "_order_score"
 
 
-def _best_per_item(df: DataFrame, order) -> DataFrame:
+def _best_per_item(df: DataFrame, order: list[Column]) -> DataFrame:
     w = Window.partitionBy(C.USER_ID, C.ITEM_ID).orderBy(*order)
     return df.withColumn("_n", F.row_number().over(w)).where(F.col("_n") == 1).drop("_n")
 

@@ -54,4 +54,5 @@ def hit_rates(lists: dict[str, DataFrame], truth: DataFrame, ks: tuple[int, ...]
             F.struct(F.lit(k).alias(C.K), F.col(f"k{k}").alias(C.HIT_RATE)) for k in ks])).alias("_x"), C.N_USERS)
         shaped = shaped.select(C.CANDIDATE_SOURCE, "_x.*", C.N_USERS)
         out = shaped if out is None else out.unionByName(shaped)
+    assert out is not None, "hit_rates needs at least one list"
     return out

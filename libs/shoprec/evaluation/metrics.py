@@ -389,7 +389,9 @@ def sampled_auc(
     per_user = sampled_auc_per_user(
         recs, truth, catalog, negatives_per_positive, seed, (), col_user, col_item, col_rank
     )
-    value = per_user.agg(F.avg(AUC)).first()[0]
+    row = per_user.agg(F.avg(AUC)).first()
+    assert row is not None  # a global aggregate: one row
+    value = row[0]
     return float(value) if value is not None else float("nan")
 
 
@@ -466,7 +468,9 @@ def catalog_coverage(
 ) -> float:
     """Share of the catalog that appears in at least one user's top k."""
     top = recs.where(F.col(col_rank) <= k)
-    distinct = top.agg(F.count_distinct(col_item).alias("n")).first()["n"]
+    row = top.agg(F.count_distinct(col_item).alias("n")).first()
+    assert row is not None  # a global aggregate: one row
+    distinct = row["n"]
     return distinct / max(n_catalog_items, 1)
 
 

@@ -47,9 +47,7 @@ def with_context(df: DataFrame, holidays: Sequence[str], ts_col: str = C.EVENT_T
     row, no join. ``years``: the years of ``ts_col`` when the caller knows them; otherwise
     one small aggregate finds them (which runs ``df``'s whole plan once).
     """
-    if holidays and years is None:
-        years = _years(df, ts_col)
-    dates = holiday_dates(holidays, years) if holidays else []
+    dates = holiday_dates(holidays, years if years is not None else _years(df, ts_col)) if holidays else []
     day = F.to_date(F.col(ts_col))
     if dates:
         calendar = F.array(*[F.lit(d) for d in dates])
@@ -71,6 +69,7 @@ def with_context(df: DataFrame, holidays: Sequence[str], ts_col: str = C.EVENT_T
 def _years(df: DataFrame, ts_col: str) -> range:
     # One tiny aggregate; an empty frame still gets a (harmless) calendar.
     bounds = df.agg(F.min(F.year(ts_col)).alias("lo"), F.max(F.year(ts_col)).alias("hi")).first()
+    assert bounds is not None  # a global aggregate: one row
     if bounds["lo"] is None:
         return range(0)
     return range(bounds["lo"], bounds["hi"] + 2)

@@ -156,6 +156,7 @@ def shop_time_shares_of(item_profiles: DataFrame) -> tuple[list[float], list[flo
     sums = ([F.sum(F.col(C.HOUR_SHARE)[b] * n) for b in range(24)]
             + [F.sum(F.col(C.WEEKDAY_SHARE)[d] * n) for d in range(7)])
     row = item_profiles.where(F.col(C.HOUR_SHARE).isNotNull()).agg(F.sum(n), *sums).first()  # small: one row of 32 sums
+    assert row is not None  # a global aggregate: one row
     total = float(row[0] or 0.0) or 1.0
     shares = [float(v or 0.0) / total for v in list(row)[1:]]
     return shares[:24], shares[24:]

@@ -19,14 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from datetime import time as dtime
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -76,7 +76,7 @@ def rank_files(files: list[str], rank: int, size: int) -> list[str]:
     return files[rank::size]
 
 
-def _midnight(d) -> datetime:
+def _midnight(d: date) -> datetime:
     return datetime.combine(d, dtime())
 
 
@@ -117,7 +117,7 @@ def basket_positives(interactions: DataFrame, split: TemporalSplit) -> DataFrame
     )
 
 
-def _days_between(later, earlier):
+def _days_between(later: Column, earlier: Column) -> Column:
     return (F.unix_micros(later) - F.unix_micros(earlier)) / F.lit(SECONDS_PER_DAY * 1e6)
 
 
@@ -132,7 +132,7 @@ def _in_window(df: DataFrame, window: ExampleWindow) -> DataFrame:
 def item_sampling_table(positives: DataFrame, power: float) -> tuple[np.ndarray, np.ndarray]:
     """Items of the window and their cumulative sampling probabilities (popularity ** power)."""
     counts = positives.groupBy(C.ITEM_ID).agg(F.count(F.lit(1)).alias("n")).orderBy(C.ITEM_ID)
-    pdf = counts.toPandas()  # bounded: one row per item
+    pdf: pd.DataFrame = counts.toPandas()  # bounded: one row per item
     weights = pdf["n"].to_numpy(np.float64) ** power
     return pdf[C.ITEM_ID].to_numpy(dtype=object), np.cumsum(weights / weights.sum())
 
@@ -152,7 +152,7 @@ def sample_negatives(positives: DataFrame, n: int, power: float, seed: int) -> D
     b_items = spark.sparkContext.broadcast((items, cdf))
     draws = 2 * n + 4
 
-    def draw(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def draw(batches: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from pyspark import TaskContext
 
         ctx = TaskContext.get()
@@ -287,5 +287,6 @@ def write_training_data(
 def _counts(df: DataFrame, name: str) -> dict[str, int]:
     row = df.agg(F.count(F.lit(1)).alias("rows"), F.sum(C.LABEL).alias("positives"),
                  F.countDistinct(C.USER_ID).alias("users")).first()
+    assert row is not None  # a global aggregate: one row
     return {f"{name}_rows": int(row["rows"]), f"{name}_positives": int(row["positives"] or 0),
             f"{name}_users": int(row["users"])}

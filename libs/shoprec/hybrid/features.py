@@ -21,7 +21,7 @@ Raw example columns (``RAW_COLUMNS``)::
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -60,7 +60,7 @@ def numeric_frame(pdf: pd.DataFrame) -> np.ndarray:
     return _numeric(col)
 
 
-def _numeric(col) -> np.ndarray:
+def _numeric(col: Callable[[str, float], np.ndarray]) -> np.ndarray:
     """``col(name, fill)`` gives a column as float64 with nulls filled."""
     days_pair = np.clip(col(C.PAIR_DAYS_SINCE, NEVER_DAYS), 0, NEVER_DAYS)
     days_user = np.clip(col(C.USER_DAYS_SINCE, NEVER_DAYS), 0, NEVER_DAYS)

@@ -14,14 +14,19 @@ SavedModel loads without custom objects.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shoprec.config import HybridModelConfig
 from shoprec.hybrid import features as H
 
+if TYPE_CHECKING:
+    import tensorflow as tf
 
-def build_model(manifest: Mapping, mcfg: HybridModelConfig, als_factors: Mapping[str, np.ndarray] | None = None):
+
+def build_model(manifest: Mapping, mcfg: HybridModelConfig,
+                als_factors: Mapping[str, np.ndarray] | None = None) -> tf.keras.Model:
     """The compiled-ready (not compiled) Keras model for ``manifest``'s vocabularies.
 
     ``als_factors`` (``{"user": [n_users + 1, rank], "item": [...]}`` aligned with the
@@ -36,7 +41,7 @@ def build_model(manifest: Mapping, mcfg: HybridModelConfig, als_factors: Mapping
     inputs["numeric"] = L.Input(shape=(len(H.NUMERIC),), dtype="float32", name="numeric")
     inputs["text_vector"] = L.Input(shape=(manifest["text_dim"],), dtype="float32", name="text_vector")
 
-    def embed(name: str, dim: int, tower: str, init=None):
+    def embed(name: str, dim: int, tower: str, init: np.ndarray | None = None) -> Any:  # a Keras tensor
         kwargs = {"embeddings_regularizer": reg}
         if init is not None:
             kwargs["embeddings_initializer"] = tf.keras.initializers.Constant(init)
@@ -67,7 +72,7 @@ def build_model(manifest: Mapping, mcfg: HybridModelConfig, als_factors: Mapping
     return tf.keras.Model(inputs=inputs, outputs=L.Reshape((), name="prob")(out), name="shoprec_hybrid")
 
 
-def weights_digest(model) -> str:
+def weights_digest(model: tf.keras.Model) -> str:
     """sha256 of every weight, in order: equal digests = identical models."""
     import hashlib
 

@@ -7,14 +7,22 @@ directly (no per-call ``Model.predict`` set-up) in chunks that bound memory.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-try:  # mlflow is a dependency of the package; keep the import lazy-safe for type checkers
-    from mlflow.pyfunc import PythonModel
-except ImportError:  # pragma: no cover
-    PythonModel = object
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from mlflow.models import ModelSignature
+    from mlflow.pyfunc import PythonModel, PythonModelContext
+else:
+    try:  # mlflow is a dependency of the package; keep the import lazy-safe for type checkers
+        # PythonModelContext at run time too: mlflow resolves predict's annotations when the
+        # class is created (typing.get_type_hints), so every name in them must exist here.
+        from mlflow.pyfunc import PythonModel, PythonModelContext
+    except ImportError:  # pragma: no cover
+        PythonModel = object
 
 from shoprec import columns as C
 from shoprec.hybrid import features as H
@@ -43,7 +51,7 @@ class Scorer:
             out[start:start + CHUNK] = self._call(x).numpy().ravel()
         return out
 
-    def score_arrow(self, batch, text_lookup=None) -> np.ndarray:
+    def score_arrow(self, batch: pa.RecordBatch, text_lookup: tuple | None = None) -> np.ndarray:
         """:meth:`score` for an Arrow record batch (the Spark path: no pandas on the way).
 
         ``text_lookup`` (item ids as an Arrow array, float32 matrix with a zero last row)
@@ -60,24 +68,25 @@ class Scorer:
 class HybridPyfunc(PythonModel):
     """``mlflow.pyfunc`` wrapper: accepts the ``features.RAW_COLUMNS`` by name."""
 
-    def load_context(self, context) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         self.scorer = Scorer(context.artifacts[KERAS_MODEL], context.artifacts[MANIFEST])
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
+    def predict(self, context: PythonModelContext, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.Series:
         return pd.Series(self.scorer.score(model_input).astype(np.float64), name=C.SCORE)
 
 
-def signature():
+def signature() -> ModelSignature:
     """Input columns by name (ids and categories as strings, counts and days as doubles)."""
     from mlflow.models import ModelSignature
     from mlflow.types import DataType
-    from mlflow.types.schema import Array, ColSpec, Schema
+    from mlflow.types.schema import Array, ColSpec, Schema, TensorSpec
 
     strings = (C.USER_ID, C.ITEM_ID)
     optional_strings = (C.COUNTRY, C.DEVICE, C.SEASON, C.CATEGORY)
     doubles = (C.HOUR, C.WEEKDAY, C.PRICE_BAND, C.DAYS_TO_HOLIDAY, C.PAIR_PURCHASES, C.PAIR_DAYS_SINCE,
                C.USER_PURCHASES, C.USER_DAYS_SINCE)
-    cols = [ColSpec(DataType.string, c) for c in strings]
+    cols: list[ColSpec | TensorSpec] = [ColSpec(DataType.string, c) for c in strings]
     cols += [ColSpec(DataType.string, c, required=False) for c in optional_strings]
     cols += [ColSpec(DataType.double, c, required=False) for c in doubles]
     cols.append(ColSpec(Array(DataType.double), C.TEXT_VECTOR, required=False))

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import calendar
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from datetime import time as dtime
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -25,7 +26,10 @@ from shoprec.features.context import with_context
 from shoprec.hybrid import features as H
 from shoprec.split import TemporalSplit, purchases
 
-_SCORERS: dict[tuple[str, str], object] = {}
+if TYPE_CHECKING:
+    from shoprec.hybrid.pyfunc import Scorer
+
+_SCORERS: dict[tuple[str, str], Scorer] = {}
 DEFAULT_HOUR = 12
 
 
@@ -47,7 +51,7 @@ def _limit_tf_threads() -> None:
         pass
 
 
-def _scorer(model_dir: str, manifest_path: str):
+def _scorer(model_dir: str, manifest_path: str) -> Scorer:
     key = (model_dir, manifest_path)
     if key not in _SCORERS:  # once per Python worker: Spark reuses workers across tasks
         from shoprec.hybrid.pyfunc import Scorer
@@ -72,7 +76,7 @@ def history_counts(interactions: DataFrame, split: TemporalSplit) -> tuple[DataF
 
 def scoring_features(
     pairs: DataFrame, interactions: DataFrame, user_features: DataFrame, item_features: DataFrame,
-    split: TemporalSplit, holidays, with_text: bool = True,
+    split: TemporalSplit, holidays: Sequence[str], with_text: bool = True,
 ) -> DataFrame:
     """``pairs`` (user_id, item_id, ...) plus every column of ``features.RAW_COLUMNS`` at as_of
     (without ``text_vector`` when ``with_text`` is false: :func:`score_pairs` can look the
@@ -134,7 +138,7 @@ def score_pairs(features: DataFrame, model_dir: str, manifest_path: str, shipped
     if item_features is not None:
         texts = features.sparkSession.sparkContext.broadcast(item_text_table(item_features))
 
-    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def score(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         if shipped:
             from pyspark import SparkFiles
 

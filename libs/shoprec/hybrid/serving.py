@@ -50,7 +50,7 @@ def ship(spark: SparkSession, model: ServingModel) -> None:
     if key in _SHIPPED:
         return
     sc = spark.sparkContext
-    if sc.master.startswith("local"):
+    if (sc.master or "").startswith("local"):
         sc.addFile(model.folder, recursive=True)
     else:
         # Spark ships a local directory only in local mode; on a cluster the folder travels as

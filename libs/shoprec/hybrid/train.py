@@ -23,8 +23,8 @@ import math
 import os
 import sys
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ import pandas as pd
 from shoprec import columns as C
 from shoprec.hybrid import features as H
 from shoprec.hybrid.dataset import MANIFEST, TRAIN, VALID, rank_files, shard_files
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 MODEL_DIR = "model"
 HISTORY = "history.json"
@@ -56,12 +59,12 @@ class _Single:
     def allreduce_min(self, value: int) -> int:
         return value
 
-    def broadcast(self, variables) -> None:
+    def broadcast(self, variables: list[Any]) -> None:
         return None
 
 
 class _Horovod(_Single):
-    def __init__(self):
+    def __init__(self) -> None:
         import horovod.tensorflow as hvd_tf  # ops and broadcast_variables
         import horovod.tensorflow.keras as hvd
 
@@ -83,7 +86,7 @@ class _Horovod(_Single):
     def allreduce_min(self, value: int) -> int:
         return int(self.hvd.allreduce(np.array([value], dtype=np.int64), op=self.ops.Min)[0])
 
-    def broadcast(self, variables) -> None:
+    def broadcast(self, variables: list[Any]) -> None:
         self.ops.broadcast_variables(variables, root_rank=0)
 
 
@@ -103,7 +106,7 @@ def load_examples(files: list[str], manifest: Mapping) -> tuple[dict[str, np.nda
     return x, pdf[C.LABEL].to_numpy(np.float32), pd.factorize(pdf[C.USER_ID])[0].astype(np.int64)
 
 
-def dataset(x: Mapping[str, np.ndarray], y: np.ndarray, batch: int, seed: int):
+def dataset(x: Mapping[str, np.ndarray], y: np.ndarray, batch: int, seed: int) -> tf.data.Dataset:
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((dict(x), y))
@@ -138,11 +141,12 @@ def ranking_sums(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray, k: 
     return np.array([ndcg[has_pos].sum(), auc[both].sum(), float(has_pos.sum()), float(both.sum())])
 
 
-def _validation_callback(hv: _Single, x_val, y_val, g_val, patience: int, logger, started: float):
+def _validation_callback(hv: _Single, x_val: Mapping[str, np.ndarray], y_val: np.ndarray, g_val: np.ndarray,
+                         patience: int, logger: Callable[[dict], None], started: float) -> tf.keras.callbacks.Callback:
     import tensorflow as tf
 
     class Validation(tf.keras.callbacks.Callback):
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
             self.best = -math.inf
             self.best_epoch = -1
@@ -151,10 +155,10 @@ def _validation_callback(hv: _Single, x_val, y_val, g_val, patience: int, logger
             self.epochs: list[dict[str, float]] = []
             self.epoch_started = time.perf_counter()
 
-        def on_epoch_begin(self, epoch, logs=None):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.epoch_started = time.perf_counter()
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             train_seconds = time.perf_counter() - self.epoch_started
             scores = self.model.predict(x_val, batch_size=8192, verbose=0) if len(y_val) else np.zeros(0)
             sums = hv.allreduce_sum(ranking_sums(g_val, y_val, np.asarray(scores).ravel()))
@@ -192,7 +196,7 @@ def _configure_threads(threads: int | None, size: int, local_rank: int) -> int:
     return per_rank
 
 
-def _mlflow_logger(spec: Mapping, rank: int):
+def _mlflow_logger(spec: Mapping, rank: int) -> Callable[[dict], None]:
     """Rank 0 logs each epoch to the job's MLflow run; other ranks log nothing."""
     target = spec.get("mlflow")
     if rank != 0 or not target:
@@ -250,6 +254,7 @@ def train(spec: Mapping[str, Any], distributed: bool = True) -> dict:
     optimizer = tf.keras.optimizers.legacy.Adam(learning_rate=float(spec["learning_rate"]) * size)
     callbacks: list = []
     if distributed:
+        assert isinstance(hv, _Horovod)
         hvd = hv.hvd
         optimizer = hvd.DistributedOptimizer(optimizer)
         # Epoch-end only: a per-batch callback (like BroadcastGlobalVariablesCallback) makes

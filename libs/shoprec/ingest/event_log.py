@@ -152,7 +152,7 @@ def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> Data
     user, session, item = F.col("_user"), F.col("_session"), F.col("_item")
     event_type, ts, price, qty = F.col("_event_type"), F.col("_ts"), F.col("_price"), F.col("_qty")
     is_purchase = event_type == C.PURCHASE
-    rules = [
+    rules: list[tuple[Column, str, Column | str]] = [
         (F.col(C.META_RAW) == "", Q.EMPTY_LINE, "blank line"),
         (F.col(_CORRUPT).isNotNull(), Q.MALFORMED, "record does not have the expected fields"),
         (Q.blank(F.col("item_id")), Q.MISSING_KEY, "item id is empty"),

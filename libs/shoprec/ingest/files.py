@@ -56,8 +56,7 @@ def expand_inputs(inputs: list[str] | tuple[str, ...]) -> list[str]:
                 found.append(str(p))
             else:
                 raise InputFormatError(f"input file {m} does not exist", hint="check the path in ingest.inputs")
-    seen: set[str] = set()
-    return [str(Path(f).resolve()) for f in found if not (f in seen or seen.add(f))]
+    return [str(Path(f).resolve()) for f in dict.fromkeys(found)]  # first occurrence of each, in order
 
 
 def detect_format(path: str, declared: str = "auto") -> str:
@@ -109,7 +108,7 @@ def open_text(path: str) -> io.TextIOBase:
         raise InputFormatError(f"{path} is a binary file (zip/xlsx or Parquet), expected text",
                                hint="set ingest.format")
     # The stream is the caller's to close (it is returned), so no with block here.
-    raw = gzip.open(path, "rb") if head.startswith(_GZIP_MAGIC) else open(path, "rb")  # noqa: SIM115
+    raw = gzip.open(path, "rb") if head.startswith(_GZIP_MAGIC) else open(path, "rb")  # noqa: SIM115  (see above)
     return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
+from typing import BinaryIO, cast
 
 import numpy as np
 import pyarrow as pa
@@ -441,7 +442,7 @@ def _catalog_table(items: int, category: np.ndarray, price: np.ndarray, names: l
 def _flat_vocab(names: list[str], field: int) -> tuple[pa.Array, tuple[np.ndarray, np.ndarray]]:
     """All categories' words of one kind in one array, with each category's start and count,
     so that a word can be drawn for every item at once."""
-    lists = [_CATEGORIES[n][field] for n in names]
+    lists = [cast(tuple[str, ...], _CATEGORIES[n][field]) for n in names]  # fields 1-4: word tuples
     counts = np.array([len(words) for words in lists])
     starts = np.cumsum(counts) - counts
     return pa.array([w for words in lists for w in words]), (starts, counts)
@@ -867,7 +868,7 @@ def _encode(chunk: _Chunk, fmt: str, ids: _IdFormats) -> pa.Table | pa.Array:
         "user_id": _strings(user, chunk.no_key),
         "item_id": _strings(item),
         "event_type": _labels(_TYPE_NAMES, chunk.event_type),
-        "event_time": _text_times(iso, chunk) if text else _timestamps(chunk.event_time),
+        "event_time": _text_times(iso, chunk) if iso is not None else _timestamps(chunk.event_time),
         "session_id": _strings(session, chunk.no_key),
         "device": _labels(DEVICES, chunk.device),
         "country": _labels(_COUNTRY_NAMES, chunk.country),
@@ -875,6 +876,7 @@ def _encode(chunk: _Chunk, fmt: str, ids: _IdFormats) -> pa.Table | pa.Array:
         "quantity": pa.array(chunk.quantity, pa.int32()) if not text else pa.array(chunk.quantity).cast(pa.string()),
     }
     if fmt == "jsonl":
+        assert iso is not None  # a text format
         return _json_lines(columns, chunk, user, item, session, iso)
     return pa.table(columns)
 
@@ -999,8 +1001,8 @@ class _EventSink:
         self._index = -1
         self._tmp: str | None = None
         self._parquet: pq.ParquetWriter | None = None
-        self._raw = None
-        self._gzip = None
+        self._raw: BinaryIO | None = None
+        self._gzip: zlib._Compress | None = None  # typeshed's name for what zlib.compressobj returns
 
     def write(self, row0: int, payload: pa.Table | pa.Array) -> None:
         """Write rows ``row0 ..`` of the stream, splitting them at file boundaries."""
@@ -1058,19 +1060,28 @@ class _EventSink:
             # Bigger batches than Arrow's default (1024 rows) make this ~5x faster.
             options = pacsv.WriteOptions(include_header=False, quoting_style="none", batch_size=65_536)
             pacsv.write_csv(rows, buf, options)
-            self._raw.write(self._gzip.compress(buf.getvalue()))
+            raw, gz = self._text_file()
+            raw.write(gz.compress(buf.getvalue()))
         else:
-            self._raw.write(self._gzip.compress(_string_bytes(rows)))
+            raw, gz = self._text_file()
+            raw.write(gz.compress(_string_bytes(rows)))
+
+    def _text_file(self) -> tuple[BinaryIO, zlib._Compress]:
+        """The open file and its gzip stream (text formats, between _open and _finish)."""
+        assert self._raw is not None and self._gzip is not None
+        return self._raw, self._gzip
 
     def _finish(self) -> None:
         if self._tmp is None:
             return
         if self.fmt == "parquet":
+            assert self._parquet is not None  # opened by the file's first rows
             self._parquet.close()
             self._parquet = None
         else:
-            self._raw.write(self._gzip.flush())
-            self._raw.close()
+            raw, gz = self._text_file()
+            raw.write(gz.flush())
+            raw.close()
             self._raw = self._gzip = None
         final = self._path(self._index)
         os.replace(self._tmp, final)

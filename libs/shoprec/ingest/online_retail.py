@@ -91,7 +91,7 @@ def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> Data
     ts = F.to_utc_timestamp(local_ts, cfg.source_timezone)
     customer = F.when(F.col("_customer_text") == "", F.lit(None)).otherwise(F.col("_customer_text"))
     is_cancel = invoice.startswith("C")
-    rules = [
+    rules: list[tuple[Column, str, Column | str]] = [
         (F.col(C.META_RAW) == "", Q.EMPTY_LINE, "blank line"),
         (F.col(_CORRUPT).isNotNull(), Q.MALFORMED, f"expected {len(COLUMNS)} comma-separated fields"),
         (Q.blank(F.col("InvoiceNo")), Q.MISSING_KEY, "InvoiceNo is empty"),

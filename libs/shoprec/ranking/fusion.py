@@ -13,6 +13,7 @@ ALS only on the same candidates.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Window
@@ -50,7 +51,7 @@ class WeightSearch:
         return out
 
 
-def grid_metrics(pool: DataFrame, truth: DataFrame, grid: list[tuple[float, ...]], names: tuple[str, ...],
+def grid_metrics(pool: DataFrame, truth: DataFrame, grid: Sequence[tuple[float, ...]], names: tuple[str, ...],
                  score: Column) -> tuple[dict[tuple, float], dict[tuple, float], int]:
     """NDCG@10 and Recall@10 of ``pool`` ranked by ``score`` for every point of ``grid``, in
     one Spark pass: the grid (columns ``names``) is cross-joined to the pool, and ``score``

@@ -10,6 +10,7 @@ diversity (maximal marginal relevance) and the cap on new items, down to K per u
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -121,7 +122,7 @@ def _grid(rr: RerankConfig) -> tuple[list[float], list[float]]:
     return [float(s) for s in seasons], [float(t) for t in times]
 
 
-def _extreme(pick, weights: list[float], term: Column) -> Column:
+def _extreme(pick: Callable[..., Column], weights: list[float], term: Column) -> Column:
     """``pick`` (greatest or least) of weight x term over the weights."""
     values = [F.lit(w) * term for w in weights]
     return values[0] if len(values) == 1 else pick(*values)

@@ -29,6 +29,7 @@ def overview(purchases: DataFrame) -> dict[str, object]:
         F.min(F.to_date(C.EVENT_TS)).alias("first_day"), F.max(F.to_date(C.EVENT_TS)).alias("last_day"),
         F.avg(F.col(C.USER_ID).isNull().cast("double")).alias("anonymous_share"),
     ).first()
+    assert row is not None  # a global aggregate: one row
     return row.asDict()
 
 

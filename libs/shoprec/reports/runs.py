@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -16,11 +17,14 @@ from shoprec.config import Config
 from shoprec.errors import ShoprecError
 from shoprec.registry import as_of_of
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
 TAGS = {"shoprec.as_of": "as_of", "shoprec.source": "source", "shoprec.git_commit": "git_commit",
         "shoprec.env": "env", "mlflow.parentRunId": "parent_run_id"}
 
 
-def _client(cfg: Config):
+def _client(cfg: Config) -> MlflowClient:
     from mlflow import MlflowClient
 
     from shoprec.tracking import configure
@@ -29,7 +33,7 @@ def _client(cfg: Config):
     return MlflowClient()
 
 
-def _experiment_id(cfg: Config, client) -> str:
+def _experiment_id(cfg: Config, client: MlflowClient) -> str:
     experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
     if experiment is None:
         raise ShoprecError(f"no MLflow experiment {cfg.mlflow.experiment!r} in {client.tracking_uri}",

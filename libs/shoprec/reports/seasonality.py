@@ -18,6 +18,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -26,6 +27,9 @@ from shoprec import columns as C
 from shoprec.features import time_profiles as TP
 from shoprec.reports.browse import as_of_dates
 from shoprec.split import purchases
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -192,7 +196,7 @@ def _write(report: TimeReport, out_dir: str) -> list[str]:
     width = 0.8 / max(1, len(report.as_ofs))
     for n, as_of in enumerate(report.as_ofs):
         ax.bar([i + n * width for i in range(len(report.items))],
-               [item.by_as_of[as_of]["users_share"] for item in report.items], width, label=f"as_of {as_of}")
+               [item.by_as_of[as_of]["users_share"] or 0.0 for item in report.items], width, label=f"as_of {as_of}")
     ax.set_xticks([i + width * (len(report.as_ofs) - 1) / 2 for i in range(len(report.items))],
                   [item.item_id for item in report.items])
     ax.set_ylabel("share of users with the item in their top K")
@@ -215,7 +219,7 @@ def _write(report: TimeReport, out_dir: str) -> list[str]:
     return files
 
 
-def _save(fig, out_dir: str, name: str) -> str:
+def _save(fig: Figure, out_dir: str, name: str) -> str:
     import matplotlib.pyplot as plt
 
     path = os.path.join(out_dir, name)

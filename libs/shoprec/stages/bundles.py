@@ -16,6 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -36,6 +37,9 @@ from shoprec.stages.context import (
 )
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
+
+if TYPE_CHECKING:
+    from shoprec.hybrid.serving import ServingModel
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,7 @@ class BundlesReport:
 
     def summary_lines(self) -> list[str]:
         b = self.baskets
+        assert b is not None  # counted by the run
         lines = [f"bundles (as_of {self.as_of}) finished in {self.seconds:.1f} s",
                  f"  baskets {b.baskets:,}: mined {b.mined:,}, left out as too large {b.too_large:,} "
                  f"({b.single_item:,} single-item baskets count in support only)",
@@ -130,7 +135,7 @@ def run_bundles(spark: SparkSession, cfg: Config, tables: Tables, split: Tempora
 
 # ------------------------------------------------------------------------------ scoring
 def _deep_scored(spark: SparkSession, cfg: Config, tables: Tables, split: TemporalSplit, interactions: DataFrame,
-                 cands: DataFrame):
+                 cands: DataFrame) -> tuple[DataFrame, ServingModel | None, str]:
     """(candidates plus ``deep_score`` on the personal tiers, the model, how they are ordered);
     without a champion hybrid, or features for as_of, or a zero weight: the rules' order."""
     from shoprec.hybrid import serving
@@ -142,15 +147,17 @@ def _deep_scored(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
         return cands, None, rules_only + "; bundles.deep_weight is 0"
     model = models.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias,
                          paths.model_cache(cfg.data_root), split.as_of)
-    features_at = [optional_as_of(tables, name, split.as_of) for name in (C.GOLD_USER_FEATURES, C.GOLD_ITEM_FEATURES)]
-    if model is None or any(f is None for f in features_at):
+    user_features = optional_as_of(tables, C.GOLD_USER_FEATURES, split.as_of)
+    item_features = optional_as_of(tables, C.GOLD_ITEM_FEATURES, split.as_of)
+    if model is None or user_features is None or item_features is None:
         why = (f"no champion hybrid trained by {split.as_of}" if model is None
                else f"no gold features for as_of {split.as_of}")
         return cands, None, f"{rules_only}; {why}"
     serving.ship(spark, model)
     personal = cands.where(F.col(C.TIER).isin(*complete.PERSONAL_TIERS)).select(C.USER_ID, C.ITEM_ID)
-    features = scoring_features(personal, interactions, *features_at, split, cfg.features.holidays, with_text=False)
-    scores = (serving.score(features, model, features_at[1])
+    features = scoring_features(personal, interactions, user_features, item_features, split, cfg.features.holidays,
+                                with_text=False)
+    scores = (serving.score(features, model, item_features)
               .select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).alias(C.DEEP_SCORE)))
     scored = cands.join(scores, on=[C.USER_ID, C.ITEM_ID], how="left")
     w = cfg.bundles.deep_weight
@@ -178,7 +185,7 @@ def _with_reasons(recs: DataFrame, names: DataFrame) -> DataFrame:
     return labelled.withColumn(C.REASON, reason).drop("_first", "_more", "_first_description")
 
 
-def _stamped(recs: DataFrame, model, split: TemporalSplit) -> DataFrame:
+def _stamped(recs: DataFrame, model: ServingModel | None, split: TemporalSplit) -> DataFrame:
     name, version = (model.name, model.version) if model else (BUNDLES_MODEL, split.as_of.isoformat())
     return recs.select(
         F.col(C.USER_ID).cast("string"), F.col(C.RANK).cast("int"), F.col(C.ITEM_ID).cast("string"),
@@ -246,6 +253,7 @@ def _hit_rates(tables: Tables, cfg: Config, split: TemporalSplit, interactions: 
 
 def _log(run: RunLogger, report: BundlesReport, cfg: Config) -> None:
     b = report.baskets
+    assert b is not None  # counted by the run
     run.params({"bundles.scorer": report.scorer})  # the bundles.* keys are logged with the resolved config
     metrics = {"seconds": report.seconds, "baskets": b.baskets, "baskets_mined": b.mined,
                "baskets_too_large": b.too_large, "rules": report.rules,

@@ -377,6 +377,7 @@ def _catalog_stats(sales: DataFrame, split: TemporalSplit) -> tuple[int, int, Da
     history = split.history(sales)
     popularity = history.groupBy(C.ITEM_ID).agg(F.count_distinct(C.USER_ID).alias(C.N_BUYERS))
     stats = history.agg(F.count_distinct(C.ITEM_ID).alias("items"), F.count_distinct(C.USER_ID).alias("users")).first()
+    assert stats is not None  # a global aggregate: one row
     return int(stats["items"]), int(stats["users"]), popularity
 
 

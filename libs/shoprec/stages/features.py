@@ -131,6 +131,7 @@ def _null_rates(df: DataFrame) -> tuple[int, dict[str, float]]:
     aggs = [F.count(F.lit(1)).alias("_rows")]
     aggs += [F.count(F.when(F.col(c).isNull(), True)).alias(c) for c in df.columns]
     row = df.agg(*aggs).first()
+    assert row is not None  # a global aggregate: one row
     rows = int(row["_rows"])
     return rows, {c: (row[c] / rows if rows else 0.0) for c in df.columns}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -83,7 +83,7 @@ class IngestReport:
 
 
 @contextlib.contextmanager
-def _step(name: str):
+def _step(name: str) -> Iterator[None]:
     """Log each step with its duration, so long ingests show progress and where time goes."""
     started = time.monotonic()
     log.info("ingest: %s ...", name)
@@ -390,7 +390,7 @@ def ingest_stage(ctx: JobContext, inputs: list[str] | None = None) -> IngestRepo
     return report
 
 
-def _print_ingest(ctx: JobContext, report) -> None:
+def _print_ingest(ctx: JobContext, report: IngestReport) -> None:
     ctx.say(f"ingest ({report.source}) finished in {report.seconds:.1f} s")
     for path in report.files_skipped:
         ctx.say(f"  skipped (already ingested): {path}")

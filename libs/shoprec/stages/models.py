@@ -5,12 +5,16 @@ import hashlib
 import logging
 import os
 from datetime import date
+from typing import TYPE_CHECKING
 
 import yaml
 
 from shoprec.hybrid import pyfunc
 from shoprec.hybrid.serving import ServingModel
 from shoprec.registry import version_for
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ def resolve(name: str, alias: str, cache_root: str, as_of: date) -> ServingModel
                         os.path.join(folder, artifacts[pyfunc.MANIFEST]["path"]), note)
 
 
-def _folder_name(name: str, version) -> str:
+def _folder_name(name: str, version: ModelVersion) -> str:
     """``<name>-v<n>-<digest>``: the digest tells apart version n of two registries.
 
     Executors keep shipped folders by their base name for the whole Spark application, and

@@ -198,7 +198,9 @@ def _stored_top_n(tables: Tables, split: TemporalSplit, n: int) -> DataFrame | N
         log.warning("no %s candidates in %s for as_of %s: the pool has no ALS source (run shoprec train-als)",
                     C.SRC_ALS, C.GOLD_CANDIDATES, split.as_of)
         return None
-    if n > top.agg(F.max(C.RANK)).first()[0]:   # one row
+    deepest = top.agg(F.max(C.RANK)).first()
+    assert deepest is not None  # a global aggregate: one row
+    if n > deepest[0]:
         log.warning("recommend.pool.als %d is more than the %s top-N holds: its ALS source has fewer "
                     "(raise candidates.n and rerun train-als)", n, C.GOLD_CANDIDATES)
     return S.stored_als_candidates(top, n)
@@ -218,6 +220,7 @@ def _als_version(cfg: Config) -> str | None:
 def _scored_pool(inputs: Inputs, pool: DataFrame, split: TemporalSplit, als: Als) -> DataFrame:
     """The pool plus ``cf_score`` (ALS dot product, null when unknown) and ``deep_score``."""
     if als.known:
+        assert als.user_factors is not None and als.item_factors is not None  # known: both written
         with_cf = S.cf_scores(pool, als.user_factors, als.item_factors, C.CF_SCORE)
     else:
         with_cf = pool.withColumn(C.CF_SCORE, F.lit(None).cast("double"))
@@ -260,7 +263,7 @@ class Tuned:
     context: rerank.ContextSearch | None = None
 
 
-def _configured(cfg: Config, model) -> Tuned:
+def _configured(cfg: Config, model: serving.ServingModel | None) -> Tuned:
     """The weights before any search: config values, else the no-search defaults."""
     fcfg, rr = cfg.recommend.fusion, cfg.recommend.rerank
     if fcfg.weight is not None:
@@ -304,6 +307,7 @@ def _tuned(tables: Tables, inputs: Inputs, split: TemporalSplit) -> Tuned:
                 tuned.weight = 1.0
             return tuned
         if als.known:
+            assert als.user_factors is not None and als.item_factors is not None  # known: both written
             # The validation refit has no stored top-N: its ALS source is computed here, for the sample.
             als = replace(als, top_n=S.als_candidates(als.user_factors, als.item_factors, users,
                                                       cfg.recommend.pool.als, cfg.candidates.block_mb))
@@ -448,13 +452,15 @@ def _stamped_lists(lists: DataFrame, split: TemporalSplit) -> DataFrame:
 def _count(tables: Tables, split: TemporalSplit, report: RecommendReport) -> None:
     recs = tables.read_as_of(C.GOLD_RECOMMENDATIONS, split.as_of)
     row = recs.agg(F.count(F.lit(1)).alias("rows"), F.count_distinct(C.USER_ID).alias("users")).first()
+    assert row is not None  # a global aggregate: one row
     report.rows, report.users = int(row["rows"]), int(row["users"])
     report.cold_lists = tables.read_as_of(C.GOLD_COLD_START_LISTS, split.as_of).select(C.LIST_KEY).distinct().count()
     by = recs.groupBy(C.CANDIDATE_SOURCE).count().collect()  # small: one row per source
     report.by_source = dict(sorted(((r[C.CANDIDATE_SOURCE], int(r["count"])) for r in by), key=lambda x: -x[1]))
 
 
-def _log(run: RunLogger, report: RecommendReport, model, als_version: str | None, tuned: Tuned) -> None:
+def _log(run: RunLogger, report: RecommendReport, model: serving.ServingModel | None, als_version: str | None,
+         tuned: Tuned) -> None:
     run.params({"fusion.weight": report.weight, "fusion.weight_note": report.weight_note,
                 "rerank.season_weight.chosen": tuned.season_weight, "rerank.time_weight.chosen": tuned.time_weight,
                 "rerank.context_note": tuned.context_note, "bundle_source": report.bundle_note,

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date
 
+from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -252,7 +253,8 @@ def _write_validation_factors(tables: Tables, tuning: DataFrame, users: DataFram
                    (C.GOLD_ALS_VALIDATION_USER_FACTORS, C.GOLD_ALS_VALIDATION_ITEM_FACTORS))
 
 
-def _log_and_register(cfg: Config, run: RunLogger, model, report: AlsReport, best_ndcg: float | None) -> None:
+def _log_and_register(cfg: Config, run: RunLogger, model: ALSModel, report: AlsReport,
+                      best_ndcg: float | None) -> None:
     import mlflow
     import pyspark
     from mlflow.models import ModelSignature

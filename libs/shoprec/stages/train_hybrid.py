@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -39,6 +40,9 @@ from shoprec.stages.context import (
 )
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger, store_for
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +150,7 @@ def training_spec(cfg: Config, data_folder: str, out_dir: str, run_id: str | Non
 def _launcher(cfg: Config, spark: SparkSession) -> str:
     if cfg.hybrid.launcher != "auto":
         return cfg.hybrid.launcher
-    return "horovodrun" if spark.sparkContext.master.startswith("local") else "spark"
+    return "horovodrun" if (spark.sparkContext.master or "").startswith("local") else "spark"
 
 
 def launch(spec: dict, num_proc: int, launcher: str, spark: SparkSession | None = None) -> tuple[dict, list]:
@@ -217,7 +221,8 @@ def _als_init(tables: Tables, split: TemporalSplit, manifest: dict, path: str) -
     out = {}
     for key, table, id_col in (("user", C.GOLD_ALS_USER_FACTORS, C.USER_ID),
                                ("item", C.GOLD_ALS_ITEM_FACTORS, C.ITEM_ID)):
-        pdf = required_as_of(tables, table, split.as_of).select(id_col, C.FACTORS).toPandas()  # bounded: one row per id
+        # bounded: one row per id
+        pdf: pd.DataFrame = required_as_of(tables, table, split.as_of).select(id_col, C.FACTORS).toPandas()
         vocab = manifest["vocab"][id_col]
         rank = len(pdf[C.FACTORS].iloc[0])
         rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
@@ -162,4 +162,4 @@ def _strip_nullability(dt: T.DataType) -> T.DataType:
 
 def nullable(schema: T.StructType) -> T.StructType:
     """The same schema with every field nullable (what Parquet written by Spark holds)."""
-    return _strip_nullability(schema)  # type: ignore[return-value]
+    return cast(T.StructType, _strip_nullability(schema))  # a struct in, a struct out

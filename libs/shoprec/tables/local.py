@@ -24,7 +24,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -415,7 +415,7 @@ class LocalDeltaBackend:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     @staticmethod
-    def _guard(label: str, commit) -> None:
+    def _guard(label: str, commit: Callable[[], object]) -> None:
         try:
             commit()
         except dl_exc.CommitFailedError as exc:
@@ -524,7 +524,7 @@ def _partition_lookup_keys(path: str, files: dict[str, tuple]) -> tuple[Column, 
     return _spark_file_path(), list(files.items())
 
 
-def _spark_file_path():
+def _spark_file_path() -> Column:
     """The file a row came from, as a plain local path (same form as ``local_path``)."""
     uri = F.regexp_replace(F.col("_metadata.file_path"), r"^file:(//)?", "")
     # url_decode is form decoding ("+" means space); a "+" in a path is a plus.

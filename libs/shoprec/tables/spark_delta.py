@@ -204,6 +204,7 @@ class SparkDeltaBackend:
 
     def drop(self, path: str) -> None:
         jvm = self.spark._jvm
+        assert jvm is not None  # Spark's own Delta runs in a classic session
         hpath = jvm.org.apache.hadoop.fs.Path(path)
         hpath.getFileSystem(self.spark._jsc.hadoopConfiguration()).delete(hpath, True)
 
@@ -298,7 +299,7 @@ class SparkDeltaBackend:
 
     def _write_result(self, path: str, label: str) -> WriteResult:
         last = self._last_commit(path)
-        metrics = dict(last["operationMetrics"] or {})
+        metrics: dict[str, Any] = dict(last["operationMetrics"] or {})
         return WriteResult(
             label,
             int(last["version"]),
