@@ -5,6 +5,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 _step() { echo "[check] $*" >&2; }
 # (checks are added here by the changes that configure them)
+_step "lint: ruff check (the rules in pyproject.toml)"
+ruff check .
+# _step "format: ruff format --check"   # enabled by the format commit (the code is not formatted yet)
+# ruff format --check .
+_step "types: mypy on libs/shoprec (the settings in pyproject.toml)"
+mypy
 _step "import layers (import-linter: the contract in pyproject.toml)"
 lint-imports
 _step "docs: mkdocs build --strict (broken links, pages missing from the nav, modules the API reference cannot find)"
