@@ -279,6 +279,7 @@ class SparkDeltaBackend:
         """The ``commitInfo`` action of one commit file, read through Hadoop's file system."""
         jvm = self.spark._jvm
         try:
+            assert jvm is not None  # a classic session (the except covers the others)
             log_file = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log/{version:020d}.json")
             fs = log_file.getFileSystem(self.spark._jsc.hadoopConfiguration())
             stream = fs.open(log_file)
