@@ -19,6 +19,11 @@ TEST_OVERRIDES = (
     "spark.launch_settings.spark.ui.showConsoleProgress=false",
     # The main job runs the whole pipeline in this one JVM (bundles included): 4g ran out of heap.
     "spark.launch_settings.spark.driver.memory=6g",
+    # Stage tests write their tiny tables through delta-rs, about 3x faster per operation than
+    # Spark's own Delta on them (docs/development.md). Spark's Delta is what the contract and
+    # interop tests (both backends), maintain, the main job and the cluster test run on; set
+    # SHOPREC_TEST_DELTA_BACKEND=auto to run every stage test on it too.
+    f"storage.delta_backend={os.environ.get('SHOPREC_TEST_DELTA_BACKEND', 'local')}",
 )
 
 
@@ -62,3 +67,28 @@ def tables(spark, data_root):
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+# ---------------------------------------------------------------------- two workers (pytest-xdist)
+# pytest.ini runs the suite on two workers (-n 2 --dist loadgroup): a group (a test module, or
+# one long test on its own) runs whole on one worker, so a module's fixtures are built once.
+# The groups go out longest first, so the two workers finish together; the rest keeps file order.
+OWN_GROUP = {
+    "test_jobs.py::test_main_job_runs_the_pipeline_on_the_shipped_online_retail_data": "main-job",
+}
+LONGEST_FIRST = ("main-job", "test_cluster.py", "test_notebooks.py", "test_bench.py", "test_recommend.py",
+                 "test_tables.py", "test_time_profiles.py", "test_model_stages.py", "test_hybrid.py",
+                 "test_features.py", "test_metrics.py", "test_ingest_online_retail.py", "test_maintain.py")
+
+
+def _group(item: pytest.Item) -> str:
+    return OWN_GROUP.get(f"{item.path.name}::{item.name}", item.path.name)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(_group(item)))
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: file order otherwise

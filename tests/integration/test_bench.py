@@ -22,6 +22,8 @@ from types import ModuleType
 
 import pytest
 
+from tests.conftest import TEST_OVERRIDES
+
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
 NUMBER = r"\d[\d,]*(?:\.\d+)?"
@@ -84,7 +86,10 @@ def work(tmp_path_factory) -> Path:
 def smoke_pipeline(spark, bench_modules, work, results):
     """``bench/pipeline.py --smoke`` once: its table, and the tiny lakehouse (a registered
     hybrid champion included) that scoring and train_throughput read."""
-    table = run_in_process(bench_modules("pipeline"), "--smoke", "--work", str(work), "--results-dir", str(results))
+    # On the tests' Delta backend (delta-rs unless SHOPREC_TEST_DELTA_BACKEND says; tests/conftest.py).
+    backend = next(o for o in TEST_OVERRIDES if o.startswith("storage.delta_backend="))
+    table = run_in_process(bench_modules("pipeline"), "--smoke", "--work", str(work), "--results-dir", str(results),
+                           "--synthetic-set", backend)
     return table, work / "synthetic"
 
 
@@ -136,7 +141,6 @@ def test_als_topn(spark, bench_modules, work, results):
 
 
 @pytest.mark.horovod
-@pytest.mark.bench_pipeline
 def test_pipeline(smoke_pipeline, results):
     table, _ = smoke_pipeline
     assert re.search(r"^stage\s+synthetic event log \(30,000 events", table, re.MULTILINE), table
@@ -149,7 +153,6 @@ def test_pipeline(smoke_pipeline, results):
 
 
 @pytest.mark.horovod
-@pytest.mark.bench_pipeline
 def test_scoring(smoke_pipeline, work, results):
     _, lakehouse = smoke_pipeline
     table = run_script("scoring", "--smoke", "--data-root", str(lakehouse), "--work", str(work / "scoring"),
@@ -165,7 +168,6 @@ def test_scoring(smoke_pipeline, work, results):
 
 
 @pytest.mark.horovod
-@pytest.mark.bench_pipeline
 def test_train_throughput(smoke_pipeline, work, results):
     _, lakehouse = smoke_pipeline
     table = run_script("train_throughput", "--smoke", "--data-root", str(lakehouse), "--out", str(work / "train"),

@@ -1,7 +1,8 @@
 """Cluster mode for real on one box: a standalone Spark cluster (a master and two 1-core
 workers, each its own JVM, started with the ``spark-class`` launcher the pyspark package
-ships), the whole pipeline submitted to it with the cluster overlay, the hybrid model
-trained through ``horovod.spark.run`` with one Horovod rank per executor."""
+ships), every job submitted to it as its own application with the cluster overlay (Spark's
+own Delta, its JARs shipped with --jars), the hybrid model trained through ``horovod.spark.run``
+with one Horovod rank per executor."""
 from __future__ import annotations
 
 import os
@@ -11,10 +12,11 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyspark
 import pytest
 from deltalake import DeltaTable
@@ -96,11 +98,28 @@ def standalone_cluster(tmp_path):
         _stop(procs)
 
 
+# A cluster user's scheduler (Airflow, a Databricks job) chains the stages, each its own
+# application; they share nothing but the tables and the MLflow store.
+CHAIN = ("ingest", "features", "train_als", "train_hybrid", "bundles", "recommend", "evaluate")
+
+
+def _submit(url: str, job: str, root: Path, args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "spark-submit"), "--master", url, "--driver-memory", "2g", "--executor-memory", "1500m",
+         "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.ui.enabled=false", *submit_jars(),
+         f"jobs/{job}.py", "--env", "cluster", "--data-root", str(root), "--as-of", SUBMIT_AS_OF, *args],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=1200,
+        env=_env(MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db", SHOPREC_DATA_ROOT=str(root)),
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.horovod
 @pytest.mark.cluster
-@pytest.mark.timeout(3000)
-def test_pipeline_runs_on_a_standalone_cluster_with_horovod_on_spark(standalone_cluster, tmp_path):
+@pytest.mark.timeout(3600)
+def test_every_job_runs_as_its_own_application_on_a_standalone_cluster(standalone_cluster, tmp_path):
+    """ingest -> features -> train-als -> train-hybrid (horovod.spark.run, a rank per executor) ->
+    bundles -> recommend -> evaluate, each ``spark-submit jobs/<stage>.py`` with the cluster overlay."""
     from shoprec.ingest.generator import generate
 
     url, procs = standalone_cluster
@@ -110,34 +129,50 @@ def test_pipeline_runs_on_a_standalone_cluster_with_horovod_on_spark(standalone_
     # --jars), minus the tracking server one box does not have (SQLite instead).
     sets = [*SMALL, "spark.settings.spark.sql.shuffle.partitions=4", "ingest.source=event_log",
             f"ingest.inputs=[{os.path.dirname(gen.event_files[0])}]", f"ingest.catalog={gen.catalog_file}"]
-    result = subprocess.run(
-        [str(BIN / "spark-submit"), "--master", url, "--driver-memory", "2g", "--executor-memory", "1500m",
-         "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.ui.enabled=false", *submit_jars(),
-         "jobs/pipeline.py", "--env", "cluster", "--data-root", str(root), "--as-of", SUBMIT_AS_OF,
-         *[arg for s in sets for arg in ("--set", s)]],
-        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=2700,
-        env=_env(MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db", SHOPREC_DATA_ROOT=str(root)),
-    )
-    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    out = result.stdout
-    assert "hybrid model" in out or "train-hybrid" in out
+    set_args = [arg for s in sets for arg in ("--set", s)]
+    outputs = {}
+    for job in CHAIN:
+        result = _submit(url, job, root, set_args)
+        assert result.returncode == 0, f"{job}: {result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        outputs[job] = result.stdout
+    assert "rows in 30,000 = kept" in outputs["ingest"]
     # Trained across the executors: horovod.spark.run, not horovodrun.
-    assert "spark with 2 process(es)" in out, out[-4000:]
+    assert "spark with 2 process(es)" in outputs["train_hybrid"], outputs["train_hybrid"][-4000:]
+    assert "gold.recommendations" in outputs["recommend"]
     client = MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
-    runs = client.search_runs(client.get_experiment_by_name("shoprec").experiment_id,
-                              filter_string="tags.`shoprec.stage` = 'train-hybrid'")
+    experiment = client.get_experiment_by_name("shoprec").experiment_id
+    runs = client.search_runs(experiment, filter_string="tags.`shoprec.stage` = 'train-hybrid'")
     assert len(runs) == 1 and runs[0].data.params["hybrid.launcher_processes"] == "2"
     assert runs[0].data.tags["shoprec.env"] == "cluster"
-    assert str(client.get_model_version_by_alias("shoprec-hybrid", "champion").version) == "1"
-    # The outputs have a local run's shape: every user seen before as_of has a list of K.
+    stages = client.search_runs(experiment, filter_string="tags.`shoprec.stage` != ''")
+    assert sorted({r.data.tags["shoprec.stage"] for r in stages} & {"ingest", "features", "train-als", "train-hybrid",
+                   "bundles", "recommend", "evaluate"}) == sorted(j.replace("_", "-") for j in CHAIN)
+    for model in ("shoprec-als", "shoprec-hybrid"):
+        assert str(client.get_model_version_by_alias(model, "champion").version) == "1"
+    _assert_outputs(root)
+    # Executors ran in the workers' JVMs, not in the driver: one app folder per job on each worker.
+    for work in (tmp_path / "work0", tmp_path / "work1"):
+        assert len(list(work.glob("app-*"))) == len(CHAIN), sorted(p.name for p in work.glob("app-*"))
+    assert all(p.poll() is None for p in procs)  # the cluster outlived every application
+
+
+def _assert_outputs(root: Path) -> None:
+    """A local run's shape: every user seen before as_of has a list of K from the hybrid champion,
+    every list has reasons, the cold-start lists exist, every source is evaluated."""
     recs = pa.table(DeltaTable(str(root / "gold" / "recommendations")).to_pyarrow_table())
     assert set(recs["as_of"].to_pylist()) == {date(2023, 11, 1)}
+    silver = pa.table(
+        DeltaTable(str(root / "silver" / "interactions")).to_pyarrow_table(columns=["user_id", "event_ts"]))
+    cutoff = pa.scalar(datetime(2023, 11, 1, tzinfo=UTC), type=silver.schema.field("event_ts").type)
+    seen = set(silver.filter(pc.less(silver["event_ts"], cutoff))["user_id"].to_pylist()) - {None}
+    assert set(recs["user_id"].to_pylist()) == seen
     per_user = recs.group_by("user_id").aggregate([("rank", "count")]).to_pylist()
-    assert per_user and all(r["rank_count"] <= 10 for r in per_user)
+    assert all(r["rank_count"] <= 10 for r in per_user)
     assert sum(r["rank_count"] == 10 for r in per_user) > 0.9 * len(per_user)
+    rows = recs.to_pylist()
+    assert {r["model_name"] for r in rows if r["source"] != "popular_context"} == {"shoprec-hybrid"}
+    assert all(r["reason"] for r in rows)
+    lists = DeltaTable(str(root / "gold" / "cold_start_lists")).to_pyarrow_table().to_pylist()
+    assert any(r["list_key"] == "*" for r in lists)
     sources = set(pa.table(DeltaTable(str(root / "gold" / "evaluation")).to_pyarrow_table())["source"].to_pylist())
     assert {"recommend", "als", "hybrid", "bundles", "popular"} <= sources
-    # Executors ran in the workers' JVMs, not in the driver.
-    executors = [*(tmp_path / "work0").glob("app-*/*"), *(tmp_path / "work1").glob("app-*/*")]
-    assert len(executors) >= 2, executors
-    assert all(p.poll() is None for p in procs)  # the cluster outlived the application

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,7 +14,6 @@ from deltalake import DeltaTable
 from mlflow.tracking import MlflowClient
 
 from shoprec.cli import main
-from tests.integration.test_ingest_online_retail import LINES, write_csv
 
 BIN = Path(sys.executable).parent
 
@@ -110,27 +109,6 @@ def _assert_evaluation_table(data_root: Path, out: str) -> None:
     assert "warm users, repeat purchases count" in out and "NDCG@10" in out
 
 
-@pytest.mark.slow
-def test_spark_submit_ingest_does_what_shoprec_ingest_does(tmp_path):
-    source = write_csv(tmp_path / "invoices.csv.gz", LINES)
-    common = ["--env", "local", "--input", source, "--set", "spark.launch_settings.spark.ui.enabled=false"]
-    via_submit = subprocess.run(
-        [str(BIN / "spark-submit"), "--master", "local[2]", "--driver-memory", "2g", *submit_jars(), "jobs/ingest.py",
-         "--data-root", str(tmp_path / "a"), *common],
-        cwd=Path(__file__).resolve().parents[2], env=_env(), capture_output=True, text=True, timeout=600,
-    )
-    assert via_submit.returncode == 0, via_submit.stderr[-3000:]
-    via_cli = subprocess.run(
-        [str(BIN / "shoprec"), "ingest", "--data-root", str(tmp_path / "b"), *common],
-        env=_env(), capture_output=True, text=True, timeout=600,
-    )
-    assert via_cli.returncode == 0, via_cli.stderr[-3000:]
-    for result in (via_submit, via_cli):
-        assert "rows in 19 = kept 7 + quarantined 12" in result.stdout
-    assert _silver(tmp_path / "a") == _silver(tmp_path / "b")
-    assert len(_silver(tmp_path / "a")) == 7
-
-
 @pytest.mark.horovod
 def test_horovod_build_runs_two_gloo_ranks(tmp_path):
     script = tmp_path / "allreduce.py"
@@ -156,51 +134,3 @@ SMALL = ["als.rank=8", "als.max_iter=4", "als.search.rank=[8]", "als.search.reg_
          "hybrid.epochs=2", "hybrid.batch_size=256", "hybrid.model.embedding_dim=8", "hybrid.model.mlp_layers=[16]",
          "recommend.fusion.tuning_users=500",
          "spark.settings.spark.sql.shuffle.partitions=2", "spark.launch_settings.spark.ui.enabled=false"]
-
-
-def _submit(job: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "spark-submit"), "--master", "local[2]", "--driver-memory", "2g", *submit_jars(), f"jobs/{job}.py",
-         *args],
-        cwd=Path(__file__).resolve().parents[2], env=_env(), capture_output=True, text=True, timeout=900,
-    )
-
-
-@pytest.mark.slow
-@pytest.mark.horovod
-@pytest.mark.timeout(3000)
-def test_every_job_runs_through_spark_submit_on_a_generated_event_log(tmp_path):
-    """generate -> ingest -> features -> train-als -> train-hybrid (2 Horovod ranks) -> bundles -> recommend
-    -> evaluate, each as its own spark-submit application, as a cluster user would chain them."""
-    root = tmp_path / "lakehouse"
-    common = ["--env", "local", "--data-root", str(root), "--as-of", SUBMIT_AS_OF,
-              *[arg for s in SMALL for arg in ("--set", s)]]
-    gen = tmp_path / "gen"
-    steps = [
-        ("generate", ["--users", "400", "--items", "150", "--events", "30000", "--seed", "3", "--out", str(gen)]),
-        ("ingest", ["--source", "event_log", "--input", str(gen / "events"), "--catalog", str(gen / "catalog.csv")]),
-        ("features", []), ("train_als", []), ("train_hybrid", []), ("bundles", []), ("recommend", []),
-        ("evaluate", []),
-    ]
-    outputs = {}
-    for job, args in steps:
-        result = _submit(job, *args, *common)
-        assert result.returncode == 0, f"{job}: {result.stdout[-2000:]}\n{result.stderr[-4000:]}"
-        outputs[job] = result.stdout
-    recs = DeltaTable(str(root / "gold" / "recommendations")).to_pyarrow_table().to_pylist()
-    silver = pa.table(DeltaTable(str(root / "silver" / "interactions")).to_pyarrow_table(
-        columns=["user_id", "event_ts", "event_type"]))
-    cutoff = pa.scalar(datetime(2023, 11, 1, tzinfo=UTC), type=silver.schema.field("event_ts").type)
-    before = silver.filter(pc.less(silver["event_ts"], cutoff))
-    seen = set(before["user_id"].to_pylist()) - {None}
-    served = {r["user_id"] for r in recs}
-    assert served == seen
-    assert {r["model_name"] for r in recs if r["source"] != "popular_context"} == {"shoprec-hybrid"}
-    assert all(r["reason"] for r in recs) and {r["as_of"] for r in recs} == {date(2023, 11, 1)}
-    lists = DeltaTable(str(root / "gold" / "cold_start_lists")).to_pyarrow_table().to_pylist()
-    assert any(r["list_key"] == "*" for r in lists)
-    client = MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
-    assert str(client.get_model_version_by_alias("shoprec-hybrid", "champion").version) == "1"
-    evaluation = DeltaTable(str(root / "gold" / "evaluation")).to_pyarrow_table().to_pylist()
-    assert {"recommend", "als", "hybrid", "popular"} <= {r["source"] for r in evaluation}
-    assert "gold.recommendations" in outputs["recommend"]

@@ -58,3 +58,23 @@ def test_recommend_without_features_is_one_sentence_and_a_hint(spark, capsys, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0] == f"shoprec recommend: error: silver.interactions does not exist under {tmp_path / 'empty'}"
     assert err[1] == "  hint: run shoprec ingest first (or shoprec pipeline)"
+
+
+def test_every_spark_submit_entry_point_runs_a_command_the_cli_has(repo):
+    """jobs/<stage>.py is ``main(["<stage>", *argv])``: a renamed command fails here, not on a cluster
+    (the cluster test submits the stage jobs; this covers every file, maintain and generate included)."""
+    import argparse
+    import ast
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    commands = set(sub.choices)
+    jobs = sorted((repo / "jobs").glob("*.py"))
+    assert len(jobs) >= 10
+    for job in jobs:
+        calls = [node for node in ast.walk(ast.parse(job.read_text())) if isinstance(node, ast.Call)
+                 and getattr(node.func, "id", None) == "main"]
+        assert len(calls) == 1, job
+        (argv,) = calls[0].args
+        assert isinstance(argv, ast.List) and isinstance(argv.elts[0], ast.Constant), job
+        assert argv.elts[0].value in commands, f"{job.name} runs {argv.elts[0].value!r}"
+        assert job.stem.replace("_", "-") == argv.elts[0].value, job
