@@ -21,13 +21,16 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import types as T
 
 from shoprec.errors import ConcurrentWriteError, SchemaMismatchError, TableError, TableNotFoundError
 from shoprec.tables.base import HistoryEntry, MergeResult, WriteResult
+
+if TYPE_CHECKING:
+    from delta.tables import DeltaTable
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ class SparkDeltaBackend:
         self._DeltaTable = DeltaTable
 
     # ------------------------------------------------------------------ reading
-    def _table(self, path: str):
+    def _table(self, path: str) -> DeltaTable:
         if not self.exists(path):
             raise TableNotFoundError(f"no Delta table at {path}", hint="run the job that writes it first")
         return self._DeltaTable.forPath(self.spark, path)
@@ -246,11 +249,13 @@ class SparkDeltaBackend:
         self._retrying(f"properties of {path}", lambda: self.spark.sql(sql).collect())  # small: ALTER returns no rows
 
     # ------------------------------------------------------------------ internals
-    def _detail(self, path: str):
+    def _detail(self, path: str) -> Row:
         self._table(path)
-        return self.spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()  # small: one row
+        row = self.spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()  # small: one row
+        assert row is not None  # DESCRIBE DETAIL of a table is one row
+        return row
 
-    def _snapshot(self, path: str):
+    def _snapshot(self, path: str) -> Any:  # py4j JavaObject (Delta's Snapshot), or None
         """The table's latest snapshot (JVM object), refreshed from its log; None where
         this Delta release does not expose it (callers then use DESCRIBE DETAIL / history).
 
@@ -294,9 +299,11 @@ class SparkDeltaBackend:
                 return json.loads(line)["commitInfo"]
         return None
 
-    def _history_head(self, path: str):
+    def _history_head(self, path: str) -> Row:
         cols = ("version", "operation", "operationMetrics")
-        return self._table(path).history(1).select(*cols).first()  # small: one row
+        row = self._table(path).history(1).select(*cols).first()  # small: one row
+        assert row is not None  # a table has at least its creating commit
+        return row
 
     def _write_result(self, path: str, label: str) -> WriteResult:
         last = self._last_commit(path)
