@@ -1,4 +1,5 @@
 """shoprec: distributed recommendations for e-commerce on Spark, Delta, MLflow and Horovod."""
+
 from pathlib import Path
 
 from setuptools import find_packages, setup

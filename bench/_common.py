@@ -1,5 +1,6 @@
 """What every benchmark shares: the machine and the load it ran under, where its JSON goes,
 and the tiny data a ``--smoke`` run uses (seconds, so a test can run every bench)."""
+
 from __future__ import annotations
 
 import argparse
@@ -32,12 +33,21 @@ SMOKE_SPARK = [
 # A pipeline small enough for seconds per stage: one ALS trial, a small hybrid, no weight searches.
 SMOKE_PIPELINE = [
     *SMOKE_SPARK,
-    "als.rank=8", "als.max_iter=4", "als.search.rank=[8]", "als.search.reg_param=[0.1]",
-    "als.search.alpha=[10.0]", "als.search.max_trials=1",
-    "hybrid.epochs=2", "hybrid.batch_size=256", "hybrid.model.embedding_dim=8", "hybrid.model.mlp_layers=[16]",
+    "als.rank=8",
+    "als.max_iter=4",
+    "als.search.rank=[8]",
+    "als.search.reg_param=[0.1]",
+    "als.search.alpha=[10.0]",
+    "als.search.max_trials=1",
+    "hybrid.epochs=2",
+    "hybrid.batch_size=256",
+    "hybrid.model.embedding_dim=8",
+    "hybrid.model.mlp_layers=[16]",
     "recommend.fusion.tuning_users=500",
     # Fixed weights: no search on the validation window (two thirds of recommend's time at this size).
-    "recommend.fusion.weight=0.5", "recommend.rerank.season_weight=0.05", "recommend.rerank.time_weight=0.03",
+    "recommend.fusion.weight=0.5",
+    "recommend.rerank.season_weight=0.05",
+    "recommend.rerank.time_weight=0.03",
 ]
 
 
@@ -50,30 +60,39 @@ def machine_info(spark=None, load_before: tuple[float, ...] | None = None) -> di
     import pyspark
 
     info = {
-        "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(), "platform": platform.platform(), "spark": pyspark.__version__,
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "spark": pyspark.__version__,
         "load_average_after": list(os.getloadavg()),
     }
     if load_before is not None:
         info["load_average_before"] = list(load_before)
     if spark is not None:
         conf = spark.sparkContext.getConf()
-        info.update({
-            "spark_master": spark.sparkContext.master,
-            "driver_memory": conf.get("spark.driver.memory", None),
-            "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions"),
-        })
+        info.update(
+            {
+                "spark_master": spark.sparkContext.master,
+                "driver_memory": conf.get("spark.driver.memory", None),
+                "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions"),
+            }
+        )
     return info
 
 
 # ----------------------------------------------------------------------------- output
 def add_output_args(parser: argparse.ArgumentParser) -> None:
     """``--smoke``, ``--results-dir`` and ``--json``: every bench takes the same three."""
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny generated data, seconds: checks the bench runs (numbers mean nothing); "
-                             f"JSON goes to {SMOKE_RESULTS} unless --results-dir says otherwise")
-    parser.add_argument("--results-dir", default=None,
-                        help=f"folder for the JSON (default {RESULTS}; with --smoke {SMOKE_RESULTS})")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny generated data, seconds: checks the bench runs (numbers mean nothing); "
+        f"JSON goes to {SMOKE_RESULTS} unless --results-dir says otherwise",
+    )
+    parser.add_argument(
+        "--results-dir", default=None, help=f"folder for the JSON (default {RESULTS}; with --smoke {SMOKE_RESULTS})"
+    )
     parser.add_argument("--json", default=None, help="the JSON file itself (overrides --results-dir)")
 
 
@@ -133,16 +152,35 @@ def generate_events(out: str, events: int, users: int, items: int, seed: int) ->
     """``shoprec generate`` into ``out`` unless its catalog is already there; returns ``out``."""
     if not os.path.exists(os.path.join(out, "catalog.csv")):
         say(f"generating {events:,} events (not timed) ...")
-        subprocess.run([shoprec_bin(), "generate", "--users", str(users), "--items", str(items),
-                        "--events", str(events), "--seed", str(seed), "--out", out],
-                       check=True, env=bench_env(), stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                shoprec_bin(),
+                "generate",
+                "--users",
+                str(users),
+                "--items",
+                str(items),
+                "--events",
+                str(events),
+                "--seed",
+                str(seed),
+                "--out",
+                out,
+            ],
+            check=True,
+            env=bench_env(),
+            stdout=subprocess.DEVNULL,
+        )
     return out
 
 
 def event_log_settings(generated: str) -> list[str]:
     """The ``--set`` overrides that point ingest at a generator's output folder."""
-    return ["ingest.source=event_log", f"ingest.inputs=[{os.path.join(generated, 'events')}]",
-            f"ingest.catalog={os.path.join(generated, 'catalog.csv')}"]
+    return [
+        "ingest.source=event_log",
+        f"ingest.inputs=[{os.path.join(generated, 'events')}]",
+        f"ingest.catalog={os.path.join(generated, 'catalog.csv')}",
+    ]
 
 
 def as_set_args(overrides: list[str]) -> list[str]:
@@ -162,9 +200,20 @@ def smoke_lakehouse(work: str = SMOKE_WORK) -> str:
     say(f"building the smoke lakehouse in {root} (shoprec pipeline, not timed) ...")
     log = os.path.join(work, "smoke-lakehouse.log")
     with open(log, "w") as fh:
-        code = subprocess.run([shoprec_bin(), "pipeline", "--data-root", root, "--as-of", SMOKE_AS_OF,
-                               *as_set_args([*SMOKE_PIPELINE, *event_log_settings(generated)])],
-                              stdout=fh, stderr=subprocess.STDOUT, env=bench_env()).returncode
+        code = subprocess.run(
+            [
+                shoprec_bin(),
+                "pipeline",
+                "--data-root",
+                root,
+                "--as-of",
+                SMOKE_AS_OF,
+                *as_set_args([*SMOKE_PIPELINE, *event_log_settings(generated)]),
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=bench_env(),
+        ).returncode
     if code != 0:
         raise SystemExit(f"shoprec pipeline failed (exit {code}); see {log}")
     mark_smoke_lakehouse(root)

@@ -19,6 +19,7 @@ before as_of, the project's features code):
 Data roots without silver tables are ingested first (not timed here; see bench/ingest.py).
 Prints a table; writes bench/results/als_topn.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,15 @@ BENCH_OVERRIDES = [
     "spark.launch_settings.spark.ui.showConsoleProgress=false",
 ]
 RETAIL_FILE = os.path.join("data", "online-retail", "online_retail.csv.gz")
-SMOKE = {"skip_retail": True, "events": 20_000, "items": 150, "rank": 8, "iterations": 3,
-         "mllib_default_blocks": "none", "root": os.path.join(SMOKE_WORK, "als_topn")}
+SMOKE = {
+    "skip_retail": True,
+    "events": 20_000,
+    "items": 150,
+    "rank": 8,
+    "iterations": 3,
+    "mllib_default_blocks": "none",
+    "root": os.path.join(SMOKE_WORK, "als_topn"),
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -74,8 +82,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--reg-param", type=float, default=0.1)
     p.add_argument("--alpha", type=float, default=10.0)
     p.add_argument("--n", type=int, default=10)
-    p.add_argument("--mllib-default-blocks", choices=["retail", "all", "none"], default="retail",
-                   help="also fit with MLlib's default 10 blocks (slow at 10M events)")
+    p.add_argument(
+        "--mllib-default-blocks",
+        choices=["retail", "all", "none"],
+        default="retail",
+        help="also fit with MLlib's default 10 blocks (slow at 10M events)",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     add_output_args(p)
     args = smoke_defaults(p, p.parse_args(argv), **SMOKE)
@@ -123,8 +135,11 @@ def _ingest(args, name, cfg, spark, tables) -> None:
         say(f"{name}: generating {args.events:,} events (not timed) ...")
         result = generate(out, users=max(1, args.events // 50), items=args.items, events=args.events, seed=42)
         inputs = [os.path.dirname(result.event_files[0])]
-        cfg = load_config("local", [*BENCH_OVERRIDES, "ingest.source=event_log",
-                                    f"ingest.catalog={result.catalog_file}", *args.overrides], data_root=cfg.data_root)
+        cfg = load_config(
+            "local",
+            [*BENCH_OVERRIDES, "ingest.source=event_log", f"ingest.catalog={result.catalog_file}", *args.overrides],
+            data_root=cfg.data_root,
+        )
     say(f"{name}: ingesting (not timed) ...")
     with job_run(cfg, "ingest") as run:
         run_ingest(spark, cfg, tables, run, inputs)
@@ -172,12 +187,22 @@ def topn_parts(args, model) -> dict:
     # Same lists? (compare as sets per user: float ties may order differently)
     ours_sets = ours.groupBy(C.USER_IDX).agg(F.array_sort(F.collect_list(C.ITEM_IDX)).alias("a"))
     theirs_sets = theirs.select(C.USER_IDX, F.array_sort(F.col("recommendations.item_idx")).alias("b"))
-    agree = ours_sets.join(theirs_sets, on=C.USER_IDX, how="inner").agg(
-        F.avg((F.col("a") == F.col("b")).cast("double")).alias("agree"), F.count("*").alias("users")
-    ).first()
-    return {"ours": ours, "ours_s": ours_s, "theirs_s": theirs_s, "ours_cold_s": ours_cold_s,
-            "theirs_cold_s": theirs_cold_s, "lists_identical_share": round(agree["agree"], 4),
-            "users": agree["users"], "_uf": uf, "_itf": itf}
+    agree = (
+        ours_sets.join(theirs_sets, on=C.USER_IDX, how="inner")
+        .agg(F.avg((F.col("a") == F.col("b")).cast("double")).alias("agree"), F.count("*").alias("users"))
+        .first()
+    )
+    return {
+        "ours": ours,
+        "ours_s": ours_s,
+        "theirs_s": theirs_s,
+        "ours_cold_s": ours_cold_s,
+        "theirs_cold_s": theirs_cold_s,
+        "lists_identical_share": round(agree["agree"], 4),
+        "users": agree["users"],
+        "_uf": uf,
+        "_itf": itf,
+    }
 
 
 def implicit_part(args, spark, ratings, n_users: int, n_items: int) -> dict:
@@ -192,21 +217,28 @@ def implicit_part(args, spark, ratings, n_users: int, n_items: int) -> dict:
     )
     with threadpool_limits(1, "blas"):  # implicit's own advice: its threads, not BLAS's
         model = AlternatingLeastSquares(
-            factors=args.rank, regularization=args.reg_param, alpha=args.alpha, iterations=args.iterations,
-            calculate_training_loss=False, random_state=42,
+            factors=args.rank,
+            regularization=args.reg_param,
+            alpha=args.alpha,
+            iterations=args.iterations,
+            calculate_training_loss=False,
+            random_state=42,
         )
         _, fit_s = timed(lambda: model.fit(matrix, show_progress=False))
         users = np.arange(n_users)
         (top, _), rec_s = timed(
-            lambda: model.recommend(users, matrix[users], N=args.n, filter_already_liked_items=False))
+            lambda: model.recommend(users, matrix[users], N=args.n, filter_already_liked_items=False)
+        )
     import pandas as pd
 
     keep = (top >= 0).ravel()
-    pdf = pd.DataFrame({
-        C.USER_IDX: np.repeat(users, top.shape[1]).astype(np.int32)[keep],
-        C.ITEM_IDX: top.astype(np.int32).ravel()[keep],
-        C.RANK: np.tile(np.arange(1, top.shape[1] + 1, dtype=np.int32), n_users)[keep],
-    })
+    pdf = pd.DataFrame(
+        {
+            C.USER_IDX: np.repeat(users, top.shape[1]).astype(np.int32)[keep],
+            C.ITEM_IDX: top.astype(np.int32).ravel()[keep],
+            C.RANK: np.tile(np.arange(1, top.shape[1] + 1, dtype=np.int32), n_users)[keep],
+        }
+    )
     recs = spark.createDataFrame(pdf)
     return {"fit_s": fit_s, "recommend_s": rec_s, "recs": recs}
 
@@ -218,8 +250,11 @@ def quality(recs, truth, users_with_factors) -> dict:
     warm_truth = truth.join(users_with_factors.select(C.USER_IDX), on=C.USER_IDX, how="inner")
     rename = {C.USER_IDX: C.USER_ID, C.ITEM_IDX: C.ITEM_ID}
     m = mean_ranking_metrics(_renamed(recs, rename), _renamed(warm_truth, rename), ks=(10,))
-    return {"ndcg_at_10": round(m["ndcg_at_10"], 4), "recall_at_10": round(m["recall_at_10"], 4),
-            "users": int(m["n_users"])}
+    return {
+        "ndcg_at_10": round(m["ndcg_at_10"], 4),
+        "recall_at_10": round(m["recall_at_10"], 4),
+        "users": int(m["n_users"]),
+    }
 
 
 def _renamed(df, mapping):
@@ -235,11 +270,14 @@ def run_dataset(args, name: str, data_root: str | None, default_blocks: bool) ->
     n_users = ratings.agg(F.max(C.USER_IDX)).first()[0] + 1
     n_items = ratings.agg(F.max(C.ITEM_IDX)).first()[0] + 1
     blocks = spark.sparkContext.defaultParallelism
-    out = {"data_root": cfg.data_root, "as_of": split.as_of.isoformat(), "ratings": n_ratings,
-           "users": ratings.select(C.USER_IDX).distinct().count(),
-           "items": ratings.select(C.ITEM_IDX).distinct().count(),
-           "params": {"rank": args.rank, "iterations": args.iterations, "reg_param": args.reg_param,
-                      "alpha": args.alpha}}
+    out = {
+        "data_root": cfg.data_root,
+        "as_of": split.as_of.isoformat(),
+        "ratings": n_ratings,
+        "users": ratings.select(C.USER_IDX).distinct().count(),
+        "items": ratings.select(C.ITEM_IDX).distinct().count(),
+        "params": {"rank": args.rank, "iterations": args.iterations, "reg_param": args.reg_param, "alpha": args.alpha},
+    }
 
     say(f"{name}: Spark ALS fit, {blocks} blocks ...")
     ours_fit = spark_part(args, spark, ratings, blocks)
@@ -251,20 +289,31 @@ def run_dataset(args, name: str, data_root: str | None, default_blocks: bool) ->
 
     say(f"{name}: top-{args.n} for all users: blocked vs recommendForAllUsers ...")
     top = topn_parts(args, ours_fit["model"])
-    out.update({"topn_blocked_s": top["ours_s"], "recommend_for_all_users_s": top["theirs_s"],
-                "topn_blocked_first_run_s": top["ours_cold_s"],
-                "recommend_for_all_users_first_run_s": top["theirs_cold_s"],
-                "topn_speedup": round(top["theirs_s"] / max(top["ours_s"], 1e-9), 2),
-                "lists_identical_share": top["lists_identical_share"]})
+    out.update(
+        {
+            "topn_blocked_s": top["ours_s"],
+            "recommend_for_all_users_s": top["theirs_s"],
+            "topn_blocked_first_run_s": top["ours_cold_s"],
+            "recommend_for_all_users_first_run_s": top["theirs_cold_s"],
+            "topn_speedup": round(top["theirs_s"] / max(top["ours_s"], 1e-9), 2),
+            "lists_identical_share": top["lists_identical_share"],
+        }
+    )
     out["spark_quality"] = quality(top["ours"], truth, top["_uf"])
 
     say(f"{name}: implicit ...")
     imp = implicit_part(args, spark, ratings, n_users, n_items)
-    out.update({"implicit_fit_s": imp["fit_s"], "implicit_recommend_s": imp["recommend_s"],
-                "fit_ratio_spark_vs_implicit": round(out["spark_fit_s"] / max(imp["fit_s"], 1e-9), 2)})
+    out.update(
+        {
+            "implicit_fit_s": imp["fit_s"],
+            "implicit_recommend_s": imp["recommend_s"],
+            "fit_ratio_spark_vs_implicit": round(out["spark_fit_s"] / max(imp["fit_s"], 1e-9), 2),
+        }
+    )
     if "spark_fit_default_blocks_s" in out:
         out["fit_ratio_default_blocks_vs_implicit"] = round(
-            out["spark_fit_default_blocks_s"] / max(imp["fit_s"], 1e-9), 2)
+            out["spark_fit_default_blocks_s"] / max(imp["fit_s"], 1e-9), 2
+        )
     out["implicit_quality"] = quality(imp["recs"], truth, top["_uf"])
     ratings.unpersist()
     return out
@@ -275,25 +324,41 @@ def print_table(report: dict) -> None:
         r = report.get(name)
         if not r:
             continue
-        print(f"\n{name}: {r['ratings']:,} (user, item) pairs, {r['users']:,} users x {r['items']:,} items, "
-              f"as_of {r['as_of']}, rank {r['params']['rank']}, {r['params']['iterations']} iterations")
+        print(
+            f"\n{name}: {r['ratings']:,} (user, item) pairs, {r['users']:,} users x {r['items']:,} items, "
+            f"as_of {r['as_of']}, rank {r['params']['rank']}, {r['params']['iterations']} iterations"
+        )
         print(f"  {'':<34}{'fit s':>9}{'top-10 s':>10}{'NDCG@10':>9}{'Recall@10':>10}")
         sq, iq = r["spark_quality"], r["implicit_quality"]
-        print(f"  {'Spark ALS + blocked top-N (ours)':<34}{r['spark_fit_s']:>9.1f}{r['topn_blocked_s']:>10.1f}"
-              f"{sq['ndcg_at_10']:>9.4f}{sq['recall_at_10']:>10.4f}")
-        print(f"  {'Spark ALS + recommendForAllUsers':<34}{r['spark_fit_s']:>9.1f}"
-              f"{r['recommend_for_all_users_s']:>10.1f}{sq['ndcg_at_10']:>9.4f}{sq['recall_at_10']:>10.4f}")
-        print(f"  {'implicit (single node)':<34}{r['implicit_fit_s']:>9.1f}{r['implicit_recommend_s']:>10.1f}"
-              f"{iq['ndcg_at_10']:>9.4f}{iq['recall_at_10']:>10.4f}")
+        print(
+            f"  {'Spark ALS + blocked top-N (ours)':<34}{r['spark_fit_s']:>9.1f}{r['topn_blocked_s']:>10.1f}"
+            f"{sq['ndcg_at_10']:>9.4f}{sq['recall_at_10']:>10.4f}"
+        )
+        print(
+            f"  {'Spark ALS + recommendForAllUsers':<34}{r['spark_fit_s']:>9.1f}"
+            f"{r['recommend_for_all_users_s']:>10.1f}{sq['ndcg_at_10']:>9.4f}{sq['recall_at_10']:>10.4f}"
+        )
+        print(
+            f"  {'implicit (single node)':<34}{r['implicit_fit_s']:>9.1f}{r['implicit_recommend_s']:>10.1f}"
+            f"{iq['ndcg_at_10']:>9.4f}{iq['recall_at_10']:>10.4f}"
+        )
         if "spark_fit_default_blocks_s" in r:
-            print(f"  Spark fit with MLlib's default 10 blocks: {r['spark_fit_default_blocks_s']:.1f} s "
-                  f"({r['fit_ratio_default_blocks_vs_implicit']}x implicit)")
-        print(f"  top-10 first runs (ours starts the Python workers): blocked {r['topn_blocked_first_run_s']:.1f} s, "
-              f"recommendForAllUsers {r['recommend_for_all_users_first_run_s']:.1f} s")
-        print(f"  blocked top-N vs recommendForAllUsers (second runs): {r['topn_speedup']}x faster "
-              f"(identical lists for {r['lists_identical_share']:.1%} of users)")
-        print(f"  Spark fit ({r['spark_blocks']} blocks) vs implicit: {r['fit_ratio_spark_vs_implicit']}x "
-              f"(NDCG over {sq['users']:,} warm users of the window)")
+            print(
+                f"  Spark fit with MLlib's default 10 blocks: {r['spark_fit_default_blocks_s']:.1f} s "
+                f"({r['fit_ratio_default_blocks_vs_implicit']}x implicit)"
+            )
+        print(
+            f"  top-10 first runs (ours starts the Python workers): blocked {r['topn_blocked_first_run_s']:.1f} s, "
+            f"recommendForAllUsers {r['recommend_for_all_users_first_run_s']:.1f} s"
+        )
+        print(
+            f"  blocked top-N vs recommendForAllUsers (second runs): {r['topn_speedup']}x faster "
+            f"(identical lists for {r['lists_identical_share']:.1%} of users)"
+        )
+        print(
+            f"  Spark fit ({r['spark_blocks']} blocks) vs implicit: {r['fit_ratio_spark_vs_implicit']}x "
+            f"(NDCG over {sq['users']:,} warm users of the window)"
+        )
 
 
 def main(argv=None) -> int:
@@ -302,8 +367,9 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     report: dict = {"when": now(), "smoke": args.smoke}
     if not args.skip_retail:
-        report["online_retail"] = run_dataset(args, "online_retail", args.retail_root,
-                                              args.mllib_default_blocks in ("retail", "all"))
+        report["online_retail"] = run_dataset(
+            args, "online_retail", args.retail_root, args.mllib_default_blocks in ("retail", "all")
+        )
     if not args.skip_events:
         report["event_log"] = run_dataset(args, "event_log", args.events_root, args.mllib_default_blocks == "all")
     from pyspark.sql import SparkSession

@@ -26,6 +26,7 @@ run). Prints a table and writes the numbers as JSON (default
 bench/results/delta_layer.json). --root is deleted at the start and, unless --keep,
 at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,12 +53,25 @@ from shoprec.tables import Tables, open_tables
 
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "delta_layer.json")
 
-FLAT = "bench.events"                 # unpartitioned Delta table
-BY_DATE = "bench.events_by_date"      # Delta table partitioned by event_date
+FLAT = "bench.events"  # unpartitioned Delta table
+BY_DATE = "bench.events_by_date"  # Delta table partitioned by event_date
 DAYS = 30
 COUNTRIES = (
-    "United Kingdom", "Germany", "France", "Ireland", "Netherlands", "Spain", "Belgium", "United States",
-    "Switzerland", "Portugal", "Italy", "Australia", "Norway", "Sweden", "Denmark",
+    "United Kingdom",
+    "Germany",
+    "France",
+    "Ireland",
+    "Netherlands",
+    "Spain",
+    "Belgium",
+    "United States",
+    "Switzerland",
+    "Portugal",
+    "Italy",
+    "Australia",
+    "Norway",
+    "Sweden",
+    "Denmark",
 )
 # Session settings for a quiet benchmark; anything else comes from conf/ (local env).
 BENCH_OVERRIDES = [
@@ -72,18 +86,34 @@ SMOKE_ROWS = 20_000
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--root", default="/tmp/shoprec-bench-delta",
-                        help="scratch folder for the source data and all tables (deleted first)")
+    parser.add_argument(
+        "--root",
+        default="/tmp/shoprec-bench-delta",
+        help="scratch folder for the source data and all tables (deleted first)",
+    )
     parser.add_argument("--json", default=DEFAULT_JSON, help="where to write the results")
     parser.add_argument("--repeat", type=int, default=1, help="run the whole sequence this many times")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra config override, as shoprec --set "
-                             "(e.g. spark.settings.spark.sql.shuffle.partitions=4)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra config override, as shoprec --set (e.g. spark.settings.spark.sql.shuffle.partitions=4)",
+    )
     parser.add_argument("--keep", action="store_true", help="leave --root in place afterwards")
-    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
-                        help="Delta backends to measure (default: both)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny run (20k rows) that checks the bench works; JSON to a temp folder unless --json")
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=BACKENDS,
+        default=list(BACKENDS),
+        help="Delta backends to measure (default: both)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny run (20k rows) that checks the bench works; JSON to a temp folder unless --json",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.rows = SMOKE_ROWS
@@ -106,15 +136,19 @@ def synthetic(spark: SparkSession, start: int, end: int, users: int, items: int)
     """Rows ``start <= id < end`` with a handful of realistic columns."""
     day0 = datetime(2024, 1, 1, tzinfo=UTC)
     countries = F.array(*[F.lit(c) for c in COUNTRIES])
-    return spark.range(start, end).select(
-        F.col("id"),
-        F.format_string("u%08d", _h("id", 1, users)).alias("user_id"),
-        F.format_string("i%06d", _h("id", 2, items)).alias("item_id"),
-        F.timestamp_seconds(F.lit(int(day0.timestamp())) + _h("id", 3, DAYS * 86400)).alias("event_time"),
-        F.round(_h("id", 4, 10_000) / 100.0 + 0.5, 2).alias("price"),
-        (F.lit(1) + _h("id", 5, 5)).cast("int").alias("quantity"),
-        F.element_at(countries, (_h("id", 6, len(COUNTRIES)) + 1).cast("int")).alias("country"),
-    ).withColumn("event_date", F.to_date("event_time"))
+    return (
+        spark.range(start, end)
+        .select(
+            F.col("id"),
+            F.format_string("u%08d", _h("id", 1, users)).alias("user_id"),
+            F.format_string("i%06d", _h("id", 2, items)).alias("item_id"),
+            F.timestamp_seconds(F.lit(int(day0.timestamp())) + _h("id", 3, DAYS * 86400)).alias("event_time"),
+            F.round(_h("id", 4, 10_000) / 100.0 + 0.5, 2).alias("price"),
+            (F.lit(1) + _h("id", 5, 5)).cast("int").alias("quantity"),
+            F.element_at(countries, (_h("id", 6, len(COUNTRIES)) + 1).cast("int")).alias("country"),
+        )
+        .withColumn("event_date", F.to_date("event_time"))
+    )
 
 
 def materialise(spark: SparkSession, df: DataFrame, path: str) -> DataFrame:
@@ -150,15 +184,16 @@ def aggregate(df: DataFrame) -> dict:
 def same_aggregates(a: dict, b: dict) -> bool:
     if a.keys() != b.keys():
         return False
-    return all(a[k][0] == b[k][0] and a[k][2] == b[k][2] and abs(a[k][1] - b[k][1]) <= 1e-6 * max(1.0, abs(a[k][1]))
-               for k in a)
+    return all(
+        a[k][0] == b[k][0] and a[k][2] == b[k][2] and abs(a[k][1] - b[k][1]) <= 1e-6 * max(1.0, abs(a[k][1])) for k in a
+    )
 
 
 def make_data(spark: SparkSession, folder: str, rows: int) -> dict:
     """The base rows, 10% more to append and a 1% upsert source, each written once as Parquet."""
     n_extra = rows // 10
-    n_updates = rows // 200          # 0.5% of the table: existing keys spread over every file
-    n_inserts = rows // 200          # 0.5%: keys not in the table yet
+    n_updates = rows // 200  # 0.5% of the table: existing keys spread over every file
+    n_inserts = rows // 200  # 0.5%: keys not in the table yet
     users, items = max(1, rows // 50), 20_000
     src = materialise(spark, synthetic(spark, 0, rows, users, items), os.path.join(folder, "base"))
     extra = materialise(spark, synthetic(spark, rows, rows + n_extra, users, items), os.path.join(folder, "append"))
@@ -171,8 +206,15 @@ def make_data(spark: SparkSession, folder: str, rows: int) -> dict:
     )
     inserts = synthetic(spark, fresh_from, fresh_from + n_inserts, users, items)
     upsert = materialise(spark, updates.unionByName(inserts), os.path.join(folder, "upsert"))
-    counts = {"rows": rows, "extra": n_extra, "updates": n_updates, "inserts": n_inserts,
-              "upsert": n_updates + n_inserts, "table": rows + n_extra, "after": rows + n_extra + n_inserts}
+    counts = {
+        "rows": rows,
+        "extra": n_extra,
+        "updates": n_updates,
+        "inserts": n_inserts,
+        "upsert": n_updates + n_inserts,
+        "table": rows + n_extra,
+        "after": rows + n_extra + n_inserts,
+    }
     return {"src": src, "extra": extra, "upsert": upsert, "counts": counts}
 
 
@@ -200,8 +242,10 @@ def parquet_run(spark: SparkSession, data: dict, root: str) -> dict:
     p: dict = {}
     p["write"], _ = timed(lambda: src.write.mode("overwrite").parquet(pq_flat))
     p["write_partitioned"], _ = timed(lambda: src.write.mode("overwrite").partitionBy("event_date").parquet(pq_by_date))
-    p["sizes"] = {key: {"mb": round(folder_bytes(path) / 2**20, 1), "files": parquet_files(path)}
-                  for key, path in (("parquet_flat", pq_flat), ("parquet_partitioned", pq_by_date))}
+    p["sizes"] = {
+        key: {"mb": round(folder_bytes(path) / 2**20, 1), "files": parquet_files(path)}
+        for key, path in (("parquet_flat", pq_flat), ("parquet_partitioned", pq_by_date))
+    }
     p["read_agg"], p["_agg"] = timed(lambda: aggregate(spark.read.parquet(pq_flat)))
     p["read_agg_partitioned"], agg_pp = timed(lambda: aggregate(spark.read.parquet(pq_by_date)))
     assert same_aggregates(p["_agg"], agg_pp), "flat and partitioned Parquet disagree"
@@ -224,8 +268,10 @@ def delta_run(spark: SparkSession, tables: Tables, data: dict) -> tuple[dict, di
     assert w.rows_written == rows, f"Delta write committed {w.rows_written} rows, expected {rows}"
     d["write_partitioned"], w = timed(lambda: tables.overwrite(src, BY_DATE, partition_by=["event_date"]))
     assert w.rows_written == rows, f"partitioned Delta write committed {w.rows_written} rows, expected {rows}"
-    sizes = {key: {"mb": round(folder_bytes(tables.path(name)) / 2**20, 1), "files": tables.file_count(name)}
-             for key, name in (("flat", FLAT), ("partitioned", BY_DATE))}
+    sizes = {
+        key: {"mb": round(folder_bytes(tables.path(name)) / 2**20, 1), "files": tables.file_count(name)}
+        for key, name in (("flat", FLAT), ("partitioned", BY_DATE))
+    }
 
     # 3. full read + aggregate (both layouts)
     d["read_agg"], checks["_agg"] = timed(lambda: aggregate(tables.read(FLAT)))
@@ -259,7 +305,8 @@ def delta_run(spark: SparkSession, tables: Tables, data: dict) -> tuple[dict, di
     for name in (FLAT, BY_DATE):
         spark_n = tables.read(name).count()
         secs, arrow_n = timed(
-            lambda name=name: deltalake.DeltaTable(tables.path(name)).to_pyarrow_dataset().count_rows())
+            lambda name=name: deltalake.DeltaTable(tables.path(name)).to_pyarrow_dataset().count_rows()
+        )
         counts[name] = {"spark_rows": spark_n, "pyarrow_rows": arrow_n, "pyarrow_count_s": round(secs, 3)}
         assert arrow_n == spark_n, f"{name}: pyarrow counts {arrow_n} rows, Spark {spark_n}"
     d["pyarrow_count"] = counts[FLAT]["pyarrow_count_s"]
@@ -289,9 +336,13 @@ def summarise(runs: list[dict], counts: dict, backends: list[str]) -> list[dict]
         n = counts[basis]
         p_all = [r["parquet"][key] for r in runs if key in r["parquet"]]
         p_s = statistics.median(p_all) if p_all else None
-        op: dict = {"operation": key, "label": label, "rows": n,
-                    "parquet_s": round(p_s, 3) if p_s is not None else None,
-                    "parquet_runs_s": [round(x, 3) for x in p_all]}
+        op: dict = {
+            "operation": key,
+            "label": label,
+            "rows": n,
+            "parquet_s": round(p_s, 3) if p_s is not None else None,
+            "parquet_runs_s": [round(x, 3) for x in p_all],
+        }
         for b in backends:
             b_all = [r["delta"][b][key] for r in runs]
             b_s = statistics.median(b_all)
@@ -307,20 +358,28 @@ def summarise(runs: list[dict], counts: dict, backends: list[str]) -> list[dict]
 
 def print_table(report: dict) -> None:
     backends = report["args"]["backends"]
-    header = ("operation", "parquet s", *(f"{b} s" for b in backends), *(f"{b}/parquet" for b in backends),
-              *(f"{b} rows/s" for b in backends))
+    header = (
+        "operation",
+        "parquet s",
+        *(f"{b} s" for b in backends),
+        *(f"{b}/parquet" for b in backends),
+        *(f"{b} rows/s" for b in backends),
+    )
     lines = [header]
 
     def num(v, fmt):
         return "-" if v is None else fmt.format(v)
 
     for op in report["operations"]:
-        lines.append((
-            op["label"], num(op["parquet_s"], "{:.2f}"),
-            *(num(op[f"{b}_s"], "{:.2f}") for b in backends),
-            *(num(op[f"{b}_vs_parquet"], "{:.2f}x") for b in backends),
-            *(num(op[f"{b}_rows_per_s"], "{:,}") for b in backends),
-        ))
+        lines.append(
+            (
+                op["label"],
+                num(op["parquet_s"], "{:.2f}"),
+                *(num(op[f"{b}_s"], "{:.2f}") for b in backends),
+                *(num(op[f"{b}_vs_parquet"], "{:.2f}x") for b in backends),
+                *(num(op[f"{b}_rows_per_s"], "{:,}") for b in backends),
+            )
+        )
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
     for j, row in enumerate(lines):
         print("  ".join(str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(row)))
@@ -328,10 +387,12 @@ def print_table(report: dict) -> None:
             print("  ".join("-" * w for w in widths))
     c = report["counts"]
     print()
-    print(f"rows {c['rows']:,}; append {c['extra']:,}; merge source {c['upsert']:,} "
-          f"({c['updates']:,} updates + {c['inserts']:,} inserts) into {c['table']:,}; "
-          f"runs {report['args']['repeat']}; "
-          "backends: spark = Spark's own Delta (delta-spark), local = delta-rs log + Spark Parquet I/O")
+    print(
+        f"rows {c['rows']:,}; append {c['extra']:,}; merge source {c['upsert']:,} "
+        f"({c['updates']:,} updates + {c['inserts']:,} inserts) into {c['table']:,}; "
+        f"runs {report['args']['repeat']}; "
+        "backends: spark = Spark's own Delta (delta-spark), local = delta-rs log + Spark Parquet I/O"
+    )
     sizes = report["runs"][-1]["sizes"]
     print("on disk after write: " + "; ".join(f"{k} {v['mb']} MB in {v['files']} files" for k, v in sizes.items()))
     m = report["machine"]
@@ -389,23 +450,40 @@ def run(args: argparse.Namespace) -> dict:
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
-            "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": platform.python_version(), "platform": platform.platform(),
-            "spark": pyspark.__version__, "deltalake": deltalake.__version__, "java": java_version(),
+            "cpus": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "spark": pyspark.__version__,
+            "deltalake": deltalake.__version__,
+            "java": java_version(),
             "delta_spark": _delta_spark_version(),
             "spark_master": spark.sparkContext.master,
             "driver_memory": spark.sparkContext.getConf().get("spark.driver.memory", None),
             "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions"),
-            "load_average_before": list(load_before), "load_average_after": list(load_after),
+            "load_average_before": list(load_before),
+            "load_average_after": list(load_after),
         },
-        "args": {"rows": args.rows, "repeat": args.repeat, "root": root, "overrides": list(args.overrides),
-                 "backends": list(args.backends), "smoke": args.smoke},
+        "args": {
+            "rows": args.rows,
+            "repeat": args.repeat,
+            "root": root,
+            "overrides": list(args.overrides),
+            "backends": list(args.backends),
+            "smoke": args.smoke,
+        },
         "counts": counts,
         "setup_s": round(setup_s, 2),
         "operations": summarise(runs, counts, list(args.backends)),
-        "runs": [{"delta_s": {b: {k: round(v, 3) for k, v in ops.items()} for b, ops in r["delta"].items()},
-                  "parquet_s": {k: round(v, 3) for k, v in r["parquet"].items()},
-                  "checks": r["checks"], "sizes": r["sizes"]} for r in runs],
+        "runs": [
+            {
+                "delta_s": {b: {k: round(v, 3) for k, v in ops.items()} for b, ops in r["delta"].items()},
+                "parquet_s": {k: round(v, 3) for k, v in r["parquet"].items()},
+                "checks": r["checks"],
+                "sizes": r["sizes"],
+            }
+            for r in runs
+        ],
     }
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)

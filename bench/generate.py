@@ -7,6 +7,7 @@
 Prints a small table and writes the numbers as JSON (default bench/results/generate.json).
 The data is left in --out for scale tests unless --clean is given.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,18 +83,35 @@ def run(args: argparse.Namespace) -> dict:
     cpu_before = os.times()
     started = time.perf_counter()
     with RssSampler() as sampler:
-        result = generate(args.out, users=args.users, items=args.items, events=args.events, seed=args.seed,
-                          fmt=args.fmt, bad_row_rate=args.bad_row_rate)
+        result = generate(
+            args.out,
+            users=args.users,
+            items=args.items,
+            events=args.events,
+            seed=args.seed,
+            fmt=args.fmt,
+            bad_row_rate=args.bad_row_rate,
+        )
     wall = time.perf_counter() - started
     cpu_after = os.times()
     cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "smoke": args.smoke,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_average_1m": os.getloadavg()[0]},
-        "args": {"events": args.events, "users": args.users, "items": args.items, "format": args.fmt,
-                 "bad_row_rate": args.bad_row_rate, "seed": args.seed},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_1m": os.getloadavg()[0],
+        },
+        "args": {
+            "events": args.events,
+            "users": args.users,
+            "items": args.items,
+            "format": args.fmt,
+            "bad_row_rate": args.bad_row_rate,
+            "seed": args.seed,
+        },
         "events": result.events,
         "bad_rows": result.bad_rows,
         "files": len(result.event_files),

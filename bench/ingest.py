@@ -25,6 +25,7 @@ never touched). Prints a table and writes the numbers as JSON (default
 bench/results/ingest.json). ``--smoke`` ingests the first 2,000 lines of the shipped file
 and 20,000 generated events: it checks the bench runs, its numbers mean nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,19 +65,31 @@ SMOKE = {"events": 20_000, "items": 150, "root": os.path.join(SMOKE_WORK, "inges
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default="/tmp/shoprec-bench-ingest",
-                        help="scratch folder: <root>/online_retail and <root>/event_log are the data roots")
+    parser.add_argument(
+        "--root",
+        default="/tmp/shoprec-bench-ingest",
+        help="scratch folder: <root>/online_retail and <root>/event_log are the data roots",
+    )
     parser.add_argument("--retail-file", default=None, help=f"Online Retail file (default: {RETAIL_FILE})")
     parser.add_argument("--skip-retail", action="store_true", help="skip part A (Online Retail)")
     parser.add_argument("--events", type=int, default=10_000_000, help="events to generate for part B")
     parser.add_argument("--skip-events", action="store_true", help="skip part B (generated event log)")
-    parser.add_argument("--events-dir", default=None,
-                        help="generator output to reuse (events/ + catalog.csv); generated there when empty")
+    parser.add_argument(
+        "--events-dir",
+        default=None,
+        help="generator output to reuse (events/ + catalog.csv); generated there when empty",
+    )
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--bad-row-rate", type=float, default=0.001)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra config override, as shoprec --set")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra config override, as shoprec --set",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the data roots and generated data afterwards")
     parser.add_argument("--verbose", action="store_true", help="also print shoprec's log lines of each run, timed")
     add_output_args(parser)
@@ -197,7 +210,7 @@ class TreeRssSampler:
         hwm_py = _vm_hwm(self.me.pid)
         hwm_jvm = _vm_hwm(self.jvm.pid) if self.jvm is not None else None
         return {
-            "peak_rss_mb": _mb(self.peak_total),                 # python driver + JVM, sampled
+            "peak_rss_mb": _mb(self.peak_total),  # python driver + JVM, sampled
             "peak_python_rss_mb": _mb(self.peak_python),
             "peak_jvm_rss_mb": _mb(self.peak_jvm),
             "peak_python_workers_rss_mb": _mb(self.peak_workers),  # sum of RSS (shared pages counted per worker)
@@ -300,8 +313,10 @@ def make_config(args: argparse.Namespace, data_root: str, extra: list[str]):
 def retail_sample(source: str, lines: int, out: str) -> str:
     """The header and first ``lines`` lines of an Online Retail gzip CSV, as another one."""
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    with gzip.open(source, "rt", encoding="utf-8", newline="") as src, \
-            gzip.open(out, "wt", encoding="utf-8", newline="") as dst:
+    with (
+        gzip.open(source, "rt", encoding="utf-8", newline="") as src,
+        gzip.open(out, "wt", encoding="utf-8", newline="") as dst,
+    ):
         for n, line in enumerate(src):
             if n > lines:
                 break
@@ -327,9 +342,14 @@ def part_retail(args: argparse.Namespace) -> dict:
 
     print("part A: Online Retail, first run ...", file=sys.stderr, flush=True)
     first, wall, mem, lines = timed_ingest(spark, cfg, tables, [path])
-    out = {"file": path, "file_mb": _mb(os.path.getsize(path)), "data_root": data_root,
-           "spark_start_s": spark_start_s,
-           "backend": tables.backend.name, "first": report_dict(first, wall, mem, lines)}
+    out = {
+        "file": path,
+        "file_mb": _mb(os.path.getsize(path)),
+        "data_root": data_root,
+        "spark_start_s": spark_start_s,
+        "backend": tables.backend.name,
+        "first": report_dict(first, wall, mem, lines),
+    }
     out["checks"] = {"accounting_ok": first.rows_in == first.rows_kept + first.rows_quarantined}
 
     print("part A: Online Retail, rerun of the same file ...", file=sys.stderr, flush=True)
@@ -344,8 +364,14 @@ def part_retail(args: argparse.Namespace) -> dict:
 def _generated(args: argparse.Namespace) -> tuple[str, dict]:
     """The generator output folder and what is known about it (events, bad_rows, ...)."""
     users = max(1, args.events // 50)
-    wanted = {"events": args.events, "users": users, "items": args.items, "seed": args.seed,
-              "bad_row_rate": args.bad_row_rate, "format": "parquet"}
+    wanted = {
+        "events": args.events,
+        "users": users,
+        "items": args.items,
+        "seed": args.seed,
+        "bad_row_rate": args.bad_row_rate,
+        "format": "parquet",
+    }
     if args.events_dir:
         out_dir = os.path.abspath(args.events_dir)
         meta_path = os.path.join(out_dir, GENERATED_META)
@@ -357,18 +383,32 @@ def _generated(args: argparse.Namespace) -> tuple[str, dict]:
                 with open(meta_path) as fh:
                     meta = json.load(fh)
             else:
-                print(f"note: {out_dir} has no {GENERATED_META}; its bad-row count is unknown, so the "
-                      "quarantine check is skipped", file=sys.stderr)
+                print(
+                    f"note: {out_dir} has no {GENERATED_META}; its bad-row count is unknown, so the "
+                    "quarantine check is skipped",
+                    file=sys.stderr,
+                )
             if meta and meta.get("events") != args.events:
                 print(f"note: reusing {meta.get('events'):,} events from {out_dir} (--events ignored)", file=sys.stderr)
             return out_dir, {**meta, "reused": True, "generate_s": None}
     else:
         out_dir = fresh_root(os.path.join(args.root, "generated"))
     print(f"part B: generating {args.events:,} events into {out_dir} (not timed) ...", file=sys.stderr, flush=True)
-    result = generate(out_dir, users=users, items=args.items, events=args.events, seed=args.seed,
-                      fmt="parquet", bad_row_rate=args.bad_row_rate)
-    meta = {**wanted, "bad_rows": result.bad_rows, "files": len(result.event_files),
-            "generate_s": round(result.seconds, 2)}
+    result = generate(
+        out_dir,
+        users=users,
+        items=args.items,
+        events=args.events,
+        seed=args.seed,
+        fmt="parquet",
+        bad_row_rate=args.bad_row_rate,
+    )
+    meta = {
+        **wanted,
+        "bad_rows": result.bad_rows,
+        "files": len(result.event_files),
+        "generate_s": round(result.seconds, 2),
+    }
     with open(os.path.join(out_dir, GENERATED_META), "w") as fh:
         json.dump(meta, fh, indent=2)
     return out_dir, {**meta, "reused": False}
@@ -388,10 +428,16 @@ def part_events(args: argparse.Namespace) -> dict:
 
     print("part B: ingesting the event log ...", file=sys.stderr, flush=True)
     report, wall, mem, lines = timed_ingest(spark, cfg, tables, [events_dir])
-    out = {"events_dir": events_dir, "input_mb": _mb(folder_bytes(events_dir)), "catalog": cfg.ingest.catalog,
-           "data_root": data_root, "backend": tables.backend.name, "generator": meta,
-           "spark_start_s": spark_start_s,
-           "run": report_dict(report, wall, mem, lines)}
+    out = {
+        "events_dir": events_dir,
+        "input_mb": _mb(folder_bytes(events_dir)),
+        "catalog": cfg.ingest.catalog,
+        "data_root": data_root,
+        "backend": tables.backend.name,
+        "generator": meta,
+        "spark_start_s": spark_start_s,
+        "run": report_dict(report, wall, mem, lines),
+    }
     bad = meta.get("bad_rows")
     out["checks"] = {
         "accounting_ok": report.rows_in == report.rows_kept + report.rows_quarantined,
@@ -433,40 +479,67 @@ def print_table(report: dict) -> None:
 
     def run_rows(prefix: str, r: dict) -> None:
         m = r["memory"]
-        rows.extend([
-            (f"{prefix} wall time", f"{r['wall_s']} s (job {r['job_s']} s)"),
-            (f"{prefix} rows/s", _fmt(r["rows_per_s"])),
-            (f"{prefix} rows in", _fmt(r["rows_in"])),
-            (f"{prefix} kept", _fmt(r["rows_kept"])),
-            (f"{prefix} quarantined", _fmt(r["rows_quarantined"])
-             + (f"  {r['quarantine_by_reason']}" if r["quarantine_by_reason"] else "")),
-            (f"{prefix} peak RSS python+JVM (sampled)", f"{_fmt(m['peak_rss_mb'])} MB "
-             f"(python {_fmt(m['peak_python_rss_mb'])}, JVM {_fmt(m['peak_jvm_rss_mb'])}; "
-             f"python workers {_fmt(m['peak_python_workers_rss_mb'])})"),
-            (f"{prefix} peak RSS (VmHWM)", f"python {_fmt(m['vmhwm_python_mb'])} MB, JVM {_fmt(m['vmhwm_jvm_mb'])} MB"),
-        ])
+        rows.extend(
+            [
+                (f"{prefix} wall time", f"{r['wall_s']} s (job {r['job_s']} s)"),
+                (f"{prefix} rows/s", _fmt(r["rows_per_s"])),
+                (f"{prefix} rows in", _fmt(r["rows_in"])),
+                (f"{prefix} kept", _fmt(r["rows_kept"])),
+                (
+                    f"{prefix} quarantined",
+                    _fmt(r["rows_quarantined"])
+                    + (f"  {r['quarantine_by_reason']}" if r["quarantine_by_reason"] else ""),
+                ),
+                (
+                    f"{prefix} peak RSS python+JVM (sampled)",
+                    f"{_fmt(m['peak_rss_mb'])} MB "
+                    f"(python {_fmt(m['peak_python_rss_mb'])}, JVM {_fmt(m['peak_jvm_rss_mb'])}; "
+                    f"python workers {_fmt(m['peak_python_workers_rss_mb'])})",
+                ),
+                (
+                    f"{prefix} peak RSS (VmHWM)",
+                    f"python {_fmt(m['vmhwm_python_mb'])} MB, JVM {_fmt(m['vmhwm_jvm_mb'])} MB",
+                ),
+            ]
+        )
 
     if "online_retail" in report:
         a = report["online_retail"]
         run_rows("A", a["first"])
         rows.append(("A rerun (skipped)", f"{a['rerun']['wall_s']} s, files skipped {a['rerun']['files_skipped']}"))
-        rows.append(("A checks", f"rows in == kept + quarantined: {_fmt(a['checks']['accounting_ok'])}; "
-                                 f"rerun skipped: {_fmt(a['checks']['rerun_skipped'])}"))
+        rows.append(
+            (
+                "A checks",
+                f"rows in == kept + quarantined: {_fmt(a['checks']['accounting_ok'])}; "
+                f"rerun skipped: {_fmt(a['checks']['rerun_skipped'])}",
+            )
+        )
     if "event_log" in report:
         b = report["event_log"]
         g = b["generator"]
-        rows.append(("B generated", f"{_fmt(g.get('events'))} events, {_fmt(g.get('bad_rows'))} bad rows, "
-                                    f"{b['input_mb']} MB" + (" (reused)" if g.get("reused") else
-                                                              f" in {g.get('generate_s')} s (not timed)")))
+        rows.append(
+            (
+                "B generated",
+                f"{_fmt(g.get('events'))} events, {_fmt(g.get('bad_rows'))} bad rows, "
+                f"{b['input_mb']} MB"
+                + (" (reused)" if g.get("reused") else f" in {g.get('generate_s')} s (not timed)"),
+            )
+        )
         run_rows("B", b["run"])
-        rows.append(("B checks", f"rows in == kept + quarantined: {_fmt(b['checks']['accounting_ok'])}; "
-                                 f"quarantined == generator bad rows: "
-                                 f"{_fmt(b['checks']['quarantined_equals_bad_rows'])}"))
+        rows.append(
+            (
+                "B checks",
+                f"rows in == kept + quarantined: {_fmt(b['checks']['accounting_ok'])}; "
+                f"quarantined == generator bad rows: "
+                f"{_fmt(b['checks']['quarantined_equals_bad_rows'])}",
+            )
+        )
     m = report["machine"]
     starts = [p["spark_start_s"] for p in (report.get("online_retail"), report.get("event_log")) if p]
     rows.append(("Spark session start (not timed)", f"{starts[0]} s"))
-    rows.append(("load average (1 min)", f"before {m['load_average_before'][0]:.2f}, "
-                                         f"after {m['load_average_after'][0]:.2f}"))
+    rows.append(
+        ("load average (1 min)", f"before {m['load_average_before'][0]:.2f}, after {m['load_average_after'][0]:.2f}")
+    )
     print_rows(rows)
 
 
@@ -483,18 +556,29 @@ def run(args: argparse.Namespace) -> dict:
 
     spark = SparkSession.getActiveSession()
     report["machine"] = {
-        "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(), "platform": platform.platform(),
-        "spark": pyspark.__version__, "deltalake": deltalake.__version__,
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "spark": pyspark.__version__,
+        "deltalake": deltalake.__version__,
         "spark_master": spark.sparkContext.master if spark else None,
         "driver_memory": spark.sparkContext.getConf().get("spark.driver.memory", None) if spark else None,
         "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions") if spark else None,
-        "load_average_before": list(load_before), "load_average_after": list(os.getloadavg()),
+        "load_average_before": list(load_before),
+        "load_average_after": list(os.getloadavg()),
     }
-    report["args"] = {"events": None if args.skip_events else args.events, "events_dir": args.events_dir,
-                      "items": args.items, "bad_row_rate": args.bad_row_rate, "seed": args.seed,
-                      "skip_retail": args.skip_retail, "skip_events": args.skip_events, "root": args.root,
-                      "overrides": list(args.overrides)}
+    report["args"] = {
+        "events": None if args.skip_events else args.events,
+        "events_dir": args.events_dir,
+        "items": args.items,
+        "bad_row_rate": args.bad_row_rate,
+        "seed": args.seed,
+        "skip_retail": args.skip_retail,
+        "skip_events": args.skip_events,
+        "root": args.root,
+        "overrides": list(args.overrides),
+    }
     if not args.keep:
         for part in ("online_retail", "event_log"):
             shutil.rmtree(os.path.join(args.root, part), ignore_errors=True)
@@ -509,8 +593,11 @@ def main(argv: list[str] | None = None) -> int:
         print_timelines(report)
     print_table(report)
     write_json(report, out)
-    failed = [name for name in ("online_retail", "event_log") if name in report
-              and any(v is False for v in report[name]["checks"].values())]
+    failed = [
+        name
+        for name in ("online_retail", "event_log")
+        if name in report and any(v is False for v in report[name]["checks"].values())
+    ]
     if failed:
         print(f"CHECK FAILED in: {', '.join(failed)}", file=sys.stderr)
         return 1

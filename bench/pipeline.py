@@ -17,6 +17,7 @@ Writes bench/results/pipeline.json. ``--smoke`` runs the synthetic dataset only,
 events with one ALS trial and a small hybrid (what bench/scoring.py and
 bench/train_throughput.py --smoke then read from ``<work>/synthetic``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,14 @@ from _common import (
 
 STAGES = ("ingest", "features", "train-als", "train-hybrid", "bundles", "recommend", "evaluate")
 SYNTHETIC_AS_OF = SMOKE_AS_OF  # the generator's default year: 2023-01-01 onwards
-SMOKE = {"datasets": "synthetic", "events": SMOKE_EVENTS["events"], "users": SMOKE_EVENTS["users"],
-         "items": SMOKE_EVENTS["items"], "seed": SMOKE_EVENTS["seed"], "work": SMOKE_WORK}
+SMOKE = {
+    "datasets": "synthetic",
+    "events": SMOKE_EVENTS["events"],
+    "users": SMOKE_EVENTS["users"],
+    "items": SMOKE_EVENTS["items"],
+    "seed": SMOKE_EVENTS["seed"],
+    "work": SMOKE_WORK,
+}
 
 
 def parse_args(argv=None):
@@ -104,8 +111,15 @@ class PeakMemory:
 
 def run_pipeline(root: str, args: list[str], log_path: str) -> tuple[float, int]:
     env = bench_env()
-    cmd = [shoprec_bin(), "pipeline", "--data-root", root,
-           "--set", "spark.launch_settings.spark.ui.showConsoleProgress=false", *args]
+    cmd = [
+        shoprec_bin(),
+        "pipeline",
+        "--data-root",
+        root,
+        "--set",
+        "spark.launch_settings.spark.ui.showConsoleProgress=false",
+        *args,
+    ]
     say("  " + " ".join(cmd))
     started = time.perf_counter()
     with open(log_path, "w") as log:
@@ -123,10 +137,15 @@ def stage_seconds(root: str) -> dict[str, float]:
 
     client = MlflowClient(tracking_uri=f"sqlite:///{os.path.abspath(root)}/mlflow.db")
     experiment = client.get_experiment_by_name("shoprec")
-    pipeline = client.search_runs(experiment.experiment_id, filter_string="tags.`shoprec.stage` = 'pipeline'",
-                                  order_by=["attributes.start_time DESC"], max_results=1)[0]
-    stages = client.search_runs(experiment.experiment_id,
-                                filter_string=f"tags.mlflow.parentRunId = '{pipeline.info.run_id}'")
+    pipeline = client.search_runs(
+        experiment.experiment_id,
+        filter_string="tags.`shoprec.stage` = 'pipeline'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )[0]
+    stages = client.search_runs(
+        experiment.experiment_id, filter_string=f"tags.mlflow.parentRunId = '{pipeline.info.run_id}'"
+    )
     out = {r.data.tags["shoprec.stage"]: (r.info.end_time - r.info.start_time) / 1000 for r in stages}
     out["pipeline (MLflow run)"] = (pipeline.info.end_time - pipeline.info.start_time) / 1000
     return out
@@ -137,24 +156,35 @@ def online_retail(args) -> dict:
     shutil.rmtree(root, ignore_errors=True)
     say("Online Retail (the shipped copy, embedded default) ...")
     wall, peak = run_pipeline(root, [], os.path.join(args.work, "online-retail.log"))
-    return {"dataset": "Online Retail (541,909 lines)", "overrides": [], "wall_seconds": round(wall, 1),
-            "peak_rss_gb": round(peak / 2**30, 2), "stages": stage_seconds(root)}
+    return {
+        "dataset": "Online Retail (541,909 lines)",
+        "overrides": [],
+        "wall_seconds": round(wall, 1),
+        "peak_rss_gb": round(peak / 2**30, 2),
+        "stages": stage_seconds(root),
+    }
 
 
 def synthetic(args) -> dict:
-    gen = generate_events(os.path.join(args.work, f"events-{args.events}"), args.events, args.users, args.items,
-                          args.seed)
+    gen = generate_events(
+        os.path.join(args.work, f"events-{args.events}"), args.events, args.users, args.items, args.seed
+    )
     root = os.path.join(args.work, "synthetic")
     shutil.rmtree(root, ignore_errors=True)
     overrides = [*event_log_settings(gen), *args.synthetic_overrides]
     say(f"synthetic event log, {args.events:,} events ...")
-    wall, peak = run_pipeline(root, ["--as-of", SYNTHETIC_AS_OF, *as_set_args(overrides)],
-                              os.path.join(args.work, "synthetic.log"))
+    wall, peak = run_pipeline(
+        root, ["--as-of", SYNTHETIC_AS_OF, *as_set_args(overrides)], os.path.join(args.work, "synthetic.log")
+    )
     if args.smoke:
         mark_smoke_lakehouse(root)  # bench/scoring.py and train_throughput.py --smoke reuse it
-    return {"dataset": f"synthetic event log ({args.events:,} events, {args.users:,} users, {args.items:,} items)",
-            "overrides": args.synthetic_overrides, "wall_seconds": round(wall, 1),
-            "peak_rss_gb": round(peak / 2**30, 2), "stages": stage_seconds(root)}
+    return {
+        "dataset": f"synthetic event log ({args.events:,} events, {args.users:,} users, {args.items:,} items)",
+        "overrides": args.synthetic_overrides,
+        "wall_seconds": round(wall, 1),
+        "peak_rss_gb": round(peak / 2**30, 2),
+        "stages": stage_seconds(root),
+    }
 
 
 def main(argv=None) -> int:
@@ -174,8 +204,16 @@ def main(argv=None) -> int:
     for r in results:
         if r["overrides"]:
             print(f"{r['dataset']}: --set " + " --set ".join(r["overrides"]))
-    write_json({"benchmark": "pipeline", "at": now(), "smoke": args.smoke, "results": results,
-                "machine": machine_info(None, load_before)}, out)
+    write_json(
+        {
+            "benchmark": "pipeline",
+            "at": now(),
+            "smoke": args.smoke,
+            "results": results,
+            "machine": machine_info(None, load_before),
+        },
+        out,
+    )
     return 0
 
 

@@ -23,6 +23,7 @@ slice first (workers start, models load), then timed. Writes bench/results/scori
 ``--smoke`` scores 5,000 pairs as of 2023-11-01 on the tiny lakehouse of bench/pipeline.py
 --smoke (built first when --data-root is not given).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,12 +54,19 @@ def parse_args(argv=None):
     p.add_argument("--data-root", default=None, help="a data root after `shoprec pipeline` (required unless --smoke)")
     p.add_argument("--as-of", default="2011-11-01")
     p.add_argument("--pairs", type=int, default=5_000_000)
-    p.add_argument("--baseline-pairs", type=int, default=None,
-                   help="score only this many pairs on the default path (default: all of them)")
+    p.add_argument(
+        "--baseline-pairs",
+        type=int,
+        default=None,
+        help="score only this many pairs on the default path (default: all of them)",
+    )
     p.add_argument("--batch-rows", type=int, default=100_000, help="Arrow batch rows for shoprec's path")
     p.add_argument("--work", default="/tmp/shoprec-bench-scoring")
-    p.add_argument("--reuse-pairs", action="store_true",
-                   help="keep the pairs Parquet of an earlier run with the same --pairs (building it is not timed)")
+    p.add_argument(
+        "--reuse-pairs",
+        action="store_true",
+        help="keep the pairs Parquet of an earlier run with the same --pairs (building it is not timed)",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[])
     add_output_args(p)
     args = smoke_defaults(p, p.parse_args(argv), **SMOKE)
@@ -87,7 +95,8 @@ def build_pairs(spark, cfg, tables, split, n_pairs: int, out: str) -> int:
     pairs = users.select(C.USER_ID).crossJoin(F.broadcast(top)).limit(n_pairs)
     features = scoring_features(pairs, interactions, users, items, split, cfg.features.holidays)
     features.select(*H.RAW_COLUMNS).repartition(spark.sparkContext.defaultParallelism * 4).write.mode(
-        "overwrite").parquet(out)
+        "overwrite"
+    ).parquet(out)
     return spark.read.parquet(out).count()
 
 
@@ -142,11 +151,14 @@ def main(argv=None) -> int:
     split = resolve_split(cfg, tables.read(C.SILVER_INTERACTIONS), date.fromisoformat(args.as_of))
     configure(cfg)
     # The version that serves as_of, as recommend picks it (never one trained on later data).
-    model = models.resolve(cfg.hybrid.registered_model, cfg.recommend.model_alias, paths.model_cache(cfg.data_root),
-                           split.as_of)
+    model = models.resolve(
+        cfg.hybrid.registered_model, cfg.recommend.model_alias, paths.model_cache(cfg.data_root), split.as_of
+    )
     if model is None:
-        raise SystemExit(f"no {cfg.hybrid.registered_model}@{cfg.recommend.model_alias} under {args.data_root}: "
-                         "run shoprec pipeline (or train-hybrid) there first")
+        raise SystemExit(
+            f"no {cfg.hybrid.registered_model}@{cfg.recommend.model_alias} under {args.data_root}: "
+            "run shoprec pipeline (or train-hybrid) there first"
+        )
     uri = f"models:/{model.name}@{model.alias}"
 
     pairs_path = os.path.join(args.work, f"pairs-{args.pairs}")
@@ -170,31 +182,50 @@ def main(argv=None) -> int:
         spark = get_spark(cfg.spark)
         spark.sparkContext.setLogLevel("ERROR")
         features = spark.read.parquet(pairs_path)
-        items = open_tables(spark, cfg.data_root, cfg.storage.delta_backend).read(C.GOLD_ITEM_FEATURES).where(
-            F.col(C.AS_OF) == F.lit(split.as_of))
+        items = (
+            open_tables(spark, cfg.data_root, cfg.storage.delta_backend)
+            .read(C.GOLD_ITEM_FEATURES)
+            .where(F.col(C.AS_OF) == F.lit(split.as_of))
+        )
 
         def build(f, path=path, spark=spark, items=items):
-            return shoprec_path(spark, f, model, args.batch_rows, items) if path == "shoprec" else \
-                default_path(spark, f, uri)
+            return (
+                shoprec_path(spark, f, model, args.batch_rows, items)
+                if path == "shoprec"
+                else default_path(spark, f, uri)
+            )
 
         say(f"{label}: warm-up ...")
         timed_noop(build(features.limit(WARM_UP_PAIRS)))
         say(f"{label}: scoring {rows:,} pairs ...")
         seconds = timed_noop(build(features if rows == n else features.limit(rows)))
-        results.append({"path": label, "pairs": rows, "seconds": round(seconds, 2),
-                        "rows_per_s": round(rows / seconds)})
+        results.append(
+            {"path": label, "pairs": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
+        )
         say(f"  {seconds:.1f} s, {rows / seconds:,.0f} rows/s")
     ratio = results[0]["rows_per_s"] / results[1]["rows_per_s"]
 
-    print(f"\nDeep scoring in Spark, {cfg.hybrid.registered_model} v{model.version}, "
-          f"{spark.sparkContext.defaultParallelism} cores ({spark.sparkContext.master})")
+    print(
+        f"\nDeep scoring in Spark, {cfg.hybrid.registered_model} v{model.version}, "
+        f"{spark.sparkContext.defaultParallelism} cores ({spark.sparkContext.master})"
+    )
     print(f"{'path':<58} {'pairs':>11} {'seconds':>9} {'rows/s':>11}")
     for r in results:
         print(f"{r['path']:<58} {r['pairs']:>11,} {r['seconds']:>9.1f} {r['rows_per_s']:>11,}")
     print(f"ratio shoprec / default: {ratio:.1f}x (target >= 30x)")
-    write_json({"benchmark": "scoring", "at": now(), "smoke": args.smoke, "model": f"{model.name} v{model.version}",
-                "results": results, "ratio": round(ratio, 2), "target_ratio": 30,
-                "machine": machine_info(spark, load_before)}, out)
+    write_json(
+        {
+            "benchmark": "scoring",
+            "at": now(),
+            "smoke": args.smoke,
+            "model": f"{model.name} v{model.version}",
+            "results": results,
+            "ratio": round(ratio, 2),
+            "target_ratio": 30,
+            "machine": machine_info(spark, load_before),
+        },
+        out,
+    )
     spark.stop()
     return 0
 

@@ -18,6 +18,7 @@ Writes bench/results/train_throughput.json. ``--smoke`` trains the small hybrid 
 bench/pipeline.py --smoke for one epoch on its tiny lakehouse (built first when --data-root
 is not given).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,11 @@ from shoprec.hybrid.dataset import MANIFEST
 from shoprec.hybrid.train import HISTORY
 from shoprec.stages.train_hybrid import horovodrun_command, training_spec
 
-MODES = (("plain model.fit, 1 process", "plain", 1), ("Horovod, 1 process", "horovod", 1),
-         ("Horovod, 2 processes", "horovod", 2))
+MODES = (
+    ("plain model.fit, 1 process", "plain", 1),
+    ("Horovod, 1 process", "horovod", 1),
+    ("Horovod, 2 processes", "horovod", 2),
+)
 SMOKE = {"as_of": SMOKE_AS_OF, "epochs": 1, "out": os.path.join(SMOKE_WORK, "train")}
 
 
@@ -97,8 +101,11 @@ def run_mode(cfg, folder: str, out: str, kind: str, procs: int, epochs: int) -> 
     spec_path = os.path.join(out, "spec.json")
     with open(spec_path, "w") as fh:
         json.dump(spec, fh)
-    cmd = (horovodrun_command(spec_path, procs) if kind == "horovod"
-           else [sys.executable, "-m", "shoprec.hybrid.train", spec_path])
+    cmd = (
+        horovodrun_command(spec_path, procs)
+        if kind == "horovod"
+        else [sys.executable, "-m", "shoprec.hybrid.train", spec_path]
+    )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     started = time.perf_counter()
     with open(os.path.join(out, "run.log"), "w") as fh:
@@ -109,14 +116,23 @@ def run_mode(cfg, folder: str, out: str, kind: str, procs: int, epochs: int) -> 
     with open(os.path.join(out, HISTORY)) as fh:
         history = json.load(fh)
     r = history["result"]
-    return {"processes": procs, "threads_per_process": r["threads"],
-            "samples_per_second": round(r["samples_per_second"], 1), "train_seconds": round(r["train_seconds"], 2),
-            "wall_seconds": round(wall, 2),
-            "epochs": r["epochs_run"], "best_epoch": r["best_epoch"], "val_ndcg_at_10": round(r["val_ndcg_at_10"], 4),
-            "val_auc": round(r["val_auc"], 4), "seconds_to_best": round(r["seconds_to_best"], 1),
-            "steps_per_epoch": r["steps_per_epoch"], "batch_size_per_process": r["batch_size"],
-            "epoch_curve": [{k: e[k] for k in ("epoch", "loss", "val_ndcg_at_10", "epoch_seconds")}
-                            for e in history["epochs"]]}
+    return {
+        "processes": procs,
+        "threads_per_process": r["threads"],
+        "samples_per_second": round(r["samples_per_second"], 1),
+        "train_seconds": round(r["train_seconds"], 2),
+        "wall_seconds": round(wall, 2),
+        "epochs": r["epochs_run"],
+        "best_epoch": r["best_epoch"],
+        "val_ndcg_at_10": round(r["val_ndcg_at_10"], 4),
+        "val_auc": round(r["val_auc"], 4),
+        "seconds_to_best": round(r["seconds_to_best"], 1),
+        "steps_per_epoch": r["steps_per_epoch"],
+        "batch_size_per_process": r["batch_size"],
+        "epoch_curve": [
+            {k: e[k] for k in ("epoch", "loss", "val_ndcg_at_10", "epoch_seconds")} for e in history["epochs"]
+        ],
+    }
 
 
 def quality(cfg, as_of: str) -> dict | None:
@@ -143,18 +159,29 @@ def main(argv=None) -> int:
     if args.data_root is None:
         args.data_root = smoke_lakehouse()
     load_before = os.getloadavg()
-    cfg = load_config("local", ["spark.launch_settings.spark.ui.enabled=false", *args.overrides],
-                      data_root=os.path.abspath(args.data_root))
+    cfg = load_config(
+        "local",
+        ["spark.launch_settings.spark.ui.enabled=false", *args.overrides],
+        data_root=os.path.abspath(args.data_root),
+    )
     as_of = date.fromisoformat(args.as_of)
     folder = ensure_data(cfg, as_of)
     with open(os.path.join(folder, MANIFEST)) as fh:
         counts = json.load(fh)["counts"]
-    report = {"when": now(), "smoke": args.smoke, "data": folder, "counts": counts, "epochs": args.epochs,
-              "model": cfg.to_dict()["hybrid"]["model"], "modes": {}}
+    report = {
+        "when": now(),
+        "smoke": args.smoke,
+        "data": folder,
+        "counts": counts,
+        "epochs": args.epochs,
+        "model": cfg.to_dict()["hybrid"]["model"],
+        "modes": {},
+    }
     for label, kind, procs in MODES:
         say(f"{label} ...")
-        report["modes"][label] = run_mode(cfg, folder, os.path.join(args.out, f"{kind}{procs}"), kind, procs,
-                                          args.epochs)
+        report["modes"][label] = run_mode(
+            cfg, folder, os.path.join(args.out, f"{kind}{procs}"), kind, procs, args.epochs
+        )
     plain = report["modes"][MODES[0][0]]["samples_per_second"]
     for label, _, _ in MODES:
         report["modes"][label]["ratio_vs_plain"] = round(report["modes"][label]["samples_per_second"] / plain, 3)
@@ -167,21 +194,29 @@ def main(argv=None) -> int:
 
 def print_report(report: dict) -> None:
     c = report["counts"]
-    print(f"\nhybrid training on {c['train_rows']:,} examples ({c['train_positives']:,} positives), "
-          f"validation {c['valid_rows']:,}; {report['epochs']} epochs each")
+    print(
+        f"\nhybrid training on {c['train_rows']:,} examples ({c['train_positives']:,} positives), "
+        f"validation {c['valid_rows']:,}; {report['epochs']} epochs each"
+    )
     print(f"  {'':<28}{'samples/s':>11}{'vs plain':>10}{'train s':>9}{'best val NDCG@10':>18}{'s to best':>11}")
     for label, m in report["modes"].items():
-        print(f"  {label:<28}{m['samples_per_second']:>11,.0f}{m['ratio_vs_plain']:>10.3f}{m['train_seconds']:>9.1f}"
-              f"{m['val_ndcg_at_10']:>18.4f}{m['seconds_to_best']:>11.1f}")
+        print(
+            f"  {label:<28}{m['samples_per_second']:>11,.0f}{m['ratio_vs_plain']:>10.3f}{m['train_seconds']:>9.1f}"
+            f"{m['val_ndcg_at_10']:>18.4f}{m['seconds_to_best']:>11.1f}"
+        )
     q = report.get("quality")
     if q:
         for segment, by_source in q.items():
             print(f"\n  quality on the evaluation window, {segment} users (repeat purchases count)")
             for source, m in sorted(by_source.items(), key=lambda kv: -kv[1].get("ndcg_at_10", 0)):
-                print(f"    {source:<18} NDCG@10 {m.get('ndcg_at_10', float('nan')):.4f}   "
-                      f"Recall@20 {m.get('recall_at_20', float('nan')):.4f}")
-    print(f"\nload average before {report['machine']['load_average_before'][0]:.2f}, "
-          f"after {report['machine']['load_average_after'][0]:.2f}")
+                print(
+                    f"    {source:<18} NDCG@10 {m.get('ndcg_at_10', float('nan')):.4f}   "
+                    f"Recall@20 {m.get('recall_at_20', float('nan')):.4f}"
+                )
+    print(
+        f"\nload average before {report['machine']['load_average_before'][0]:.2f}, "
+        f"after {report['machine']['load_average_after'][0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

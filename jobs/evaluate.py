@@ -2,6 +2,7 @@
 
 Same options as ``shoprec evaluate``; the logic lives in ``shoprec``.
 """
+
 import sys
 
 from shoprec.cli import main

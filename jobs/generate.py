@@ -1,4 +1,5 @@
 """Entry point for the synthetic generator: ``python jobs/generate.py --events 10000000 --out DIR``."""
+
 import sys
 
 from shoprec.cli import main

@@ -1,4 +1,5 @@
 """spark-submit entry point: ``spark-submit jobs/pipeline.py --env cluster``. Same options as ``shoprec pipeline``."""
+
 import sys
 
 from shoprec.cli import main

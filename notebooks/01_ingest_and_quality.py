@@ -63,9 +63,7 @@ quarantine_by_reason
 
 # COMMAND ----------
 
-purchases = tables.read(C.SILVER_INTERACTIONS).filter(
-    (F.col(C.EVENT_TYPE) == C.PURCHASE) & F.col(C.IS_PRODUCT)
-)
+purchases = tables.read(C.SILVER_INTERACTIONS).filter((F.col(C.EVENT_TYPE) == C.PURCHASE) & F.col(C.IS_PRODUCT))
 top_items = (
     purchases.groupBy(C.ITEM_ID)
     .agg(F.sum(C.QUANTITY).alias("units"), F.countDistinct(C.BASKET_ID).alias("baskets"))
@@ -75,8 +73,11 @@ top_items = (
     .toPandas()  # small: 10 rows
 )
 top_countries = (
-    purchases.groupBy(C.COUNTRY).agg(F.countDistinct(C.BASKET_ID).alias("baskets"))
-    .orderBy(F.col("baskets").desc()).limit(10).toPandas()  # small: 10 rows
+    purchases.groupBy(C.COUNTRY)
+    .agg(F.countDistinct(C.BASKET_ID).alias("baskets"))
+    .orderBy(F.col("baskets").desc())
+    .limit(10)
+    .toPandas()  # small: 10 rows
 )
 top_items
 

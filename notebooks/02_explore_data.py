@@ -15,9 +15,9 @@ from shoprec.notebook import overrides, parameter
 dbutils_ = globals().get("dbutils")
 data_root = parameter("data_root", "./lakehouse", dbutils_)
 env = parameter("env", "local", dbutils_)
-settings = overrides(parameter("settings", "", dbutils_))   # "key=value; ..." as --set takes them
-before = parameter("before", "", dbutils_)   # YYYY-MM-DD: only purchases before it (empty: all)
-min_lines = int(parameter("min_lines", "50", dbutils_))   # lines an item needs to count as seasonal
+settings = overrides(parameter("settings", "", dbutils_))  # "key=value; ..." as --set takes them
+before = parameter("before", "", dbutils_)  # YYYY-MM-DD: only purchases before it (empty: all)
+min_lines = int(parameter("min_lines", "50", dbutils_))  # lines an item needs to count as seasonal
 
 # COMMAND ----------
 
@@ -30,8 +30,9 @@ from shoprec.reports import explore
 
 ctx = open_context(env, data_root, settings)
 tables = ctx.tables
-purchases = explore.product_purchases(tables.read(C.SILVER_INTERACTIONS),
-                                      date.fromisoformat(before) if before else None).persist()
+purchases = explore.product_purchases(
+    tables.read(C.SILVER_INTERACTIONS), date.fromisoformat(before) if before else None
+).persist()
 names = tables.read(C.SILVER_ITEMS).select(C.ITEM_ID, C.DESCRIPTION)
 
 # COMMAND ----------
@@ -76,8 +77,9 @@ seasonal[[C.ITEM_ID, C.DESCRIPTION, "peak_month", "seasonality", "n_lines"]]
 
 # COMMAND ----------
 
-chart = explore.plot_overview(tail, months, hours, seasonal, os.path.join(output_dir(data_root, "explore"),
-                                                                          "overview.png"))
+chart = explore.plot_overview(
+    tail, months, hours, seasonal, os.path.join(output_dir(data_root, "explore"), "overview.png")
+)
 print(f"charts: {chart}")
 try:  # show it inline where there is a display (Databricks, Jupyter)
     from IPython.display import Image, display

@@ -15,11 +15,11 @@ from shoprec.notebook import overrides, parameter
 dbutils_ = globals().get("dbutils")
 data_root = parameter("data_root", "./lakehouse", dbutils_)
 env = parameter("env", "local", dbutils_)
-settings = overrides(parameter("settings", "", dbutils_))   # "key=value; ..." as --set takes them
-segment = parameter("segment", "warm", dbutils_)          # all | warm | cold | new_items
-metric = parameter("metric", "ndcg_at_10", dbutils_)      # e.g. recall_at_20, map_at_10, coverage_at_10
+settings = overrides(parameter("settings", "", dbutils_))  # "key=value; ..." as --set takes them
+segment = parameter("segment", "warm", dbutils_)  # all | warm | cold | new_items
+metric = parameter("metric", "ndcg_at_10", dbutils_)  # e.g. recall_at_20, map_at_10, coverage_at_10
 promote_model = parameter("promote_model", "shoprec-hybrid", dbutils_)
-promote_version = parameter("promote_version", "", dbutils_)   # empty: change nothing
+promote_version = parameter("promote_version", "", dbutils_)  # empty: change nothing
 promote_note = parameter("promote_note", "", dbutils_)
 
 # COMMAND ----------
@@ -30,7 +30,7 @@ from shoprec.config import load_config
 from shoprec.notebook import output_dir
 from shoprec.reports import runs
 
-cfg = load_config(env, settings, data_root=data_root)   # MLflow only: no Spark session needed
+cfg = load_config(env, settings, data_root=data_root)  # MLflow only: no Spark session needed
 
 # COMMAND ----------
 
@@ -42,8 +42,12 @@ evaluations = runs.evaluation_runs(cfg, segment=segment, metric=metric)
 sources = [c for c in evaluations.columns if c not in ("run_id", "started", "as_of", "git_commit")]
 chart = None
 if not evaluations.empty:
-    chart = runs.plot_runs(evaluations, sources, os.path.join(output_dir(data_root, "runs"), f"{metric}.png"),
-                           f"{metric}, {segment} users, by evaluate run")
+    chart = runs.plot_runs(
+        evaluations,
+        sources,
+        os.path.join(output_dir(data_root, "runs"), f"{metric}.png"),
+        f"{metric}, {segment} users, by evaluate run",
+    )
 evaluations
 
 # COMMAND ----------

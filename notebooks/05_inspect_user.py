@@ -14,8 +14,8 @@ from shoprec.notebook import overrides, parameter
 dbutils_ = globals().get("dbutils")
 data_root = parameter("data_root", "./lakehouse", dbutils_)
 env = parameter("env", "local", dbutils_)
-settings = overrides(parameter("settings", "", dbutils_))   # "key=value; ..." as --set takes them
-as_of_text = parameter("as_of", "", dbutils_)   # empty: the latest as_of of gold.recommendations
+settings = overrides(parameter("settings", "", dbutils_))  # "key=value; ..." as --set takes them
+as_of_text = parameter("as_of", "", dbutils_)  # empty: the latest as_of of gold.recommendations
 user_id = parameter("user_id", "", dbutils_)
 
 # COMMAND ----------

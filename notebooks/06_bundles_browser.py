@@ -13,12 +13,12 @@ from shoprec.notebook import overrides, parameter
 dbutils_ = globals().get("dbutils")
 data_root = parameter("data_root", "./lakehouse", dbutils_)
 env = parameter("env", "local", dbutils_)
-settings = overrides(parameter("settings", "", dbutils_))   # "key=value; ..." as --set takes them
-as_of_text = parameter("as_of", "", dbutils_)      # empty: the latest as_of of gold.bundles
+settings = overrides(parameter("settings", "", dbutils_))  # "key=value; ..." as --set takes them
+as_of_text = parameter("as_of", "", dbutils_)  # empty: the latest as_of of gold.bundles
 order_by = parameter("order_by", "lift", dbutils_)  # lift | confidence | support | basket_count
 min_baskets = int(parameter("min_baskets", "20", dbutils_))
-search = parameter("search", "", dbutils_)           # words of a description, e.g. "heart"
-item_id = parameter("item_id", "", dbutils_)         # empty: the first item found, else the strongest rule's
+search = parameter("search", "", dbutils_)  # words of a description, e.g. "heart"
+item_id = parameter("item_id", "", dbutils_)  # empty: the first item found, else the strongest rule's
 
 # COMMAND ----------
 
@@ -29,8 +29,10 @@ from shoprec.reports import browse
 ctx = open_context(env, data_root, settings)
 as_of = as_of_or_latest(as_of_text, browse.as_ofs(ctx.tables, C.GOLD_BUNDLES))
 if as_of is None:
-    raise SystemExit(f"gold.bundles under {data_root} holds no rules: run shoprec bundles (or the pipeline) "
-                     "first, or lower bundles.min_support for a shop with few multi-item baskets")
+    raise SystemExit(
+        f"gold.bundles under {data_root} holds no rules: run shoprec bundles (or the pipeline) "
+        "first, or lower bundles.min_support for a shop with few multi-item baskets"
+    )
 
 # COMMAND ----------
 

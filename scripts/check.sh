@@ -7,8 +7,8 @@ _step() { echo "[check] $*" >&2; }
 # (checks are added here by the changes that configure them)
 _step "lint: ruff check (the rules in pyproject.toml)"
 ruff check .
-# _step "format: ruff format --check"   # enabled by the format commit (the code is not formatted yet)
-# ruff format --check .
+_step "format: ruff format --check (run ruff format . to apply)"
+ruff format --check .
 _step "types: mypy on libs/shoprec (the settings in pyproject.toml)"
 mypy
 _step "import layers (import-linter: the contract in pyproject.toml)"

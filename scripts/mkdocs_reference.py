@@ -6,6 +6,7 @@ plus an index; the pages are added to the navigation under "API reference". Noth
 written to disk, so a module that moves or is renamed changes the reference on the next
 build, and a page that links to a name that no longer exists fails ``mkdocs build --strict``.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,11 +52,15 @@ def page_text(title: str, names: list[str]) -> str:
 
 
 def index_text(all_pages: dict[str, tuple[str, list[str]]]) -> str:
-    rows = "\n".join(f"| [`{title}`]({os.path.basename(uri)}) | {', '.join(f'`{n}`' for n in names)} |"
-                     for uri, (title, names) in all_pages.items())
-    return ("# API reference\n\nGenerated from the docstrings of `libs/shoprec` at every build (see\n"
-            "`scripts/mkdocs_reference.py`): one page per package, one section per module.\n\n"
-            f"| page | modules |\n|---|---|\n{rows}\n")
+    rows = "\n".join(
+        f"| [`{title}`]({os.path.basename(uri)}) | {', '.join(f'`{n}`' for n in names)} |"
+        for uri, (title, names) in all_pages.items()
+    )
+    return (
+        "# API reference\n\nGenerated from the docstrings of `libs/shoprec` at every build (see\n"
+        "`scripts/mkdocs_reference.py`): one page per package, one section per module.\n\n"
+        f"| page | modules |\n|---|---|\n{rows}\n"
+    )
 
 
 def on_config(config: MkDocsConfig) -> MkDocsConfig:

@@ -4,6 +4,7 @@
 writes interactions plus the ``silver.items``/``silver.users`` the ingest job would derive
 from them, through the same ``build_items``/``build_users`` code.
 """
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """Test fixtures: one local Spark session for the whole run, temp Delta roots and MLflow stores per test."""
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,9 @@ def spark(tmp_path_factory):
     from shoprec.spark import get_spark
 
     warehouse = tmp_path_factory.mktemp("warehouse")
-    cfg = make_config(tmp_path_factory.mktemp("lakehouse"),
-                      f"spark.launch_settings.spark.sql.warehouse.dir={warehouse}")
+    cfg = make_config(
+        tmp_path_factory.mktemp("lakehouse"), f"spark.launch_settings.spark.sql.warehouse.dir={warehouse}"
+    )
     session = get_spark(cfg.spark)
     session.sparkContext.setLogLevel("ERROR")
     yield session
@@ -76,9 +78,21 @@ def repo() -> Path:
 OWN_GROUP = {
     "test_jobs.py::test_main_job_runs_the_pipeline_on_the_shipped_online_retail_data": "main-job",
 }
-LONGEST_FIRST = ("main-job", "test_cluster.py", "test_notebooks.py", "test_bench.py", "test_recommend.py",
-                 "test_tables.py", "test_time_profiles.py", "test_model_stages.py", "test_hybrid.py",
-                 "test_features.py", "test_metrics.py", "test_ingest_online_retail.py", "test_maintain.py")
+LONGEST_FIRST = (
+    "main-job",
+    "test_cluster.py",
+    "test_notebooks.py",
+    "test_bench.py",
+    "test_recommend.py",
+    "test_tables.py",
+    "test_time_profiles.py",
+    "test_model_stages.py",
+    "test_hybrid.py",
+    "test_features.py",
+    "test_metrics.py",
+    "test_ingest_online_retail.py",
+    "test_maintain.py",
+)
 
 
 def _group(item: pytest.Item) -> str:

@@ -8,6 +8,7 @@ error naming the key and the file it came from.
 String values may use ``${VAR}`` or ``${VAR:-default}`` to read the environment, which is
 how the cluster overlay picks up the remote MLflow tracking URI.
 """
+
 from __future__ import annotations
 
 import collections.abc
@@ -240,14 +241,14 @@ class EvaluateConfig:
 class HybridModelConfig:
     """Sizes and switches of the NeuMF-style hybrid network (shoprec.hybrid.model)."""
 
-    embedding_dim: int = 32          # user/item embeddings of each tower
+    embedding_dim: int = 32  # user/item embeddings of each tower
     mlp_layers: tuple[int, ...] = (128, 64, 32)
-    context_embedding_dim: int = 4   # hour, weekday, season, country, device, category, price band
+    context_embedding_dim: int = 4  # hour, weekday, season, country, device, category, price band
     dropout: float = 0.3
     l2: float = 1.0e-6
-    use_content: bool = True         # text vector, price band, category
-    use_context: bool = True         # hour, weekday, season, holiday distance, country, device
-    use_history: bool = True         # the user's earlier purchases of the item, and overall
+    use_content: bool = True  # text vector, price band, category
+    use_context: bool = True  # hour, weekday, season, holiday distance, country, device
+    use_history: bool = True  # the user's earlier purchases of the item, and overall
     # Initialise the GMF embeddings from gold.als_*_factors of the same as_of (its rank
     # replaces embedding_dim for that tower). Those factors saw the validation window.
     warm_start_als: bool = False
@@ -270,8 +271,8 @@ class HybridConfig:
     # null: the machine's cores / num_proc, so ranks do not oversubscribe cores.
     threads_per_rank: int | None = None
     epochs: int = 8
-    batch_size: int = 1024           # per rank
-    learning_rate: float = 0.001     # scaled by the number of ranks
+    batch_size: int = 1024  # per rank
+    learning_rate: float = 0.001  # scaled by the number of ranks
     # Early stopping on validation NDCG@10 (each positive ranked among its negatives).
     patience: int = 2
     model: HybridModelConfig = field(default_factory=HybridModelConfig)
@@ -287,12 +288,12 @@ class HybridConfig:
 class RecommendPoolConfig:
     """Candidates per user and source gathered before scoring (0 turns a source off)."""
 
-    als: int = 50            # ALS top-N
-    repeat: int = 20         # the user's own most recent purchases
-    cooccurrence: int = 30   # bought together with the user's recent items
-    content: int = 30        # text-vector neighbours of the user's recent items
-    popular: int = 30        # popular in the user's country and season
-    bundle: int = 10         # rules of gold.bundles fired by the user's recent baskets (shoprec bundles)
+    als: int = 50  # ALS top-N
+    repeat: int = 20  # the user's own most recent purchases
+    cooccurrence: int = 30  # bought together with the user's recent items
+    content: int = 30  # text-vector neighbours of the user's recent items
+    popular: int = 30  # popular in the user's country and season
+    bundle: int = 10  # rules of gold.bundles fired by the user's recent baskets (shoprec bundles)
 
 
 @dataclass(frozen=True)
@@ -319,13 +320,13 @@ class RerankConfig:
     time_weight: float | None = None
     season_weights: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.2)
     time_weights: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1)
-    season_days: int = 28         # the weeks after as_of whose months the lift reads
-    season_min_lines: int = 10    # items with fewer purchase lines get no lift
-    time_prior_lines: int = 10    # profiles are pulled towards the shop's by this many pseudo-lines
+    season_days: int = 28  # the weeks after as_of whose months the lift reads
+    season_min_lines: int = 10  # items with fewer purchase lines get no lift
+    time_prior_lines: int = 10  # profiles are pulled towards the shop's by this many pseudo-lines
     # Maximal marginal relevance over text vectors: lambda * relevance - (1 - lambda) * max
     # similarity to the items already chosen; 1.0 turns diversity off.
     diversity_lambda: float = 0.9
-    diversity_pool: int = 30   # the best-scored candidates MMR chooses the K from
+    diversity_pool: int = 30  # the best-scored candidates MMR chooses the K from
 
 
 @dataclass(frozen=True)
@@ -347,7 +348,7 @@ class ColdStartConfig:
     # Country lists for users without history: recency-weighted popularity in the country
     # plus this weight times its popularity in the same weeks of the previous year.
     seasonal_weight: float = 1.0
-    min_country_buyers: int = 20   # countries with fewer buyers use the global list
+    min_country_buyers: int = 20  # countries with fewer buyers use the global list
 
 
 @dataclass(frozen=True)
@@ -355,9 +356,9 @@ class RecommendConfig:
     """``shoprec recommend``: gold.recommendations for every known user, plus cold-start lists."""
 
     k: int = 10
-    model_alias: str = "champion"   # the hybrid version that scores (registry alias)
-    recent_items: int = 10          # seeds for co-occurrence and content neighbours
-    content_neighbours: int = 20    # text-vector neighbours kept per item
+    model_alias: str = "champion"  # the hybrid version that scores (registry alias)
+    recent_items: int = 10  # seeds for co-occurrence and content neighbours
+    content_neighbours: int = 20  # text-vector neighbours kept per item
     # Items a user bought before: allow (reorders welcome), exclude, or consumables (only
     # items at least min_repeat_rate of whose buyers bought them in two or more baskets).
     rebuy: Literal["allow", "exclude", "consumables"] = "allow"
@@ -379,18 +380,18 @@ class BundlesConfig:
     min_support: float = 0.005
     min_confidence: float = 0.1
     min_lift: float = 1.5
-    max_antecedent: int = 2       # items on a rule's left side
+    max_antecedent: int = 2  # items on a rule's left side
     # Larger baskets (wholesale pick lists) are left out of mining, and counted.
     max_basket_items: int = 100
     partitions: int | None = None  # FPGrowth numPartitions; null: Spark's default parallelism
-    per_item: int = 5             # "frequently bought together" partners kept per item
-    recent_baskets: int = 3       # a user's last baskets that bundle recommendations complete
+    per_item: int = 5  # "frequently bought together" partners kept per item
+    recent_baskets: int = 3  # a user's last baskets that bundle recommendations complete
     per_user: int = 10
     # Basket completion with a registered hybrid: per-user rank-normalised
     # (1 - w) x rule confidence + w x deep score; 0 keeps the rules' order.
     deep_weight: float = 0.5
     ks: tuple[int, ...] = (5, 10)
-    baseline_pool: int = 50       # the random baseline draws from this many most-bought items
+    baseline_pool: int = 50  # the random baseline draws from this many most-bought items
     seed: int = 42
 
 
@@ -554,9 +555,7 @@ def _apply_override(merged: dict, origin: dict, item: str) -> None:
     key, raw = (part.strip() for part in item.split("=", 1))
     parts = key.split(".")
     if len(parts) < 2 or parts[0] not in SECTIONS:
-        raise ConfigError(
-            f"--set {key}: unknown key", hint=f"keys start with a section: {', '.join(sorted(SECTIONS))}"
-        )
+        raise ConfigError(f"--set {key}: unknown key", hint=f"keys start with a section: {', '.join(sorted(SECTIONS))}")
     # Walk the typed path; once inside a mapping field the rest is one key, because
     # Spark settings have dots in their names (spark.settings.spark.sql.shuffle.partitions).
     node = merged.setdefault(parts[0], {})
@@ -622,7 +621,7 @@ def _coerce(tp: Any, value: Any, key: str, origin: dict) -> Any:
         raise errors[0]
     if org is Literal:
         if isinstance(value, bool) and {"on", "off"} <= set(args):
-            value = "on" if value else "off"   # YAML 1.1 reads a bare on/off as a boolean
+            value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
         if value not in args:
             raise _type_error(key, origin, value, "one of " + ", ".join(map(str, args)))
         return value
@@ -638,9 +637,7 @@ def _coerce(tp: Any, value: Any, key: str, origin: dict) -> Any:
         if not isinstance(value, dict):
             raise _type_error(key, origin, value, "a mapping")
         vt = args[1] if args else str
-        return types.MappingProxyType(
-            {str(k): _coerce(vt, v, f"{key}.{k}", origin) for k, v in value.items()}
-        )
+        return types.MappingProxyType({str(k): _coerce(vt, v, f"{key}.{k}", origin) for k, v in value.items()})
     if tp is bool:
         if isinstance(value, bool):
             return value

@@ -1,4 +1,5 @@
 """Errors users see. Each carries a one-sentence message and a hint on what to do."""
+
 from __future__ import annotations
 
 

@@ -4,6 +4,7 @@ On Databricks a parameter is a widget (created on first use, so the notebook sho
 box); anywhere else it is ``$SHOPREC_NB_<NAME>`` or the default, which is how the tests run
 the notebooks top to bottom.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,14 +1,15 @@
 """Every path under the data root, built in one place (tables themselves: ``tables.table_path``).
 
-    <data_root>/<layer>/<table>          Delta tables (the table layer)
-    <data_root>/mlflow.db                MLflow tracking and registry (embedded default)
-    <data_root>/mlartifacts              MLflow artifacts (embedded default)
-    <data_root>/_models/<name-vN-..>     registered models downloaded for serving
-    <data_root>/_checkpoints/als         ALS lineage checkpoints (unless als.checkpoint_dir)
-    <data_root>/<hybrid.work_dir>/<as_of> training examples and the model of train-hybrid
-    <data_root>/_staging/<what>          inputs converted before ingest (xlsx -> csv)
-    <data_root>/_reports/<name>          plots and JSON of the reports and notebooks
+<data_root>/<layer>/<table>          Delta tables (the table layer)
+<data_root>/mlflow.db                MLflow tracking and registry (embedded default)
+<data_root>/mlartifacts              MLflow artifacts (embedded default)
+<data_root>/_models/<name-vN-..>     registered models downloaded for serving
+<data_root>/_checkpoints/als         ALS lineage checkpoints (unless als.checkpoint_dir)
+<data_root>/<hybrid.work_dir>/<as_of> training examples and the model of train-hybrid
+<data_root>/_staging/<what>          inputs converted before ingest (xlsx -> csv)
+<data_root>/_reports/<name>          plots and JSON of the reports and notebooks
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,7 @@ def local_path(uri: str) -> str:
     uri = unquote(uri)
     for prefix in ("file://", "file:"):
         if uri.startswith(prefix):
-            uri = uri[len(prefix):]
+            uri = uri[len(prefix) :]
             break
     return os.path.abspath(uri)
 

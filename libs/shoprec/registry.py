@@ -11,6 +11,7 @@ new version.
 Serving as of a date uses ``version_for``: the alias's version when it was trained as of
 that date or before, else the newest version that was (never a model that saw the future).
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,8 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
-AS_OF_TAG = "shoprec.as_of"                # the cutoff a version was trained as of (ISO date)
-AS_OF_TAGS = (AS_OF_TAG, "as_of")          # "as_of": how ALS versions were tagged before
+AS_OF_TAG = "shoprec.as_of"  # the cutoff a version was trained as of (ISO date)
+AS_OF_TAGS = (AS_OF_TAG, "as_of")  # "as_of": how ALS versions were tagged before
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,16 @@ class Registration:
 
 
 def _older(as_of: str | None, champion_as_of: str | None) -> bool:
-    return bool(as_of and champion_as_of and as_of < champion_as_of)   # ISO dates sort as strings
+    return bool(as_of and champion_as_of and as_of < champion_as_of)  # ISO dates sort as strings
 
 
-def should_promote(value: float, champion_value: float | None, higher_is_better: bool = True,
-                   as_of: str | None = None, champion_as_of: str | None = None) -> bool:
+def should_promote(
+    value: float,
+    champion_value: float | None,
+    higher_is_better: bool = True,
+    as_of: str | None = None,
+    champion_as_of: str | None = None,
+) -> bool:
     """The promotion rule: no champion yet, or not trained on older data than the champion
     and strictly better than it."""
     if champion_value is None:
@@ -89,29 +95,37 @@ def version_for(name: str, alias: str, as_of: str) -> tuple[ModelVersion | None,
     trained = as_of_of(aliased)
     if trained is None or trained <= as_of:
         return aliased, ""
-    usable = [v for v in client.search_model_versions(f"name='{name}'")
-              if (as_of_of(v) or "9999") <= as_of]
+    usable = [v for v in client.search_model_versions(f"name='{name}'") if (as_of_of(v) or "9999") <= as_of]
     if not usable:
-        return None, (f"{name}@{alias} (v{aliased.version}) is trained as of {trained}, after {as_of}, "
-                      "and no version is older")
+        return None, (
+            f"{name}@{alias} (v{aliased.version}) is trained as of {trained}, after {as_of}, and no version is older"
+        )
     best = max(usable, key=lambda v: (as_of_of(v), int(v.version)))
-    return best, (f"{alias} v{aliased.version} is trained as of {trained}, after {as_of}: "
-                  f"v{best.version} (as of {as_of_of(best)}) serves instead")
+    return best, (
+        f"{alias} v{aliased.version} is trained as of {trained}, after {as_of}: "
+        f"v{best.version} (as of {as_of_of(best)}) serves instead"
+    )
 
 
 MODEL_DESCRIPTIONS = {
     "shoprec-als": "Spark MLlib ALS on implicit confidence (gold.confidence). Scores user-item pairs "
-                   "by factor dot product; shoprec train-als registers a version per as_of and "
-                   "promotes it to champion when its validation NDCG@10 beats the champion's.",
+    "by factor dot product; shoprec train-als registers a version per as_of and "
+    "promotes it to champion when its validation NDCG@10 beats the champion's.",
     "shoprec-hybrid": "Hybrid deep recommender (TensorFlow, trained with Horovod): neural collaborative "
-                      "filtering + item text + time and context features. Served by shoprec recommend "
-                      "through the champion alias; promoted when its validation NDCG@10 beats the champion's.",
+    "filtering + item text + time and context features. Served by shoprec recommend "
+    "through the champion alias; promoted when its validation NDCG@10 beats the champion's.",
 }
 
 
 def register_and_promote(
-    model_uri: str, name: str, metric: str, value: float, higher_is_better: bool = True,
-    tags: dict[str, str] | None = None, description: str | None = None, as_of: str | None = None,
+    model_uri: str,
+    name: str,
+    metric: str,
+    value: float,
+    higher_is_better: bool = True,
+    tags: dict[str, str] | None = None,
+    description: str | None = None,
+    as_of: str | None = None,
 ) -> Registration:
     """Register ``model_uri`` as a new version of ``name`` and apply the promotion rule.
 
@@ -140,11 +154,13 @@ def register_and_promote(
     registration = Registration(name, str(version), metric, value, champion_value, promoted, as_of, champion_as_of)
     client.set_model_version_tag(name, version, "shoprec.promotion", registration.describe())
     if mlflow.active_run():
-        mlflow.log_metrics({
-            f"registry.{metric}": value,
-            **({f"registry.champion_{metric}": champion_value} if champion_value is not None else {}),
-            "registry.promoted": float(promoted),
-        })
+        mlflow.log_metrics(
+            {
+                f"registry.{metric}": value,
+                **({f"registry.champion_{metric}": champion_value} if champion_value is not None else {}),
+                "registry.promoted": float(promoted),
+            }
+        )
         mlflow.set_tags({"shoprec.model_version": str(version), "shoprec.promotion": registration.describe()})
     log.info("%s", registration.describe())
     return registration

@@ -4,6 +4,7 @@ Reuses the active session when there is one (notebooks, Databricks, spark-submit
 the first call); otherwise builds one from ``SparkConfig``. Library code never calls
 this: it receives ``spark`` or DataFrames from the job that did.
 """
+
 from __future__ import annotations
 
 import logging
@@ -127,8 +128,9 @@ def check_java() -> None:
     """Fail early, in one sentence, when Java 17+ is missing (Spark 4 needs it)."""
     java = os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
     if not java or not os.path.exists(java):
-        raise EnvironmentProblem("Java was not found",
-                                 hint="install OpenJDK 17 and put java on PATH (or set JAVA_HOME)")
+        raise EnvironmentProblem(
+            "Java was not found", hint="install OpenJDK 17 and put java on PATH (or set JAVA_HOME)"
+        )
     out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
     major = _java_major(out)
     if major is not None and major < _MIN_JAVA:
@@ -168,8 +170,10 @@ def _want_delta_extensions(cfg: SparkConfig, settings: dict[str, str]) -> bool:
 
 def _apply_runtime_settings(spark: SparkSession, cfg: SparkConfig) -> None:
     for key, value in cfg.settings.items():
-        if key.startswith("spark.sql.") and key not in ("spark.sql.extensions",) and not key.startswith(
-            "spark.sql.catalog."
+        if (
+            key.startswith("spark.sql.")
+            and key not in ("spark.sql.extensions",)
+            and not key.startswith("spark.sql.catalog.")
         ):
             try:
                 spark.conf.set(key, value)

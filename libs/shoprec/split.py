@@ -11,6 +11,7 @@ without ever looking at the validation window's events.
 
 Dates are UTC calendar days; a cutoff is midnight UTC at the start of that day.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -82,9 +83,7 @@ def _midnight(d: date) -> datetime:
 
 def purchases(interactions: DataFrame) -> DataFrame:
     """What counts as a purchase for models and ground truth: a known customer buying a product."""
-    return interactions.filter(
-        (F.col(C.EVENT_TYPE) == C.PURCHASE) & F.col(C.USER_ID).isNotNull() & F.col(C.IS_PRODUCT)
-    )
+    return interactions.filter((F.col(C.EVENT_TYPE) == C.PURCHASE) & F.col(C.USER_ID).isNotNull() & F.col(C.IS_PRODUCT))
 
 
 def resolve_split(cfg: Config, interactions: DataFrame, as_of: date | None = None) -> TemporalSplit:
@@ -104,9 +103,7 @@ def resolve_split(cfg: Config, interactions: DataFrame, as_of: date | None = Non
             try:
                 as_of = date.fromisoformat(cfg.split.as_of)
             except ValueError as exc:
-                raise SplitError(
-                    f"split.as_of {cfg.split.as_of!r} is neither a date (YYYY-MM-DD) nor auto"
-                ) from exc
+                raise SplitError(f"split.as_of {cfg.split.as_of!r} is neither a date (YYYY-MM-DD) nor auto") from exc
     split = TemporalSplit(as_of, cfg.split.validation_days, cfg.split.evaluation_days)
     if _midnight(split.validation_start) <= first:
         raise SplitError(

@@ -4,6 +4,7 @@ Embedded default: tracking and registry in ``<data_root>/mlflow.db`` (SQLite) an
 artifacts in ``<data_root>/mlartifacts``. The cluster overlay points at a server.
 Nested stage runs happen naturally: a job started inside the pipeline's run nests.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -110,12 +111,18 @@ def job_run(cfg: Config, stage: str, tags: Mapping[str, Any] | None = None) -> I
 
     configure(cfg)
     parent = mlflow.active_run()
-    all_tags = {"shoprec.stage": stage, "shoprec.env": cfg.env, "shoprec.source": cfg.ingest.source,
-                **git_tags(cfg), **(tags or {})}
+    all_tags = {
+        "shoprec.stage": stage,
+        "shoprec.env": cfg.env,
+        "shoprec.source": cfg.ingest.source,
+        **git_tags(cfg),
+        **(tags or {}),
+    }
     # "train-als 2011-11-01": the UI's run list tells stages and cutoffs apart at a glance.
     name = f"{stage} {all_tags['shoprec.as_of']}" if "shoprec.as_of" in all_tags else stage
-    with mlflow.start_run(run_name=name, nested=parent is not None,
-                          tags={k: str(v) for k, v in all_tags.items()}) as run:
+    with mlflow.start_run(
+        run_name=name, nested=parent is not None, tags={k: str(v) for k, v in all_tags.items()}
+    ) as run:
         run_logger = RunLogger(run.info.run_id)
         plain = cfg.to_dict()
         run_logger.dict(plain, "config/resolved.yml")
@@ -135,8 +142,9 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, Mapping) and value and len(dotted.split(".")) < 3:
             out.update(_flatten(value, dotted + "."))
         else:
-            out[dotted] = (yaml.safe_dump(value, default_flow_style=True).strip() if isinstance(value, (list, dict))
-                           else value)
+            out[dotted] = (
+                yaml.safe_dump(value, default_flow_style=True).strip() if isinstance(value, (list, dict)) else value
+            )
     return out
 
 
@@ -154,10 +162,16 @@ def ui_command(cfg: Config, port: int = 5000) -> list[str]:
     """The ``mlflow ui`` command that serves this store on 127.0.0.1 only."""
     store = store_for(cfg)
     return [
-        "mlflow", "ui",
-        "--backend-store-uri", store.tracking_uri,
-        "--registry-store-uri", store.registry_uri,
-        "--default-artifact-root", store.artifact_root,
-        "--host", "127.0.0.1",
-        "--port", str(port),
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        store.tracking_uri,
+        "--registry-store-uri",
+        store.registry_uri,
+        "--default-artifact-root",
+        store.artifact_root,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
     ]

@@ -1,4 +1,5 @@
 """ALS pieces on real Spark: stable id maps, the blocked top-N against MLlib's own, learning a pattern."""
+
 from __future__ import annotations
 
 import random
@@ -48,8 +49,12 @@ def test_blocked_top_n_gives_mllib_recommend_for_all_users(fitted):
     theirs = (
         model.recommendForAllUsers(5)
         .select(C.USER_IDX, F.posexplode("recommendations").alias("pos", "rec"))
-        .select(C.USER_IDX, F.col("rec.item_idx").alias(C.ITEM_IDX), (F.col("pos") + 1).alias(C.RANK),
-                F.col("rec.rating").alias(C.SCORE))
+        .select(
+            C.USER_IDX,
+            F.col("rec.item_idx").alias(C.ITEM_IDX),
+            (F.col("pos") + 1).alias(C.RANK),
+            F.col("rec.rating").alias(C.SCORE),
+        )
     )
     got = {(r[C.USER_IDX], r[C.RANK]): (r[C.ITEM_IDX], r[C.SCORE]) for r in ours.collect()}
     want = {(r[C.USER_IDX], r[C.RANK]): (r[C.ITEM_IDX], r[C.SCORE]) for r in theirs.collect()}

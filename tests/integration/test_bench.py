@@ -7,6 +7,7 @@ process on the session's Spark; scoring and train_throughput start (and stop) th
 applications and Horovod processes, so they run as users run them, in a subprocess. Both read
 the tiny lakehouse that ``bench/pipeline.py --smoke`` builds once for the module.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,10 +58,21 @@ def run_in_process(module: ModuleType, *args: str) -> str:
 
 def run_script(name: str, *args: str, timeout: int = 600) -> str:
     """``python bench/<name>.py args`` as a user runs it; its stdout. Fails unless it exits 0."""
-    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", TF_CPP_MIN_LOG_LEVEL="2",
-               PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    result = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), *args], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=timeout)
+    env = dict(
+        os.environ,
+        SPARK_LOCAL_IP="127.0.0.1",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+    )
+    result = subprocess.run(
+        [sys.executable, str(BENCH / f"{name}.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, f"{name}: {result.stdout[-2000:]}\n{result.stderr[-4000:]}"
     return result.stdout
 
@@ -88,8 +100,16 @@ def smoke_pipeline(spark, bench_modules, work, results):
     hybrid champion included) that scoring and train_throughput read."""
     # On the tests' Delta backend (delta-rs unless SHOPREC_TEST_DELTA_BACKEND says; tests/conftest.py).
     backend = next(o for o in TEST_OVERRIDES if o.startswith("storage.delta_backend="))
-    table = run_in_process(bench_modules("pipeline"), "--smoke", "--work", str(work), "--results-dir", str(results),
-                           "--synthetic-set", backend)
+    table = run_in_process(
+        bench_modules("pipeline"),
+        "--smoke",
+        "--work",
+        str(work),
+        "--results-dir",
+        str(results),
+        "--synthetic-set",
+        backend,
+    )
     return table, work / "synthetic"
 
 
@@ -99,12 +119,14 @@ def test_smoke_never_writes_the_committed_results(bench_modules):
     with pytest.raises(SystemExit, match="full-size result"):
         common.json_path(args, "generate")
     assert common.json_path(bench_modules("generate").parse_args([]), "generate") == str(
-        BENCH / "results" / "generate.json")
+        BENCH / "results" / "generate.json"
+    )
 
 
 def test_generate(bench_modules, work, results):
-    table = run_in_process(bench_modules("generate"), "--smoke", "--out", str(work / "generate"),
-                           "--results-dir", str(results), "--clean")
+    table = run_in_process(
+        bench_modules("generate"), "--smoke", "--out", str(work / "generate"), "--results-dir", str(results), "--clean"
+    )
     assert re.search(r"^events\s+20,000$", table, re.MULTILINE), table
     assert re.search(rf"^events/s\s+{NUMBER}$", table, re.MULTILINE), table
     report = read_json(results, "generate")
@@ -112,8 +134,9 @@ def test_generate(bench_modules, work, results):
 
 
 def test_ingest(spark, bench_modules, work, results):
-    table = run_in_process(bench_modules("ingest"), "--smoke", "--root", str(work / "ingest"),
-                           "--results-dir", str(results), "--keep")
+    table = run_in_process(
+        bench_modules("ingest"), "--smoke", "--root", str(work / "ingest"), "--results-dir", str(results), "--keep"
+    )
     assert re.search(r"^A rows in\s+2,000$", table, re.MULTILINE), table
     assert re.search(r"^B rows in\s+20,000$", table, re.MULTILINE), table
     assert re.search(rf"^B rows/s\s+{NUMBER}$", table, re.MULTILINE), table
@@ -128,8 +151,9 @@ def test_als_topn(spark, bench_modules, work, results):
     # The event log test_ingest left ingested (--keep), so ALS reads it instead of ingesting again.
     events_root = work / "ingest" / "event_log"
     extra = ["--events-root", str(events_root)] if (events_root / "silver").is_dir() else []
-    table = run_in_process(bench_modules("als_topn"), "--smoke", "--root", str(work / "als"), *extra,
-                           "--results-dir", str(results))
+    table = run_in_process(
+        bench_modules("als_topn"), "--smoke", "--root", str(work / "als"), *extra, "--results-dir", str(results)
+    )
     assert re.search(r"fit s\s+top-10 s\s+NDCG@10\s+Recall@10", table), table
     for row in ("Spark ALS + blocked top-N (ours)", "Spark ALS + recommendForAllUsers", "implicit (single node)"):
         assert re.search(rf"{re.escape(row)}\s+{NUMBER}\s+{NUMBER}\s+0\.\d{{4}}\s+0\.\d{{4}}", table), table
@@ -155,11 +179,20 @@ def test_pipeline(smoke_pipeline, results):
 @pytest.mark.horovod
 def test_scoring(smoke_pipeline, work, results):
     _, lakehouse = smoke_pipeline
-    table = run_script("scoring", "--smoke", "--data-root", str(lakehouse), "--work", str(work / "scoring"),
-                       "--results-dir", str(results))
+    table = run_script(
+        "scoring",
+        "--smoke",
+        "--data-root",
+        str(lakehouse),
+        "--work",
+        str(work / "scoring"),
+        "--results-dir",
+        str(results),
+    )
     assert re.search(r"^path\s+pairs\s+seconds\s+rows/s$", table, re.MULTILINE), table
-    assert re.search(rf"^shoprec: shipped model, mapInArrow, large Arrow batches\s+5,000\s+{NUMBER}\s+{NUMBER}$",
-                     table, re.MULTILINE), table
+    assert re.search(
+        rf"^shoprec: shipped model, mapInArrow, large Arrow batches\s+5,000\s+{NUMBER}\s+{NUMBER}$", table, re.MULTILINE
+    ), table
     assert re.search(rf"^ratio shoprec / default: {NUMBER}x", table, re.MULTILINE), table
     report = read_json(results, "scoring")
     assert [r["pairs"] for r in report["results"]] == [5_000, 5_000]
@@ -170,8 +203,16 @@ def test_scoring(smoke_pipeline, work, results):
 @pytest.mark.horovod
 def test_train_throughput(smoke_pipeline, work, results):
     _, lakehouse = smoke_pipeline
-    table = run_script("train_throughput", "--smoke", "--data-root", str(lakehouse), "--out", str(work / "train"),
-                       "--results-dir", str(results))
+    table = run_script(
+        "train_throughput",
+        "--smoke",
+        "--data-root",
+        str(lakehouse),
+        "--out",
+        str(work / "train"),
+        "--results-dir",
+        str(results),
+    )
     assert re.search(r"samples/s\s+vs plain\s+train s\s+best val NDCG@10\s+s to best", table), table
     for label in ("plain model.fit, 1 process", "Horovod, 1 process", "Horovod, 2 processes"):
         assert re.search(rf"{re.escape(label)}\s+{NUMBER}\s+{NUMBER}", table), table

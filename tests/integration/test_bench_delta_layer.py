@@ -1,5 +1,6 @@
 """bench/delta_layer.py at smoke size, so the benchmark cannot rot: both backends against
 Parquet, its table printed and its JSON written."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,4 +1,5 @@
 """shoprec bundles: FPGrowth rules, partners per item, basket completion, hit rate, the stage."""
+
 from __future__ import annotations
 
 import io
@@ -19,8 +20,12 @@ from tests.conftest import make_config
 
 AS_OF = date(2021, 3, 1)
 # Ten baskets before as_of: A in 7, B in 6, C in 4, D in 3; A+B in 6, A+C, B+C, C+D, A+B+C in 2.
-HISTORY = ([("ab", i, "AB") for i in range(4)] + [("abc", i, "ABC") for i in range(2)]
-           + [("cd", i, "CD") for i in range(2)] + [(None, 0, "A"), ("d", 0, "D")])
+HISTORY = (
+    [("ab", i, "AB") for i in range(4)]
+    + [("abc", i, "ABC") for i in range(2)]
+    + [("cd", i, "CD") for i in range(2)]
+    + [(None, 0, "A"), ("d", 0, "D")]
+)
 # The first basket in the evaluation window of four of them.
 NEXT = [("ab", 0, "CX"), ("abc", 0, "E"), ("d", 0, "B"), ("cd", 0, "A")]
 THRESHOLDS = ("bundles.min_support=0.2", "bundles.min_confidence=0.5", "bundles.min_lift=1.2")
@@ -54,14 +59,17 @@ def test_fpgrowth_rules_have_the_support_confidence_and_lift_of_the_baskets(spar
     assert (counts.baskets, counts.mined, counts.too_large, counts.single_item) == (10, 10, 0, 2)
     # A->B: 6 of A's 7 baskets hold B (0.857), B is in 6 of 10 (lift 1.43). C->A, C->B and
     # {A,B}->C fall below the lift or the confidence thresholds.
-    assert rows_of(rules) == sorted([
-        (["A"], "B", 0.6, round(6 / 7, 9), round(6 / 7 / 0.6, 9), 6),
-        (["A", "C"], "B", 0.2, 1.0, round(1 / 0.6, 9), 2),
-        (["B"], "A", 0.6, 1.0, round(1 / 0.7, 9), 6),
-        (["B", "C"], "A", 0.2, 1.0, round(1 / 0.7, 9), 2),
-        (["C"], "D", 0.2, 0.5, round(0.5 / 0.3, 9), 2),
-        (["D"], "C", 0.2, round(2 / 3, 9), round(2 / 3 / 0.4, 9), 2),
-    ], key=repr)
+    assert rows_of(rules) == sorted(
+        [
+            (["A"], "B", 0.6, round(6 / 7, 9), round(6 / 7 / 0.6, 9), 6),
+            (["A", "C"], "B", 0.2, 1.0, round(1 / 0.6, 9), 2),
+            (["B"], "A", 0.6, 1.0, round(1 / 0.7, 9), 6),
+            (["B", "C"], "A", 0.2, 1.0, round(1 / 0.7, 9), 2),
+            (["C"], "D", 0.2, 0.5, round(0.5 / 0.3, 9), 2),
+            (["D"], "C", 0.2, round(2 / 3, 9), round(2 / 3 / 0.4, 9), 2),
+        ],
+        key=repr,
+    )
     _, one_item, _ = _mined(spark, "bundles.max_antecedent=1")
     assert one_item.where(F.size(C.ANTECEDENT_ITEMS) > 1).count() == 0 and one_item.count() == 4
 
@@ -69,7 +77,11 @@ def test_fpgrowth_rules_have_the_support_confidence_and_lift_of_the_baskets(spar
 def test_partners_per_item_and_the_rules_a_basket_fires(spark):
     history, rules, _ = _mined(spark)
     assert rows_of(R.partners(rules, 1).select(C.ITEM_ID, C.RANK, C.PARTNER_ITEM_ID)) == [
-        ("A", 1, "B"), ("B", 1, "A"), ("C", 1, "D"), ("D", 1, "C")]
+        ("A", 1, "B"),
+        ("B", 1, "A"),
+        ("C", 1, "D"),
+        ("D", 1, "C"),
+    ]
     held = spark.createDataFrame([("u", "A"), ("u", "C"), ("w", "A"), ("w", "B")], [C.USER_ID, C.ITEM_ID])
     fired = R.fired_rules(held, rules).select(C.USER_ID, C.ANTECEDENT_ITEMS, C.CONSEQUENT_ITEM)
     # u holds A and C: A->B, {A,C}->B and C->D fire; w holds both sides of A->B, so nothing.
@@ -103,10 +115,13 @@ def test_every_user_with_a_basket_gets_completions_tier_by_tier(bundled):
     for i in range(4):  # A and B: no rule leads outside the basket; C goes with both, D is popular
         expected += [(f"ab{i}", 1, "C", C.SRC_COOCCURRENCE), (f"ab{i}", 2, "D", C.SRC_POPULAR_BASKET)]
     for i in range(2):
-        expected += [(f"abc{i}", 1, "D", C.SRC_BUNDLE)]                      # C -> D
+        expected += [(f"abc{i}", 1, "D", C.SRC_BUNDLE)]  # C -> D
         expected += [(f"cd{i}", 1, "B", C.SRC_COOCCURRENCE), (f"cd{i}", 2, "A", C.SRC_COOCCURRENCE)]
-    expected += [("d0", 1, "C", C.SRC_BUNDLE), ("d0", 2, "A", C.SRC_POPULAR_BASKET),
-                 ("d0", 3, "B", C.SRC_POPULAR_BASKET)]
+    expected += [
+        ("d0", 1, "C", C.SRC_BUNDLE),
+        ("d0", 2, "A", C.SRC_POPULAR_BASKET),
+        ("d0", 3, "B", C.SRC_POPULAR_BASKET),
+    ]
     assert got == sorted(expected, key=repr)
     assert first.users_with_baskets == first.users_with_recommendations == 9
     reasons = {r[C.USER_ID]: r[C.REASON] for r in recs.where(F.col(C.RANK) == 1).collect()}
@@ -135,8 +150,9 @@ def test_tables_are_written_per_as_of_and_replaced_on_rerun(bundled):
     for name in (C.GOLD_BUNDLES, C.GOLD_BUNDLE_PARTNERS, C.GOLD_BUNDLE_RECOMMENDATIONS):
         assert second.table_versions[name] == first.table_versions[name] + 1
         assert ctx.tables.partition_columns(name) == [C.AS_OF]
-    assert ((second.rules, second.users_with_recommendations)
-            == (first.rules, first.users_with_recommendations) == (6, 9))
+    assert (
+        (second.rules, second.users_with_recommendations) == (first.rules, first.users_with_recommendations) == (6, 9)
+    )
     rules = ctx.tables.read(C.GOLD_BUNDLES)
     assert rules.count() == 6 and rules.where(F.col(C.LIFT) <= 1).count() == 0
     assert recs.count() == 4 * 2 + 2 * 1 + 2 * 2 + 3

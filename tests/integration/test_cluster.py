@@ -3,6 +3,7 @@ workers, each its own JVM, started with the ``spark-class`` launcher the pyspark
 ships), every job submitted to it as its own application with the cluster overlay (Spark's
 own Delta, its JARs shipped with --jars), the hybrid model trained through ``horovod.spark.run``
 with one Horovod rank per executor."""
+
 from __future__ import annotations
 
 import os
@@ -36,15 +37,25 @@ def _free_port() -> int:
 
 def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
-               PYSPARK_DRIVER_PYTHON=sys.executable, **extra)
+    env.update(
+        SPARK_HOME=str(SPARK_HOME),
+        SPARK_LOCAL_IP="127.0.0.1",
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+        **extra,
+    )
     return env
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "w") as fh:
-        return subprocess.Popen([str(SPARK_HOME / "bin" / "spark-class"), *args], stdout=fh,
-                                stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
+        return subprocess.Popen(
+            [str(SPARK_HOME / "bin" / "spark-class"), *args],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=_env(),
+            start_new_session=True,
+        )
 
 
 def _wait_for(log: Path, pattern: str, proc: subprocess.Popen, seconds: float = 120) -> None:
@@ -79,15 +90,39 @@ def standalone_cluster(tmp_path):
     logs.mkdir()
     procs: list[subprocess.Popen] = []
     try:
-        master = _start(["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-                         "--webui-port", str(ui)], logs / "master.log")
+        master = _start(
+            [
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--webui-port",
+                str(ui),
+            ],
+            logs / "master.log",
+        )
         procs.append(master)
         _wait_for(logs / "master.log", r"I have been elected leader", master)
         url = f"spark://127.0.0.1:{port}"
         for i in range(2):
-            worker = _start(["org.apache.spark.deploy.worker.Worker", url, "--cores", "1", "--memory", "2g",
-                             "--host", "127.0.0.1", "--webui-port", str(_free_port()),
-                             "--work-dir", str(tmp_path / f"work{i}")], logs / f"worker{i}.log")
+            worker = _start(
+                [
+                    "org.apache.spark.deploy.worker.Worker",
+                    url,
+                    "--cores",
+                    "1",
+                    "--memory",
+                    "2g",
+                    "--host",
+                    "127.0.0.1",
+                    "--webui-port",
+                    str(_free_port()),
+                    "--work-dir",
+                    str(tmp_path / f"work{i}"),
+                ],
+                logs / f"worker{i}.log",
+            )
             procs.append(worker)
         for i in range(2):
             _wait_for(logs / f"worker{i}.log", r"Successfully registered with master", procs[i + 1])
@@ -105,10 +140,32 @@ CHAIN = ("ingest", "features", "train_als", "train_hybrid", "bundles", "recommen
 
 def _submit(url: str, job: str, root: Path, args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(BIN / "spark-submit"), "--master", url, "--driver-memory", "2g", "--executor-memory", "1500m",
-         "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.ui.enabled=false", *submit_jars(),
-         f"jobs/{job}.py", "--env", "cluster", "--data-root", str(root), "--as-of", SUBMIT_AS_OF, *args],
-        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=1200,
+        [
+            str(BIN / "spark-submit"),
+            "--master",
+            url,
+            "--driver-memory",
+            "2g",
+            "--executor-memory",
+            "1500m",
+            "--conf",
+            "spark.driver.host=127.0.0.1",
+            "--conf",
+            "spark.ui.enabled=false",
+            *submit_jars(),
+            f"jobs/{job}.py",
+            "--env",
+            "cluster",
+            "--data-root",
+            str(root),
+            "--as-of",
+            SUBMIT_AS_OF,
+            *args,
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=1200,
         env=_env(MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db", SHOPREC_DATA_ROOT=str(root)),
     )
 
@@ -127,8 +184,13 @@ def test_every_job_runs_as_its_own_application_on_a_standalone_cluster(standalon
     root = tmp_path / "lakehouse"
     # The cluster overlay as a team would use it (Spark's own Delta, its JARs shipped with
     # --jars), minus the tracking server one box does not have (SQLite instead).
-    sets = [*SMALL, "spark.settings.spark.sql.shuffle.partitions=4", "ingest.source=event_log",
-            f"ingest.inputs=[{os.path.dirname(gen.event_files[0])}]", f"ingest.catalog={gen.catalog_file}"]
+    sets = [
+        *SMALL,
+        "spark.settings.spark.sql.shuffle.partitions=4",
+        "ingest.source=event_log",
+        f"ingest.inputs=[{os.path.dirname(gen.event_files[0])}]",
+        f"ingest.catalog={gen.catalog_file}",
+    ]
     set_args = [arg for s in sets for arg in ("--set", s)]
     outputs = {}
     for job in CHAIN:
@@ -145,8 +207,10 @@ def test_every_job_runs_as_its_own_application_on_a_standalone_cluster(standalon
     assert len(runs) == 1 and runs[0].data.params["hybrid.launcher_processes"] == "2"
     assert runs[0].data.tags["shoprec.env"] == "cluster"
     stages = client.search_runs(experiment, filter_string="tags.`shoprec.stage` != ''")
-    assert sorted({r.data.tags["shoprec.stage"] for r in stages} & {"ingest", "features", "train-als", "train-hybrid",
-                   "bundles", "recommend", "evaluate"}) == sorted(j.replace("_", "-") for j in CHAIN)
+    assert sorted(
+        {r.data.tags["shoprec.stage"] for r in stages}
+        & {"ingest", "features", "train-als", "train-hybrid", "bundles", "recommend", "evaluate"}
+    ) == sorted(j.replace("_", "-") for j in CHAIN)
     for model in ("shoprec-als", "shoprec-hybrid"):
         assert str(client.get_model_version_by_alias(model, "champion").version) == "1"
     _assert_outputs(root)
@@ -162,7 +226,8 @@ def _assert_outputs(root: Path) -> None:
     recs = pa.table(DeltaTable(str(root / "gold" / "recommendations")).to_pyarrow_table())
     assert set(recs["as_of"].to_pylist()) == {date(2023, 11, 1)}
     silver = pa.table(
-        DeltaTable(str(root / "silver" / "interactions")).to_pyarrow_table(columns=["user_id", "event_ts"]))
+        DeltaTable(str(root / "silver" / "interactions")).to_pyarrow_table(columns=["user_id", "event_ts"])
+    )
     cutoff = pa.scalar(datetime(2023, 11, 1, tzinfo=UTC), type=silver.schema.field("event_ts").type)
     seen = set(silver.filter(pc.less(silver["event_ts"], cutoff))["user_id"].to_pylist()) - {None}
     assert set(recs["user_id"].to_pylist()) == seen

@@ -1,5 +1,6 @@
 """Both Delta backends on one table: what one writes, the other reads, appends to and merges.
 Plus concurrent writers under Spark's own Delta (no commit is ever lost)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -53,8 +54,9 @@ def test_one_backend_writes_the_other_reads_appends_and_merges(spark, both, writ
 def test_partition_replace_by_one_backend_is_seen_by_the_other(spark, both):
     spark_t, local_t = both
     dec = dt.date(2011, 12, 1)
-    local_t.overwrite(frame(spark, range(4)).unionByName(frame(spark, range(10, 13), as_of=dec)),
-                      "gold.recs", partition_by=["as_of"])
+    local_t.overwrite(
+        frame(spark, range(4)).unionByName(frame(spark, range(10, 13), as_of=dec)), "gold.recs", partition_by=["as_of"]
+    )
     spark_t.replace_partition(frame(spark, [100, 101]), "gold.recs", {"as_of": NOV})
     got = sorted((r.as_of, r.id) for r in local_t.read("gold.recs").collect())
     assert got == [(NOV, 100), (NOV, 101), (dec, 10), (dec, 11), (dec, 12)]

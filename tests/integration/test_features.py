@@ -1,4 +1,5 @@
 """Feature job on real Spark, Delta and MLflow: hand-worked values, and no leak from after as_of."""
+
 from __future__ import annotations
 
 import math
@@ -27,14 +28,14 @@ SPLIT = TemporalSplit(AS_OF, validation_days=14, evaluation_days=14)
 def test_confidence_decays_with_age_and_returns_subtract(spark, cfg):
     fcfg = cfg.features  # half-life 90 days, purchase 1.0, return -1.0, log quantity
     rows = [
-        event("u1", "A", "2011-03-03 00:00"),                       # 90 days before: 0.5
-        event("u1", "B", "2011-05-31 12:00", quantity=3),           # half a day: (1 + ln 3) * 0.5 ** (0.5/90)
-        event("u1", "C", "2011-03-03 00:00"),                       # 0.5 ...
+        event("u1", "A", "2011-03-03 00:00"),  # 90 days before: 0.5
+        event("u1", "B", "2011-05-31 12:00", quantity=3),  # half a day: (1 + ln 3) * 0.5 ** (0.5/90)
+        event("u1", "C", "2011-03-03 00:00"),  # 0.5 ...
         event("u1", "C", "2011-03-03 00:00", event_type=C.RETURN),  # ... minus 0.5: dropped
-        event("u2", "A", "2010-12-03 00:00"),                       # 180 days: 0.25
-        event("u2", "A", "2011-03-03 00:00"),                       # + 0.5
-        event("u2", "B", "2011-06-01 00:00"),                       # at as_of: evaluation window
-        event(None, "A", "2011-05-01 00:00"),                       # anonymous
+        event("u2", "A", "2010-12-03 00:00"),  # 180 days: 0.25
+        event("u2", "A", "2011-03-03 00:00"),  # + 0.5
+        event("u2", "B", "2011-06-01 00:00"),  # at as_of: evaluation window
+        event(None, "A", "2011-05-01 00:00"),  # anonymous
         event("u2", "POST", "2011-05-01 00:00", is_product=False),  # postage
     ]
     got = implicit_confidence(interactions(spark, rows), SPLIT, fcfg).collect()
@@ -48,8 +49,12 @@ def test_confidence_decays_with_age_and_returns_subtract(spark, cfg):
 
 def test_context_hour_weekday_season_and_days_to_the_next_holiday(spark):
     df = spark.createDataFrame(
-        [("a", "2011-12-19 14:30:00"), ("b", "2011-12-25 08:00:00"), ("c", "2011-12-26 23:59:00"),
-         ("d", "2011-07-04 00:00:00")],
+        [
+            ("a", "2011-12-19 14:30:00"),
+            ("b", "2011-12-25 08:00:00"),
+            ("c", "2011-12-26 23:59:00"),
+            ("d", "2011-07-04 00:00:00"),
+        ],
         "id string, ts string",
     ).withColumn(C.EVENT_TS, F.to_timestamp("ts"))
     got = {r["id"]: r for r in with_context(df, ["12-25", "easter"]).collect()}
@@ -66,11 +71,12 @@ def test_user_features_worked_by_hand(spark):
         event("u1", "A", "2011-05-22 10:00", quantity=2, price=3.0, basket="b1", country="France"),
         event("u1", "B", "2011-05-22 10:05", quantity=1, price=10.0, basket="b1", country="France"),
         event("u1", "A", "2011-05-29 10:00", quantity=1, price=3.0, basket="b2", country="France"),
-        event("u1", "B", "2011-05-30 15:00", event_type=C.RETURN, quantity=1, price=10.0, basket="c1",
-              country="France"),
+        event(
+            "u1", "B", "2011-05-30 15:00", event_type=C.RETURN, quantity=1, price=10.0, basket="c1", country="France"
+        ),
         event("u2", "C", "2011-04-01 18:00", quantity=5, price=1.0, basket="b3", country="Spain"),
-        event("u3", "A", "2011-05-01 09:00", event_type=C.RETURN, basket="c2"),   # only a return
-        event("u4", "A", "2011-06-02 10:00", basket="b4"),                         # after as_of
+        event("u3", "A", "2011-05-01 09:00", event_type=C.RETURN, basket="c2"),  # only a return
+        event("u4", "A", "2011-06-02 10:00", basket="b4"),  # after as_of
     ]
     items = spark.createDataFrame(
         [("A", "mugs", 1), ("B", "lights", 3), ("C", "mugs", 1)], "item_id string, category string, price_band int"
@@ -79,7 +85,7 @@ def test_user_features_worked_by_hand(spark):
     assert set(got) == {"u1", "u2", "u3"}
     u1 = got["u1"]
     assert u1[C.COUNTRY] == "France"
-    assert u1[C.RECENCY_DAYS] == pytest.approx(3 - 10 / 24)   # last purchase 2011-05-29 10:00
+    assert u1[C.RECENCY_DAYS] == pytest.approx(3 - 10 / 24)  # last purchase 2011-05-29 10:00
     assert (u1[C.FREQUENCY], u1[C.N_PURCHASES], u1[C.N_ITEMS], u1[C.N_RETURNS]) == (2, 3, 2, 1)
     assert u1[C.MONETARY] == pytest.approx(2 * 3.0 + 10.0 + 3.0 - 10.0)
     assert u1[C.AVG_BASKET_SIZE] == pytest.approx((2 + 1) / 2)
@@ -123,7 +129,7 @@ def test_text_vectors_of_similar_products_are_similar(spark, cfg):
     within, across = [], []
     ids = sorted(vectors)
     for i, a in enumerate(ids):
-        for b in ids[i + 1:]:
+        for b in ids[i + 1 :]:
             sim = cosine(vectors[a][C.TEXT_VECTOR], vectors[b][C.TEXT_VECTOR])
             (within if family[a] == family[b] else across).append(sim)
     assert sum(within) / len(within) > sum(across) / len(across) + 0.3
@@ -141,9 +147,17 @@ def history_rows():
             for j in range(3):
                 item = f"{fam}{(u + j) % 12:02d}"
                 words = FAMILIES[fam]
-                rows.append(event(f"u{u}", item, f"{month}-{10 + u:02d} {9 + j:02d}:00", quantity=1 + j,
-                                  price=1.0 + (u + j) % 5, country="France" if u % 2 else "United Kingdom",
-                                  description=f"{words[u % 6]} {words[(u + 1) % 6]} {words[(u + 3) % 6]}".upper()))
+                rows.append(
+                    event(
+                        f"u{u}",
+                        item,
+                        f"{month}-{10 + u:02d} {9 + j:02d}:00",
+                        quantity=1 + j,
+                        price=1.0 + (u + j) % 5,
+                        country="France" if u % 2 else "United Kingdom",
+                        description=f"{words[u % 6]} {words[(u + 1) % 6]} {words[(u + 3) % 6]}".upper(),
+                    )
+                )
         rows.append(event(f"u{u}", f"{list(FAMILIES)[u % 3]}00", "2011-05-20 12:00", event_type=C.RETURN))
     rows.append(event(None, "mug00", "2011-05-21 12:00"))
     return rows

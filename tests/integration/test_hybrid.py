@@ -1,4 +1,5 @@
 """The hybrid model: training examples in Spark, 2-rank Horovod training, pyfunc, registry rule."""
+
 from __future__ import annotations
 
 import json
@@ -30,10 +31,20 @@ from tests.conftest import make_config
 
 AS_OF = date(2021, 3, 1)
 SPLIT = TemporalSplit(AS_OF, validation_days=14, evaluation_days=14)
-TINY = ["hybrid.batch_size=64", "hybrid.epochs=8", "hybrid.patience=8", "hybrid.num_proc=2",
-        "hybrid.learning_rate=0.005", "hybrid.negatives=3", "hybrid.validation_negatives=5",
-        "hybrid.model.embedding_dim=8", "hybrid.model.mlp_layers=[16]", "hybrid.model.dropout=0.0",
-        "features.text.min_count=1", "features.text.clusters=2"]
+TINY = [
+    "hybrid.batch_size=64",
+    "hybrid.epochs=8",
+    "hybrid.patience=8",
+    "hybrid.num_proc=2",
+    "hybrid.learning_rate=0.005",
+    "hybrid.negatives=3",
+    "hybrid.validation_negatives=5",
+    "hybrid.model.embedding_dim=8",
+    "hybrid.model.mlp_layers=[16]",
+    "hybrid.model.dropout=0.0",
+    "features.text.min_count=1",
+    "features.text.clusters=2",
+]
 
 
 def group_shop(users_per_group=12, items_per_group=10, weeks=10, seed=7):
@@ -47,18 +58,30 @@ def group_shop(users_per_group=12, items_per_group=10, weeks=10, seed=7):
             for w in range(weeks + 2):
                 ts = start + timedelta(days=7 * w, hours=u % 5)
                 for k in rnd.sample(range(items_per_group), 3):
-                    rows.append(event(user, f"{word}{k}", ts, description=f"{word} cup number {k}",
-                                      country="France" if g else "United Kingdom"))
+                    rows.append(
+                        event(
+                            user,
+                            f"{word}{k}",
+                            ts,
+                            description=f"{word} cup number {k}",
+                            country="France" if g else "United Kingdom",
+                        )
+                    )
     rows.append(event("late_user", "late_item", "2021-03-02 12:00"))  # at/after as_of: must not appear
     return rows
 
 
 # ------------------------------------------------------------------------------ examples
 def test_history_features_are_point_in_time(spark):
-    rows = [event("u", "X", "2021-01-01 10:00"), event("u", "X", "2021-01-03 10:00"),
-            event("u", "Y", "2021-01-03 10:00"), event("u", "X", "2021-03-05 10:00")]  # last: after as_of
+    rows = [
+        event("u", "X", "2021-01-01 10:00"),
+        event("u", "X", "2021-01-03 10:00"),
+        event("u", "Y", "2021-01-03 10:00"),
+        event("u", "X", "2021-03-05 10:00"),
+    ]  # last: after as_of
     got = dataset.basket_positives(interactions(spark, rows), SPLIT).select(
-        C.ITEM_ID, C.EVENT_TS, C.PAIR_PURCHASES, C.PAIR_DAYS_SINCE, C.USER_PURCHASES, C.USER_DAYS_SINCE)
+        C.ITEM_ID, C.EVENT_TS, C.PAIR_PURCHASES, C.PAIR_DAYS_SINCE, C.USER_PURCHASES, C.USER_DAYS_SINCE
+    )
     assert sorted(map(tuple, got.collect())) == [
         ("X", datetime(2021, 1, 1, 10), 0, None, 0, None),
         ("X", datetime(2021, 1, 3, 10), 1, 2.0, 1, 2.0),
@@ -88,8 +111,8 @@ def test_training_examples_negatives_windows_and_manifest(shop):
     assert valid[C.EVENT_TS].max() < pd.Timestamp("2021-03-01", tz="UTC")
     for frame, n in ((train, cfg.hybrid.negatives), (valid, cfg.hybrid.validation_negatives)):
         per_example = frame.groupby(C.EXAMPLE_ID)[C.LABEL].agg(["sum", "size"])
-        assert (per_example["sum"] == 1).all()            # one positive per example id
-        assert (per_example["size"] <= 1 + n).all()        # at most n negatives, n nearly always
+        assert (per_example["sum"] == 1).all()  # one positive per example id
+        assert (per_example["size"] <= 1 + n).all()  # at most n negatives, n nearly always
         assert (per_example["size"] == 1 + n).mean() > 0.9  # (2n + 4 draws from this tiny catalog)
     # Training negatives: never an item the user bought in the training window.
     bought = set(zip(train.loc[train[C.LABEL] == 1, C.USER_ID], train.loc[train[C.LABEL] == 1, C.ITEM_ID], strict=True))
@@ -162,7 +185,8 @@ def test_registered_model_loads_and_scores_a_pandas_frame(shop, trained):
     assert scores.shape == (50,) and ((scores > 0) & (scores < 1)).all()
     np.testing.assert_allclose(scores, direct, rtol=1e-5, atol=1e-6)
     arrow = Scorer(os.path.join(spec["out_dir"], MODEL_DIR), data.manifest_path).score_arrow(
-        pa.RecordBatch.from_pandas(frame[list(H.RAW_COLUMNS)], preserve_index=False))
+        pa.RecordBatch.from_pandas(frame[list(H.RAW_COLUMNS)], preserve_index=False)
+    )
     np.testing.assert_allclose(arrow, direct, rtol=1e-6, atol=1e-7)
     unknown = raw.head(1).assign(**{C.USER_ID: "never_seen", C.ITEM_ID: "never_seen"})
     assert 0 < float(np.asarray(model.predict(unknown))[0]) < 1

@@ -1,4 +1,5 @@
 """Ingest of Online Retail invoice files: validation, quarantine, silver tables, idempotency."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -37,9 +38,18 @@ LINES = [
     "536610,85123A,CREAM HANGING HEART,1,2011-06-02 12:00:00,2.65,13047.0,EIRE",  # 20 kept
 ]
 EXPECTED_REASONS = {
-    4: "DUPLICATE", 7: "NON_POSITIVE_PRICE", 8: "SIGN_MISMATCH", 9: "UNPARSABLE", 10: "UNPARSABLE",
-    11: "MISSING_KEY", 12: "MALFORMED", 13: "EMPTY_LINE", 14: "TIMESTAMP_OUT_OF_RANGE", 15: "ZERO_QUANTITY",
-    17: "SIGN_MISMATCH", 18: "NON_POSITIVE_PRICE",
+    4: "DUPLICATE",
+    7: "NON_POSITIVE_PRICE",
+    8: "SIGN_MISMATCH",
+    9: "UNPARSABLE",
+    10: "UNPARSABLE",
+    11: "MISSING_KEY",
+    12: "MALFORMED",
+    13: "EMPTY_LINE",
+    14: "TIMESTAMP_OUT_OF_RANGE",
+    15: "ZERO_QUANTITY",
+    17: "SIGN_MISMATCH",
+    18: "NON_POSITIVE_PRICE",
 }
 
 
@@ -66,8 +76,15 @@ def test_every_row_is_kept_or_quarantined_with_its_reason(spark, cfg, tables, in
     report = run_ingest(spark, cfg, tables, inputs=[invoices])
     assert (report.rows_in, report.rows_kept, report.rows_quarantined) == (19, 7, 12)
     assert report.quarantine_by_reason == {
-        "DUPLICATE": 1, "EMPTY_LINE": 1, "MALFORMED": 1, "MISSING_KEY": 1, "NON_POSITIVE_PRICE": 2,
-        "SIGN_MISMATCH": 2, "TIMESTAMP_OUT_OF_RANGE": 1, "UNPARSABLE": 2, "ZERO_QUANTITY": 1,
+        "DUPLICATE": 1,
+        "EMPTY_LINE": 1,
+        "MALFORMED": 1,
+        "MISSING_KEY": 1,
+        "NON_POSITIVE_PRICE": 2,
+        "SIGN_MISMATCH": 2,
+        "TIMESTAMP_OUT_OF_RANGE": 1,
+        "UNPARSABLE": 2,
+        "ZERO_QUANTITY": 1,
     }
     quarantine = tables.read(C.quarantine_table("online_retail"))
     got = {r.line_number: r.reason for r in quarantine.collect()}
@@ -85,25 +102,129 @@ def test_every_row_is_kept_or_quarantined_with_its_reason(spark, cfg, tables, in
 
 def test_silver_interactions_hold_the_cleaned_rows(spark, cfg, tables, invoices):
     run_ingest(spark, cfg, tables, inputs=[invoices])
-    cols = [C.LINE_NUMBER, C.USER_ID, C.ITEM_ID, C.EVENT_TYPE, C.QUANTITY, C.UNIT_PRICE, C.EVENT_TS, C.BASKET_ID,
-            C.COUNTRY, C.DESCRIPTION, C.ITEM_KIND, C.IS_PRODUCT, C.IS_ANONYMOUS]
+    cols = [
+        C.LINE_NUMBER,
+        C.USER_ID,
+        C.ITEM_ID,
+        C.EVENT_TYPE,
+        C.QUANTITY,
+        C.UNIT_PRICE,
+        C.EVENT_TS,
+        C.BASKET_ID,
+        C.COUNTRY,
+        C.DESCRIPTION,
+        C.ITEM_KIND,
+        C.IS_PRODUCT,
+        C.IS_ANONYMOUS,
+    ]
     expected = spark.createDataFrame(
         [
-            (2, "17850", "85123A", "purchase", 6, 2.55, utc(2010, 12, 1, 8, 26), "536365", "United Kingdom",
-             "WHITE HANGING HEART T-LIGHT HOLDER", "product", True, False),
-            (3, "17850", "71053", "purchase", 6, 3.39, utc(2010, 12, 1, 8, 26), "536365", "United Kingdom",
-             "WHITE METAL LANTERN", "product", True, False),
-            (5, "14527", "D", "return", 1, 27.5, utc(2010, 12, 1, 9, 41), "C536379", "United Kingdom",
-             "Discount", "discount", False, False),
-            (6, "12583", "POST", "purchase", 3, 18.0, utc(2010, 12, 1, 8, 45), "536370", "France",
-             "POSTAGE", "postage", False, False),
-            (16, None, "22633", "purchase", 2, 2.1, utc(2010, 12, 1, 10, 0), "536606", "United Kingdom",
-             "HAND WARMER UNION JACK", "product", True, True),
+            (
+                2,
+                "17850",
+                "85123A",
+                "purchase",
+                6,
+                2.55,
+                utc(2010, 12, 1, 8, 26),
+                "536365",
+                "United Kingdom",
+                "WHITE HANGING HEART T-LIGHT HOLDER",
+                "product",
+                True,
+                False,
+            ),
+            (
+                3,
+                "17850",
+                "71053",
+                "purchase",
+                6,
+                3.39,
+                utc(2010, 12, 1, 8, 26),
+                "536365",
+                "United Kingdom",
+                "WHITE METAL LANTERN",
+                "product",
+                True,
+                False,
+            ),
+            (
+                5,
+                "14527",
+                "D",
+                "return",
+                1,
+                27.5,
+                utc(2010, 12, 1, 9, 41),
+                "C536379",
+                "United Kingdom",
+                "Discount",
+                "discount",
+                False,
+                False,
+            ),
+            (
+                6,
+                "12583",
+                "POST",
+                "purchase",
+                3,
+                18.0,
+                utc(2010, 12, 1, 8, 45),
+                "536370",
+                "France",
+                "POSTAGE",
+                "postage",
+                False,
+                False,
+            ),
+            (
+                16,
+                None,
+                "22633",
+                "purchase",
+                2,
+                2.1,
+                utc(2010, 12, 1, 10, 0),
+                "536606",
+                "United Kingdom",
+                "HAND WARMER UNION JACK",
+                "product",
+                True,
+                True,
+            ),
             # June is British Summer Time: 12:00 in London is 11:00 UTC.
-            (19, "13047", "85123A", "purchase", 1, 2.95, utc(2011, 6, 1, 11, 0), "536609", "United Kingdom",
-             "WHITE HANGING HEART T-LIGHT HOLDER", "product", True, False),
-            (20, "13047", "85123A", "purchase", 1, 2.65, utc(2011, 6, 2, 11, 0), "536610", "EIRE",
-             "CREAM HANGING HEART", "product", True, False),
+            (
+                19,
+                "13047",
+                "85123A",
+                "purchase",
+                1,
+                2.95,
+                utc(2011, 6, 1, 11, 0),
+                "536609",
+                "United Kingdom",
+                "WHITE HANGING HEART T-LIGHT HOLDER",
+                "product",
+                True,
+                False,
+            ),
+            (
+                20,
+                "13047",
+                "85123A",
+                "purchase",
+                1,
+                2.65,
+                utc(2011, 6, 2, 11, 0),
+                "536610",
+                "EIRE",
+                "CREAM HANGING HEART",
+                "product",
+                True,
+                False,
+            ),
         ],
         "line_number long, user_id string, item_id string, event_type string, quantity int, unit_price double, "
         "event_ts timestamp, basket_id string, country string, description string, item_kind string, "
@@ -116,8 +237,11 @@ def test_silver_interactions_hold_the_cleaned_rows(spark, cfg, tables, invoices)
     heart = items["85123A"]
     assert heart.description == "WHITE HANGING HEART T-LIGHT HOLDER"  # most frequent wins
     assert heart.last_price == 2.65  # price of the latest purchase
-    assert ((heart.first_seen, heart.last_seen, heart.n_purchases)
-            == (utc(2010, 12, 1, 8, 26), utc(2011, 6, 2, 11, 0), 3))
+    assert (heart.first_seen, heart.last_seen, heart.n_purchases) == (
+        utc(2010, 12, 1, 8, 26),
+        utc(2011, 6, 2, 11, 0),
+        3,
+    )
     assert items["22633"].n_events == 1  # anonymous sales count for items
 
     users = {r.user_id: r for r in tables.read(C.SILVER_USERS).collect()}
@@ -150,8 +274,14 @@ def test_reingest_is_idempotent_and_new_files_add(spark, cfg, tables, invoices, 
 
 def test_a_failing_ingest_leaves_every_table_as_it_was(spark, cfg, tables, invoices, tmp_path, monkeypatch):
     run_ingest(spark, cfg, tables, inputs=[invoices])
-    names = [C.SILVER_INTERACTIONS, C.SILVER_ITEMS, C.SILVER_USERS, C.BRONZE_INGEST_LOG,
-             C.bronze_table("online_retail"), C.quarantine_table("online_retail")]
+    names = [
+        C.SILVER_INTERACTIONS,
+        C.SILVER_ITEMS,
+        C.SILVER_USERS,
+        C.BRONZE_INGEST_LOG,
+        C.bronze_table("online_retail"),
+        C.quarantine_table("online_retail"),
+    ]
     before = {n: sorted(map(str, tables.read(n).collect())) for n in names}
 
     def broken_users(_interactions):
@@ -169,8 +299,11 @@ def test_a_failing_ingest_leaves_every_table_as_it_was(spark, cfg, tables, invoi
 
 def test_files_in_the_wrong_format_stop_the_job_with_a_clear_error(spark, cfg, tables, tmp_path):
     wrong = write_csv(tmp_path / "orders.csv", ["1,2,3"], header="order,sku,qty", gz=False)
-    with pytest.raises(InputFormatError, match=r"orders.csv is not an Online Retail invoice file: expected columns "
-                                               r"InvoiceNo, StockCode"):
+    with pytest.raises(
+        InputFormatError,
+        match=r"orders.csv is not an Online Retail invoice file: expected columns "
+        r"InvoiceNo, StockCode",
+    ):
         run_ingest(spark, cfg, tables, inputs=[wrong])
     binary = tmp_path / "x.csv.gz"
     binary.write_bytes(b"PK\x03\x04 not gzip at all")
@@ -187,10 +320,30 @@ def test_xlsx_export_with_online_retail_ii_column_names(spark, cfg, tables, tmp_
     book = openpyxl.Workbook()
     sheet = book.active
     sheet.append(["Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price", "Customer ID", "Country"])
-    sheet.append(["489434", "85048", "15CM CHRISTMAS GLASS BALL 20 LIGHTS", 12, dt.datetime(2009, 12, 1, 7, 45), 6.95,
-                  13085.0, "United Kingdom"])
-    sheet.append(["C489449", "22087", "PAPER BUNTING WHITE LACE", -12, dt.datetime(2009, 12, 1, 10, 33), 2.95,
-                  16321.0, "Australia"])
+    sheet.append(
+        [
+            "489434",
+            "85048",
+            "15CM CHRISTMAS GLASS BALL 20 LIGHTS",
+            12,
+            dt.datetime(2009, 12, 1, 7, 45),
+            6.95,
+            13085.0,
+            "United Kingdom",
+        ]
+    )
+    sheet.append(
+        [
+            "C489449",
+            "22087",
+            "PAPER BUNTING WHITE LACE",
+            -12,
+            dt.datetime(2009, 12, 1, 10, 33),
+            2.95,
+            16321.0,
+            "Australia",
+        ]
+    )
     sheet.append(["489435", "22350", "CAT BOWL", 12, dt.datetime(2009, 12, 1, 7, 46), 0, None, "United Kingdom"])
     path = tmp_path / "online_retail_II.xlsx"
     book.save(path)
@@ -205,9 +358,11 @@ def test_xlsx_export_with_online_retail_ii_column_names(spark, cfg, tables, tmp_
 def test_line_numbers_are_exact_across_file_splits(spark, cfg, tables, tmp_path):
     # A plain CSV larger than one split (spark.sql.files.maxPartitionBytes) is read by
     # several tasks; line numbers must still be the file's own.
-    many = [f"5{i:05d},{20000 + i % 500},ITEM {i % 500},{1 + i % 7},2011-0{1 + i % 9}-0{1 + i % 9} 10:00:00,1.25,"
-            f"{12000 + i % 300}.0,France"
-            for i in range(60000)]
+    many = [
+        f"5{i:05d},{20000 + i % 500},ITEM {i % 500},{1 + i % 7},2011-0{1 + i % 9}-0{1 + i % 9} 10:00:00,1.25,"
+        f"{12000 + i % 300}.0,France"
+        for i in range(60000)
+    ]
     path = write_csv(tmp_path / "big.csv", many, gz=False)
     spark.conf.set("spark.sql.files.maxPartitionBytes", "512k")
     try:
@@ -216,8 +371,6 @@ def test_line_numbers_are_exact_across_file_splits(spark, cfg, tables, tmp_path)
         spark.conf.set("spark.sql.files.maxPartitionBytes", "64m")
     assert report.rows_in == 60000 and report.rows_kept == 60000
     bronze = tables.read(C.bronze_table("online_retail"))
-    mismatched = bronze.filter(
-        F.col("InvoiceNo") != F.format_string("5%05d", F.col(C.META_LINE_NUMBER) - 2)
-    ).count()
+    mismatched = bronze.filter(F.col("InvoiceNo") != F.format_string("5%05d", F.col(C.META_LINE_NUMBER) - 2)).count()
     assert mismatched == 0
     assert bronze.agg(F.min(C.META_LINE_NUMBER), F.max(C.META_LINE_NUMBER)).first() == (2, 60001)

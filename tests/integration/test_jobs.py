@@ -1,4 +1,5 @@
 """The jobs as users run them: the main job on the shipped data, spark-submit, horovodrun."""
+
 from __future__ import annotations
 
 import os
@@ -51,8 +52,9 @@ def test_main_job_runs_the_pipeline_on_the_shipped_online_retail_data(spark, dat
     quarantined = DeltaTable(str(data_root / "quarantine" / "online_retail")).to_pyarrow_table(columns=["reason"])
     assert kept.num_rows + quarantined.num_rows == 541_909
     client = MlflowClient(tracking_uri=f"sqlite:///{data_root}/mlflow.db")
-    runs = client.search_runs(client.get_experiment_by_name("shoprec").experiment_id,
-                              filter_string="tags.`shoprec.stage` = 'ingest'")
+    runs = client.search_runs(
+        client.get_experiment_by_name("shoprec").experiment_id, filter_string="tags.`shoprec.stage` = 'ingest'"
+    )
     assert len(runs) == 1
     metrics = runs[0].data.metrics
     assert metrics["rows_in"] == metrics["rows_kept"] + metrics["rows_quarantined"] == 541_909
@@ -60,7 +62,8 @@ def test_main_job_runs_the_pipeline_on_the_shipped_online_retail_data(spark, dat
     pipeline_run = runs[0].data.tags["mlflow.parentRunId"]
     stages = client.search_runs(runs[0].info.experiment_id, filter_string=f"tags.mlflow.parentRunId = '{pipeline_run}'")
     assert sorted(r.data.tags["shoprec.stage"] for r in stages) == sorted(
-        ["ingest", "features", "train-als", "train-hybrid", "bundles", "recommend", "evaluate"])
+        ["ingest", "features", "train-als", "train-hybrid", "bundles", "recommend", "evaluate"]
+    )
     bundles = next(r for r in stages if r.data.tags["shoprec.stage"] == "bundles").data.metrics
     assert bundles["hit_rate_at_10.bundle"] > bundles["hit_rate_at_10.popular_random"], bundles
     assert bundles["users_with_recommendations"] == bundles["users_with_baskets"] > 0
@@ -74,8 +77,11 @@ def test_main_job_runs_the_pipeline_on_the_shipped_online_retail_data(spark, dat
 def _assert_recommendations(data_root: Path, out: str) -> None:
     """Every customer seen before as_of has a list, every country a cold-start list."""
     recs = pa.table(DeltaTable(str(data_root / "gold" / "recommendations")).to_pyarrow_table())
-    silver = pa.table(DeltaTable(str(data_root / "silver" / "interactions")).to_pyarrow_table(
-        columns=["user_id", "event_ts", "country"]))
+    silver = pa.table(
+        DeltaTable(str(data_root / "silver" / "interactions")).to_pyarrow_table(
+            columns=["user_id", "event_ts", "country"]
+        )
+    )
     cutoff = pa.scalar(datetime(2011, 11, 1, tzinfo=UTC), type=silver.schema.field("event_ts").type)
     before = silver.filter(pc.less(silver["event_ts"], cutoff))
     customers = set(before["user_id"].to_pylist()) - {None}
@@ -96,15 +102,29 @@ def _assert_evaluation_table(data_root: Path, out: str) -> None:
     """Every source scored; on the real data the fused recommendations beat ALS and every
     baseline for warm users and popularity for cold users; ALS and the hybrid beat the baselines."""
     evaluation = DeltaTable(str(data_root / "gold" / "evaluation")).to_pyarrow_table().to_pylist()
-    ndcg = {r["source"]: r["value"] for r in evaluation
-            if (r["segment"], r["variant"], r["metric"], r["k"]) == ("warm", "repeat", "ndcg", 10)}
-    assert set(ndcg) == {"recommend", "als", "hybrid", "bundles", "popular", "popular_country", "popular_hour",
-                         "cooccurrence"}
+    ndcg = {
+        r["source"]: r["value"]
+        for r in evaluation
+        if (r["segment"], r["variant"], r["metric"], r["k"]) == ("warm", "repeat", "ndcg", 10)
+    }
+    assert set(ndcg) == {
+        "recommend",
+        "als",
+        "hybrid",
+        "bundles",
+        "popular",
+        "popular_country",
+        "popular_hour",
+        "cooccurrence",
+    }
     baselines = ("popular", "popular_country", "popular_hour", "cooccurrence")
     assert all(ndcg["als"] > ndcg[b] and ndcg["hybrid"] > ndcg[b] for b in baselines), ndcg
     assert all(ndcg["recommend"] > ndcg[b] for b in ("als", *baselines)), ndcg
-    cold = {r["source"]: r["value"] for r in evaluation
-            if (r["segment"], r["variant"], r["metric"], r["k"]) == ("cold", "repeat", "ndcg", 10)}
+    cold = {
+        r["source"]: r["value"]
+        for r in evaluation
+        if (r["segment"], r["variant"], r["metric"], r["k"]) == ("cold", "repeat", "ndcg", 10)
+    }
     assert cold["recommend"] > cold["popular"], cold
     assert "warm users, repeat purchases count" in out and "NDCG@10" in out
 
@@ -121,7 +141,10 @@ def test_horovod_build_runs_two_gloo_ranks(tmp_path):
     )
     result = subprocess.run(
         [str(BIN / "horovodrun"), "-np", "2", "--gloo", "-H", "localhost:2", sys.executable, str(script)],
-        env=_env(), capture_output=True, text=True, timeout=300,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = sorted(line.split("]<stdout>:")[-1] for line in result.stdout.splitlines() if "RANK" in line)
@@ -129,8 +152,18 @@ def test_horovod_build_runs_two_gloo_ranks(tmp_path):
 
 
 SUBMIT_AS_OF = "2023-11-01"
-SMALL = ["als.rank=8", "als.max_iter=4", "als.search.rank=[8]", "als.search.reg_param=[0.1]",
-         "als.search.alpha=[10.0]", "als.search.max_trials=1",
-         "hybrid.epochs=2", "hybrid.batch_size=256", "hybrid.model.embedding_dim=8", "hybrid.model.mlp_layers=[16]",
-         "recommend.fusion.tuning_users=500",
-         "spark.settings.spark.sql.shuffle.partitions=2", "spark.launch_settings.spark.ui.enabled=false"]
+SMALL = [
+    "als.rank=8",
+    "als.max_iter=4",
+    "als.search.rank=[8]",
+    "als.search.reg_param=[0.1]",
+    "als.search.alpha=[10.0]",
+    "als.search.max_trials=1",
+    "hybrid.epochs=2",
+    "hybrid.batch_size=256",
+    "hybrid.model.embedding_dim=8",
+    "hybrid.model.mlp_layers=[16]",
+    "recommend.fusion.tuning_users=500",
+    "spark.settings.spark.sql.shuffle.partitions=2",
+    "spark.launch_settings.spark.ui.enabled=false",
+]

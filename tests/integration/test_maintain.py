@@ -1,5 +1,6 @@
 """Table maintenance on both backends: compaction, Z-order, properties, change feed, and a
 VACUUM that keeps every version inside its retention window readable."""
+
 from __future__ import annotations
 
 import dataclasses

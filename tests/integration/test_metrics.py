@@ -1,4 +1,5 @@
 """Ranking and beyond-accuracy metrics against values worked out by hand (EVALUATION.md)."""
+
 from __future__ import annotations
 
 import math
@@ -75,7 +76,9 @@ def test_two_hits_average_precision_and_capped_recall(spark):
 def test_user_without_recs_counts_as_zero_and_duplicates_keep_the_best_rank(spark):
     recs = [
         ("u1", "a", 1),
-        ("u5", "a", 3), ("u5", "a", 1), ("u5", "b", 2),  # a twice: rank 1 counts
+        ("u5", "a", 3),
+        ("u5", "a", 1),
+        ("u5", "b", 2),  # a twice: rank 1 counts
     ]
     truth = [("u1", "a"), ("u4", "a"), ("u5", "a"), ("u5", "a")]  # u4 has no list
     got = per_user(spark, recs, truth, ks=(5,))
@@ -115,8 +118,10 @@ def test_grouping_by_source_scores_every_source_over_the_same_users(spark):
     assert rows["s2"]["mrr"] == pytest.approx(0.25)
     # A grouping column on the truth side: segments of users, crossed with the sources.
     seg_truth = spark.createDataFrame([("u1", "a", "warm"), ("u2", "b", "cold")], TRUTH + ", segment string")
-    got = {(r["source"], r["segment"]): r for r in
-           M.mean_ranking_metrics_by(recs, seg_truth, (5,), by=("source", "segment")).collect()}
+    got = {
+        (r["source"], r["segment"]): r
+        for r in M.mean_ranking_metrics_by(recs, seg_truth, (5,), by=("source", "segment")).collect()
+    }
     assert set(got) == {("s1", "warm"), ("s1", "cold"), ("s2", "warm"), ("s2", "cold")}
     assert got[("s1", "warm")]["ndcg_at_5"] == 1.0 and got[("s1", "cold")]["ndcg_at_5"] == 0.0
 
@@ -127,9 +132,16 @@ CATALOG = [("a",), ("b",), ("c",), ("z",)]
 
 def test_sampled_auc_hand_example(spark):
     recs = spark.createDataFrame(
-        [("u1", "a", 1), ("u1", "b", 2),
-         ("u2", "a", 1), ("u2", "b", 2), ("u2", "c", 3),
-         ("u4", "a", 1), ("u4", "b", 2)], RECS
+        [
+            ("u1", "a", 1),
+            ("u1", "b", 2),
+            ("u2", "a", 1),
+            ("u2", "b", 2),
+            ("u2", "c", 3),
+            ("u4", "a", 1),
+            ("u4", "b", 2),
+        ],
+        RECS,
     )
     # u1: positive a at rank 1 beats every negative (b at rank 2, c and z off the list): 1.0
     # u2: positive z is off the list, every possible negative (a, b, c) is on it: 0.0
@@ -139,8 +151,9 @@ def test_sampled_auc_hand_example(spark):
     catalog = spark.createDataFrame(CATALOG, "item_id string")
     negatives = M.sample_negatives(truth, catalog, 10, seed=42)
     drawn = {(r["user_id"], r["negative_item"]) for r in negatives.collect()}
-    assert drawn == {(u, i) for u, pos in (("u1", "a"), ("u2", "z"), ("u3", "c"), ("u4", "b"))
-                     for (i,) in CATALOG if i != pos}  # 20 draws from 4 items reach all 3 negatives
+    assert drawn == {
+        (u, i) for u, pos in (("u1", "a"), ("u2", "z"), ("u3", "c"), ("u4", "b")) for (i,) in CATALOG if i != pos
+    }  # 20 draws from 4 items reach all 3 negatives
     got = {r["user_id"]: r["auc"] for r in M.sampled_auc_per_user(recs, truth, catalog, 10, 42).collect()}
     assert got == pytest.approx({"u1": 1.0, "u2": 0.0, "u3": 0.5, "u4": 2 / 3})
     assert M.sampled_auc(recs, truth, catalog, 10, 42) == pytest.approx((1 + 0 + 0.5 + 2 / 3) / 4)
@@ -201,9 +214,16 @@ def test_intra_list_diversity(spark):
         "item_id string, text_vector array<double>",
     )
     recs = spark.createDataFrame(
-        [("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3),
-         ("u2", "a", 1), ("u2", "d", 2), ("u2", "e", 3),
-         ("u3", "b", 1), ("u3", "x", 2)],  # one vectored item: not counted
+        [
+            ("u1", "a", 1),
+            ("u1", "b", 2),
+            ("u1", "c", 3),
+            ("u2", "a", 1),
+            ("u2", "d", 2),
+            ("u2", "e", 3),
+            ("u3", "b", 1),
+            ("u3", "x", 2),
+        ],  # one vectored item: not counted
         RECS,
     )
     # K=2: u1 cos(a,b)=0 -> 1.0; u2 cos(a,d)=1 -> 0.0; mean 0.5

@@ -1,4 +1,5 @@
 """features -> train-als -> evaluate on small hand-made shops (real Spark, Delta, MLflow)."""
+
 from __future__ import annotations
 
 import random
@@ -23,8 +24,13 @@ from tests.conftest import make_config
 AS_OF = date(2011, 6, 1)
 SPLIT = TemporalSplit(AS_OF, validation_days=14, evaluation_days=14)
 SMALL_ALS = (
-    "als.rank=4", "als.max_iter=4", "als.alpha=5.0", "als.search.rank=[4]", "als.search.reg_param=[0.1]",
-    "als.search.alpha=[1.0, 5.0]", "candidates.n=10",
+    "als.rank=4",
+    "als.max_iter=4",
+    "als.alpha=5.0",
+    "als.search.rank=[4]",
+    "als.search.reg_param=[0.1]",
+    "als.search.alpha=[1.0, 5.0]",
+    "candidates.n=10",
 )
 
 
@@ -40,8 +46,11 @@ def popular_shop():
     the new item N."""
     rows = [event(f"u{i}", "A", "2011-05-10 10:00") for i in range(1, 5)]
     # A and B share two baskets: the one pair co-occurrence can use.
-    rows += [event("u1", "B", "2011-05-10 10:00"), event("u2", "B", "2011-05-10 10:00"),
-             event("u3", "C", "2011-05-12 10:00")]
+    rows += [
+        event("u1", "B", "2011-05-10 10:00"),
+        event("u2", "B", "2011-05-10 10:00"),
+        event("u3", "C", "2011-05-12 10:00"),
+    ]
     rows += [event(f"u{i}", "A", "2011-06-03 10:00") for i in range(1, 5)]
     rows += [event("n1", "A", "2011-06-05 10:00"), event("n1", "N", "2011-06-05 10:00")]
     rows += [event("late", "A", "2011-06-20 10:00")]  # after the window: not evaluated
@@ -77,8 +86,12 @@ def test_evaluate_scores_every_baseline_per_segment_and_logs_table_and_plot(spar
     assert metrics["popular.warm.repeat.ndcg_at_10"] == pytest.approx(1.0)
     assert metrics["popular.all.repeat.n_users"] == 5
     artifacts = {a.path for a in client.list_artifacts(run_id, "evaluation")}
-    assert artifacts == {"evaluation/evaluation.csv", "evaluation/evaluation.html", "evaluation/ndcg_recall.png",
-                         "evaluation/ndcg_by_segment.png"}
+    assert artifacts == {
+        "evaluation/evaluation.csv",
+        "evaluation/evaluation.html",
+        "evaluation/ndcg_recall.png",
+        "evaluation/ndcg_by_segment.png",
+    }
     text = "\n".join(report.summary_lines())
     assert "popular_country" in text and "NDCG@10" in text
 
@@ -107,10 +120,18 @@ def grouped_shop(seed=7):
         for visit in range(10):
             ts = start + timedelta(days=rnd.randint(0, 135), hours=rnd.randint(0, 8))
             for item in rnd.sample(range(12), 3):
-                rows.append(event(f"u{u:02d}", f"g{group}i{item:02d}", ts, quantity=rnd.randint(1, 4),
-                                  price=1.0 + item % 4, basket=f"u{u}-{visit}",
-                                  country="France" if u % 3 == 0 else "United Kingdom",
-                                  description=f"{'RED HEART' if group else 'GARDEN'} THING {item % 3}"))
+                rows.append(
+                    event(
+                        f"u{u:02d}",
+                        f"g{group}i{item:02d}",
+                        ts,
+                        quantity=rnd.randint(1, 4),
+                        price=1.0 + item % 4,
+                        basket=f"u{u}-{visit}",
+                        country="France" if u % 3 == 0 else "United Kingdom",
+                        description=f"{'RED HEART' if group else 'GARDEN'} THING {item % 3}",
+                    )
+                )
     for u in range(30):  # the evaluation window
         ts = datetime(2011, 6, 3, 10) + timedelta(days=u % 7)
         for item in rnd.sample(range(12), 2):
@@ -119,9 +140,12 @@ def grouped_shop(seed=7):
 
 
 def poison():
-    rows = [event("u00", "g1i00", "2011-06-01 00:00", quantity=900, price=99.0, country="Japan"),
-            event("u01", "zz", "2011-06-02 00:00", description="POISON"),
-            event("intruder", "g0i03", "2011-06-04 12:00"), event("intruder", "g1i03", "2011-06-04 12:00")]
+    rows = [
+        event("u00", "g1i00", "2011-06-01 00:00", quantity=900, price=99.0, country="Japan"),
+        event("u01", "zz", "2011-06-02 00:00", description="POISON"),
+        event("intruder", "g0i03", "2011-06-04 12:00"),
+        event("intruder", "g1i03", "2011-06-04 12:00"),
+    ]
     rows += [event(f"u{u:02d}", "g1i05", "2011-06-05 09:00", event_type=C.RETURN, quantity=50) for u in range(0, 30, 2)]
     return rows
 
@@ -143,8 +167,11 @@ def train_and_candidates(spark, cfg, tables):
 def scored(df):
     """Candidate lists of the users known before as_of (the window's cold users are served
     too, but only after they appear), without scores: ALS in float32 may differ in the last bits."""
-    return sorted((r[C.CANDIDATE_SOURCE], r[C.USER_ID], r[C.RANK], r[C.ITEM_ID]) for r in df.collect()
-                  if r[C.USER_ID] != "intruder")
+    return sorted(
+        (r[C.CANDIDATE_SOURCE], r[C.USER_ID], r[C.RANK], r[C.ITEM_ID])
+        for r in df.collect()
+        if r[C.USER_ID] != "intruder"
+    )
 
 
 def test_als_learns_the_groups_registers_the_model_and_nothing_after_as_of_leaks(spark, tables, data_root):
@@ -161,8 +188,7 @@ def test_als_learns_the_groups_registers_the_model_and_nothing_after_as_of_leaks
     assert own_group / (30 * 5) >= 0.9
     assert tables.read(C.GOLD_ALS_ITEM_FACTORS).count() == 24
     client = MlflowClient(store_for(cfg).tracking_uri)
-    children = client.search_runs([client.get_run(run_id).info.experiment_id],
-                                  f"tags.mlflow.parentRunId = '{run_id}'")
+    children = client.search_runs([client.get_run(run_id).info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
     assert len(children) == 2
     assert str(client.get_model_version_by_alias("shoprec-als", "champion").version) == "1"
 

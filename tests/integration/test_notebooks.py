@@ -1,6 +1,7 @@
 """Notebooks are executed top to bottom (as plain Python; widgets fall back to env vars) and
 what they produce is checked. Notebook 03 builds a small lakehouse from a generated event
 log, stage by stage; 02, 04, 05 and 06 then read it."""
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,13 @@ def _run(repo, name: str, **params: str) -> dict:
 @pytest.mark.notebook
 def test_ingest_notebook_runs_and_shows_quality(spark, repo, tmp_path):
     source = write_csv(tmp_path / "invoices.csv.gz", LINES)
-    ns = _run(repo, "01_ingest_and_quality.py", data_root=tmp_path / "lakehouse", inputs=source,
-              settings="; ".join(TEST_OVERRIDES))
+    ns = _run(
+        repo,
+        "01_ingest_and_quality.py",
+        data_root=tmp_path / "lakehouse",
+        inputs=source,
+        settings="; ".join(TEST_OVERRIDES),
+    )
     assert (ns["report"].rows_in, ns["report"].rows_kept) == (19, 7)
     reasons = dict(zip(ns["quarantine_by_reason"]["reason"], ns["quarantine_by_reason"]["count"], strict=True))
     assert reasons["SIGN_MISMATCH"] == 2 and sum(reasons.values()) == 12
@@ -48,13 +54,20 @@ def lakehouse(spark, tmp_path_factory):
     # The generated sessions are mostly single items (108 of 805 baskets hold two or more):
     # rules need support of one basket here.
     bundles = ["bundles.min_support=0.001", "bundles.min_lift=1.0"]
-    settings = "; ".join([*TEST_OVERRIDES, *SMALL, *bundles, "ingest.source=event_log",
-                          f"ingest.catalog={gen.catalog_file}"])
+    settings = "; ".join(
+        [*TEST_OVERRIDES, *SMALL, *bundles, "ingest.source=event_log", f"ingest.catalog={gen.catalog_file}"]
+    )
     root = work / "lakehouse"
     from tests.conftest import REPO
 
-    ns = _run(REPO, "03_pipeline_step_by_step.py", data_root=root, as_of=AS_OF,
-              inputs=os.path.dirname(gen.event_files[0]), settings=settings)
+    ns = _run(
+        REPO,
+        "03_pipeline_step_by_step.py",
+        data_root=root,
+        as_of=AS_OF,
+        inputs=os.path.dirname(gen.event_files[0]),
+        settings=settings,
+    )
     return root, ns, settings
 
 
@@ -97,8 +110,15 @@ def test_explore_notebook_summarises_the_purchases(repo, lakehouse):
 @pytest.mark.slow
 def test_compare_runs_notebook_tabulates_runs_and_promotes_by_hand(repo, lakehouse):
     root, _, settings = lakehouse
-    ns = _run(repo, "04_compare_runs.py", data_root=root, settings=settings, promote_model="shoprec-als",
-              promote_version="1", promote_note="notebook test")
+    ns = _run(
+        repo,
+        "04_compare_runs.py",
+        data_root=root,
+        settings=settings,
+        promote_model="shoprec-als",
+        promote_version="1",
+        promote_note="notebook test",
+    )
     evaluations = ns["evaluations"]
     assert len(evaluations) == 1 and evaluations["as_of"].iloc[0] == AS_OF
     assert {"recommend", "als", "hybrid", "bundles", "popular"} <= set(ns["sources"])

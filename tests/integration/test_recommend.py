@@ -1,4 +1,5 @@
 """shoprec recommend: candidate sources, fusion, re-ranking, reasons, and the stage end to end."""
+
 from __future__ import annotations
 
 import io
@@ -26,11 +27,15 @@ AS_OF = date(2021, 3, 1)
 
 # ------------------------------------------------------------------------------ sources
 def test_repeat_cooccurrence_and_popular_sources(spark):
-    rows = [event("u", "A", "2021-01-01 10:00"), event("u", "B", "2021-01-01 10:00"),
-            event("u", "A", "2021-01-20 10:00"),
-            event("v", "A", "2021-01-05 10:00"), event("v", "C", "2021-01-05 10:00"),
-            event("w", "B", "2021-01-06 10:00", country="France"),
-            event("w", "C", "2021-01-06 10:00", country="France")]
+    rows = [
+        event("u", "A", "2021-01-01 10:00"),
+        event("u", "B", "2021-01-01 10:00"),
+        event("u", "A", "2021-01-20 10:00"),
+        event("v", "A", "2021-01-05 10:00"),
+        event("v", "C", "2021-01-05 10:00"),
+        event("w", "B", "2021-01-06 10:00", country="France"),
+        event("w", "C", "2021-01-06 10:00", country="France"),
+    ]
     history = interactions(spark, rows)
     users = spark.createDataFrame([("u",)], [C.USER_ID])
     repeat = S.repeat_candidates(history, users, 5)
@@ -41,27 +46,34 @@ def test_repeat_cooccurrence_and_popular_sources(spark):
     # Baskets u{A,B} u{A} v{A,C} w{B,C}: cosine A-B = A-C = 1/sqrt(3*2), B-C = 1/2. u's seeds
     # are A and B; C is a partner of both (summed), the anchor is the seed it is closest to.
     third = 1 / math.sqrt(6)
-    assert rows_of(partners) == [("u", "A", C.SRC_COOCCURRENCE, "B", round(third, 9), 2),
-                                 ("u", "B", C.SRC_COOCCURRENCE, "A", round(third, 9), 3),
-                                 ("u", "C", C.SRC_COOCCURRENCE, "B", round(third + 0.5, 9), 1)]
+    assert rows_of(partners) == [
+        ("u", "A", C.SRC_COOCCURRENCE, "B", round(third, 9), 2),
+        ("u", "B", C.SRC_COOCCURRENCE, "A", round(third, 9), 3),
+        ("u", "C", C.SRC_COOCCURRENCE, "B", round(third + 0.5, 9), 1),
+    ]
 
     lists = S.country_lists(history, AS_OF, 2, 0.0, 28, 0.0, min_country_buyers=2)
     assert rows_of(lists.where(F.col(C.COUNTRY).isNull()), C.SCORE) == [(None, "A", 1), (None, "B", 2)]
     # France has one buyer (< 2): the global list; the UK has its own (A: u, v; B and C: one each).
     assert rows_of(lists.where(F.col(C.COUNTRY) == "France"), C.SCORE) == [("France", "A", 1), ("France", "B", 2)]
     assert rows_of(lists.where(F.col(C.COUNTRY) == "United Kingdom"), C.SCORE) == [
-        ("United Kingdom", "A", 1), ("United Kingdom", "B", 2)]
-    placed = spark.createDataFrame([("x", "France"), ("y", "Narnia"), ("z", None)],
-                                   f"{C.USER_ID} string, {C.COUNTRY} string")
+        ("United Kingdom", "A", 1),
+        ("United Kingdom", "B", 2),
+    ]
+    placed = spark.createDataFrame(
+        [("x", "France"), ("y", "Narnia"), ("z", None)], f"{C.USER_ID} string, {C.COUNTRY} string"
+    )
     served = S.popular_candidates(lists, placed, 1).select(C.USER_ID, C.ITEM_ID, C.ANCHOR)
     assert rows_of(served) == [("x", "A", "France"), ("y", "A", None), ("z", "A", None)]
 
 
 def test_pool_keeps_one_row_per_pair_from_the_best_source(spark):
     schema = S.POOL_SCHEMA
-    parts = [spark.createDataFrame([("u", "A", C.SRC_ALS, None, 0.9, 1), ("u", "B", C.SRC_ALS, None, 0.5, 2)], schema),
-             spark.createDataFrame([("u", "A", C.SRC_COOCCURRENCE, "Z", 0.3, 1)], schema),
-             spark.createDataFrame([("u", "B", C.SRC_REPEAT, "B", 2.0, 5)], schema)]
+    parts = [
+        spark.createDataFrame([("u", "A", C.SRC_ALS, None, 0.9, 1), ("u", "B", C.SRC_ALS, None, 0.5, 2)], schema),
+        spark.createDataFrame([("u", "A", C.SRC_COOCCURRENCE, "Z", 0.3, 1)], schema),
+        spark.createDataFrame([("u", "B", C.SRC_REPEAT, "B", 2.0, 5)], schema),
+    ]
     pool = S.candidate_pool(parts)
     assert rows_of(pool) == [("u", "A", C.SRC_COOCCURRENCE, "Z", 0.3, 1), ("u", "B", C.SRC_ALS, None, 0.5, 2)]
 
@@ -69,22 +81,24 @@ def test_pool_keeps_one_row_per_pair_from_the_best_source(spark):
 def test_content_neighbours_are_cosine_nearest_and_never_the_item_itself(spark):
     items = spark.createDataFrame(
         [("A", [1.0, 0.0]), ("B", [0.9, 0.1]), ("C", [0.0, 1.0]), ("D", None)],
-        f"{C.ITEM_ID} string, {C.TEXT_VECTOR} array<double>")
+        f"{C.ITEM_ID} string, {C.TEXT_VECTOR} array<double>",
+    )
     got = S.content_neighbours(items, 1).collect()
     assert {(r["item_a"], r["item_b"]) for r in got} == {("A", "B"), ("B", "A"), ("C", "B")}
 
 
 # ------------------------------------------------------------------------------ fusion
 def test_normalisation_and_fusion_per_user(spark):
-    df = spark.createDataFrame([("u", "A", 10.0, 0.2), ("u", "B", 0.0, 0.8), ("u", "C", None, 0.5),
-                                ("v", "A", 3.0, 0.1)],
-                               f"{C.USER_ID} string, {C.ITEM_ID} string, {C.CF_SCORE} double, {C.DEEP_SCORE} double")
+    df = spark.createDataFrame(
+        [("u", "A", 10.0, 0.2), ("u", "B", 0.0, 0.8), ("u", "C", None, 0.5), ("v", "A", 3.0, 0.1)],
+        f"{C.USER_ID} string, {C.ITEM_ID} string, {C.CF_SCORE} double, {C.DEEP_SCORE} double",
+    )
     n = fusion.with_normalised_scores(df, "minmax").withColumn(C.FUSED_SCORE, fusion.fused(0.25))
     got = {(r[C.USER_ID], r[C.ITEM_ID]): (r["_cf_n"], r["_deep_n"], r[C.FUSED_SCORE]) for r in n.collect()}
     assert got[("u", "A")] == pytest.approx((1.0, 0.0, 0.25))
     assert got[("u", "B")] == pytest.approx((0.0, 1.0, 0.75))
-    assert got[("u", "C")] == pytest.approx((0.0, 0.5, 0.375))   # unknown to ALS: the user's lowest
-    assert got[("v", "A")] == pytest.approx((1.0, 1.0, 1.0))     # a single candidate
+    assert got[("u", "C")] == pytest.approx((0.0, 0.5, 0.375))  # unknown to ALS: the user's lowest
+    assert got[("v", "A")] == pytest.approx((1.0, 1.0, 1.0))  # a single candidate
     ranked = fusion.with_normalised_scores(df, "rank").collect()
     assert {(r[C.ITEM_ID], r["_deep_n"]) for r in ranked if r[C.USER_ID] == "u"} == {("B", 1.0), ("C", 0.5), ("A", 0.0)}
 
@@ -92,8 +106,10 @@ def test_normalisation_and_fusion_per_user(spark):
 def test_weight_search_finds_the_weight_that_ranks_the_truth_first(spark):
     # ALS puts the bought item first, the deep model last: w = 1 wins; ties go to the smaller w.
     # At w = 0.5 both fuse to 0.5 and the tie goes to the smaller item id: the miss.
-    df = spark.createDataFrame([("u", "z_hit", 1.0, 0.0), ("u", "a_miss", 0.0, 1.0)],
-                               f"{C.USER_ID} string, {C.ITEM_ID} string, {C.CF_SCORE} double, {C.DEEP_SCORE} double")
+    df = spark.createDataFrame(
+        [("u", "z_hit", 1.0, 0.0), ("u", "a_miss", 0.0, 1.0)],
+        f"{C.USER_ID} string, {C.ITEM_ID} string, {C.CF_SCORE} double, {C.DEEP_SCORE} double",
+    )
     truth = spark.createDataFrame([("u", "z_hit")], [C.USER_ID, C.ITEM_ID])
     search = fusion.choose_weight(fusion.with_normalised_scores(df, "minmax"), truth, (0.0, 0.5, 0.75, 1.0))
     assert search.weight == 0.75 and search.ndcg[0.0] < search.ndcg[1.0] == 1.0
@@ -102,16 +118,19 @@ def test_weight_search_finds_the_weight_that_ranks_the_truth_first(spark):
 
 # ------------------------------------------------------------------------------ re-ranking
 def _candidates(*rows):
-    return pd.DataFrame(rows, columns=[C.USER_ID, C.ITEM_ID, C.FINAL_SCORE, C.CANDIDATE_SOURCE, C.ANCHOR,
-                                       C.SOURCE_SCORE, C.TEXT_VECTOR])
+    return pd.DataFrame(
+        rows, columns=[C.USER_ID, C.ITEM_ID, C.FINAL_SCORE, C.CANDIDATE_SOURCE, C.ANCHOR, C.SOURCE_SCORE, C.TEXT_VECTOR]
+    )
 
 
 def test_mmr_trades_relevance_for_diversity_and_caps_new_items():
-    pdf = _candidates(("u", "A", 1.0, C.SRC_ALS, None, 1.0, [1.0, 0.0]),
-                      ("u", "A2", 0.95, C.SRC_ALS, None, 1.0, [1.0, 0.0]),   # a near copy of A
-                      ("u", "B", 0.8, C.SRC_ALS, None, 1.0, [0.0, 1.0]),
-                      ("u", "N1", 0.99, C.SRC_NEW_ITEM, "A", 0.5, [0.7, 0.7]),
-                      ("u", "N2", 0.98, C.SRC_NEW_ITEM, "A", 0.5, [0.6, 0.8]))
+    pdf = _candidates(
+        ("u", "A", 1.0, C.SRC_ALS, None, 1.0, [1.0, 0.0]),
+        ("u", "A2", 0.95, C.SRC_ALS, None, 1.0, [1.0, 0.0]),  # a near copy of A
+        ("u", "B", 0.8, C.SRC_ALS, None, 1.0, [0.0, 1.0]),
+        ("u", "N1", 0.99, C.SRC_NEW_ITEM, "A", 0.5, [0.7, 0.7]),
+        ("u", "N2", 0.98, C.SRC_NEW_ITEM, "A", 0.5, [0.6, 0.8]),
+    )
     relevance_only = rerank._mmr(pdf, 3, 1.0, max_new=3)
     assert list(relevance_only[C.ITEM_ID]) == ["A", "N1", "N2"]
     diverse = rerank._mmr(pdf, 3, 0.5, max_new=0)
@@ -121,31 +140,46 @@ def test_mmr_trades_relevance_for_diversity_and_caps_new_items():
 
 
 def test_rebuy_policy(spark):
-    history = interactions(spark, [event("u", "soap", "2021-01-01 10:00"), event("u", "soap", "2021-01-09 10:00"),
-                                   event("u", "vase", "2021-01-01 10:00")])
+    history = interactions(
+        spark,
+        [
+            event("u", "soap", "2021-01-01 10:00"),
+            event("u", "soap", "2021-01-09 10:00"),
+            event("u", "vase", "2021-01-01 10:00"),
+        ],
+    )
     pool = spark.createDataFrame([("u", i, C.SRC_REPEAT, i, 1.0, 1) for i in ("soap", "vase", "cup")], S.POOL_SCHEMA)
     cfg = make_config("/tmp/unused")
-    kept = lambda policy: sorted(r[C.ITEM_ID] for r in rerank.apply_rebuy(  # noqa: E731
-        pool, history, cfg.recommend.__class__(**{**cfg.recommend.__dict__, "rebuy": policy, "min_repeat_rate": 0.5})
-    ).collect())
+
+    def kept(policy: str) -> list[str]:
+        settings = cfg.recommend.__class__(**{**cfg.recommend.__dict__, "rebuy": policy, "min_repeat_rate": 0.5})
+        return sorted(r[C.ITEM_ID] for r in rerank.apply_rebuy(pool, history, settings).collect())
+
     assert kept("allow") == ["cup", "soap", "vase"]
     assert kept("exclude") == ["cup"]
-    assert kept("consumables") == ["cup", "soap"]   # soap: its one buyer bought it twice
+    assert kept("consumables") == ["cup", "soap"]  # soap: its one buyer bought it twice
 
 
 def test_reasons_name_the_anchor_item(spark):
     items = spark.createDataFrame([("85123A", "WHITE HANGING HEART T-LIGHT HOLDER")], [C.ITEM_ID, C.DESCRIPTION])
     recs = spark.createDataFrame(
-        [("u", "X", C.SRC_COOCCURRENCE, "85123A", 0.3), ("u", "Y", C.SRC_CONTENT, "85123A", 0.9),
-         ("u", "Z", C.SRC_REPEAT, "Z", 3.0), ("u", "W", C.SRC_POPULAR_CONTEXT, "France", 5.0),
-         ("u", "V", C.SRC_ALS, None, 1.0)],
-        [C.USER_ID, C.ITEM_ID, C.CANDIDATE_SOURCE, C.ANCHOR, C.SOURCE_SCORE])
+        [
+            ("u", "X", C.SRC_COOCCURRENCE, "85123A", 0.3),
+            ("u", "Y", C.SRC_CONTENT, "85123A", 0.9),
+            ("u", "Z", C.SRC_REPEAT, "Z", 3.0),
+            ("u", "W", C.SRC_POPULAR_CONTEXT, "France", 5.0),
+            ("u", "V", C.SRC_ALS, None, 1.0),
+        ],
+        [C.USER_ID, C.ITEM_ID, C.CANDIDATE_SOURCE, C.ANCHOR, C.SOURCE_SCORE],
+    )
     got = {r[C.ITEM_ID]: r[C.REASON] for r in explain.with_reasons(recs, items).collect()}
-    assert got == {"X": "bought together with 85123A (WHITE HANGING HEART T-LIGHT HOLDER)",
-                   "Y": "similar to 85123A (WHITE HANGING HEART T-LIGHT HOLDER) you bought",
-                   "Z": "you bought it in 3 earlier orders",
-                   "W": "popular in France around this time of year",
-                   "V": "customers who buy what you buy also buy it"}
+    assert got == {
+        "X": "bought together with 85123A (WHITE HANGING HEART T-LIGHT HOLDER)",
+        "Y": "similar to 85123A (WHITE HANGING HEART T-LIGHT HOLDER) you bought",
+        "Z": "you bought it in 3 earlier orders",
+        "W": "popular in France around this time of year",
+        "V": "customers who buy what you buy also buy it",
+    }
 
 
 # ------------------------------------------------------------------------------ the stage
@@ -154,8 +188,11 @@ def _shop_rows():
     # A light user (one basket), a browser (views only), a cold user (first purchase after as_of)
     # and a new red item nobody bought before as_of (only viewed).
     rows.append(event("light_user", "red1", "2021-02-20 11:00", description="red cup number 1"))
-    rows.append(event("browser", "blue2", "2021-02-21 11:00", event_type=C.VIEW, country="France",
-                      description="blue cup number 2"))
+    rows.append(
+        event(
+            "browser", "blue2", "2021-02-21 11:00", event_type=C.VIEW, country="France", description="blue cup number 2"
+        )
+    )
     rows.append(event("red_user0", "red_new", "2021-02-25 11:00", event_type=C.VIEW, description="red cup number new"))
     rows.append(event("cold_user", "red3", "2021-03-03 11:00", description="red cup number 3"))
     return rows
@@ -164,9 +201,18 @@ def _shop_rows():
 @pytest.fixture(scope="module")
 def recommended(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("recommend") / "lakehouse"
-    cfg = make_config(root, *TINY, "als.rank=4", "als.tune=false", "features.text.clusters=2",
-                      "split.validation_days=14", "split.evaluation_days=14", "recommend.k=5",
-                      "recommend.cold_start.min_country_buyers=2", "recommend.cold_start.new_item_share=0.2")
+    cfg = make_config(
+        root,
+        *TINY,
+        "als.rank=4",
+        "als.tune=false",
+        "features.text.clusters=2",
+        "split.validation_days=14",
+        "split.evaluation_days=14",
+        "recommend.k=5",
+        "recommend.cold_start.min_country_buyers=2",
+        "recommend.cold_start.new_item_share=0.2",
+    )
     out = io.StringIO()
     ctx = JobContext.create(cfg, out)
     write_silver(ctx.tables, spark, _shop_rows())
@@ -190,7 +236,8 @@ def test_every_user_seen_before_as_of_gets_k_recommendations(recommended):
     assert {"United Kingdom", "France", C.COLD_START_ANY_COUNTRY} <= set(lists[C.LIST_KEY])
     assert lists.groupby(C.LIST_KEY)[C.RANK].max().le(5).all() and first.cold_lists == lists[C.LIST_KEY].nunique()
     assert set(lists[C.MODEL_NAME]) == {"shoprec-cold-start"} and set(lists[C.CANDIDATE_SOURCE]) == {
-        C.SRC_POPULAR_CONTEXT}
+        C.SRC_POPULAR_CONTEXT
+    }
     sizes = recs.groupby(C.USER_ID)[C.RANK].agg(["count", "max", "min"])
     assert (sizes["count"] == 5).all() and (sizes["max"] == 5).all() and (sizes["min"] == 1).all()
     assert recs.groupby(C.USER_ID)[C.ITEM_ID].nunique().eq(5).all()

@@ -1,4 +1,5 @@
 """The promotion rule on a real MLflow registry (SQLite under a temp data root)."""
+
 from __future__ import annotations
 
 import mlflow
@@ -10,26 +11,35 @@ from shoprec.tracking import configure
 
 @pytest.mark.parametrize(
     ("value", "champion", "higher", "expected"),
-    [(0.2, None, True, True), (0.3, 0.2, True, True), (0.2, 0.2, True, False), (0.1, 0.2, True, False),
-     (0.1, 0.2, False, True)],
+    [
+        (0.2, None, True, True),
+        (0.3, 0.2, True, True),
+        (0.2, 0.2, True, False),
+        (0.1, 0.2, True, False),
+        (0.1, 0.2, False, True),
+    ],
 )
 def test_should_promote(value, champion, higher, expected):
     assert should_promote(value, champion, higher) is expected
 
 
-@pytest.mark.parametrize(("as_of", "champion_as_of", "expected"), [
-    ("2011-06-01", "2011-11-01", False),   # a backfill: better on its own window, still not promoted
-    ("2011-11-01", "2011-11-01", True), ("2011-12-01", "2011-11-01", True), (None, "2011-11-01", True)])
+@pytest.mark.parametrize(
+    ("as_of", "champion_as_of", "expected"),
+    [
+        ("2011-06-01", "2011-11-01", False),  # a backfill: better on its own window, still not promoted
+        ("2011-11-01", "2011-11-01", True),
+        ("2011-12-01", "2011-11-01", True),
+        (None, "2011-11-01", True),
+    ],
+)
 def test_a_model_trained_on_older_data_never_replaces_the_champion(as_of, champion_as_of, expected):
     assert should_promote(0.5, 0.2, True, as_of, champion_as_of) is expected
 
 
 def test_serving_as_of_a_date_never_uses_a_model_of_later_data(cfg):
     configure(cfg)
-    later = register_and_promote(log_constant_model(), "shoprec-test", "val_ndcg_at_10", 0.2,
-                                 as_of="2011-11-01")
-    backfill = register_and_promote(log_constant_model(), "shoprec-test", "val_ndcg_at_10", 0.5,
-                                    as_of="2011-06-01")
+    later = register_and_promote(log_constant_model(), "shoprec-test", "val_ndcg_at_10", 0.2, as_of="2011-11-01")
+    backfill = register_and_promote(log_constant_model(), "shoprec-test", "val_ndcg_at_10", 0.5, as_of="2011-06-01")
     assert later.promoted and not backfill.promoted
     assert backfill.describe().endswith("stays challenger (trained as of 2011-06-01, before the champion's 2011-11-01)")
     served = {day: version_for("shoprec-test", "champion", day) for day in ("2011-12-01", "2011-07-01", "2011-01-01")}

@@ -1,4 +1,5 @@
 """The shared ways of the stages: one as_of of a table, paths under the data root, the stored ALS source."""
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,11 @@ def test_stored_als_list_becomes_the_pools_als_source(spark):
     stored = spark.createDataFrame(
         [("u1", "i1", 0.9, 1, "als", JUNE), ("u1", "i2", 0.5, 2, "als", JUNE), ("u1", "i3", 0.1, 3, "als", JUNE)],
         f"{C.USER_ID} string, {C.ITEM_ID} string, {C.SCORE} double, {C.RANK} int, {C.CANDIDATE_SOURCE} string, "
-        f"{C.AS_OF} date")
+        f"{C.AS_OF} date",
+    )
     pool = S.stored_als_candidates(stored, 2)
     assert tuple(pool.columns) == S.POOL_COLUMNS
     assert [tuple(r) for r in pool.orderBy(C.SOURCE_RANK).collect()] == [
-        ("u1", "i1", "als", None, 0.9, 1), ("u1", "i2", "als", None, 0.5, 2)]
+        ("u1", "i1", "als", None, 0.9, 1),
+        ("u1", "i2", "als", None, 0.5, 2),
+    ]

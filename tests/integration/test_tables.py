@@ -1,6 +1,7 @@
 """The Delta table layer's contract, run on both backends for real: Spark's own Delta
 (delta-spark JARs) and the delta-rs fallback (delta-rs log + Spark Parquet I/O).
 Same calls, same results, same errors."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -39,8 +40,14 @@ SCHEMA = "id int, name string, country string, as_of date, ts timestamp, price d
 
 def rows(n0: int, n1: int, as_of=dt.date(2011, 11, 1)):
     return [
-        (i, f"item {i}", ["United Kingdom", "EIRE", None, "Côte d'Ivoire/x"][i % 4], as_of,
-         dt.datetime(2011, 1, 1, 10, tzinfo=dt.UTC) + dt.timedelta(hours=i), i * 1.5)
+        (
+            i,
+            f"item {i}",
+            ["United Kingdom", "EIRE", None, "Côte d'Ivoire/x"][i % 4],
+            as_of,
+            dt.datetime(2011, 1, 1, 10, tzinfo=dt.UTC) + dt.timedelta(hours=i),
+            i * 1.5,
+        )
         for i in range(n0, n1)
     ]
 
@@ -156,8 +163,11 @@ def test_two_concurrent_merges_do_not_lose_updates(spark, tables):
 
     def upsert(ids, price):
         try:
-            src = (spark.createDataFrame(rows(0, 30), SCHEMA).filter(F.col("id").isin(ids))
-                   .withColumn("price", F.lit(price)))
+            src = (
+                spark.createDataFrame(rows(0, 30), SCHEMA)
+                .filter(F.col("id").isin(ids))
+                .withColumn("price", F.lit(price))
+            )
             tables.merge(src, "silver.upserts", keys=["id"])
         except Exception as exc:
             errors.append(exc)
@@ -276,8 +286,7 @@ def test_partition_values_come_from_the_log_whoever_wrote_the_files(spark, tmp_p
     assertDataFrameEqual(odd.read("silver.things"), df)
 
     # delta-rs escapes folder names ("Isle%20of%20Man") and logs them encoded once more.
-    table = pa.table({"id": pa.array([1, 2, 3, 4], pa.int32()),
-                      "country": ["UK", "EIRE", "EIRE", "Isle of Man 50%"]})
+    table = pa.table({"id": pa.array([1, 2, 3, 4], pa.int32()), "country": ["UK", "EIRE", "EIRE", "Isle of Man 50%"]})
     write_deltalake(odd.path("bronze.rust"), table, partition_by=["country"])
     got = sorted((r.id, r.country) for r in odd.read("bronze.rust").collect())
     assert got == [(1, "UK"), (2, "EIRE"), (3, "EIRE"), (4, "Isle of Man 50%")]

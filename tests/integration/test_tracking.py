@@ -1,4 +1,5 @@
 """MLflow embedded default: SQLite store under data_root, one run per job, the UI on 127.0.0.1."""
+
 from __future__ import annotations
 
 import os
@@ -57,12 +58,19 @@ def test_runs_are_named_by_stage_and_cutoff_and_compare_across_runs(cfg, tmp_pat
 
     for as_of, ndcg in (("2011-06-01", 0.21), ("2011-11-01", 0.31)):
         with job_run(cfg, "evaluate", tags={"shoprec.as_of": as_of}) as run:
-            run.counts({"recommend.warm.repeat.ndcg_at_10": ndcg, "als.warm.repeat.ndcg_at_10": ndcg - 0.01,
-                        "als.cold.repeat.ndcg_at_10": 0.0})
+            run.counts(
+                {
+                    "recommend.warm.repeat.ndcg_at_10": ndcg,
+                    "als.warm.repeat.ndcg_at_10": ndcg - 0.01,
+                    "als.cold.repeat.ndcg_at_10": 0.0,
+                }
+            )
     table = runs.evaluation_runs(cfg)
     assert list(table["as_of"]) == ["2011-11-01", "2011-06-01"]  # newest first
     assert sorted(c for c in table.columns if c not in ("run_id", "started", "as_of", "git_commit")) == [
-        "als", "recommend"]
+        "als",
+        "recommend",
+    ]
     assert list(table["recommend"]) == [0.31, 0.21]
     everything = runs.stage_runs(cfg, "evaluate")
     assert list(everything["run_name"]) == ["evaluate 2011-11-01", "evaluate 2011-06-01"]
@@ -128,7 +136,10 @@ def test_shoprec_ui_serves_the_store_on_localhost_only(cfg, data_root):
     shoprec = Path(sys.executable).with_name("shoprec")
     proc = subprocess.Popen(
         [str(shoprec), "ui", "--data-root", str(data_root), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         body = ""

@@ -1,12 +1,24 @@
 """The command line: help with examples for every command, one-sentence errors."""
+
 from __future__ import annotations
 
 import pytest
 
 from shoprec.cli import build_parser, main
 
-COMMANDS = ["ingest", "generate", "features", "train-als", "train-hybrid", "bundles", "recommend", "evaluate",
-            "pipeline", "time-report", "ui"]
+COMMANDS = [
+    "ingest",
+    "generate",
+    "features",
+    "train-als",
+    "train-hybrid",
+    "bundles",
+    "recommend",
+    "evaluate",
+    "pipeline",
+    "time-report",
+    "ui",
+]
 
 
 def test_top_level_help_lists_commands_and_examples(capsys):
@@ -71,8 +83,11 @@ def test_every_spark_submit_entry_point_runs_a_command_the_cli_has(repo):
     jobs = sorted((repo / "jobs").glob("*.py"))
     assert len(jobs) >= 10
     for job in jobs:
-        calls = [node for node in ast.walk(ast.parse(job.read_text())) if isinstance(node, ast.Call)
-                 and getattr(node.func, "id", None) == "main"]
+        calls = [
+            node
+            for node in ast.walk(ast.parse(job.read_text()))
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "main"
+        ]
         assert len(calls) == 1, job
         (argv,) = calls[0].args
         assert isinstance(argv, ast.List) and isinstance(argv.elts[0], ast.Constant), job

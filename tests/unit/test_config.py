@@ -1,4 +1,5 @@
 """Typed config: base + overlays + --set, and errors that name the key and the file."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,8 +59,14 @@ def test_config_is_frozen(repo):
 def test_set_overrides_are_typed(repo):
     cfg = load_config(
         "local",
-        ["spark.master=local[2]", "generate.events=5000", "generate.bad_row_rate=0.01",
-         "spark.settings.spark.sql.shuffle.partitions=4", "ingest.inputs=[a.csv, b.csv]", "mlflow.tracking_uri=null"],
+        [
+            "spark.master=local[2]",
+            "generate.events=5000",
+            "generate.bad_row_rate=0.01",
+            "spark.settings.spark.sql.shuffle.partitions=4",
+            "ingest.inputs=[a.csv, b.csv]",
+            "mlflow.tracking_uri=null",
+        ],
         conf_dir=repo / "conf",
     )
     assert cfg.spark.master == "local[2]"

@@ -2,6 +2,7 @@
 
 Everything is read back from the files written (pyarrow, csv, json), no Spark.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,17 +25,19 @@ from shoprec.ingest.generator import EVENT_COLUMNS, GeneratorResult, generate
 
 EVENT_TYPES = {"view", "cart", "purchase"}
 DEVICES = {"desktop", "mobile", "tablet", "app"}
-PARQUET_SCHEMA = pa.schema([
-    ("user_id", pa.string()),
-    ("item_id", pa.string()),
-    ("event_type", pa.string()),
-    ("event_time", pa.timestamp("us", tz="UTC")),
-    ("session_id", pa.string()),
-    ("device", pa.string()),
-    ("country", pa.string()),
-    ("price", pa.float64()),
-    ("quantity", pa.int32()),
-])
+PARQUET_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("item_id", pa.string()),
+        ("event_type", pa.string()),
+        ("event_time", pa.timestamp("us", tz="UTC")),
+        ("session_id", pa.string()),
+        ("device", pa.string()),
+        ("country", pa.string()),
+        ("price", pa.float64()),
+        ("quantity", pa.int32()),
+    ]
+)
 ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -126,8 +129,9 @@ def digests(result: GeneratorResult) -> list[str]:
 @pytest.fixture(scope="module")
 def big(tmp_path_factory) -> tuple[GeneratorResult, pa.Table]:
     """200k events over a year: enough for the skew and time-pattern statistics."""
-    result = generate(str(tmp_path_factory.mktemp("big")), users=20_000, items=2_000, events=200_000, seed=7,
-                      events_per_file=80_000)
+    result = generate(
+        str(tmp_path_factory.mktemp("big")), users=20_000, items=2_000, events=200_000, seed=7, events_per_file=80_000
+    )
     return result, read_parquet(result)
 
 
@@ -144,11 +148,15 @@ def test_parquet_files_rows_and_schema(big):
     assert result.events == table.num_rows == 200_000
     assert result.bad_rows == 0 and result.users == 20_000 and result.items == 2_000 and result.seconds > 0
     assert [os.path.basename(f) for f in result.event_files] == [
-        "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+    ]
     assert [pq.read_metadata(f).num_rows for f in result.event_files] == [80_000, 80_000, 40_000]
     assert all(os.path.isabs(f) for f in (*result.event_files, result.catalog_file))
     assert sorted(os.listdir(os.path.join(result.out_dir, "events"))) == [
-        os.path.basename(f) for f in result.event_files]  # no temp files left behind
+        os.path.basename(f) for f in result.event_files
+    ]  # no temp files left behind
     for path in result.event_files:
         assert pq.read_schema(path).remove_metadata() == PARQUET_SCHEMA
 
@@ -198,8 +206,14 @@ def test_exact_count_across_chunks_and_files(tmp_path, monkeypatch):
     # Small chunks so that chunk and file boundaries fall at different rows.
     monkeypatch.setattr(gen, "CHUNK_EVENTS", 1_000)
     seen = []
-    result = generate(str(tmp_path), users=300, items=100, events=5_500, events_per_file=1_500,
-                      progress=lambda done, total: seen.append((done, total)))
+    result = generate(
+        str(tmp_path),
+        users=300,
+        items=100,
+        events=5_500,
+        events_per_file=1_500,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert [pq.read_metadata(f).num_rows for f in result.event_files] == [1_500, 1_500, 1_500, 1_000]
     table = read_parquet(result)
     assert table.num_rows == 5_500
@@ -313,8 +327,9 @@ def test_time_of_day_weekday_and_season(big_df):
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
 def test_bad_rows_are_counted_exactly(tmp_path, fmt):
-    result = generate(str(tmp_path), users=500, items=200, events=40_000, fmt=fmt, bad_row_rate=0.05,
-                      events_per_file=15_000)
+    result = generate(
+        str(tmp_path), users=500, items=200, events=40_000, fmt=fmt, bad_row_rate=0.05, events_per_file=15_000
+    )
     rows = read_rows(result)
     assert len(rows) == result.events == 40_000
     assert 1_600 < result.bad_rows < 2_400
@@ -380,19 +395,22 @@ def test_catalog_prices_differ_by_category(big):
 # ---------------------------------------------------------------- arguments
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"users": 0}, "users"),
-    ({"items": 0}, "items"),
-    ({"events": 0}, "events"),
-    ({"events": -5}, "events"),
-    ({"fmt": "xlsx"}, "fmt"),
-    ({"bad_row_rate": 0.6}, "bad_row_rate"),
-    ({"bad_row_rate": -0.1}, "bad_row_rate"),
-    ({"days": 0}, "days"),
-    ({"start_date": "yesterday"}, "start_date"),
-    ({"seed": -1}, "seed"),
-    ({"events_per_file": 0}, "events_per_file"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"users": 0}, "users"),
+        ({"items": 0}, "items"),
+        ({"events": 0}, "events"),
+        ({"events": -5}, "events"),
+        ({"fmt": "xlsx"}, "fmt"),
+        ({"bad_row_rate": 0.6}, "bad_row_rate"),
+        ({"bad_row_rate": -0.1}, "bad_row_rate"),
+        ({"days": 0}, "days"),
+        ({"start_date": "yesterday"}, "start_date"),
+        ({"seed": -1}, "seed"),
+        ({"events_per_file": 0}, "events_per_file"),
+    ],
+)
 def test_bad_arguments_raise_value_error(tmp_path, change, message):
     args = {"out_dir": str(tmp_path / "out"), "users": 10, "items": 10, "events": 10, **change}
     with pytest.raises(ValueError, match=message):

@@ -1,4 +1,5 @@
 """Holiday calendar: movable feasts against published dates, fixed days, bad specs."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -11,8 +12,13 @@ from shoprec.features.holidays import black_friday, easter, holiday_dates, mothe
 
 @pytest.mark.parametrize(
     ("year", "expected"),
-    [(2010, date(2010, 4, 4)), (2011, date(2011, 4, 24)), (2019, date(2019, 4, 21)), (2024, date(2024, 3, 31)),
-     (2038, date(2038, 4, 25))],
+    [
+        (2010, date(2010, 4, 4)),
+        (2011, date(2011, 4, 24)),
+        (2019, date(2019, 4, 21)),
+        (2024, date(2024, 3, 31)),
+        (2038, date(2038, 4, 25)),
+    ],
 )
 def test_easter_sunday(year, expected):
     assert easter(year) == expected

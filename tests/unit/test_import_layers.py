@@ -1,4 +1,5 @@
 """The layers contract of pyproject.toml holds: no import in libs/shoprec climbs."""
+
 from __future__ import annotations
 
 import os

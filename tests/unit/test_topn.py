@@ -1,4 +1,5 @@
 """The blocked top-N kernel against a brute-force full sort (numpy only, no Spark)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,7 +75,7 @@ def test_threshold_path_for_large_catalogs_matches_a_full_sort():
     users = rng.normal(size=(40, 6)).astype(np.float32)
     items = rng.normal(size=(1003, 6)).astype(np.float32)
     items[500:510] = items[3]  # ten exact copies of one item: ties broken by position
-    users[7] = 0.0             # every score 0: the first n positions
+    users[7] = 0.0  # every score 0: the first n positions
     exclude = [None] * 40
     exclude[1] = np.arange(0, 1003, 2)
     exclude[2] = np.arange(1003)  # everything excluded

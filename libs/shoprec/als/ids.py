@@ -4,6 +4,7 @@ MLlib ALS wants int ids. A user keeps the index it was first given across runs a
 cutoffs, so factors of different runs line up (the hybrid model warm-starts from them)
 and a new user or item only ever appends: existing rows are never rewritten.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import DataFrame

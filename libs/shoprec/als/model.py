@@ -1,4 +1,5 @@
 """Fitting Spark MLlib ALS on implicit confidence, and its factors as DataFrames."""
+
 from __future__ import annotations
 
 import logging

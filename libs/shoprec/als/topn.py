@@ -11,6 +11,7 @@ Spark's ``recommendForAllUsers`` does the same job by cross-joining blocks of fa
 rows inside the JVM and keeping a bounded priority queue per user; ``bench/als_topn.py``
 measures both on the same model.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,7 +71,10 @@ class Buffers:
 
 
 def top_n_block(
-    user_vectors: np.ndarray, item_vectors: np.ndarray, n: int, exclude: list[np.ndarray | None] | None = None,
+    user_vectors: np.ndarray,
+    item_vectors: np.ndarray,
+    n: int,
+    exclude: list[np.ndarray | None] | None = None,
     buffers: Buffers | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best ``n`` item positions and scores per user row, best first.
@@ -106,7 +110,7 @@ def _top_n_by_threshold(
     m = n_items // chunk
     head = scores[:, : m * chunk].reshape(users, m, chunk).max(axis=2)  # a view: no copy
     if m * chunk < n_items:
-        head = np.concatenate([head, scores[:, m * chunk:].max(axis=1, keepdims=True)], axis=1)
+        head = np.concatenate([head, scores[:, m * chunk :].max(axis=1, keepdims=True)], axis=1)
     threshold = np.partition(head, head.shape[1] - n, axis=1)[:, head.shape[1] - n]
     mask = np.greater_equal(scores, threshold[:, None], out=mask)
     rows, cols = np.nonzero(mask)
@@ -142,8 +146,13 @@ def top_n_for_users(
     matrix = np.array([r[C.FACTORS] for r in items], dtype=np.float32).reshape(len(items), -1)
     shared = spark.sparkContext.broadcast((item_ids, matrix))
     size = block_size(len(items), block_mb, block_users)
-    log.info("top-%d for all users: %d items broadcast (%.1f MB), %d users per block",
-             n, len(items), matrix.nbytes / 2**20, size)
+    log.info(
+        "top-%d for all users: %d items broadcast (%.1f MB), %d users per block",
+        n,
+        len(items),
+        matrix.nbytes / 2**20,
+        size,
+    )
 
     users = user_factors.select(C.USER_IDX, C.FACTORS)
     if exclude is not None:
@@ -161,13 +170,19 @@ def top_n_for_users(
         buffers = Buffers()
         for batch in batches:
             for start in range(0, len(batch), size):
-                yield _score_block(batch.iloc[start:start + size], ids, vectors, n, position, buffers)
+                yield _score_block(batch.iloc[start : start + size], ids, vectors, n, position, buffers)
 
     return users.mapInPandas(score, TOPN_SCHEMA)
 
 
-def _score_block(block: pd.DataFrame, ids: np.ndarray, vectors: np.ndarray, n: int, position: dict[int, int] | None,
-                 buffers: Buffers | None = None) -> pd.DataFrame:
+def _score_block(
+    block: pd.DataFrame,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    n: int,
+    position: dict[int, int] | None,
+    buffers: Buffers | None = None,
+) -> pd.DataFrame:
     user_vectors = np.stack(block[C.FACTORS].to_numpy()).astype(np.float32, copy=False)
     exclude: list[np.ndarray | None] | None = None
     if position is not None:

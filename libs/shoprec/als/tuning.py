@@ -4,6 +4,7 @@ Every trial trains on the history before the validation window (``split.for_tuni
 and ranks items for the users who bought in the validation window; the train-als stage
 runs the grid (``stages.train_als.run_search``), each trial a nested MLflow run.
 """
+
 from __future__ import annotations
 
 import itertools

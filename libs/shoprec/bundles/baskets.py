@@ -3,6 +3,7 @@
 Anonymous baskets count: a basket without a customer still says which items go together.
 Returns and cancellations are not baskets; non-products (postage, fees) are not items.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,16 +17,17 @@ from shoprec import columns as C
 
 @dataclass(frozen=True)
 class BasketCounts:
-    baskets: int          # baskets in the window
-    mined: int            # of them, fed to FPGrowth
-    too_large: int        # left out: more than max_basket_items distinct items
-    single_item: int      # in the support denominator, but they pair nothing
+    baskets: int  # baskets in the window
+    mined: int  # of them, fed to FPGrowth
+    too_large: int  # left out: more than max_basket_items distinct items
+    single_item: int  # in the support denominator, but they pair nothing
 
 
 def product_purchases(interactions: DataFrame) -> DataFrame:
     """Purchase lines of products in a basket, customers known or not."""
-    return interactions.where((F.col(C.EVENT_TYPE) == C.PURCHASE) & F.col(C.IS_PRODUCT)
-                              & F.col(C.BASKET_ID).isNotNull())
+    return interactions.where(
+        (F.col(C.EVENT_TYPE) == C.PURCHASE) & F.col(C.IS_PRODUCT) & F.col(C.BASKET_ID).isNotNull()
+    )
 
 
 def baskets(interactions: DataFrame, start: date, end: date) -> DataFrame:
@@ -36,10 +38,15 @@ def baskets(interactions: DataFrame, start: date, end: date) -> DataFrame:
     """
     lo, hi = (datetime.combine(d, time()) for d in (start, end))  # midnight UTC, as the split
     lines = product_purchases(interactions).where((F.col(C.EVENT_TS) >= F.lit(lo)) & (F.col(C.EVENT_TS) < F.lit(hi)))
-    return (lines.groupBy(C.BASKET_ID)
-            .agg(F.first(C.USER_ID, ignorenulls=True).alias(C.USER_ID), F.min(C.EVENT_TS).alias(C.BASKET_TS),
-                 F.array_sort(F.collect_set(C.ITEM_ID)).alias(C.ITEMS))
-            .withColumn(C.N_ITEMS, F.size(C.ITEMS)))
+    return (
+        lines.groupBy(C.BASKET_ID)
+        .agg(
+            F.first(C.USER_ID, ignorenulls=True).alias(C.USER_ID),
+            F.min(C.EVENT_TS).alias(C.BASKET_TS),
+            F.array_sort(F.collect_set(C.ITEM_ID)).alias(C.ITEMS),
+        )
+        .withColumn(C.N_ITEMS, F.size(C.ITEMS))
+    )
 
 
 def history_baskets(interactions: DataFrame, as_of: date, history_days: int) -> DataFrame:
@@ -64,8 +71,13 @@ def recent_basket_items(history_baskets_: DataFrame, n_baskets: int) -> DataFram
     """``user_id, item_id, basket_ts``: the items of each known user's ``n_baskets`` latest
     baskets (an item in several of them keeps its latest time)."""
     latest = Window.partitionBy(C.USER_ID).orderBy(F.col(C.BASKET_TS).desc(), F.col(C.BASKET_ID).desc())
-    recent = (history_baskets_.where(F.col(C.USER_ID).isNotNull())
-              .withColumn(C.BASKET_ORDER, F.row_number().over(latest))
-              .where(F.col(C.BASKET_ORDER) <= n_baskets))
-    return (recent.select(C.USER_ID, F.explode(C.ITEMS).alias(C.ITEM_ID), C.BASKET_TS)
-            .groupBy(C.USER_ID, C.ITEM_ID).agg(F.max(C.BASKET_TS).alias(C.BASKET_TS)))
+    recent = (
+        history_baskets_.where(F.col(C.USER_ID).isNotNull())
+        .withColumn(C.BASKET_ORDER, F.row_number().over(latest))
+        .where(F.col(C.BASKET_ORDER) <= n_baskets)
+    )
+    return (
+        recent.select(C.USER_ID, F.explode(C.ITEMS).alias(C.ITEM_ID), C.BASKET_TS)
+        .groupBy(C.USER_ID, C.ITEM_ID)
+        .agg(F.max(C.BASKET_TS).alias(C.BASKET_TS))
+    )

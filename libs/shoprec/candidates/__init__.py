@@ -7,6 +7,7 @@ Every source stored in ``gold.candidates`` has the same shape (partitioned by ``
 
     user_id string, item_id string, score double, rank int (1 = best), source string, as_of date
 """
+
 from __future__ import annotations
 
 from datetime import date

@@ -16,6 +16,7 @@ serve and ``CandidatesConfig``, and returns ``user_id, item_id, score, rank`` wi
 ``cfg.exclude_bought`` removes the items each user bought before ``as_of`` from every
 source; lists are still filled to n where the source has enough items.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -122,9 +123,7 @@ def _global_lists(history: DataFrame, users: DataFrame, cfg: CandidatesConfig, a
 
 
 # ------------------------------------------------------------------------- popularity
-def popular_global(
-    history_purchases: DataFrame, users: DataFrame, cfg: CandidatesConfig, as_of: date
-) -> DataFrame:
+def popular_global(history_purchases: DataFrame, users: DataFrame, cfg: CandidatesConfig, as_of: date) -> DataFrame:
     """The n items with most recency-weighted distinct buyers, for every user of ``users``.
 
     score = sum over the item's buyers of 0.5 ** (days from their latest purchase of it to
@@ -133,9 +132,7 @@ def popular_global(
     return _global_lists(_history(history_purchases, as_of), users, cfg, as_of)
 
 
-def popular_by_country(
-    history_purchases: DataFrame, users: DataFrame, cfg: CandidatesConfig, as_of: date
-) -> DataFrame:
+def popular_by_country(history_purchases: DataFrame, users: DataFrame, cfg: CandidatesConfig, as_of: date) -> DataFrame:
     """Popularity (as :func:`popular_global`) among purchases made in the user's country.
 
     ``users`` has ``user_id, country``. Countries are those of the purchase rows. A
@@ -143,8 +140,9 @@ def popular_by_country(
     list; users without a country, or from a country nobody bought in, get the global list.
     """
     history = _history(history_purchases, as_of)
-    per_country = _ranked(_popularity(history.where(F.col(C.COUNTRY).isNotNull()), [C.COUNTRY], cfg, as_of),
-                          [C.COUNTRY])
+    per_country = _ranked(
+        _popularity(history.where(F.col(C.COUNTRY).isNotNull()), [C.COUNTRY], cfg, as_of), [C.COUNTRY]
+    )
     located = users.select(C.USER_ID, C.COUNTRY).where(F.col(C.USER_ID).isNotNull() & F.col(C.COUNTRY).isNotNull())
     own = _serve(per_country, located.distinct(), [C.COUNTRY], _bought(history, cfg), cfg.n)
     return _filled(own, _global_lists(history, users, cfg, as_of), cfg.n)
@@ -176,9 +174,7 @@ def _favourite_bucket(history: DataFrame) -> DataFrame:
     return counts.withColumn("_nth", F.row_number().over(w)).where(F.col("_nth") == 1).select(C.USER_ID, _BUCKET)
 
 
-def popular_by_hour(
-    history_purchases: DataFrame, users: DataFrame, cfg: CandidatesConfig, as_of: date
-) -> DataFrame:
+def popular_by_hour(history_purchases: DataFrame, users: DataFrame, cfg: CandidatesConfig, as_of: date) -> DataFrame:
     """Popularity (as :func:`popular_global`) within the user's favourite hour-of-day bucket.
 
     Buckets start at ``cfg.hour_buckets`` (UTC hours); a user's bucket is the one of most
@@ -206,8 +202,11 @@ def item_similarity(history: DataFrame, cfg: CandidatesConfig) -> DataFrame:
     # 64-bit hashes stand in for the string ids in the self-join and the pair count (a
     # collision among a catalog's items has odds ~ n^2 / 2^64); each unordered pair is
     # counted once (a < b) and mirrored after: half the join rows, half the shuffle.
-    baskets = (history.where(F.col(C.BASKET_ID).isNotNull())
-               .select(F.xxhash64(C.BASKET_ID).alias("_b"), F.xxhash64(C.ITEM_ID).alias("_i"), C.ITEM_ID).distinct())
+    baskets = (
+        history.where(F.col(C.BASKET_ID).isNotNull())
+        .select(F.xxhash64(C.BASKET_ID).alias("_b"), F.xxhash64(C.ITEM_ID).alias("_i"), C.ITEM_ID)
+        .distinct()
+    )
     sizes = baskets.groupBy("_b").agg(F.count(F.lit(1)).alias("_size"))
     kept = baskets.join(sizes.where(F.col("_size") <= cfg.max_basket_items), on="_b", how="left_semi").persist()
     per_item = kept.groupBy("_i", C.ITEM_ID).agg(F.count(F.lit(1)).alias("_n"))
@@ -226,23 +225,27 @@ def item_similarity(history: DataFrame, cfg: CandidatesConfig) -> DataFrame:
     return (
         together.join(n_a, on="_a", how="inner")
         .join(n_b, on="_o", how="inner")
-        .select("item_a", "item_b", "n_together",
-                (F.col("n_together") / F.sqrt(F.col("_n_a") * F.col("_n_b"))).alias("similarity"))
+        .select(
+            "item_a",
+            "item_b",
+            "n_together",
+            (F.col("n_together") / F.sqrt(F.col("_n_a") * F.col("_n_b"))).alias("similarity"),
+        )
     )
 
 
 def recent_items(history: DataFrame, users: DataFrame, n_recent: int) -> DataFrame:
     """``user_id, item_id``: each user's ``n_recent`` most recently bought distinct items."""
-    last = history.join(_user_ids(users), on=C.USER_ID, how="left_semi").groupBy(C.USER_ID, C.ITEM_ID).agg(
-        F.max(C.EVENT_TS).alias("_last")
+    last = (
+        history.join(_user_ids(users), on=C.USER_ID, how="left_semi")
+        .groupBy(C.USER_ID, C.ITEM_ID)
+        .agg(F.max(C.EVENT_TS).alias("_last"))
     )
     w = Window.partitionBy(C.USER_ID).orderBy(F.col("_last").desc(), F.col(C.ITEM_ID))
     return last.withColumn("_nth", F.row_number().over(w)).where(F.col("_nth") <= n_recent).select(C.USER_ID, C.ITEM_ID)
 
 
-def cooccurrence(
-    history_purchases: DataFrame, users: DataFrame, cfg: CandidatesConfig, as_of: date
-) -> DataFrame:
+def cooccurrence(history_purchases: DataFrame, users: DataFrame, cfg: CandidatesConfig, as_of: date) -> DataFrame:
     """Items bought together with the user's ``cfg.recent_items`` most recent items.
 
     score = sum over those seed items of :func:`item_similarity`. A seed can be a

@@ -1,4 +1,5 @@
 """Per-user normalisation of candidate scores, shared by the fusion and the bundle ordering."""
+
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, Window

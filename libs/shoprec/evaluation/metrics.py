@@ -34,6 +34,7 @@ A user without relevant items (only possible when ``users`` is given) scores 0 e
 Beyond accuracy (over the lists' top K, see each function): catalog coverage, novelty,
 popularity bias, intra-list diversity; and a sampled AUC of the list ranking.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -86,7 +87,10 @@ def _check_by(by: Sequence[str], *frames: DataFrame) -> None:
 
 
 def best_rank(
-    recs: DataFrame, by: Sequence[str] = (), col_user: str = C.USER_ID, col_item: str = C.ITEM_ID,
+    recs: DataFrame,
+    by: Sequence[str] = (),
+    col_user: str = C.USER_ID,
+    col_item: str = C.ITEM_ID,
     col_rank: str = C.RANK,
 ) -> DataFrame:
     """One row per (by, user, item) with the item's best (smallest) rank."""
@@ -94,9 +98,7 @@ def best_rank(
     return recs.groupBy(*keys).agg(F.min(col_rank).cast("int").alias(col_rank))
 
 
-def _cross_with_rec_groups(
-    df: DataFrame, recs: DataFrame, by: Sequence[str]
-) -> DataFrame:
+def _cross_with_rec_groups(df: DataFrame, recs: DataFrame, by: Sequence[str]) -> DataFrame:
     """Give ``df`` the grouping columns only ``recs`` has: one copy of each row per rec group.
 
     The rec groups are a handful of distinct values (sources x variants), so they are
@@ -117,8 +119,13 @@ def _ordered(by: Sequence[str], *frames: DataFrame) -> list[str]:
 
 # ------------------------------------------------------------------------- accuracy
 def _hit_stats(
-    ranked: DataFrame, relevant: DataFrame, ks: tuple[int, ...], by: Sequence[str],
-    col_user: str, col_item: str, col_rank: str,
+    ranked: DataFrame,
+    relevant: DataFrame,
+    ks: tuple[int, ...],
+    by: Sequence[str],
+    col_user: str,
+    col_item: str,
+    col_rank: str,
 ) -> DataFrame:
     """Per (by, user): hits, DCG and the AP sum at every K, and the first hit's rank."""
     shared = [c for c in _present(by, ranked) if c in relevant.columns]
@@ -164,17 +171,14 @@ def _metric_columns(ks: tuple[int, ...]) -> list[Column]:
         )
         per_k["f1"].append(
             F.when(hits > 0, 2 * precision * recall / (precision + recall))
-            .otherwise(F.lit(0.0)).alias(metric_column("f1", k))
+            .otherwise(F.lit(0.0))
+            .alias(metric_column("f1", k))
         )
-        per_k["ndcg"].append(
-            F.coalesce(F.col(f"_dcg_{k}") / _idcg(capped), F.lit(0.0)).alias(metric_column("ndcg", k))
-        )
+        per_k["ndcg"].append(F.coalesce(F.col(f"_dcg_{k}") / _idcg(capped), F.lit(0.0)).alias(metric_column("ndcg", k)))
         per_k["map"].append(
             F.coalesce(F.col(f"_ap_{k}") / F.when(capped > 0, capped), F.lit(0.0)).alias(metric_column("map", k))
         )
-        per_k["hit_rate"].append(
-            F.when(hits > 0, F.lit(1.0)).otherwise(F.lit(0.0)).alias(metric_column("hit_rate", k))
-        )
+        per_k["hit_rate"].append(F.when(hits > 0, F.lit(1.0)).otherwise(F.lit(0.0)).alias(metric_column("hit_rate", k)))
     for m in RANKING_METRICS:
         out += per_k[m]
     out.append(F.coalesce(1.0 / F.col("_first_hit"), F.lit(0.0)).alias(MRR))
@@ -307,8 +311,10 @@ def sample_negatives(
         .crossJoin(F.broadcast(size))
         .where(F.col("_n_catalog") > 0)
         .withColumn(
-            "_idx", F.pmod(F.xxhash64(F.lit(seed), F.col(col_user), F.col(C.POSITIVE_ITEM), F.col("_draw")),
-                           F.col("_n_catalog"))
+            "_idx",
+            F.pmod(
+                F.xxhash64(F.lit(seed), F.col(col_user), F.col(C.POSITIVE_ITEM), F.col("_draw")), F.col("_n_catalog")
+            ),
         )
         .join(indexed, on="_idx", how="inner")
         .join(
@@ -450,8 +456,9 @@ def beyond_accuracy(
     for k in ks:
         within = F.col(col_rank) <= k
         aggs.append(
-            (F.count_distinct(F.when(within, F.col(col_item))) / F.lit(float(max(n_catalog_items, 1))))
-            .alias(metric_column(COVERAGE, k))
+            (F.count_distinct(F.when(within, F.col(col_item))) / F.lit(float(max(n_catalog_items, 1)))).alias(
+                metric_column(COVERAGE, k)
+            )
         )
     aggs += [F.avg(F.when(F.col(col_rank) <= k, self_info)).alias(metric_column(NOVELTY, k)) for k in ks]
     aggs += [F.avg(F.when(F.col(col_rank) <= k, pct)).alias(metric_column(POPULARITY_BIAS, k)) for k in ks]
@@ -475,8 +482,13 @@ def catalog_coverage(
 
 
 def novelty(
-    recs: DataFrame, item_popularity: DataFrame, n_users: int, k: int,
-    col_user: str = C.USER_ID, col_item: str = C.ITEM_ID, col_rank: str = C.RANK,
+    recs: DataFrame,
+    item_popularity: DataFrame,
+    n_users: int,
+    k: int,
+    col_user: str = C.USER_ID,
+    col_item: str = C.ITEM_ID,
+    col_rank: str = C.RANK,
 ) -> float | None:
     """Mean self-information -log2 p(item) of recommended items in the top k (None: no recs)."""
     df = beyond_accuracy(recs, item_popularity, n_users, 1, (k,), (), col_user, col_item, col_rank)
@@ -484,8 +496,12 @@ def novelty(
 
 
 def popularity_bias(
-    recs: DataFrame, item_popularity: DataFrame, k: int,
-    col_user: str = C.USER_ID, col_item: str = C.ITEM_ID, col_rank: str = C.RANK,
+    recs: DataFrame,
+    item_popularity: DataFrame,
+    k: int,
+    col_user: str = C.USER_ID,
+    col_item: str = C.ITEM_ID,
+    col_rank: str = C.RANK,
 ) -> float | None:
     """Mean popularity percentile of the items in the top k (see :func:`beyond_accuracy`)."""
     df = beyond_accuracy(recs, item_popularity, 1, 1, (k,), (), col_user, col_item, col_rank)
@@ -526,10 +542,12 @@ def intra_list_diversity_by(
         .where(F.col(col_rank) <= max(ks))
         .join(_unit_vectors(item_vectors, col_item, col_vector), on=col_item, how="inner")
     )
-    left = top.select(*keys, F.col(col_item).alias("_item_a"), F.col(col_rank).alias("_rank_a"),
-                      F.col("_unit").alias("_vec_a"))
-    right = top.select(*keys, F.col(col_item).alias("_item_b"), F.col(col_rank).alias("_rank_b"),
-                       F.col("_unit").alias("_vec_b"))
+    left = top.select(
+        *keys, F.col(col_item).alias("_item_a"), F.col(col_rank).alias("_rank_a"), F.col("_unit").alias("_vec_a")
+    )
+    right = top.select(
+        *keys, F.col(col_item).alias("_item_b"), F.col(col_rank).alias("_rank_b"), F.col("_unit").alias("_vec_b")
+    )
     pairs = left.join(right, on=keys, how="inner").where(F.col("_item_a") < F.col("_item_b"))
     cosine = F.aggregate(F.zip_with("_vec_a", "_vec_b", lambda x, y: x * y), F.lit(0.0), lambda acc, x: acc + x)
     deeper = F.greatest("_rank_a", "_rank_b")
@@ -540,8 +558,13 @@ def intra_list_diversity_by(
 
 
 def intra_list_diversity(
-    recs: DataFrame, item_vectors: DataFrame, k: int,
-    col_user: str = C.USER_ID, col_item: str = C.ITEM_ID, col_rank: str = C.RANK, col_vector: str = C.TEXT_VECTOR,
+    recs: DataFrame,
+    item_vectors: DataFrame,
+    k: int,
+    col_user: str = C.USER_ID,
+    col_item: str = C.ITEM_ID,
+    col_rank: str = C.RANK,
+    col_vector: str = C.TEXT_VECTOR,
 ) -> float | None:
     """Intra-list diversity at k over all users (None when no user has 2 vectored items)."""
     df = intra_list_diversity_by(recs, item_vectors, (k,), (), col_user, col_item, col_rank, col_vector)

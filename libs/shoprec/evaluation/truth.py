@@ -2,6 +2,7 @@
 
 Purchases are those of :func:`shoprec.split.purchases`: a known customer buying a product.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime, time
@@ -53,8 +54,9 @@ def user_segments(interactions: DataFrame, split: TemporalSplit) -> DataFrame:
     """
     bought = purchases(interactions).where(F.col(C.EVENT_TS) < F.lit(_midnight(split.evaluation_end)))
     first = bought.groupBy(C.USER_ID).agg(F.min(C.EVENT_TS).alias("_first_purchase"))
-    segment = (F.when(F.col("_first_purchase") < F.lit(split.as_of_ts), F.lit(C.SEGMENT_WARM))
-               .otherwise(F.lit(C.SEGMENT_COLD)))
+    segment = F.when(F.col("_first_purchase") < F.lit(split.as_of_ts), F.lit(C.SEGMENT_WARM)).otherwise(
+        F.lit(C.SEGMENT_COLD)
+    )
     return first.select(C.USER_ID, segment.alias(C.SEGMENT))
 
 

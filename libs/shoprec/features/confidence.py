@@ -9,6 +9,7 @@ For every history event of a known user on a product whose type has a weight::
 an event one half-life before the cutoff counts half. Returns carry a negative weight
 and subtract; pairs whose sum is not positive (everything returned) are dropped.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame

@@ -3,6 +3,7 @@
 ``with_context`` works on any DataFrame with a timestamp column, so later stages use it
 for the context of ``as_of`` itself (one row) as well as for history events.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -36,8 +37,9 @@ def iso_weekday(ts: Column) -> Column:
     return F.weekday(ts) + F.lit(1)
 
 
-def with_context(df: DataFrame, holidays: Sequence[str], ts_col: str = C.EVENT_TS,
-                 years: range | None = None) -> DataFrame:
+def with_context(
+    df: DataFrame, holidays: Sequence[str], ts_col: str = C.EVENT_TS, years: range | None = None
+) -> DataFrame:
     """``df`` plus ``hour, weekday, month, season, days_to_holiday`` (all ints but season).
 
     ``holidays`` are the specs of ``features.holidays``. ``days_to_holiday`` counts whole

@@ -6,6 +6,7 @@ A spec is either a fixed day ``"MM-DD"`` or the name of a movable holiday:
 - ``black_friday``: the day after the fourth Thursday of November (US Thanksgiving)
 - ``mothers_day_uk``: Mothering Sunday, the fourth Sunday of Lent = Easter Sunday - 21 days
 """
+
 from __future__ import annotations
 
 import re

@@ -7,6 +7,7 @@ Items first seen at or after ``as_of`` get no row: their existence, like their
 descriptions, is evaluation-window knowledge. Cold-start scoring of such items reads the
 catalog and the text model at serving time instead.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, Window
@@ -21,8 +22,21 @@ from shoprec.split import TemporalSplit, purchases
 IN_HISTORY = "_in_history"
 
 ITEM_FEATURE_COLUMNS = (
-    C.ITEM_ID, C.DESCRIPTION, C.CATEGORY, C.TEXT_CLUSTER, C.TEXT_VECTOR, C.MEDIAN_PRICE, C.PRICE_BAND,
-    C.N_BUYERS, C.N_PURCHASES, C.N_RETURNS, C.RETURN_RATE, C.POPULARITY, C.TREND, C.FIRST_SOLD, C.LAST_SOLD,
+    C.ITEM_ID,
+    C.DESCRIPTION,
+    C.CATEGORY,
+    C.TEXT_CLUSTER,
+    C.TEXT_VECTOR,
+    C.MEDIAN_PRICE,
+    C.PRICE_BAND,
+    C.N_BUYERS,
+    C.N_PURCHASES,
+    C.N_RETURNS,
+    C.RETURN_RATE,
+    C.POPULARITY,
+    C.TREND,
+    C.FIRST_SOLD,
+    C.LAST_SOLD,
 )
 
 
@@ -49,7 +63,8 @@ def item_content(interactions: DataFrame, items: DataFrame | None, split: Tempor
         universe = seen.join(catalog, on=C.ITEM_ID, how="full")
     else:
         universe = universe.select(
-            "*", F.lit(None).cast("string").alias("_catalog_description"),
+            "*",
+            F.lit(None).cast("string").alias("_catalog_description"),
             F.lit(None).cast("string").alias("_catalog_category"),
         )
     return universe.join(_history_description(history), on=C.ITEM_ID, how="left").select(
@@ -94,8 +109,9 @@ def item_features(
     return joined.select(
         C.ITEM_ID,
         C.DESCRIPTION,
-        F.coalesce(F.col(C.CATEGORY),
-                   F.concat(F.lit("cluster_"), F.col(C.TEXT_CLUSTER).cast("string"))).alias(C.CATEGORY),
+        F.coalesce(F.col(C.CATEGORY), F.concat(F.lit("cluster_"), F.col(C.TEXT_CLUSTER).cast("string"))).alias(
+            C.CATEGORY
+        ),
         C.TEXT_CLUSTER,
         C.TEXT_VECTOR,
         C.MEDIAN_PRICE,
@@ -107,8 +123,9 @@ def item_features(
         F.when(n_purchases > 0, F.coalesce(F.col(C.N_RETURNS), F.lit(0)) / n_purchases).alias(C.RETURN_RATE),
         F.coalesce(F.col(C.POPULARITY), F.lit(0.0)).alias(C.POPULARITY),
         # Smoothed so that 0 -> 0 sales is "flat" (1.0) and 0 -> 3 is not infinite.
-        ((F.coalesce(F.col("_recent"), F.lit(0)) + 1.0)
-         / (F.coalesce(F.col("_previous"), F.lit(0)) + 1.0)).alias(C.TREND),
+        ((F.coalesce(F.col("_recent"), F.lit(0)) + 1.0) / (F.coalesce(F.col("_previous"), F.lit(0)) + 1.0)).alias(
+            C.TREND
+        ),
         C.FIRST_SOLD,
         C.LAST_SOLD,
     )
@@ -142,8 +159,10 @@ def _history_description(history: DataFrame) -> DataFrame:
         .agg(F.count("*").alias("_n"), F.max(C.EVENT_TS).alias("_latest"))
     )
     best = Window.partitionBy(C.ITEM_ID).orderBy(F.col("_n").desc(), F.col("_latest").desc(), F.col(C.DESCRIPTION))
-    return described.withColumn("_rank", F.row_number().over(best)).filter(F.col("_rank") == 1).select(
-        C.ITEM_ID, F.col(C.DESCRIPTION).alias("_history_description")
+    return (
+        described.withColumn("_rank", F.row_number().over(best))
+        .filter(F.col("_rank") == 1)
+        .select(C.ITEM_ID, F.col(C.DESCRIPTION).alias("_history_description"))
     )
 
 
@@ -151,9 +170,7 @@ def _sales_stats(interactions: DataFrame, split: TemporalSplit, fcfg: FeaturesCo
     """Per item: purchase and return counts, popularity, trend windows, median price, dates."""
     history = split.history(interactions)
     bought = purchases(history)
-    returned = history.filter(
-        (F.col(C.EVENT_TYPE) == C.RETURN) & F.col(C.USER_ID).isNotNull() & F.col(C.IS_PRODUCT)
-    )
+    returned = history.filter((F.col(C.EVENT_TYPE) == C.RETURN) & F.col(C.USER_ID).isNotNull() & F.col(C.IS_PRODUCT))
     as_of = F.lit(split.as_of_ts)
     week = F.expr("INTERVAL 7 DAYS")
     recent_start = as_of - week * fcfg.trend_weeks

@@ -19,6 +19,7 @@ Determinism: Word2Vec and KMeans depend on the order of their input rows, so the
 training rows are sorted by item id and put into one partition before fitting; with the
 seeds of ``features.text`` two fits on the same items give the same vectors.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,8 +71,9 @@ class TextModel:
         )
 
 
-def fit_text_model(items: DataFrame, tcfg: TextConfig, col_item: str = C.ITEM_ID,
-                   col_description: str = C.DESCRIPTION) -> TextModel:
+def fit_text_model(
+    items: DataFrame, tcfg: TextConfig, col_item: str = C.ITEM_ID, col_description: str = C.DESCRIPTION
+) -> TextModel:
     """Fit Word2Vec, TF-IDF and KMeans on the descriptions of ``items`` (one row per item).
 
     ``items`` should hold only items known before ``as_of``: the vectors of every item
@@ -113,18 +115,29 @@ def _text_input(items: DataFrame, col_item: str, col_description: str) -> DataFr
 
 
 def _pipeline(tcfg: TextConfig) -> Pipeline:
-    return Pipeline(stages=[
-        RegexTokenizer(inputCol=_TEXT, outputCol=_TOKENS, pattern="[^a-z]+", gaps=True, toLowercase=True,
-                       minTokenLength=2),
-        StopWordsRemover(inputCol=_TOKENS, outputCol=_WORDS),
-        Word2Vec(vectorSize=tcfg.vector_size, minCount=tcfg.min_count, windowSize=tcfg.window,
-                 maxIter=tcfg.max_iter, seed=tcfg.seed, numPartitions=1, inputCol=_WORDS, outputCol=_W2V),
-        HashingTF(numFeatures=tcfg.tfidf_features, inputCol=_WORDS, outputCol=_TF),
-        IDF(inputCol=_TF, outputCol=_TFIDF),
-        Normalizer(p=2.0, inputCol=_W2V, outputCol=_W2V_UNIT),
-        Normalizer(p=2.0, inputCol=_TFIDF, outputCol=_TFIDF_UNIT),
-        VectorAssembler(inputCols=[_W2V_UNIT, _TFIDF_UNIT], outputCol=_CLUSTER_INPUT),
-    ])
+    return Pipeline(
+        stages=[
+            RegexTokenizer(
+                inputCol=_TEXT, outputCol=_TOKENS, pattern="[^a-z]+", gaps=True, toLowercase=True, minTokenLength=2
+            ),
+            StopWordsRemover(inputCol=_TOKENS, outputCol=_WORDS),
+            Word2Vec(
+                vectorSize=tcfg.vector_size,
+                minCount=tcfg.min_count,
+                windowSize=tcfg.window,
+                maxIter=tcfg.max_iter,
+                seed=tcfg.seed,
+                numPartitions=1,
+                inputCol=_WORDS,
+                outputCol=_W2V,
+            ),
+            HashingTF(numFeatures=tcfg.tfidf_features, inputCol=_WORDS, outputCol=_TF),
+            IDF(inputCol=_TF, outputCol=_TFIDF),
+            Normalizer(p=2.0, inputCol=_W2V, outputCol=_W2V_UNIT),
+            Normalizer(p=2.0, inputCol=_TFIDF, outputCol=_TFIDF_UNIT),
+            VectorAssembler(inputCols=[_W2V_UNIT, _TFIDF_UNIT], outputCol=_CLUSTER_INPUT),
+        ]
+    )
 
 
 def _vocabulary_size(pipeline: PipelineModel) -> int:

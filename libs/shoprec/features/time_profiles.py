@@ -21,6 +21,7 @@ on 2011-11-01 (December and October are November's neighbours) and a low one on
 Hour and weekday profiles are shares over 24 hours and 7 ISO weekdays; ``time_fit``
 compares a user's profile with an item's, as the re-ranking's time-of-day term.
 """
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -31,7 +32,7 @@ from pyspark.sql import functions as F
 
 from shoprec import columns as C
 
-KERNEL = (1.0, 0.5, 0.25)          # weight of a month at circular distance 0, 1, 2
+KERNEL = (1.0, 0.5, 0.25)  # weight of a month at circular distance 0, 1, 2
 
 
 def item_month_index(history: DataFrame) -> DataFrame:
@@ -46,22 +47,32 @@ def item_month_index(history: DataFrame) -> DataFrame:
     per_ym = history.groupBy(C.ITEM_ID, ym.alias("_ym")).agg(F.count(F.lit(1)).alias("_n"))
     first = per_ym.groupBy(C.ITEM_ID).agg(F.min("_ym").alias("_first"), F.sum("_n").alias(C.N_LINES))
     # The shop's lines per calendar month while the item was on sale, and their total.
-    on_sale = (first.crossJoin(F.broadcast(shop)).where(F.col("_ym") >= F.col("_first"))
-               .groupBy(C.ITEM_ID, F.month("_ym").alias(C.MONTH)).agg(F.sum("_shop_n").alias("_shop_n")))
-    on_sale = on_sale.withColumn("_shop_share", F.col("_shop_n") / F.sum("_shop_n").over(
-        Window.partitionBy(C.ITEM_ID)))
+    on_sale = (
+        first.crossJoin(F.broadcast(shop))
+        .where(F.col("_ym") >= F.col("_first"))
+        .groupBy(C.ITEM_ID, F.month("_ym").alias(C.MONTH))
+        .agg(F.sum("_shop_n").alias("_shop_n"))
+    )
+    on_sale = on_sale.withColumn("_shop_share", F.col("_shop_n") / F.sum("_shop_n").over(Window.partitionBy(C.ITEM_ID)))
     sold = per_ym.groupBy(C.ITEM_ID, F.month("_ym").alias(C.MONTH)).agg(F.sum("_n").alias("_n"))
     # Months on sale without a sale of the item: 0; months before its launch stay unknown.
-    shares = (on_sale.join(sold, on=[C.ITEM_ID, C.MONTH], how="left")
-              .join(first.select(C.ITEM_ID, C.N_LINES), on=C.ITEM_ID)
-              .select(C.ITEM_ID, C.MONTH, ((F.coalesce(F.col("_n"), F.lit(0)) / F.col(C.N_LINES))
-                                           / F.col("_shop_share")).alias("_index")))
+    shares = (
+        on_sale.join(sold, on=[C.ITEM_ID, C.MONTH], how="left")
+        .join(first.select(C.ITEM_ID, C.N_LINES), on=C.ITEM_ID)
+        .select(
+            C.ITEM_ID,
+            C.MONTH,
+            ((F.coalesce(F.col("_n"), F.lit(0)) / F.col(C.N_LINES)) / F.col("_shop_share")).alias("_index"),
+        )
+    )
     as_map = shares.groupBy(C.ITEM_ID).agg(F.map_from_entries(F.collect_list(F.struct(C.MONTH, "_index"))).alias("_m"))
     index = F.array(*[F.col("_m")[m] for m in range(1, 13)])
-    return (as_map.join(first.select(C.ITEM_ID, C.N_LINES), on=C.ITEM_ID)
-            .select(C.ITEM_ID, index.alias(C.MONTH_INDEX), C.N_LINES)
-            .withColumn(C.SEASONALITY, F.array_max(C.MONTH_INDEX))  # months without sales (null) skipped
-            .withColumn(C.PEAK_MONTH, F.expr(f"array_position({C.MONTH_INDEX}, {C.SEASONALITY})").cast("int")))
+    return (
+        as_map.join(first.select(C.ITEM_ID, C.N_LINES), on=C.ITEM_ID)
+        .select(C.ITEM_ID, index.alias(C.MONTH_INDEX), C.N_LINES)
+        .withColumn(C.SEASONALITY, F.array_max(C.MONTH_INDEX))  # months without sales (null) skipped
+        .withColumn(C.PEAK_MONTH, F.expr(f"array_position({C.MONTH_INDEX}, {C.SEASONALITY})").cast("int"))
+    )
 
 
 def months_ahead(as_of: date, horizon_days: int) -> dict[int, float]:
@@ -99,13 +110,14 @@ def seasonal_lift(profiles: DataFrame, as_of: date, horizon_days: int, min_sales
 
 
 def _iso_weekday() -> Column:
-    return (F.dayofweek(C.EVENT_TS) + 5) % 7 + 1   # Spark: 1 = Sunday; ISO: 1 = Monday
+    return (F.dayofweek(C.EVENT_TS) + 5) % 7 + 1  # Spark: 1 = Sunday; ISO: 1 = Monday
 
 
 def _shares(history: DataFrame, key: str, part: Column, size: int, out: str, offset: int) -> DataFrame:
     counts = history.groupBy(key, part.alias("_p")).agg(F.count(F.lit(1)).alias("_n"))
-    totals = counts.groupBy(key).agg(F.sum("_n").alias(C.N_LINES), F.map_from_entries(
-        F.collect_list(F.struct("_p", "_n"))).alias("_m"))
+    totals = counts.groupBy(key).agg(
+        F.sum("_n").alias(C.N_LINES), F.map_from_entries(F.collect_list(F.struct("_p", "_n"))).alias("_m")
+    )
     share = F.array(*[F.coalesce(F.col("_m")[p + offset], F.lit(0)) / F.col(C.N_LINES) for p in range(size)])
     return totals.select(key, share.cast("array<double>").alias(out), C.N_LINES)
 
@@ -153,8 +165,9 @@ def shop_time_shares_of(item_profiles: DataFrame) -> tuple[list[float], list[flo
     ``weekday_share``, ``n_lines``): every purchase line has an item, so the shop's share is
     the items' shares weighted by their lines; no second pass over the history."""
     n = F.col(C.N_LINES).cast("double")
-    sums = ([F.sum(F.col(C.HOUR_SHARE)[b] * n) for b in range(24)]
-            + [F.sum(F.col(C.WEEKDAY_SHARE)[d] * n) for d in range(7)])
+    sums = [F.sum(F.col(C.HOUR_SHARE)[b] * n) for b in range(24)] + [
+        F.sum(F.col(C.WEEKDAY_SHARE)[d] * n) for d in range(7)
+    ]
     row = item_profiles.where(F.col(C.HOUR_SHARE).isNotNull()).agg(F.sum(n), *sums).first()  # small: one row of 32 sums
     assert row is not None  # a global aggregate: one row
     total = float(row[0] or 0.0) or 1.0
@@ -173,9 +186,9 @@ def item_time_profiles(history: DataFrame, as_of: date, horizon_days: int, min_l
     """gold.item_time_profiles: ``item_profiles`` plus the seasonal lift at as_of."""
     profiles = item_profiles(history)
     lift = seasonal_lift(profiles, as_of, horizon_days, min_lines)
-    return (profiles.join(lift, on=C.ITEM_ID)
-            .select(C.ITEM_ID, C.MONTH_INDEX, C.PEAK_MONTH, C.SEASONALITY, C.SEASONAL_LIFT, C.HOUR_SHARE,
-                    C.WEEKDAY_SHARE, C.N_LINES))
+    return profiles.join(lift, on=C.ITEM_ID).select(
+        C.ITEM_ID, C.MONTH_INDEX, C.PEAK_MONTH, C.SEASONALITY, C.SEASONAL_LIFT, C.HOUR_SHARE, C.WEEKDAY_SHARE, C.N_LINES
+    )
 
 
 def user_time_profiles(history: DataFrame) -> DataFrame:

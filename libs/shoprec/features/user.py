@@ -5,6 +5,7 @@ customer's country, what they buy (category and price-band mix, taken from
 gold.item_features of the same as_of) and when (preferred hour and weekday). Everything
 is computed from ``split.history`` only, so a user first seen after ``as_of`` has no row.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, Window
@@ -15,8 +16,20 @@ from shoprec.features.confidence import age_days, known_product_events
 from shoprec.split import TemporalSplit
 
 USER_FEATURE_COLUMNS = (
-    C.USER_ID, C.COUNTRY, C.RECENCY_DAYS, C.FREQUENCY, C.N_PURCHASES, C.N_ITEMS, C.MONETARY, C.AVG_BASKET_SIZE,
-    C.N_RETURNS, C.RETURN_RATE, C.CATEGORY_MIX, C.PRICE_BAND_MIX, C.PREFERRED_HOUR, C.PREFERRED_WEEKDAY,
+    C.USER_ID,
+    C.COUNTRY,
+    C.RECENCY_DAYS,
+    C.FREQUENCY,
+    C.N_PURCHASES,
+    C.N_ITEMS,
+    C.MONETARY,
+    C.AVG_BASKET_SIZE,
+    C.N_RETURNS,
+    C.RETURN_RATE,
+    C.CATEGORY_MIX,
+    C.PRICE_BAND_MIX,
+    C.PREFERRED_HOUR,
+    C.PREFERRED_WEEKDAY,
     C.LAST_EVENT_TS,
 )
 
@@ -117,9 +130,8 @@ def _mix(bought: DataFrame, item_features: DataFrame, price_bands: int) -> DataF
     described = bought.select(C.USER_ID, C.ITEM_ID).join(
         item_features.select(C.ITEM_ID, C.CATEGORY, C.PRICE_BAND), on=C.ITEM_ID, how="left"
     )
-    per_category = (
-        described.groupBy(C.USER_ID, F.coalesce(F.col(C.CATEGORY), F.lit("unknown")).alias(C.CATEGORY))
-        .agg(F.count("*").alias("_n"))
+    per_category = described.groupBy(C.USER_ID, F.coalesce(F.col(C.CATEGORY), F.lit("unknown")).alias(C.CATEGORY)).agg(
+        F.count("*").alias("_n")
     )
     total = Window.partitionBy(C.USER_ID)
     category_mix = (
@@ -136,8 +148,9 @@ def _mix(bought: DataFrame, item_features: DataFrame, price_bands: int) -> DataF
     # so the shares may sum to less than 1.
     price_band_mix = band_counts.select(
         C.USER_ID,
-        F.array(*[(F.col(f"_band_{b}") / F.col("_lines")).cast("double") for b in range(1, bands + 1)])
-        .alias(C.PRICE_BAND_MIX),
+        F.array(*[(F.col(f"_band_{b}") / F.col("_lines")).cast("double") for b in range(1, bands + 1)]).alias(
+            C.PRICE_BAND_MIX
+        ),
     )
     return category_mix.join(price_band_mix, on=C.USER_ID, how="full")
 

@@ -14,6 +14,7 @@ examples from the validation window; nothing at or after ``as_of`` is read. Hist
 features are point-in-time: a purchase sees only the baskets before it, and a negative
 sees the user's purchases before its window.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,8 +82,10 @@ def _midnight(d: date) -> datetime:
 
 
 def windows(split: TemporalSplit) -> tuple[ExampleWindow, ExampleWindow]:
-    return (ExampleWindow(TRAIN, None, _midnight(split.validation_start)),
-            ExampleWindow(VALID, _midnight(split.validation_start), _midnight(split.as_of)))
+    return (
+        ExampleWindow(TRAIN, None, _midnight(split.validation_start)),
+        ExampleWindow(VALID, _midnight(split.validation_start), _midnight(split.as_of)),
+    )
 
 
 # ------------------------------------------------------------------------------ positives
@@ -95,7 +98,8 @@ def basket_positives(interactions: DataFrame, split: TemporalSplit) -> DataFrame
     """
     bought = purchases(split.history(interactions))
     lines = bought.groupBy(C.USER_ID, C.ITEM_ID, C.BASKET_ID).agg(
-        F.min(C.EVENT_TS).alias(C.EVENT_TS), F.first(C.COUNTRY, ignorenulls=True).alias(C.COUNTRY),
+        F.min(C.EVENT_TS).alias(C.EVENT_TS),
+        F.first(C.COUNTRY, ignorenulls=True).alias(C.COUNTRY),
         F.first(C.DEVICE, ignorenulls=True).alias(C.DEVICE),
     )
     pair = Window.partitionBy(C.USER_ID, C.ITEM_ID).orderBy(C.EVENT_TS, C.BASKET_ID)
@@ -107,13 +111,13 @@ def basket_positives(interactions: DataFrame, split: TemporalSplit) -> DataFrame
     baskets = bought.groupBy(C.USER_ID, C.BASKET_ID).agg(F.min(C.EVENT_TS).alias("_bts"))
     user = Window.partitionBy(C.USER_ID).orderBy("_bts", C.BASKET_ID)
     user_hist = baskets.select(
-        C.USER_ID, C.BASKET_ID,
+        C.USER_ID,
+        C.BASKET_ID,
         (F.row_number().over(user) - 1).alias(C.USER_PURCHASES),
         _days_between(F.col("_bts"), F.lag("_bts").over(user)).alias(C.USER_DAYS_SINCE),
     )
-    return (
-        with_pair.join(user_hist, on=[C.USER_ID, C.BASKET_ID], how="inner")
-        .withColumn(C.EXAMPLE_ID, F.xxhash64(C.USER_ID, C.ITEM_ID, C.BASKET_ID))
+    return with_pair.join(user_hist, on=[C.USER_ID, C.BASKET_ID], how="inner").withColumn(
+        C.EXAMPLE_ID, F.xxhash64(C.USER_ID, C.ITEM_ID, C.BASKET_ID)
     )
 
 
@@ -161,23 +165,33 @@ def sample_negatives(positives: DataFrame, n: int, power: float, seed: int) -> D
         for pdf in batches:
             u = rng.random((len(pdf), draws))
             picked = its[np.minimum(np.searchsorted(cum, u), len(its) - 1)]
-            yield pd.DataFrame({
-                C.EXAMPLE_ID: np.repeat(pdf[C.EXAMPLE_ID].to_numpy(), draws),
-                C.USER_ID: np.repeat(pdf[C.USER_ID].to_numpy(dtype=object), draws),
-                C.ITEM_ID: picked.ravel(),
-                _DRAW: np.tile(np.arange(draws, dtype=np.int32), len(pdf)),
-            })
+            yield pd.DataFrame(
+                {
+                    C.EXAMPLE_ID: np.repeat(pdf[C.EXAMPLE_ID].to_numpy(), draws),
+                    C.USER_ID: np.repeat(pdf[C.USER_ID].to_numpy(dtype=object), draws),
+                    C.ITEM_ID: picked.ravel(),
+                    _DRAW: np.tile(np.arange(draws, dtype=np.int32), len(pdf)),
+                }
+            )
 
-    schema = T.StructType([T.StructField(C.EXAMPLE_ID, T.LongType()), T.StructField(C.USER_ID, T.StringType()),
-                           T.StructField(C.ITEM_ID, T.StringType()), T.StructField(_DRAW, T.IntegerType())])
+    schema = T.StructType(
+        [
+            T.StructField(C.EXAMPLE_ID, T.LongType()),
+            T.StructField(C.USER_ID, T.StringType()),
+            T.StructField(C.ITEM_ID, T.StringType()),
+            T.StructField(_DRAW, T.IntegerType()),
+        ]
+    )
     drawn = positives.select(C.EXAMPLE_ID, C.USER_ID).mapInPandas(draw, schema)
     bought = positives.select(C.USER_ID, C.ITEM_ID).distinct()
     kept = drawn.join(bought, on=[C.USER_ID, C.ITEM_ID], how="left_anti")
     first = Window.partitionBy(C.EXAMPLE_ID, C.ITEM_ID).orderBy(_DRAW)
     nth = Window.partitionBy(C.EXAMPLE_ID).orderBy(_DRAW)
     return (
-        kept.withColumn("_first", F.row_number().over(first)).filter(F.col("_first") == 1)
-        .withColumn("_nth", F.row_number().over(nth)).filter(F.col("_nth") <= n)
+        kept.withColumn("_first", F.row_number().over(first))
+        .filter(F.col("_first") == 1)
+        .withColumn("_nth", F.row_number().over(nth))
+        .filter(F.col("_nth") <= n)
         .select(C.EXAMPLE_ID, C.USER_ID, C.ITEM_ID)
     )
 
@@ -188,22 +202,42 @@ def negative_examples(negatives: DataFrame, positives: DataFrame, before: DataFr
     ``before``: the positives of earlier windows (a validation negative may be an item the
     user bought during training, and says so in its pair features).
     """
-    context = positives.select(C.EXAMPLE_ID, C.BASKET_ID, C.EVENT_TS, C.COUNTRY, C.DEVICE,
-                               C.USER_PURCHASES, C.USER_DAYS_SINCE, *CONTEXT_COLUMNS)
+    context = positives.select(
+        C.EXAMPLE_ID,
+        C.BASKET_ID,
+        C.EVENT_TS,
+        C.COUNTRY,
+        C.DEVICE,
+        C.USER_PURCHASES,
+        C.USER_DAYS_SINCE,
+        *CONTEXT_COLUMNS,
+    )
     prior = before.groupBy(C.USER_ID, C.ITEM_ID).agg(
-        F.count(F.lit(1)).alias(C.PAIR_PURCHASES), F.max(C.EVENT_TS).alias(_LAST))
+        F.count(F.lit(1)).alias(C.PAIR_PURCHASES), F.max(C.EVENT_TS).alias(_LAST)
+    )
     joined = negatives.join(context, on=C.EXAMPLE_ID, how="inner").join(prior, on=[C.USER_ID, C.ITEM_ID], how="left")
     return joined.select(
-        C.USER_ID, C.ITEM_ID, C.BASKET_ID, C.EVENT_TS, C.COUNTRY, C.DEVICE, C.EXAMPLE_ID,
+        C.USER_ID,
+        C.ITEM_ID,
+        C.BASKET_ID,
+        C.EVENT_TS,
+        C.COUNTRY,
+        C.DEVICE,
+        C.EXAMPLE_ID,
         F.coalesce(F.col(C.PAIR_PURCHASES), F.lit(0)).cast("int").alias(C.PAIR_PURCHASES),
         _days_between(F.col(C.EVENT_TS), F.col(_LAST)).alias(C.PAIR_DAYS_SINCE),
-        C.USER_PURCHASES, C.USER_DAYS_SINCE, *CONTEXT_COLUMNS,
+        C.USER_PURCHASES,
+        C.USER_DAYS_SINCE,
+        *CONTEXT_COLUMNS,
     )
 
 
 # ------------------------------------------------------------------------------ assembly
 def examples(
-    interactions: DataFrame, item_features: DataFrame, split: TemporalSplit, cfg: Config,
+    interactions: DataFrame,
+    item_features: DataFrame,
+    split: TemporalSplit,
+    cfg: Config,
     cached: list[DataFrame] | None = None,
 ) -> dict[str, DataFrame]:
     """Raw training and validation examples (``features.RAW_COLUMNS`` + label, example id).
@@ -222,15 +256,18 @@ def examples(
         cached.append(pos)
         before = all_pos.filter(F.col(C.EVENT_TS) < F.lit(window.start)) if window.start else all_pos.limit(0)
         neg = negative_examples(sample_negatives(pos, n_neg, hcfg.sampling_power, hcfg.seed + salt), pos, before)
-        rows = (
-            pos.select(*neg.columns, F.lit(1).alias(C.LABEL))
-            .unionByName(neg.withColumn(C.LABEL, F.lit(0)))
-        )
+        rows = pos.select(*neg.columns, F.lit(1).alias(C.LABEL)).unionByName(neg.withColumn(C.LABEL, F.lit(0)))
         rows = rows.join(content, on=C.ITEM_ID, how="left")
-        out[window.name] = rows.select(
-            *H.RAW_COLUMNS, F.col(C.LABEL).cast("int").alias(C.LABEL), C.EXAMPLE_ID, C.EVENT_TS,
-        ).withColumn(C.PAIR_PURCHASES, F.col(C.PAIR_PURCHASES).cast("int")) \
-         .withColumn(C.USER_PURCHASES, F.col(C.USER_PURCHASES).cast("int"))
+        out[window.name] = (
+            rows.select(
+                *H.RAW_COLUMNS,
+                F.col(C.LABEL).cast("int").alias(C.LABEL),
+                C.EXAMPLE_ID,
+                C.EVENT_TS,
+            )
+            .withColumn(C.PAIR_PURCHASES, F.col(C.PAIR_PURCHASES).cast("int"))
+            .withColumn(C.USER_PURCHASES, F.col(C.USER_PURCHASES).cast("int"))
+        )
     return out
 
 
@@ -263,10 +300,12 @@ def write_training_data(
     n_files = max(1, hcfg.num_proc * hcfg.shards_per_rank)
     try:
         # Shuffle rows across files for training; keep a user's rows together for validation.
-        parts[TRAIN].repartition(n_files, F.xxhash64(C.EXAMPLE_ID, F.lit(hcfg.seed))) \
-            .write.mode("overwrite").parquet(os.path.join(folder, TRAIN))
-        parts[VALID].repartition(max(1, hcfg.num_proc), C.USER_ID) \
-            .write.mode("overwrite").parquet(os.path.join(folder, VALID))
+        parts[TRAIN].repartition(n_files, F.xxhash64(C.EXAMPLE_ID, F.lit(hcfg.seed))).write.mode("overwrite").parquet(
+            os.path.join(folder, TRAIN)
+        )
+        parts[VALID].repartition(max(1, hcfg.num_proc), C.USER_ID).write.mode("overwrite").parquet(
+            os.path.join(folder, VALID)
+        )
     finally:
         for df in cached:
             df.unpersist()
@@ -275,9 +314,13 @@ def write_training_data(
     valid = spark.read.parquet(os.path.join(folder, VALID))
     counts = _counts(train, "train") | _counts(valid, "valid")
     manifest = build_manifest(train, cfg, counts)
-    manifest.update(as_of=split.as_of.isoformat(), validation_start=split.validation_start.isoformat(),
-                    negatives=hcfg.negatives, validation_negatives=hcfg.validation_negatives,
-                    sampling_power=hcfg.sampling_power)
+    manifest.update(
+        as_of=split.as_of.isoformat(),
+        validation_start=split.validation_start.isoformat(),
+        negatives=hcfg.negatives,
+        validation_negatives=hcfg.validation_negatives,
+        sampling_power=hcfg.sampling_power,
+    )
     with open(os.path.join(folder, MANIFEST), "w") as fh:
         json.dump(manifest, fh)
     log.info("hybrid training data: %s", counts)
@@ -285,8 +328,12 @@ def write_training_data(
 
 
 def _counts(df: DataFrame, name: str) -> dict[str, int]:
-    row = df.agg(F.count(F.lit(1)).alias("rows"), F.sum(C.LABEL).alias("positives"),
-                 F.countDistinct(C.USER_ID).alias("users")).first()
+    row = df.agg(
+        F.count(F.lit(1)).alias("rows"), F.sum(C.LABEL).alias("positives"), F.countDistinct(C.USER_ID).alias("users")
+    ).first()
     assert row is not None  # a global aggregate: one row
-    return {f"{name}_rows": int(row["rows"]), f"{name}_positives": int(row["positives"] or 0),
-            f"{name}_users": int(row["users"])}
+    return {
+        f"{name}_rows": int(row["rows"]),
+        f"{name}_positives": int(row["positives"] or 0),
+        f"{name}_users": int(row["users"]),
+    }

@@ -19,6 +19,7 @@ Raw example columns (``RAW_COLUMNS``)::
     user_days_since                  double   days since the user's previous basket (null: none)
     label                            int      1 bought, 0 sampled negative (training data only)
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -34,26 +35,57 @@ from shoprec import columns as C
 VOCAB_FEATURES = (C.USER_ID, C.ITEM_ID, C.COUNTRY, C.DEVICE, C.SEASON, C.CATEGORY)
 # Small integers used as they are (0 = null); the manifest gives each one's size.
 INT_FEATURES = (C.HOUR, C.WEEKDAY, C.PRICE_BAND)
-INT_SIZES = {C.HOUR: 25, C.WEEKDAY: 8}   # hour 0..23 stored as hour + 1; price band: bands + 1
+INT_SIZES = {C.HOUR: 25, C.WEEKDAY: 8}  # hour 0..23 stored as hour + 1; price band: bands + 1
 # Numeric inputs after :func:`numeric_frame` (log counts, capped days), normalised in the model.
-NUMERIC = ("days_to_holiday", "log_pair_purchases", "log_pair_days_since", "log_user_purchases",
-           "log_user_days_since")
-NEVER_DAYS = 730.0        # "never bought" reads as two years ago
+NUMERIC = ("days_to_holiday", "log_pair_purchases", "log_pair_days_since", "log_user_purchases", "log_user_days_since")
+NEVER_DAYS = 730.0  # "never bought" reads as two years ago
 NO_HOLIDAY_DAYS = 366.0
 
-RAW_COLUMNS = (C.USER_ID, C.ITEM_ID, C.COUNTRY, C.DEVICE, C.SEASON, C.CATEGORY, C.HOUR, C.WEEKDAY,
-               C.PRICE_BAND, C.DAYS_TO_HOLIDAY, C.TEXT_VECTOR, C.PAIR_PURCHASES, C.PAIR_DAYS_SINCE,
-               C.USER_PURCHASES, C.USER_DAYS_SINCE)
+RAW_COLUMNS = (
+    C.USER_ID,
+    C.ITEM_ID,
+    C.COUNTRY,
+    C.DEVICE,
+    C.SEASON,
+    C.CATEGORY,
+    C.HOUR,
+    C.WEEKDAY,
+    C.PRICE_BAND,
+    C.DAYS_TO_HOLIDAY,
+    C.TEXT_VECTOR,
+    C.PAIR_PURCHASES,
+    C.PAIR_DAYS_SINCE,
+    C.USER_PURCHASES,
+    C.USER_DAYS_SINCE,
+)
 
 # Model input names (Keras Input layers) in order.
-INPUTS = ("user", "item", "country", "device", "season", "category", "hour", "weekday", "price_band",
-          "numeric", "text_vector")
-_VOCAB_INPUT = {C.USER_ID: "user", C.ITEM_ID: "item", C.COUNTRY: "country", C.DEVICE: "device",
-                C.SEASON: "season", C.CATEGORY: "category"}
+INPUTS = (
+    "user",
+    "item",
+    "country",
+    "device",
+    "season",
+    "category",
+    "hour",
+    "weekday",
+    "price_band",
+    "numeric",
+    "text_vector",
+)
+_VOCAB_INPUT = {
+    C.USER_ID: "user",
+    C.ITEM_ID: "item",
+    C.COUNTRY: "country",
+    C.DEVICE: "device",
+    C.SEASON: "season",
+    C.CATEGORY: "category",
+}
 
 
 def numeric_frame(pdf: pd.DataFrame) -> np.ndarray:
     """The ``NUMERIC`` columns as float32 [n, 5]: counts as log1p, days capped, nulls filled."""
+
     def col(name: str, fill: float) -> np.ndarray:
         return pd.to_numeric(pdf[name], errors="coerce").fillna(fill).to_numpy(np.float64)
 
@@ -64,13 +96,16 @@ def _numeric(col: Callable[[str, float], np.ndarray]) -> np.ndarray:
     """``col(name, fill)`` gives a column as float64 with nulls filled."""
     days_pair = np.clip(col(C.PAIR_DAYS_SINCE, NEVER_DAYS), 0, NEVER_DAYS)
     days_user = np.clip(col(C.USER_DAYS_SINCE, NEVER_DAYS), 0, NEVER_DAYS)
-    out = np.stack([
-        np.clip(col(C.DAYS_TO_HOLIDAY, NO_HOLIDAY_DAYS), 0, NO_HOLIDAY_DAYS),
-        np.log1p(np.clip(col(C.PAIR_PURCHASES, 0.0), 0, None)),
-        np.log1p(days_pair),
-        np.log1p(np.clip(col(C.USER_PURCHASES, 0.0), 0, None)),
-        np.log1p(days_user),
-    ], axis=1)
+    out = np.stack(
+        [
+            np.clip(col(C.DAYS_TO_HOLIDAY, NO_HOLIDAY_DAYS), 0, NO_HOLIDAY_DAYS),
+            np.log1p(np.clip(col(C.PAIR_PURCHASES, 0.0), 0, None)),
+            np.log1p(days_pair),
+            np.log1p(np.clip(col(C.USER_PURCHASES, 0.0), 0, None)),
+            np.log1p(days_user),
+        ],
+        axis=1,
+    )
     return out.astype(np.float32)
 
 
@@ -120,8 +155,9 @@ def arrow_vocabularies(manifest: Mapping) -> dict[str, pa.Array]:
     return {name: pa.array(manifest["vocab"][name], pa.string()) for name in VOCAB_FEATURES}
 
 
-def encode_arrow(batch: pa.RecordBatch, manifest: Mapping, vocabularies: Mapping[str, pa.Array],
-                 text: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def encode_arrow(
+    batch: pa.RecordBatch, manifest: Mapping, vocabularies: Mapping[str, pa.Array], text: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """:func:`encode` for an Arrow record batch, without pandas: vocabulary lookups in Arrow's
     hash kernels, the text vectors read straight from the list column's buffer. Gives the
     same arrays as :func:`encode` on ``batch.to_pandas()`` (a test holds the two together);
@@ -144,7 +180,7 @@ def encode_arrow(batch: pa.RecordBatch, manifest: Mapping, vocabularies: Mapping
         values = column(name)
         if not pa.types.is_string(values.type):
             values = pc.cast(values, pa.string())
-        index = pc.index_in(values, value_set=vocabularies[name])          # null: unknown or null
+        index = pc.index_in(values, value_set=vocabularies[name])  # null: unknown or null
         out[_VOCAB_INPUT[name]] = (pc.fill_null(index, -1).to_numpy(zero_copy_only=False) + 1).astype(np.int32)
     out["hour"] = _small_int_of(floats(C.HOUR), INT_SIZES[C.HOUR], 1)
     out["weekday"] = _small_int_of(floats(C.WEEKDAY), INT_SIZES[C.WEEKDAY], 0)

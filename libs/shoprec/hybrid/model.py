@@ -11,6 +11,7 @@ normalised inside the model with the manifest's statistics, so the saved model p
 ``features.encode`` is everything scoring needs. Built only from stock layers: the
 SavedModel loads without custom objects.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 
-def build_model(manifest: Mapping, mcfg: HybridModelConfig,
-                als_factors: Mapping[str, np.ndarray] | None = None) -> tf.keras.Model:
+def build_model(
+    manifest: Mapping, mcfg: HybridModelConfig, als_factors: Mapping[str, np.ndarray] | None = None
+) -> tf.keras.Model:
     """The compiled-ready (not compiled) Keras model for ``manifest``'s vocabularies.
 
     ``als_factors`` (``{"user": [n_users + 1, rank], "item": [...]}`` aligned with the
@@ -49,8 +51,12 @@ def build_model(manifest: Mapping, mcfg: HybridModelConfig,
         return L.Embedding(sizes[name], dim, name=f"{tower}_{name}_embedding", **kwargs)(inputs[name])
 
     factors = als_factors or {}
-    gmf = L.Multiply(name="gmf")([embed("user", mcfg.embedding_dim, "gmf", factors.get("user")),
-                                  embed("item", mcfg.embedding_dim, "gmf", factors.get("item"))])
+    gmf = L.Multiply(name="gmf")(
+        [
+            embed("user", mcfg.embedding_dim, "gmf", factors.get("user")),
+            embed("item", mcfg.embedding_dim, "gmf", factors.get("item")),
+        ]
+    )
     mlp_parts = [embed("user", mcfg.embedding_dim, "mlp"), embed("item", mcfg.embedding_dim, "mlp")]
     d = mcfg.context_embedding_dim
     if mcfg.use_content:

@@ -4,6 +4,7 @@ The artifact holds the Keras SavedModel and the manifest (vocabularies, sizes,
 normalisation); ``predict`` encodes with ``features.encode`` and calls the model
 directly (no per-call ``Model.predict`` set-up) in chunks that bound memory.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,8 @@ class Scorer:
     def score(self, pdf: pd.DataFrame) -> np.ndarray:
         out = np.empty(len(pdf), dtype=np.float32)
         for start in range(0, len(pdf), CHUNK):
-            x = H.encode(pdf.iloc[start:start + CHUNK], self.manifest)
-            out[start:start + CHUNK] = self._call(x).numpy().ravel()
+            x = H.encode(pdf.iloc[start : start + CHUNK], self.manifest)
+            out[start : start + CHUNK] = self._call(x).numpy().ravel()
         return out
 
     def score_arrow(self, batch: pa.RecordBatch, text_lookup: tuple | None = None) -> np.ndarray:
@@ -61,7 +62,7 @@ class Scorer:
             chunk = batch.slice(start, CHUNK)
             text = H.lookup_text(chunk, *text_lookup) if text_lookup is not None else None
             x = H.encode_arrow(chunk, self.manifest, self._vocabularies, text)
-            out[start:start + CHUNK] = self._call(x).numpy().ravel()
+            out[start : start + CHUNK] = self._call(x).numpy().ravel()
         return out
 
 
@@ -71,8 +72,9 @@ class HybridPyfunc(PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
         self.scorer = Scorer(context.artifacts[KERAS_MODEL], context.artifacts[MANIFEST])
 
-    def predict(self, context: PythonModelContext, model_input: pd.DataFrame,
-                params: dict[str, Any] | None = None) -> pd.Series:
+    def predict(
+        self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.Series:
         return pd.Series(self.scorer.score(model_input).astype(np.float64), name=C.SCORE)
 
 
@@ -84,8 +86,16 @@ def signature() -> ModelSignature:
 
     strings = (C.USER_ID, C.ITEM_ID)
     optional_strings = (C.COUNTRY, C.DEVICE, C.SEASON, C.CATEGORY)
-    doubles = (C.HOUR, C.WEEKDAY, C.PRICE_BAND, C.DAYS_TO_HOLIDAY, C.PAIR_PURCHASES, C.PAIR_DAYS_SINCE,
-               C.USER_PURCHASES, C.USER_DAYS_SINCE)
+    doubles = (
+        C.HOUR,
+        C.WEEKDAY,
+        C.PRICE_BAND,
+        C.DAYS_TO_HOLIDAY,
+        C.PAIR_PURCHASES,
+        C.PAIR_DAYS_SINCE,
+        C.USER_PURCHASES,
+        C.USER_DAYS_SINCE,
+    )
     cols: list[ColSpec | TensorSpec] = [ColSpec(DataType.string, c) for c in strings]
     cols += [ColSpec(DataType.string, c, required=False) for c in optional_strings]
     cols += [ColSpec(DataType.double, c, required=False) for c in doubles]

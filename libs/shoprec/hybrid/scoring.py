@@ -8,6 +8,7 @@ pandas and scored whole.
 ``rerank_pool`` is the candidate pool the hybrid re-ranks for evaluation: ALS top-N,
 the user's own purchases and the popular items.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -67,16 +68,25 @@ def history_counts(interactions: DataFrame, split: TemporalSplit) -> tuple[DataF
     as_of = F.lit(datetime.combine(split.as_of, dtime()))
     days = lambda ts: (F.unix_micros(as_of) - F.unix_micros(ts)) / F.lit(86_400e6)  # noqa: E731
     pair = bought.groupBy(C.USER_ID, C.ITEM_ID).agg(
-        F.countDistinct(C.BASKET_ID).cast("int").alias(C.PAIR_PURCHASES), F.max(C.EVENT_TS).alias("_last"))
+        F.countDistinct(C.BASKET_ID).cast("int").alias(C.PAIR_PURCHASES), F.max(C.EVENT_TS).alias("_last")
+    )
     user = bought.groupBy(C.USER_ID).agg(
-        F.countDistinct(C.BASKET_ID).cast("int").alias(C.USER_PURCHASES), F.max(C.EVENT_TS).alias("_ulast"))
-    return (pair.select(C.USER_ID, C.ITEM_ID, C.PAIR_PURCHASES, days(F.col("_last")).alias(C.PAIR_DAYS_SINCE)),
-            user.select(C.USER_ID, C.USER_PURCHASES, days(F.col("_ulast")).alias(C.USER_DAYS_SINCE)))
+        F.countDistinct(C.BASKET_ID).cast("int").alias(C.USER_PURCHASES), F.max(C.EVENT_TS).alias("_ulast")
+    )
+    return (
+        pair.select(C.USER_ID, C.ITEM_ID, C.PAIR_PURCHASES, days(F.col("_last")).alias(C.PAIR_DAYS_SINCE)),
+        user.select(C.USER_ID, C.USER_PURCHASES, days(F.col("_ulast")).alias(C.USER_DAYS_SINCE)),
+    )
 
 
 def scoring_features(
-    pairs: DataFrame, interactions: DataFrame, user_features: DataFrame, item_features: DataFrame,
-    split: TemporalSplit, holidays: Sequence[str], with_text: bool = True,
+    pairs: DataFrame,
+    interactions: DataFrame,
+    user_features: DataFrame,
+    item_features: DataFrame,
+    split: TemporalSplit,
+    holidays: Sequence[str],
+    with_text: bool = True,
 ) -> DataFrame:
     """``pairs`` (user_id, item_id, ...) plus every column of ``features.RAW_COLUMNS`` at as_of
     (without ``text_vector`` when ``with_text`` is false: :func:`score_pairs` can look the
@@ -118,8 +128,13 @@ def item_text_table(item_features: DataFrame) -> tuple[list[str], object]:
     return [r[C.ITEM_ID] for r in rows], matrix
 
 
-def score_pairs(features: DataFrame, model_dir: str, manifest_path: str, shipped: bool = False,
-                item_features: DataFrame | None = None) -> DataFrame:
+def score_pairs(
+    features: DataFrame,
+    model_dir: str,
+    manifest_path: str,
+    shipped: bool = False,
+    item_features: DataFrame | None = None,
+) -> DataFrame:
     """``features`` without the model's input columns (ids and any other columns kept) plus
     ``score`` (double), scored in Spark's Python workers.
 
@@ -142,16 +157,19 @@ def score_pairs(features: DataFrame, model_dir: str, manifest_path: str, shipped
         if shipped:
             from pyspark import SparkFiles
 
-            scorer = _scorer(os.path.join(SparkFiles.getRootDirectory(), model_dir),
-                             os.path.join(SparkFiles.getRootDirectory(), manifest_path))
+            scorer = _scorer(
+                os.path.join(SparkFiles.getRootDirectory(), model_dir),
+                os.path.join(SparkFiles.getRootDirectory(), manifest_path),
+            )
         else:
             scorer = _scorer(model_dir, manifest_path)
         lookup = _text_lookup(texts.value) if texts is not None else None
         for batch in batches:
             names = batch.schema.names
             scores = pa.array(scorer.score_arrow(batch, lookup).astype("float64"))
-            yield pa.RecordBatch.from_arrays([batch.column(names.index(c)) for c in keep] + [scores],
-                                             names=[*keep, C.SCORE])
+            yield pa.RecordBatch.from_arrays(
+                [batch.column(names.index(c)) for c in keep] + [scores], names=[*keep, C.SCORE]
+            )
 
     return features.mapInArrow(score, schema)
 
@@ -170,15 +188,16 @@ def _text_lookup(table: tuple[list[str], object]) -> tuple:
     return _LOOKUPS[key][:2]
 
 
-def rerank_pool(
-    als_candidates: DataFrame, confidence: DataFrame, item_features: DataFrame, pool: int
-) -> DataFrame:
+def rerank_pool(als_candidates: DataFrame, confidence: DataFrame, item_features: DataFrame, pool: int) -> DataFrame:
     """``user_id, item_id`` to score per user with history: ALS top-``pool``, the user's
     ``pool`` strongest purchases (confidence) and the ``pool`` most popular items."""
     als = als_candidates.filter(F.col(C.RANK) <= pool).select(C.USER_ID, C.ITEM_ID)
     by_conf = Window.partitionBy(C.USER_ID).orderBy(F.col(C.CONFIDENCE).desc(), C.ITEM_ID)
-    own = (confidence.withColumn("_n", F.row_number().over(by_conf)).filter(F.col("_n") <= pool)
-           .select(C.USER_ID, C.ITEM_ID))
+    own = (
+        confidence.withColumn("_n", F.row_number().over(by_conf))
+        .filter(F.col("_n") <= pool)
+        .select(C.USER_ID, C.ITEM_ID)
+    )
     popular = item_features.orderBy(F.col(C.POPULARITY).desc(), C.ITEM_ID).limit(pool).select(C.ITEM_ID)
     users = confidence.select(C.USER_ID).distinct()
     return als.unionByName(own).unionByName(users.crossJoin(F.broadcast(popular))).distinct()
@@ -187,5 +206,8 @@ def rerank_pool(
 def top_n(scored: DataFrame, n: int) -> DataFrame:
     """``user_id, item_id, score, rank`` keeping each user's n best (ties to the smaller item id)."""
     w = Window.partitionBy(C.USER_ID).orderBy(F.col(C.SCORE).desc(), C.ITEM_ID)
-    return (scored.withColumn(C.RANK, F.row_number().over(w)).filter(F.col(C.RANK) <= n)
-            .select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK))
+    return (
+        scored.withColumn(C.RANK, F.row_number().over(w))
+        .filter(F.col(C.RANK) <= n)
+        .select(C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
+    )

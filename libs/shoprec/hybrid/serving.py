@@ -8,6 +8,7 @@ the folder to the Spark job (``SparkContext.addFile`` in local mode, a zip throu
 ``hybrid.scoring.score_pairs``: one model load per Python worker, Arrow batches encoded without
 pandas, no ``predict`` wrapper and no collect.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,10 +28,10 @@ class ServingModel:
     name: str
     version: str
     alias: str
-    folder: str          # the downloaded pyfunc model
+    folder: str  # the downloaded pyfunc model
     keras_dir: str
     manifest_path: str
-    note: str = ""       # why another version than the alias's serves (an as_of before its data)
+    note: str = ""  # why another version than the alias's serves (an as_of before its data)
 
     def describe(self) -> str:
         return f"{self.name} v{self.version} " + (f"({self.note})" if self.note else f"(alias {self.alias})")
@@ -67,5 +68,10 @@ def score(features: DataFrame, model: ServingModel, item_features: DataFrame | N
     ``item_features`` gives it per item) plus ``score`` from the shipped model."""
     folder = os.path.relpath(model.keras_dir, model.folder)
     manifest = os.path.relpath(model.manifest_path, model.folder)
-    return score_pairs(features, os.path.join(model.shipped_name, folder), os.path.join(model.shipped_name, manifest),
-                       shipped=True, item_features=item_features)
+    return score_pairs(
+        features,
+        os.path.join(model.shipped_name, folder),
+        os.path.join(model.shipped_name, manifest),
+        shipped=True,
+        item_features=item_features,
+    )

@@ -16,6 +16,7 @@ digest of its final weights.
 The spec is JSON written by ``shoprec.stages.train_hybrid``: data folder, output folder, the
 training settings and, optionally, the MLflow tracking URI and run id to log into.
 """
+
 from __future__ import annotations
 
 import json
@@ -141,8 +142,15 @@ def ranking_sums(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray, k: 
     return np.array([ndcg[has_pos].sum(), auc[both].sum(), float(has_pos.sum()), float(both.sum())])
 
 
-def _validation_callback(hv: _Single, x_val: Mapping[str, np.ndarray], y_val: np.ndarray, g_val: np.ndarray,
-                         patience: int, logger: Callable[[dict], None], started: float) -> tf.keras.callbacks.Callback:
+def _validation_callback(
+    hv: _Single,
+    x_val: Mapping[str, np.ndarray],
+    y_val: np.ndarray,
+    g_val: np.ndarray,
+    patience: int,
+    logger: Callable[[dict], None],
+    started: float,
+) -> tf.keras.callbacks.Callback:
     import tensorflow as tf
 
     class Validation(tf.keras.callbacks.Callback):
@@ -164,10 +172,16 @@ def _validation_callback(hv: _Single, x_val: Mapping[str, np.ndarray], y_val: np
             sums = hv.allreduce_sum(ranking_sums(g_val, y_val, np.asarray(scores).ravel()))
             ndcg = sums[0] / max(sums[2], 1.0)
             auc = sums[1] / max(sums[3], 1.0)
-            row = {"epoch": epoch + 1, "loss": float((logs or {}).get("loss", float("nan"))),
-                   "auc": float((logs or {}).get("auc", float("nan"))), "val_ndcg_at_10": float(ndcg),
-                   "val_auc": float(auc), "val_users": int(sums[2]), "epoch_seconds": train_seconds,
-                   "elapsed_seconds": time.perf_counter() - started}
+            row = {
+                "epoch": epoch + 1,
+                "loss": float((logs or {}).get("loss", float("nan"))),
+                "auc": float((logs or {}).get("auc", float("nan"))),
+                "val_ndcg_at_10": float(ndcg),
+                "val_auc": float(auc),
+                "val_users": int(sums[2]),
+                "epoch_seconds": train_seconds,
+                "elapsed_seconds": time.perf_counter() - started,
+            }
             self.epochs.append(row)
             if ndcg > self.best:
                 self.best, self.best_epoch, self.wait = ndcg, epoch + 1, 0
@@ -263,16 +277,22 @@ def train(spec: Mapping[str, Any], distributed: bool = True) -> dict:
     # Rank 0's initial weights everywhere; the optimizer's slots start at zero on every rank.
     hv.broadcast(model.variables)
     model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=[tf.keras.metrics.AUC(name="auc")])
-    validation = _validation_callback(hv, x_val, y_val, g_val, int(spec.get("patience", 2)),
-                                      _mlflow_logger(spec, rank), started)
+    validation = _validation_callback(
+        hv, x_val, y_val, g_val, int(spec.get("patience", 2)), _mlflow_logger(spec, rank), started
+    )
     callbacks.append(validation)
     if rank == 0:
         os.makedirs(os.path.dirname(os.path.join(out, CHECKPOINT)), exist_ok=True)
         callbacks.append(tf.keras.callbacks.ModelCheckpoint(os.path.join(out, CHECKPOINT), save_weights_only=True))
 
     fit_started = time.perf_counter()
-    model.fit(dataset(x, y, batch, seed + rank), epochs=int(spec["epochs"]), steps_per_epoch=steps,
-              callbacks=callbacks, verbose=0)
+    model.fit(
+        dataset(x, y, batch, seed + rank),
+        epochs=int(spec["epochs"]),
+        steps_per_epoch=steps,
+        callbacks=callbacks,
+        verbose=0,
+    )
     fit_seconds = time.perf_counter() - fit_started
     if validation.best_weights is not None:
         model.set_weights(validation.best_weights)
@@ -280,11 +300,19 @@ def train(spec: Mapping[str, Any], distributed: bool = True) -> dict:
     epochs = validation.epochs
     train_seconds = sum(e["epoch_seconds"] for e in epochs)
     result = {
-        "rank": rank, "size": size, "threads": threads, "train_rows": len(y), "valid_rows": len(y_val),
-        "steps_per_epoch": steps, "batch_size": batch, "epochs_run": len(epochs),
-        "best_epoch": validation.best_epoch, "val_ndcg_at_10": validation.best,
+        "rank": rank,
+        "size": size,
+        "threads": threads,
+        "train_rows": len(y),
+        "valid_rows": len(y_val),
+        "steps_per_epoch": steps,
+        "batch_size": batch,
+        "epochs_run": len(epochs),
+        "best_epoch": validation.best_epoch,
+        "val_ndcg_at_10": validation.best,
         "val_auc": next((e["val_auc"] for e in epochs if e["epoch"] == validation.best_epoch), None),
-        "fit_seconds": fit_seconds, "train_seconds": train_seconds,
+        "fit_seconds": fit_seconds,
+        "train_seconds": train_seconds,
         "samples_per_second": steps * batch * size * len(epochs) / max(train_seconds, 1e-9),
         "seconds_to_best": next((e["elapsed_seconds"] for e in epochs if e["epoch"] == validation.best_epoch), None),
         "weights_digest": weights_digest(model),

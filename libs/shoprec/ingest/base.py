@@ -1,4 +1,5 @@
 """What a source adapter hands the ingest job, and helpers adapters share."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -7,6 +7,7 @@ anonymous visitor (kept, marked anonymous); missing both is a missing key.
 
 Also reads an optional item catalog (item_id, title/description, category, price).
 """
+
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -25,10 +26,21 @@ SOURCE = "event_log"
 FIELDS = ("user_id", "item_id", "event_type", "timestamp", "session_id", "device", "country", "price", "quantity")
 REQUIRED = ("item_id", "event_type", "timestamp")
 EVENT_ALIASES = {
-    "view": C.VIEW, "pageview": C.VIEW, "page_view": C.VIEW, "detail": C.VIEW, "click": C.VIEW,
-    "cart": C.CART, "addtocart": C.CART, "add_to_cart": C.CART, "add-to-cart": C.CART,
-    "purchase": C.PURCHASE, "transaction": C.PURCHASE, "order": C.PURCHASE, "buy": C.PURCHASE,
-    "return": C.RETURN, "refund": C.RETURN,
+    "view": C.VIEW,
+    "pageview": C.VIEW,
+    "page_view": C.VIEW,
+    "detail": C.VIEW,
+    "click": C.VIEW,
+    "cart": C.CART,
+    "addtocart": C.CART,
+    "add_to_cart": C.CART,
+    "add-to-cart": C.CART,
+    "purchase": C.PURCHASE,
+    "transaction": C.PURCHASE,
+    "order": C.PURCHASE,
+    "buy": C.PURCHASE,
+    "return": C.RETURN,
+    "refund": C.RETURN,
 }
 TIME_FORMATS = ("yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd HH:mm:ss.SSSSSS", "yyyy-MM-dd HH:mm")
 _CORRUPT = "_corrupt"
@@ -96,9 +108,13 @@ class EventLogAdapter:
         parsed = F.from_csv(F.col(C.META_RAW), schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT})
         p = lines.select("*", parsed.alias("_p"))
         return p.select(
-            C.META_SOURCE_FILE, C.META_LINE_NUMBER, C.META_RAW,
-            *[(F.col(f"_p.`{name}`") if name in header else F.lit(None).cast("string")).alias(field)
-              for field, name in self.names.items()],
+            C.META_SOURCE_FILE,
+            C.META_LINE_NUMBER,
+            C.META_RAW,
+            *[
+                (F.col(f"_p.`{name}`") if name in header else F.lit(None).cast("string")).alias(field)
+                for field, name in self.names.items()
+            ],
             F.col(f"_p.{_CORRUPT}").alias(_CORRUPT),
         )
 
@@ -109,7 +125,9 @@ class EventLogAdapter:
         is_object = F.trim(F.col(C.META_RAW)).startswith("{") & parsed.isNotNull()
         p = lines.select("*", parsed.alias("_p"))
         return p.select(
-            C.META_SOURCE_FILE, C.META_LINE_NUMBER, C.META_RAW,
+            C.META_SOURCE_FILE,
+            C.META_LINE_NUMBER,
+            C.META_RAW,
             *[F.col(f"_p.`{name}`").alias(field) for field, name in self.names.items()],
             F.when(~is_object & (F.col(C.META_RAW) != ""), F.col(C.META_RAW)).alias(_CORRUPT),
         )
@@ -117,9 +135,13 @@ class EventLogAdapter:
     def _parquet_fields(self, rows: DataFrame) -> DataFrame:
         present = set(rows.columns)
         return rows.select(
-            C.META_SOURCE_FILE, C.META_LINE_NUMBER, C.META_RAW,
-            *[(F.col(f"`{name}`") if name in present else F.lit(None).cast("string")).alias(field)
-              for field, name in self.names.items()],
+            C.META_SOURCE_FILE,
+            C.META_LINE_NUMBER,
+            C.META_RAW,
+            *[
+                (F.col(f"`{name}`") if name in present else F.lit(None).cast("string")).alias(field)
+                for field, name in self.names.items()
+            ],
             F.lit(None).cast("string").alias(_CORRUPT),
         )
 
@@ -159,14 +181,23 @@ def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> Data
         (user.isNull() & session.isNull(), Q.MISSING_KEY, "neither user id nor session id is given"),
         (Q.blank(F.col("event_type")), Q.MISSING_KEY, "event type is empty"),
         (Q.blank(F.col("timestamp")), Q.MISSING_KEY, "timestamp is empty"),
-        (event_type.isNull(), Q.INVALID_EVENT_TYPE,
-         F.concat(F.lit("event type '"), F.col("event_type"), F.lit("' is not view, cart, purchase or return"))),
+        (
+            event_type.isNull(),
+            Q.INVALID_EVENT_TYPE,
+            F.concat(F.lit("event type '"), F.col("event_type"), F.lit("' is not view, cart, purchase or return")),
+        ),
         (ts.isNull(), Q.UNPARSABLE, F.concat(F.lit("timestamp '"), F.col("timestamp"), F.lit("' is not a date-time"))),
-        (~Q.blank(F.col("price")) & price.isNull(), Q.UNPARSABLE,
-         F.concat(F.lit("price '"), F.col("price"), F.lit("' is not a number"))),
+        (
+            ~Q.blank(F.col("price")) & price.isNull(),
+            Q.UNPARSABLE,
+            F.concat(F.lit("price '"), F.col("price"), F.lit("' is not a number")),
+        ),
         (qty.isNull(), Q.UNPARSABLE, F.concat(F.lit("quantity '"), F.col("quantity"), F.lit("' is not an integer"))),
-        (out_of_range(ts, ingested_at, cfg), Q.TIMESTAMP_OUT_OF_RANGE,
-         F.concat(F.lit("timestamp "), F.col("timestamp"), F.lit(" is outside the plausible range"))),
+        (
+            out_of_range(ts, ingested_at, cfg),
+            Q.TIMESTAMP_OUT_OF_RANGE,
+            F.concat(F.lit("timestamp "), F.col("timestamp"), F.lit(" is outside the plausible range")),
+        ),
         (qty == 0, Q.ZERO_QUANTITY, "quantity is 0"),
         (qty < 0, Q.SIGN_MISMATCH, "negative quantity (send returns as event type return)"),
         (price < 0, Q.NON_POSITIVE_PRICE, "negative price"),

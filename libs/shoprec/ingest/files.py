@@ -4,6 +4,7 @@ These checks read only a file's first bytes or lines on the driver; rows are rea
 Spark. A file that is not what the adapter expects stops the job with one clear
 sentence naming the file and what was expected.
 """
+
 from __future__ import annotations
 
 import csv
@@ -49,9 +50,7 @@ def expand_inputs(inputs: list[str] | tuple[str, ...]) -> list[str]:
         for m in matches:
             p = Path(m)
             if p.is_dir():
-                found.extend(
-                    str(f) for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith((".", "_"))
-                )
+                found.extend(str(f) for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith((".", "_")))
             elif p.is_file():
                 found.append(str(p))
             else:
@@ -105,8 +104,9 @@ def open_text(path: str) -> io.TextIOBase:
             f"{path} is gzip-compressed but not named .gz", hint="rename it to end in .gz so Spark decompresses it"
         )
     if head.startswith((_ZIP_MAGIC, _PARQUET_MAGIC)):
-        raise InputFormatError(f"{path} is a binary file (zip/xlsx or Parquet), expected text",
-                               hint="set ingest.format")
+        raise InputFormatError(
+            f"{path} is a binary file (zip/xlsx or Parquet), expected text", hint="set ingest.format"
+        )
     # The stream is the caller's to close (it is returned), so no with block here.
     raw = gzip.open(path, "rb") if head.startswith(_GZIP_MAGIC) else open(path, "rb")  # noqa: SIM115  (see above)
     return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")

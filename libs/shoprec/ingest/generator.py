@@ -13,6 +13,7 @@ The output follows the generic event-log contract (``shoprec.ingest.event_log``)
 Event columns: user_id, item_id, event_type, event_time, session_id, device, country,
 price, quantity. The same seed and arguments give byte-identical data content.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,7 +35,15 @@ import pyarrow.parquet as pq
 
 FORMATS = {"parquet": "parquet", "csv": "csv.gz", "jsonl": "jsonl.gz"}
 EVENT_COLUMNS = (
-    "user_id", "item_id", "event_type", "event_time", "session_id", "device", "country", "price", "quantity",
+    "user_id",
+    "item_id",
+    "event_type",
+    "event_time",
+    "session_id",
+    "device",
+    "country",
+    "price",
+    "quantity",
 )
 CATALOG_COLUMNS = ("item_id", "title", "description", "category", "price")
 EVENT_TYPES = ("view", "cart", "purchase")
@@ -69,10 +78,21 @@ _USER_ZIPF = 0.8
 _USER_RANK_OFFSET = 5.0
 
 _COUNTRIES = (
-    ("United Kingdom", 0.60), ("Germany", 0.06), ("France", 0.055), ("Ireland", 0.045),
-    ("Netherlands", 0.035), ("Spain", 0.03), ("Belgium", 0.025), ("United States", 0.025),
-    ("Switzerland", 0.02), ("Portugal", 0.02), ("Italy", 0.02), ("Australia", 0.02),
-    ("Norway", 0.015), ("Sweden", 0.015), ("Denmark", 0.015),
+    ("United Kingdom", 0.60),
+    ("Germany", 0.06),
+    ("France", 0.055),
+    ("Ireland", 0.045),
+    ("Netherlands", 0.035),
+    ("Spain", 0.03),
+    ("Belgium", 0.025),
+    ("United States", 0.025),
+    ("Switzerland", 0.02),
+    ("Portugal", 0.02),
+    ("Italy", 0.02),
+    ("Australia", 0.02),
+    ("Norway", 0.015),
+    ("Sweden", 0.015),
+    ("Denmark", 0.015),
 )
 # Per-user device taste (Dirichlet), then shifted by time of day: phones and the app in
 # the evening, desktops during office hours.
@@ -83,98 +103,191 @@ _DEVICE_OFFICE = np.array([1.4, 0.9, 1.0, 0.8])
 _WEEKDAY_WEIGHT = np.array([1.0, 0.97, 0.97, 1.0, 1.05, 1.25, 1.2])  # Monday first
 
 _ADJECTIVES = (
-    "vintage", "classic", "rustic", "modern", "handmade", "deluxe", "mini", "large", "retro",
-    "scandi", "elegant", "charming", "cosy", "bright", "antique", "luxury", "simple", "festive",
-    "botanical", "geometric",
+    "vintage",
+    "classic",
+    "rustic",
+    "modern",
+    "handmade",
+    "deluxe",
+    "mini",
+    "large",
+    "retro",
+    "scandi",
+    "elegant",
+    "charming",
+    "cosy",
+    "bright",
+    "antique",
+    "luxury",
+    "simple",
+    "festive",
+    "botanical",
+    "geometric",
 )
 _COLOURS = (
-    "red", "blue", "green", "pink", "white", "black", "ivory", "gold", "silver", "cream",
-    "navy", "sage", "mustard", "teal", "lilac", "grey", "copper", "natural",
+    "red",
+    "blue",
+    "green",
+    "pink",
+    "white",
+    "black",
+    "ivory",
+    "gold",
+    "silver",
+    "cream",
+    "navy",
+    "sage",
+    "mustard",
+    "teal",
+    "lilac",
+    "grey",
+    "copper",
+    "natural",
 )
 
 # name -> (median price, nouns, materials, features, uses). Items of a category share
 # these words, which is what later stages learn item vectors (TF-IDF/Word2Vec) from.
 _CATEGORIES: dict[str, tuple[float, tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    "kitchen": (12.0, ("mug", "teapot", "jug", "measuring spoons", "utensil pot", "cake tin"),
-                ("ceramic", "enamel", "stainless steel", "stoneware"),
-                ("dishwasher safe", "easy to clean", "heat resistant", "stackable"),
-                ("baking", "morning coffee", "afternoon tea", "the kitchen worktop")),
-    "garden": (18.0, ("planter", "watering can", "bird feeder", "trowel", "plant pot", "wind chime"),
-               ("galvanised metal", "terracotta", "zinc", "weatherproof resin"),
-               ("frost resistant", "drainage hole", "rust proof", "hanging loop"),
-               ("the patio", "herbs and succulents", "garden birds", "the balcony")),
-    "toys": (9.0, ("spinning top", "jigsaw puzzle", "wooden train", "skipping rope", "doll", "kite"),
-             ("beech wood", "tin", "felt", "cotton"),
-             ("non toxic paint", "ages three and up", "gift boxed", "classic play"),
-             ("little ones", "rainy days", "party bags", "the playroom")),
-    "candles": (7.0, ("pillar candle", "tea lights", "scented candle", "candle holder", "lantern", "votive"),
-                ("soy wax", "beeswax", "glass", "mercury glass"),
-                ("long burning", "vanilla scent", "clean burn", "hand poured"),
-                ("relaxing evenings", "the dining table", "a cosy bath", "dinner parties")),
-    "stationery": (4.0, ("notebook", "pencil set", "greeting card", "sticker sheet", "planner", "gift tag"),
-                   ("recycled paper", "kraft card", "linen paper", "wood"),
-                   ("lined pages", "foil detail", "hardback cover", "pack of six"),
-                   ("school", "journaling", "thank you notes", "the office desk")),
-    "bath": (8.0, ("soap dish", "bath bomb", "wash bag", "toothbrush holder", "towel", "sponge"),
-             ("porcelain", "organic cotton", "bamboo", "natural loofah"),
-             ("gentle on skin", "quick drying", "lavender scent", "spa quality"),
-             ("a relaxing soak", "the bathroom", "guest rooms", "travel")),
-    "bedding": (30.0, ("duvet cover", "pillowcase", "throw", "cushion", "bedspread", "blanket"),
-                ("brushed cotton", "linen", "wool", "velvet"),
-                ("machine washable", "soft touch", "reversible", "hidden zip"),
-                ("the bedroom", "cold nights", "the sofa", "a spare room")),
-    "lighting": (22.0, ("lamp", "fairy lights", "lampshade", "night light", "string lights", "ceiling light"),
-                 ("brass", "rattan", "frosted glass", "paper"),
-                 ("warm white glow", "battery operated", "dimmable", "timer function"),
-                 ("reading", "the living room", "garden parties", "a nursery")),
-    "jewellery": (15.0, ("necklace", "earrings", "bracelet", "ring", "brooch", "charm"),
-                  ("sterling silver", "gold plated", "glass beads", "pearl"),
-                  ("nickel free", "adjustable chain", "gift pouch", "hand finished"),
-                  ("everyday wear", "birthdays", "weddings", "a special occasion")),
-    "bags": (14.0, ("tote bag", "shopping bag", "backpack", "purse", "lunch bag", "pouch"),
-             ("canvas", "jute", "leather", "waxed cotton"),
-             ("reusable", "zip closure", "inner pocket", "sturdy handles"),
-             ("the weekly shop", "the beach", "commuting", "picnics")),
-    "party": (5.0, ("bunting", "paper plates", "balloons", "cake toppers", "napkins", "party hats"),
-              ("paper", "foil", "tissue", "card"),
-              ("pack of twelve", "bright print", "easy to hang", "eco friendly"),
-              ("birthdays", "baby showers", "summer parties", "celebrations")),
-    "pets": (11.0, ("dog bowl", "cat toy", "pet bed", "lead", "treat jar", "collar"),
-             ("rubber", "fleece", "stoneware", "nylon"),
-             ("chew resistant", "non slip base", "machine washable", "adjustable fit"),
-             ("puppies", "playful cats", "walks in the park", "sleepy pets")),
-    "wall art": (25.0, ("print", "mirror", "wall clock", "photo frame", "tapestry", "sign"),
-                 ("oak", "metal", "canvas", "glass"),
-                 ("ready to hang", "silent movement", "fade resistant", "hand lettered"),
-                 ("the hallway", "a gallery wall", "the living room", "gifting")),
-    "storage": (16.0, ("storage box", "basket", "jar", "shelf", "hook", "tin"),
-                ("wicker", "seagrass", "enamel", "plywood"),
-                ("stackable", "with lid", "easy to assemble", "space saving"),
-                ("tidy cupboards", "toys and blankets", "the pantry", "the bathroom")),
-    "tableware": (13.0, ("dinner plate", "bowl", "tumbler", "serving platter", "cake stand", "placemat"),
-                  ("porcelain", "melamine", "bone china", "recycled glass"),
-                  ("microwave safe", "set of four", "hand painted", "chip resistant"),
-                  ("family dinners", "picnics", "entertaining", "everyday meals")),
-    "christmas": (6.0, ("bauble", "wreath", "stocking", "tree topper", "advent calendar", "garland"),
-                  ("glass", "felt", "pine cones", "wood"),
-                  ("hand decorated", "glitter finish", "hanging ribbon", "reusable every year"),
-                  ("the christmas tree", "the front door", "the festive season", "the mantelpiece")),
-    "crafts": (7.0, ("knitting kit", "paint set", "embroidery hoop", "ribbon", "button jar", "stamp set"),
-               ("wool", "watercolour", "cotton thread", "rubber"),
-               ("beginner friendly", "full instructions", "assorted colours", "refillable"),
-               ("creative afternoons", "scrapbooking", "handmade gifts", "kids crafts")),
-    "baby": (12.0, ("bib", "rattle", "baby blanket", "teether", "soft toy", "sleepsuit"),
-             ("organic cotton", "muslin", "silicone", "knitted wool"),
-             ("gentle wash", "bpa free", "snap fastening", "extra soft"),
-             ("newborns", "baby showers", "nap time", "the nursery")),
-    "outdoor": (20.0, ("picnic blanket", "flask", "hammock", "camping mug", "cool bag", "deck chair"),
-                ("waterproof nylon", "enamel", "stainless steel", "canvas"),
-                ("insulated", "foldable", "lightweight", "carry strap"),
-                ("camping trips", "the beach", "festivals", "days out")),
-    "fragrance": (17.0, ("diffuser", "room spray", "wax melts", "incense", "scented sachet", "oil burner"),
-                  ("essential oil", "reed", "ceramic", "cotton"),
-                  ("fresh linen scent", "long lasting", "natural oils", "rose scent"),
-                  ("the living room", "wardrobes", "relaxation", "a fresh home")),
+    "kitchen": (
+        12.0,
+        ("mug", "teapot", "jug", "measuring spoons", "utensil pot", "cake tin"),
+        ("ceramic", "enamel", "stainless steel", "stoneware"),
+        ("dishwasher safe", "easy to clean", "heat resistant", "stackable"),
+        ("baking", "morning coffee", "afternoon tea", "the kitchen worktop"),
+    ),
+    "garden": (
+        18.0,
+        ("planter", "watering can", "bird feeder", "trowel", "plant pot", "wind chime"),
+        ("galvanised metal", "terracotta", "zinc", "weatherproof resin"),
+        ("frost resistant", "drainage hole", "rust proof", "hanging loop"),
+        ("the patio", "herbs and succulents", "garden birds", "the balcony"),
+    ),
+    "toys": (
+        9.0,
+        ("spinning top", "jigsaw puzzle", "wooden train", "skipping rope", "doll", "kite"),
+        ("beech wood", "tin", "felt", "cotton"),
+        ("non toxic paint", "ages three and up", "gift boxed", "classic play"),
+        ("little ones", "rainy days", "party bags", "the playroom"),
+    ),
+    "candles": (
+        7.0,
+        ("pillar candle", "tea lights", "scented candle", "candle holder", "lantern", "votive"),
+        ("soy wax", "beeswax", "glass", "mercury glass"),
+        ("long burning", "vanilla scent", "clean burn", "hand poured"),
+        ("relaxing evenings", "the dining table", "a cosy bath", "dinner parties"),
+    ),
+    "stationery": (
+        4.0,
+        ("notebook", "pencil set", "greeting card", "sticker sheet", "planner", "gift tag"),
+        ("recycled paper", "kraft card", "linen paper", "wood"),
+        ("lined pages", "foil detail", "hardback cover", "pack of six"),
+        ("school", "journaling", "thank you notes", "the office desk"),
+    ),
+    "bath": (
+        8.0,
+        ("soap dish", "bath bomb", "wash bag", "toothbrush holder", "towel", "sponge"),
+        ("porcelain", "organic cotton", "bamboo", "natural loofah"),
+        ("gentle on skin", "quick drying", "lavender scent", "spa quality"),
+        ("a relaxing soak", "the bathroom", "guest rooms", "travel"),
+    ),
+    "bedding": (
+        30.0,
+        ("duvet cover", "pillowcase", "throw", "cushion", "bedspread", "blanket"),
+        ("brushed cotton", "linen", "wool", "velvet"),
+        ("machine washable", "soft touch", "reversible", "hidden zip"),
+        ("the bedroom", "cold nights", "the sofa", "a spare room"),
+    ),
+    "lighting": (
+        22.0,
+        ("lamp", "fairy lights", "lampshade", "night light", "string lights", "ceiling light"),
+        ("brass", "rattan", "frosted glass", "paper"),
+        ("warm white glow", "battery operated", "dimmable", "timer function"),
+        ("reading", "the living room", "garden parties", "a nursery"),
+    ),
+    "jewellery": (
+        15.0,
+        ("necklace", "earrings", "bracelet", "ring", "brooch", "charm"),
+        ("sterling silver", "gold plated", "glass beads", "pearl"),
+        ("nickel free", "adjustable chain", "gift pouch", "hand finished"),
+        ("everyday wear", "birthdays", "weddings", "a special occasion"),
+    ),
+    "bags": (
+        14.0,
+        ("tote bag", "shopping bag", "backpack", "purse", "lunch bag", "pouch"),
+        ("canvas", "jute", "leather", "waxed cotton"),
+        ("reusable", "zip closure", "inner pocket", "sturdy handles"),
+        ("the weekly shop", "the beach", "commuting", "picnics"),
+    ),
+    "party": (
+        5.0,
+        ("bunting", "paper plates", "balloons", "cake toppers", "napkins", "party hats"),
+        ("paper", "foil", "tissue", "card"),
+        ("pack of twelve", "bright print", "easy to hang", "eco friendly"),
+        ("birthdays", "baby showers", "summer parties", "celebrations"),
+    ),
+    "pets": (
+        11.0,
+        ("dog bowl", "cat toy", "pet bed", "lead", "treat jar", "collar"),
+        ("rubber", "fleece", "stoneware", "nylon"),
+        ("chew resistant", "non slip base", "machine washable", "adjustable fit"),
+        ("puppies", "playful cats", "walks in the park", "sleepy pets"),
+    ),
+    "wall art": (
+        25.0,
+        ("print", "mirror", "wall clock", "photo frame", "tapestry", "sign"),
+        ("oak", "metal", "canvas", "glass"),
+        ("ready to hang", "silent movement", "fade resistant", "hand lettered"),
+        ("the hallway", "a gallery wall", "the living room", "gifting"),
+    ),
+    "storage": (
+        16.0,
+        ("storage box", "basket", "jar", "shelf", "hook", "tin"),
+        ("wicker", "seagrass", "enamel", "plywood"),
+        ("stackable", "with lid", "easy to assemble", "space saving"),
+        ("tidy cupboards", "toys and blankets", "the pantry", "the bathroom"),
+    ),
+    "tableware": (
+        13.0,
+        ("dinner plate", "bowl", "tumbler", "serving platter", "cake stand", "placemat"),
+        ("porcelain", "melamine", "bone china", "recycled glass"),
+        ("microwave safe", "set of four", "hand painted", "chip resistant"),
+        ("family dinners", "picnics", "entertaining", "everyday meals"),
+    ),
+    "christmas": (
+        6.0,
+        ("bauble", "wreath", "stocking", "tree topper", "advent calendar", "garland"),
+        ("glass", "felt", "pine cones", "wood"),
+        ("hand decorated", "glitter finish", "hanging ribbon", "reusable every year"),
+        ("the christmas tree", "the front door", "the festive season", "the mantelpiece"),
+    ),
+    "crafts": (
+        7.0,
+        ("knitting kit", "paint set", "embroidery hoop", "ribbon", "button jar", "stamp set"),
+        ("wool", "watercolour", "cotton thread", "rubber"),
+        ("beginner friendly", "full instructions", "assorted colours", "refillable"),
+        ("creative afternoons", "scrapbooking", "handmade gifts", "kids crafts"),
+    ),
+    "baby": (
+        12.0,
+        ("bib", "rattle", "baby blanket", "teether", "soft toy", "sleepsuit"),
+        ("organic cotton", "muslin", "silicone", "knitted wool"),
+        ("gentle wash", "bpa free", "snap fastening", "extra soft"),
+        ("newborns", "baby showers", "nap time", "the nursery"),
+    ),
+    "outdoor": (
+        20.0,
+        ("picnic blanket", "flask", "hammock", "camping mug", "cool bag", "deck chair"),
+        ("waterproof nylon", "enamel", "stainless steel", "canvas"),
+        ("insulated", "foldable", "lightweight", "carry strap"),
+        ("camping trips", "the beach", "festivals", "days out"),
+    ),
+    "fragrance": (
+        17.0,
+        ("diffuser", "room spray", "wax melts", "incense", "scented sachet", "oil burner"),
+        ("essential oil", "reed", "ceramic", "cotton"),
+        ("fresh linen scent", "long lasting", "natural oils", "rose scent"),
+        ("the living room", "wardrobes", "relaxation", "a fresh home"),
+    ),
 }
 
 
@@ -256,8 +369,15 @@ class _World:
     ids: _IdFormats
 
 
-def _write_events(world: _World, sink: _EventSink, events: int, seed: int, fmt: str, bad_row_rate: float,
-                  progress: Callable[[int, int], None] | None) -> int:
+def _write_events(
+    world: _World,
+    sink: _EventSink,
+    events: int,
+    seed: int,
+    fmt: str,
+    bad_row_rate: float,
+    progress: Callable[[int, int], None] | None,
+) -> int:
     """Generate and write all events chunk by chunk; the number of bad rows written."""
     bad_rows = 0
     session_base = 0
@@ -293,11 +413,25 @@ def _write_events(world: _World, sink: _EventSink, events: int, seed: int, fmt: 
 # ---------------------------------------------------------------- arguments
 
 
-def _validate(users: int, items: int, events: int, seed: int, fmt: str, start_date: str, days: int,
-              events_per_file: int, bad_row_rate: float) -> np.datetime64:
+def _validate(
+    users: int,
+    items: int,
+    events: int,
+    seed: int,
+    fmt: str,
+    start_date: str,
+    days: int,
+    events_per_file: int,
+    bad_row_rate: float,
+) -> np.datetime64:
     """Check the arguments; the first day as a numpy date."""
-    for name, value in (("users", users), ("items", items), ("events", events), ("days", days),
-                        ("events_per_file", events_per_file)):
+    for name, value in (
+        ("users", users),
+        ("items", items),
+        ("events", events),
+        ("days", days),
+        ("events_per_file", events_per_file),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}.")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -333,17 +467,17 @@ def _report(progress: Callable[[int, int], None] | None, done: int, total: int) 
 
 @dataclass
 class _Catalog:
-    category: np.ndarray            # category code per item
-    price: np.ndarray               # list price per item
+    category: np.ndarray  # category code per item
+    price: np.ndarray  # list price per item
     category_popularity: np.ndarray  # share of all item popularity per category
     # Per-category alias tables (Walker) over the items sorted by category: drawing an
     # item is then O(1), where a binary search per event was the slowest step.
-    cat_first: np.ndarray           # per category: first slot of its table
-    cat_size: np.ndarray            # per category: number of items (slots)
-    slot_item: np.ndarray           # item in each slot
-    slot_keep: np.ndarray           # chance of keeping the slot's own item
-    slot_alias: np.ndarray          # item drawn otherwise
-    table: pa.Table                 # the catalog as written
+    cat_first: np.ndarray  # per category: first slot of its table
+    cat_size: np.ndarray  # per category: number of items (slots)
+    slot_item: np.ndarray  # item in each slot
+    slot_keep: np.ndarray  # chance of keeping the slot's own item
+    slot_alias: np.ndarray  # item drawn otherwise
+    table: pa.Table  # the catalog as written
 
 
 def _build_catalog(items: int, rng: np.random.Generator) -> _Catalog:
@@ -367,8 +501,14 @@ def _build_catalog(items: int, rng: np.random.Generator) -> _Catalog:
     totals = np.bincount(category, weights=weight, minlength=n_cat)
     table = _catalog_table(items, category, price, names, rng)
     return _Catalog(
-        category=category, price=price, category_popularity=totals / totals.sum(), cat_first=first,
-        cat_size=counts, slot_item=by_category.astype(np.int32), slot_keep=keep, slot_alias=alias.astype(np.int32),
+        category=category,
+        price=price,
+        category_popularity=totals / totals.sum(),
+        cat_first=first,
+        cat_size=counts,
+        slot_item=by_category.astype(np.int32),
+        slot_keep=keep,
+        slot_alias=alias.astype(np.int32),
         table=table,
     )
 
@@ -401,11 +541,12 @@ def _item_popularity(category: np.ndarray, n_cat: int, rng: np.random.Generator)
     """
     rank = rng.permutation(len(category)) + 1.0
     appeal = rng.lognormal(0.0, 0.5, size=n_cat)
-    return rank ** -_ITEM_ZIPF * appeal[category]
+    return rank**-_ITEM_ZIPF * appeal[category]
 
 
-def _catalog_table(items: int, category: np.ndarray, price: np.ndarray, names: list[str],
-                   rng: np.random.Generator) -> pa.Table:
+def _catalog_table(
+    items: int, category: np.ndarray, price: np.ndarray, names: list[str], rng: np.random.Generator
+) -> pa.Table:
     nouns, noun_at = _flat_vocab(names, 1)
     materials, material_at = _flat_vocab(names, 2)
     features, feature_at = _flat_vocab(names, 3)
@@ -430,8 +571,21 @@ def _catalog_table(items: int, category: np.ndarray, price: np.ndarray, names: l
 
     title = pc.utf8_title(pc.binary_join_element_wise(adjective, colour, material, noun, " "))
     description = pc.binary_join_element_wise(
-        pc.utf8_capitalize(adjective2), " ", noun, " in ", colour, " ", material, ", ", feature1, " and ",
-        feature2, ", perfect for ", use, ".", "",
+        pc.utf8_capitalize(adjective2),
+        " ",
+        noun,
+        " in ",
+        colour,
+        " ",
+        material,
+        ", ",
+        feature1,
+        " and ",
+        feature2,
+        ", perfect for ",
+        use,
+        ".",
+        "",
     )
     item_id = _strings(_digit_matrix(b"i", np.arange(items), _IdFormats.item_width(items)))
     category_name = pc.take(pa.array(names), pa.array(category))
@@ -468,10 +622,10 @@ def _write_catalog(catalog: _Catalog, path: str) -> str:
 
 @dataclass
 class _Users:
-    cum_activity: np.ndarray   # cumulative activity weight, to draw the user of a session
-    country: np.ndarray        # country code per user
-    device_taste: np.ndarray   # (users, 4) device preference per user
-    favourites: np.ndarray     # (users, 3) favourite categories per user, most liked first
+    cum_activity: np.ndarray  # cumulative activity weight, to draw the user of a session
+    country: np.ndarray  # country code per user
+    device_taste: np.ndarray  # (users, 4) device preference per user
+    favourites: np.ndarray  # (users, 3) favourite categories per user, most liked first
 
 
 def _build_users(users: int, rng: np.random.Generator, category_popularity: np.ndarray) -> _Users:
@@ -482,18 +636,18 @@ def _build_users(users: int, rng: np.random.Generator, category_popularity: np.n
     # Favourite categories follow overall category popularity, so that the item
     # popularity seen in the events keeps its power law.
     cum_cat = np.cumsum(category_popularity)
-    favourites = np.minimum(np.searchsorted(cum_cat, rng.random((users, 3)) * cum_cat[-1], side="right"),
-                            len(cum_cat) - 1).astype(np.int16)
-    return _Users(cum_activity=np.cumsum(rank ** -_USER_ZIPF), country=country, device_taste=taste,
-                  favourites=favourites)
+    favourites = np.minimum(
+        np.searchsorted(cum_cat, rng.random((users, 3)) * cum_cat[-1], side="right"), len(cum_cat) - 1
+    ).astype(np.int16)
+    return _Users(cum_activity=np.cumsum(rank**-_USER_ZIPF), country=country, device_taste=taste, favourites=favourites)
 
 
 @dataclass
 class _Calendar:
-    first_second: int      # epoch seconds of the first day
-    end_second: int        # epoch seconds just after the last day
-    cum_day: np.ndarray    # cumulative share of sessions per day
-    cum_hour: np.ndarray   # cumulative share of sessions per hour of day
+    first_second: int  # epoch seconds of the first day
+    end_second: int  # epoch seconds just after the last day
+    cum_day: np.ndarray  # cumulative share of sessions per day
+    cum_hour: np.ndarray  # cumulative share of sessions per hour of day
 
 
 def _build_calendar(first_day: np.datetime64, days: int) -> _Calendar:
@@ -540,8 +694,8 @@ class _Chunk:
     user: np.ndarray
     item: np.ndarray
     event_type: np.ndarray
-    event_time: np.ndarray   # epoch seconds
-    session: np.ndarray      # global session number
+    event_time: np.ndarray  # epoch seconds
+    session: np.ndarray  # global session number
     device: np.ndarray
     country: np.ndarray
     price: np.ndarray
@@ -553,12 +707,25 @@ class _Chunk:
     bad_time_text: np.ndarray | None = None
 
     def columns(self) -> list[str]:
-        return ["user", "item", "event_type", "event_time", "session", "device", "country", "price", "quantity",
-                "no_key", "bad_price_text", "bad_time_text"]
+        return [
+            "user",
+            "item",
+            "event_type",
+            "event_time",
+            "session",
+            "device",
+            "country",
+            "price",
+            "quantity",
+            "no_key",
+            "bad_price_text",
+            "bad_time_text",
+        ]
 
 
-def _generate_chunk(n: int, time_lo: float, time_hi: float, session_base: int, world: _World,
-                    rng: np.random.Generator) -> _Chunk:
+def _generate_chunk(
+    n: int, time_lo: float, time_hi: float, session_base: int, world: _World, rng: np.random.Generator
+) -> _Chunk:
     """``n`` events from whole sessions (the last one cut to fit).
 
     The chunk covers the share [time_lo, time_hi) of all sessions in time order, so the
@@ -567,8 +734,10 @@ def _generate_chunk(n: int, time_lo: float, time_hi: float, session_base: int, w
     catalog, population, calendar = world.catalog, world.users, world.calendar
     lengths = _session_lengths(n, rng)
     m = len(lengths)
-    user = np.minimum(np.searchsorted(population.cum_activity, rng.random(m) * population.cum_activity[-1],
-                                      side="right"), len(population.cum_activity) - 1)
+    user = np.minimum(
+        np.searchsorted(population.cum_activity, rng.random(m) * population.cum_activity[-1], side="right"),
+        len(population.cum_activity) - 1,
+    )
     start, hour = _session_starts(m, time_lo, time_hi, calendar, rng)
     order = np.argsort(start, kind="stable")
     user, start, hour = user[order], start[order], hour[order]
@@ -624,8 +793,9 @@ def _session_lengths(n: int, rng: np.random.Generator) -> np.ndarray:
     return lengths
 
 
-def _session_starts(m: int, time_lo: float, time_hi: float, calendar: _Calendar,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _session_starts(
+    m: int, time_lo: float, time_hi: float, calendar: _Calendar, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Start second (epoch) and hour of day of each session."""
     share = time_lo + (time_hi - time_lo) * rng.random(m)
     day = np.minimum(np.searchsorted(calendar.cum_day, share, side="right"), len(calendar.cum_day) - 1)
@@ -643,8 +813,9 @@ def _session_devices(user: np.ndarray, hour: np.ndarray, population: _Users, rng
     return (rng.random(len(user))[:, None] * cum[:, -1:] >= cum).sum(axis=1).clip(0, 3).astype(np.uint8)
 
 
-def _session_categories(user: np.ndarray, population: _Users,
-                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _session_categories(
+    user: np.ndarray, population: _Users, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """A session is mostly about one of the user's favourite categories, partly another."""
     favourites = population.favourites[user]
     first = np.searchsorted([0.65, 0.9, 1.0], rng.random(len(user)), side="right").clip(0, 2)
@@ -653,8 +824,9 @@ def _session_categories(user: np.ndarray, population: _Users,
     return favourites[rows, first], favourites[rows, second]
 
 
-def _event_offsets(position: np.ndarray, first: np.ndarray, lengths: np.ndarray,
-                   rng: np.random.Generator) -> np.ndarray:
+def _event_offsets(
+    position: np.ndarray, first: np.ndarray, lengths: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Seconds from session start: gaps of a few seconds to minutes, at least one second
     so that no two events of a session share a timestamp."""
     gap = np.clip(np.rint(rng.lognormal(np.log(_MEDIAN_GAP_SECONDS), 1.0, len(position))), 1, _MAX_GAP_SECONDS)
@@ -664,8 +836,9 @@ def _event_offsets(position: np.ndarray, first: np.ndarray, lengths: np.ndarray,
     return total - np.repeat(total[first], lengths)
 
 
-def _event_categories(primary: np.ndarray, secondary: np.ndarray, catalog: _Catalog,
-                      rng: np.random.Generator) -> np.ndarray:
+def _event_categories(
+    primary: np.ndarray, secondary: np.ndarray, catalog: _Catalog, rng: np.random.Generator
+) -> np.ndarray:
     u = rng.random(len(primary))
     category = np.where(u < 0.75, primary, secondary)
     # A little browsing outside the user's favourites.
@@ -696,8 +869,9 @@ def _funnel(position: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return event_type
 
 
-def _follow_funnel(item: np.ndarray, event_type: np.ndarray, position: np.ndarray,
-                   rng: np.random.Generator) -> np.ndarray:
+def _follow_funnel(
+    item: np.ndarray, event_type: np.ndarray, position: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Carts are mostly of the item just viewed, purchases of the last item put in the
     cart (or viewed) earlier in the same session."""
     index = np.arange(len(item))
@@ -722,8 +896,9 @@ def _last_index_before(mask: np.ndarray, index: np.ndarray) -> np.ndarray:
     return np.concatenate(([-1], last[:-1]))
 
 
-def _prices_and_quantities(item: np.ndarray, event_type: np.ndarray, catalog: _Catalog,
-                           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _prices_and_quantities(
+    item: np.ndarray, event_type: np.ndarray, catalog: _Catalog, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     n = len(item)
     discount = np.array([1.0, 0.9, 0.85, 0.8, 0.7, 0.5])
     pick = np.searchsorted([0.85, 0.9, 0.94, 0.97, 0.99, 1.0], rng.random(n), side="right").clip(0, 5)
@@ -806,7 +981,7 @@ class _IdFormats:
 def _digit_matrix(prefix: bytes, numbers: np.ndarray, width: int) -> np.ndarray:
     """ASCII rows ``prefix + zero-padded number``, one row per number."""
     out = np.empty((len(numbers), len(prefix) + width), dtype=np.uint8)
-    out[:, :len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
+    out[:, : len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
     rest = numbers.astype(np.int64)
     for col in range(out.shape[1] - 1, len(prefix) - 1, -1):
         rest, digit = np.divmod(rest, 10)
@@ -840,8 +1015,14 @@ def _iso_times(seconds: np.ndarray) -> np.ndarray:
     if _TIME_OF_DAY is None:
         sod = np.arange(86_400)
         table = np.empty((86_400, 8), dtype=np.uint8)
-        for col, value in ((0, sod // 36_000), (1, sod // 3_600 % 10), (3, sod % 3_600 // 600),
-                           (4, sod % 600 // 60), (6, sod % 60 // 10), (7, sod % 10)):
+        for col, value in (
+            (0, sod // 36_000),
+            (1, sod // 3_600 % 10),
+            (3, sod % 3_600 // 600),
+            (4, sod % 600 // 60),
+            (6, sod % 60 // 10),
+            (7, sod % 10),
+        ):
             table[:, col] = value + 48
         table[:, 2] = table[:, 5] = ord(":")
         _TIME_OF_DAY = table
@@ -915,8 +1096,14 @@ def _irregular_rows(chunk: _Chunk) -> np.ndarray:
     return np.logical_or.reduce(masks) if masks else np.zeros(len(chunk.item), dtype=bool)
 
 
-def _json_lines(columns: dict[str, pa.Array], chunk: _Chunk, user: np.ndarray, item: np.ndarray,
-                session: np.ndarray, iso: np.ndarray) -> pa.Array:
+def _json_lines(
+    columns: dict[str, pa.Array],
+    chunk: _Chunk,
+    user: np.ndarray,
+    item: np.ndarray,
+    session: np.ndarray,
+    iso: np.ndarray,
+) -> pa.Array:
     """One JSON object per row; all values are plain ASCII without quotes or backslashes,
     so nothing needs escaping.
 
@@ -941,8 +1128,10 @@ def _json_lines(columns: dict[str, pa.Array], chunk: _Chunk, user: np.ndarray, i
     irregular = _irregular_rows(chunk)
     if irregular.any():
         rows = pa.array(np.flatnonzero(irregular))
-        exact = _json_lines_plain({k: v.take(rows) for k, v in columns.items()},
-                                  None if chunk.bad_price_text is None else chunk.bad_price_text[irregular])
+        exact = _json_lines_plain(
+            {k: v.take(rows) for k, v in columns.items()},
+            None if chunk.bad_price_text is None else chunk.bad_price_text[irregular],
+        )
         lines = pc.replace_with_mask(lines, pa.array(irregular), exact)
     return lines
 
@@ -954,7 +1143,7 @@ def _fixed_text(*parts: bytes | np.ndarray) -> pa.Array:
     out = np.empty((n, sum(widths)), dtype=np.uint8)
     col = 0
     for part, width in zip(parts, widths, strict=True):
-        out[:, col:col + width] = np.frombuffer(part, dtype=np.uint8) if isinstance(part, bytes) else part
+        out[:, col : col + width] = np.frombuffer(part, dtype=np.uint8) if isinstance(part, bytes) else part
         col += width
     return _strings(out)
 
@@ -1091,8 +1280,8 @@ class _EventSink:
 
 def _string_bytes(lines: pa.Array) -> memoryview:
     """The concatenated text of a (sliced) string array, without copying it row by row."""
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
-    return memoryview(lines.buffers()[2])[int(offsets[0]):int(offsets[-1])]
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset : lines.offset + len(lines) + 1]
+    return memoryview(lines.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
 
 
 def _temp_name(path: str) -> str:

@@ -7,6 +7,7 @@ number is the count of lines in earlier blocks of its file plus its place in its
 Only one small row per block comes back to the driver. One line is one record
 (multi-line quoted CSV fields are not supported and show up as MALFORMED rows).
 """
+
 from __future__ import annotations
 
 from pyspark import StorageLevel

@@ -5,6 +5,7 @@ Country (the Online Retail II spelling Invoice / Price / Customer ID is accepted
 Invoices are baskets; an InvoiceNo starting with C is a cancellation, which becomes a
 ``return``; lines without a customer are kept for item statistics, marked anonymous.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -69,7 +70,10 @@ def _split_fields(lines: DataFrame, header: list[str]) -> DataFrame:
     schema = ", ".join(f"`{h}` string" for h in header) + f", {_CORRUPT} string"
     parsed = F.from_csv(F.col(C.META_RAW), schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT})
     return lines.select("*", parsed.alias("_p")).select(
-        C.META_SOURCE_FILE, C.META_LINE_NUMBER, C.META_RAW, *[F.col(f"_p.`{h}`").alias(h) for h in COLUMNS],
+        C.META_SOURCE_FILE,
+        C.META_LINE_NUMBER,
+        C.META_RAW,
+        *[F.col(f"_p.`{h}`").alias(h) for h in COLUMNS],
         F.col(f"_p.{_CORRUPT}").alias(_CORRUPT),
     )
 
@@ -98,17 +102,32 @@ def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> Data
         (Q.blank(F.col("StockCode")), Q.MISSING_KEY, "StockCode is empty"),
         (Q.blank(F.col("InvoiceDate")), Q.MISSING_KEY, "InvoiceDate is empty"),
         (qty.isNull(), Q.UNPARSABLE, F.concat(F.lit("Quantity '"), F.col("Quantity"), F.lit("' is not an integer"))),
-        (price.isNull(), Q.UNPARSABLE,
-         F.concat(F.lit("UnitPrice '"), F.coalesce(F.col("UnitPrice"), F.lit("")), F.lit("' is not a number"))),
-        (local_ts.isNull(), Q.UNPARSABLE,
-         F.concat(F.lit("InvoiceDate '"), F.col("InvoiceDate"), F.lit("' is not a date-time"))),
-        (customer.isNotNull() & ~customer.rlike(r"^[0-9A-Za-z_-]+$"), Q.UNPARSABLE,
-         F.concat(F.lit("CustomerID '"), F.col("CustomerID"), F.lit("' is not an id"))),
-        (out_of_range(ts, ingested_at, cfg), Q.TIMESTAMP_OUT_OF_RANGE,
-         F.concat(F.lit("InvoiceDate "), F.col("InvoiceDate"), F.lit(" is outside the plausible range"))),
+        (
+            price.isNull(),
+            Q.UNPARSABLE,
+            F.concat(F.lit("UnitPrice '"), F.coalesce(F.col("UnitPrice"), F.lit("")), F.lit("' is not a number")),
+        ),
+        (
+            local_ts.isNull(),
+            Q.UNPARSABLE,
+            F.concat(F.lit("InvoiceDate '"), F.col("InvoiceDate"), F.lit("' is not a date-time")),
+        ),
+        (
+            customer.isNotNull() & ~customer.rlike(r"^[0-9A-Za-z_-]+$"),
+            Q.UNPARSABLE,
+            F.concat(F.lit("CustomerID '"), F.col("CustomerID"), F.lit("' is not an id")),
+        ),
+        (
+            out_of_range(ts, ingested_at, cfg),
+            Q.TIMESTAMP_OUT_OF_RANGE,
+            F.concat(F.lit("InvoiceDate "), F.col("InvoiceDate"), F.lit(" is outside the plausible range")),
+        ),
         (qty == 0, Q.ZERO_QUANTITY, "Quantity is 0"),
-        (~is_cancel & (qty < 0), Q.SIGN_MISMATCH,
-         "negative Quantity on an invoice that is not a cancellation (stock adjustment)"),
+        (
+            ~is_cancel & (qty < 0),
+            Q.SIGN_MISMATCH,
+            "negative Quantity on an invoice that is not a cancellation (stock adjustment)",
+        ),
         (is_cancel & (qty > 0), Q.SIGN_MISMATCH, "positive Quantity on a cancellation invoice"),
         (price < 0, Q.NON_POSITIVE_PRICE, "negative UnitPrice"),
         (~is_cancel & (price == 0), Q.NON_POSITIVE_PRICE, "zero UnitPrice on a purchase"),

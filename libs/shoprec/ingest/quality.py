@@ -3,6 +3,7 @@
 Each rule yields a reason code when it fails; a row's reason is the first failing rule
 in the adapter's order, so every row gets exactly one reason (or none: kept).
 """
+
 from __future__ import annotations
 
 from pyspark.sql import Column
@@ -21,8 +22,16 @@ NON_POSITIVE_PRICE = "NON_POSITIVE_PRICE"  # zero or negative price on a purchas
 DUPLICATE = "DUPLICATE"  # the same event twice (in this batch, or already in silver)
 
 REASONS = (
-    EMPTY_LINE, MALFORMED, MISSING_KEY, UNPARSABLE, INVALID_EVENT_TYPE, TIMESTAMP_OUT_OF_RANGE,
-    ZERO_QUANTITY, SIGN_MISMATCH, NON_POSITIVE_PRICE, DUPLICATE,
+    EMPTY_LINE,
+    MALFORMED,
+    MISSING_KEY,
+    UNPARSABLE,
+    INVALID_EVENT_TYPE,
+    TIMESTAMP_OUT_OF_RANGE,
+    ZERO_QUANTITY,
+    SIGN_MISMATCH,
+    NON_POSITIVE_PRICE,
+    DUPLICATE,
 )
 
 

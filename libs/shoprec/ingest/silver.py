@@ -5,6 +5,7 @@ source: invoice lines (purchases and returns) or clickstream events (views, cart
 purchases). ``silver.items`` and ``silver.users`` are recomputed from it on every ingest,
 which keeps them exact under incremental loads and reruns.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, Window
@@ -87,7 +88,8 @@ def build_items(interactions: DataFrame, catalog: DataFrame | None = None) -> Da
     )
     w = Window.partitionBy(C.ITEM_ID).orderBy(F.col("_n").desc(), F.col("_latest").desc(), F.col(C.DESCRIPTION))
     best_description = (
-        described.withColumn("_rank", F.row_number().over(w)).filter(F.col("_rank") == 1)
+        described.withColumn("_rank", F.row_number().over(w))
+        .filter(F.col("_rank") == 1)
         .select(C.ITEM_ID, C.DESCRIPTION)
     )
     purchases = F.col(C.EVENT_TYPE) == C.PURCHASE

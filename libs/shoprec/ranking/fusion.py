@@ -11,6 +11,7 @@ hybrid model (trained on that same history), ranked for every ``w`` of the grid 
 Spark pass, NDCG@10 against the validation purchases. ``w = 0`` is deep only, ``w = 1``
 ALS only on the same candidates.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -38,8 +39,8 @@ def fused(weight: float | Column) -> Column:
 @dataclass(frozen=True)
 class WeightSearch:
     weight: float
-    ndcg: dict[float, float]     # NDCG@10 on the validation window per weight
-    recall: dict[float, float]   # Recall@10
+    ndcg: dict[float, float]  # NDCG@10 on the validation window per weight
+    recall: dict[float, float]  # Recall@10
     n_users: int
 
     def lines(self) -> list[str]:
@@ -51,8 +52,9 @@ class WeightSearch:
         return out
 
 
-def grid_metrics(pool: DataFrame, truth: DataFrame, grid: Sequence[tuple[float, ...]], names: tuple[str, ...],
-                 score: Column) -> tuple[dict[tuple, float], dict[tuple, float], int]:
+def grid_metrics(
+    pool: DataFrame, truth: DataFrame, grid: Sequence[tuple[float, ...]], names: tuple[str, ...], score: Column
+) -> tuple[dict[tuple, float], dict[tuple, float], int]:
     """NDCG@10 and Recall@10 of ``pool`` ranked by ``score`` for every point of ``grid``, in
     one Spark pass: the grid (columns ``names``) is cross-joined to the pool, and ``score``
     may read those columns. Returns (ndcg, recall) keyed by grid point, and the users."""
@@ -62,8 +64,11 @@ def grid_metrics(pool: DataFrame, truth: DataFrame, grid: Sequence[tuple[float, 
     points = spark.createDataFrame([tuple(float(v) for v in p) for p in sorted(set(grid))], list(names))
     expanded = pool.crossJoin(F.broadcast(points)).withColumn("_grid_score", score)
     w = Window.partitionBy(*names, C.USER_ID).orderBy(F.col("_grid_score").desc(), F.col(C.ITEM_ID))
-    top = (expanded.withColumn(C.RANK, F.row_number().over(w)).where(F.col(C.RANK) <= TUNING_K)
-           .select(*names, C.USER_ID, C.ITEM_ID, C.RANK))
+    top = (
+        expanded.withColumn(C.RANK, F.row_number().over(w))
+        .where(F.col(C.RANK) <= TUNING_K)
+        .select(*names, C.USER_ID, C.ITEM_ID, C.RANK)
+    )
     rows = mean_ranking_metrics_by(top, truth, ks=(TUNING_K,), by=names).collect()  # small: one row per point
     key = lambda r: tuple(float(r[n]) for n in names)  # noqa: E731
     ndcg = {key(r): float(r[f"ndcg_at_{TUNING_K}"] or 0.0) for r in rows}
@@ -78,7 +83,8 @@ def best_point(ndcg: dict[tuple, float]) -> tuple:
 
 def choose_weight(normalised_pool: DataFrame, truth: DataFrame, grid: tuple[float, ...]) -> WeightSearch:
     """The grid's best weight by NDCG@10 (ties: the smaller weight) for the users of ``truth``."""
-    ndcg, recall, n_users = grid_metrics(normalised_pool, truth, [(w,) for w in grid], (C.WEIGHT,),
-                                         fused(F.col(C.WEIGHT)))
+    ndcg, recall, n_users = grid_metrics(
+        normalised_pool, truth, [(w,) for w in grid], (C.WEIGHT,), fused(F.col(C.WEIGHT))
+    )
     best = best_point(ndcg)[0] if ndcg else 1.0
     return WeightSearch(best, {p[0]: v for p, v in ndcg.items()}, {p[0]: v for p, v in recall.items()}, n_users)

@@ -7,6 +7,7 @@ diversity (maximal marginal relevance) and the cap on new items, down to K per u
         ─► light users (few baskets): + light_user_boost on content neighbours
         ─► per user, best ``diversity_pool`` ─► MMR over text vectors, new items capped ─► rank 1..K
 """
+
 from __future__ import annotations
 
 import math
@@ -25,12 +26,17 @@ from shoprec.config import RecommendConfig, RerankConfig
 from shoprec.features import time_profiles as TP
 from shoprec.ranking import fusion
 
-_OUT_SCHEMA = T.StructType([
-    T.StructField(C.USER_ID, T.StringType()), T.StructField(C.ITEM_ID, T.StringType()),
-    T.StructField(C.SCORE, T.DoubleType()), T.StructField(C.RANK, T.IntegerType()),
-    T.StructField(C.CANDIDATE_SOURCE, T.StringType()), T.StructField(C.ANCHOR, T.StringType()),
-    T.StructField(C.SOURCE_SCORE, T.DoubleType()),
-])
+_OUT_SCHEMA = T.StructType(
+    [
+        T.StructField(C.USER_ID, T.StringType()),
+        T.StructField(C.ITEM_ID, T.StringType()),
+        T.StructField(C.SCORE, T.DoubleType()),
+        T.StructField(C.RANK, T.IntegerType()),
+        T.StructField(C.CANDIDATE_SOURCE, T.StringType()),
+        T.StructField(C.ANCHOR, T.StringType()),
+        T.StructField(C.SOURCE_SCORE, T.DoubleType()),
+    ]
+)
 
 
 # ------------------------------------------------------------------------------ context: season and time of day
@@ -39,8 +45,8 @@ class ContextTerms:
     """What the context boost reads, all from the history before as_of: per item its seasonal
     lift at as_of and its (smoothed) hour and weekday shares, per user theirs, and the shop's."""
 
-    items: DataFrame   # item_id, seasonal_lift, _item_hours, _item_days
-    users: DataFrame   # user_id, _user_hours, _user_days
+    items: DataFrame  # item_id, seasonal_lift, _item_hours, _item_days
+    users: DataFrame  # user_id, _user_hours, _user_days
     shop_hours: list[float]
     shop_days: list[float]
 
@@ -61,8 +67,11 @@ def terms_from_profiles(items: DataFrame, users: DataFrame, as_of: date, rr: Rer
 
     def pulled(p: DataFrame, key: str, prefix: str) -> DataFrame:
         n = F.col(C.N_LINES)
-        return p.select(key, TP.smoothed(F.col(C.HOUR_SHARE), n, hours, rr.time_prior_lines).alias(f"{prefix}_hours"),
-                        TP.smoothed(F.col(C.WEEKDAY_SHARE), n, days, rr.time_prior_lines).alias(f"{prefix}_days"))
+        return p.select(
+            key,
+            TP.smoothed(F.col(C.HOUR_SHARE), n, hours, rr.time_prior_lines).alias(f"{prefix}_hours"),
+            TP.smoothed(F.col(C.WEEKDAY_SHARE), n, days, rr.time_prior_lines).alias(f"{prefix}_days"),
+        )
 
     terms = lift.join(pulled(items, C.ITEM_ID, "_item"), on=C.ITEM_ID, how="left")
     return ContextTerms(terms, pulled(users, C.USER_ID, "_user"), hours, days)
@@ -71,13 +80,17 @@ def terms_from_profiles(items: DataFrame, users: DataFrame, as_of: date, rr: Rer
 def with_context(scored: DataFrame, terms: ContextTerms) -> DataFrame:
     """``scored`` plus ``seasonal_lift`` and ``time_fit`` (the mean of the hour and weekday
     fits, ``time_profiles.time_fit``); 0 for items or users without a profile."""
-    fit = (TP.time_fit(F.col("_user_hours"), F.col("_item_hours"), terms.shop_hours)
-           + TP.time_fit(F.col("_user_days"), F.col("_item_days"), terms.shop_days)) / 2.0
-    return (scored.join(F.broadcast(terms.items), on=C.ITEM_ID, how="left")  # small: one row per item
-            .join(terms.users, on=C.USER_ID, how="left")
-            .withColumn(C.SEASONAL_LIFT, F.coalesce(F.col(C.SEASONAL_LIFT), F.lit(0.0)))
-            .withColumn(C.TIME_FIT, fit)
-            .drop("_item_hours", "_item_days", "_user_hours", "_user_days"))
+    fit = (
+        TP.time_fit(F.col("_user_hours"), F.col("_item_hours"), terms.shop_hours)
+        + TP.time_fit(F.col("_user_days"), F.col("_item_days"), terms.shop_days)
+    ) / 2.0
+    return (
+        scored.join(F.broadcast(terms.items), on=C.ITEM_ID, how="left")  # small: one row per item
+        .join(terms.users, on=C.USER_ID, how="left")
+        .withColumn(C.SEASONAL_LIFT, F.coalesce(F.col(C.SEASONAL_LIFT), F.lit(0.0)))
+        .withColumn(C.TIME_FIT, fit)
+        .drop("_item_hours", "_item_days", "_user_hours", "_user_days")
+    )
 
 
 def context_boost(season_weight: float | Column, time_weight: float | Column) -> Column:
@@ -94,25 +107,32 @@ class ContextSearch:
     time_weight: float
     ndcg: dict[tuple[float, float], float]
     n_users: int
-    candidates: int = 0   # validation candidates
-    searched: int = 0     # of them, those that can reach a top 10 at some point of the grid
+    candidates: int = 0  # validation candidates
+    searched: int = 0  # of them, those that can reach a top 10 at some point of the grid
 
     def lines(self) -> list[str]:
         seasons = sorted({s for s, _ in self.ndcg})
         times = sorted({t for _, t in self.ndcg})
-        out = [f"  context weights (+ season x seasonal lift + time x time fit) on the validation window, "
-               f"{self.n_users:,} users ({self.searched:,} of {self.candidates:,} candidates can reach a top "
-               f"{fusion.TUNING_K}), NDCG@{fusion.TUNING_K}:",
-               "    season \\ time " + "".join(f"{t:>9.3f}" for t in times)]
+        out = [
+            f"  context weights (+ season x seasonal lift + time x time fit) on the validation window, "
+            f"{self.n_users:,} users ({self.searched:,} of {self.candidates:,} candidates can reach a top "
+            f"{fusion.TUNING_K}), NDCG@{fusion.TUNING_K}:",
+            "    season \\ time " + "".join(f"{t:>9.3f}" for t in times),
+        ]
         for s in seasons:
-            cells = "".join(f"{self.ndcg.get((s, t), float('nan')):>8.4f}"
-                            + ("*" if (s, t) == (self.season_weight, self.time_weight) else " ") for t in times)
+            cells = "".join(
+                f"{self.ndcg.get((s, t), float('nan')):>8.4f}"
+                + ("*" if (s, t) == (self.season_weight, self.time_weight) else " ")
+                for t in times
+            )
             out.append(f"    {s:>13.3f} " + cells)
         base = self.ndcg.get((0.0, 0.0))
         if base is not None:
             best = self.ndcg[(self.season_weight, self.time_weight)]
-            out.append(f"    chosen (*): season {self.season_weight:g}, time {self.time_weight:g}: "
-                       f"{best:.4f} vs {base:.4f} without context")
+            out.append(
+                f"    chosen (*): season {self.season_weight:g}, time {self.time_weight:g}: "
+                f"{best:.4f} vs {base:.4f} without context"
+            )
         return out
 
 
@@ -138,11 +158,18 @@ def reachable(fused_pool: DataFrame, seasons: list[float], times: list[float], k
     low = F.col(C.FUSED_SCORE) + _extreme(F.least, seasons, lift) + _extreme(F.least, times, fit)
     high = F.col(C.FUSED_SCORE) + _extreme(F.greatest, seasons, lift) + _extreme(F.greatest, times, fit)
     by_low = Window.partitionBy(C.USER_ID).orderBy(F.col("_low").desc())
-    floors = (fused_pool.select(C.USER_ID, low.alias("_low")).withColumn("_r", F.row_number().over(by_low))
-              .where(F.col("_r") == k).select(C.USER_ID, F.col("_low").alias("_floor")))
+    floors = (
+        fused_pool.select(C.USER_ID, low.alias("_low"))
+        .withColumn("_r", F.row_number().over(by_low))
+        .where(F.col("_r") == k)
+        .select(C.USER_ID, F.col("_low").alias("_floor"))
+    )
     # Users with fewer than k candidates have no floor: all of theirs stay.
-    return (fused_pool.join(floors, on=C.USER_ID, how="left")
-            .where(F.col("_floor").isNull() | (high >= F.col("_floor") - F.lit(1e-9))).drop("_floor"))
+    return (
+        fused_pool.join(floors, on=C.USER_ID, how="left")
+        .where(F.col("_floor").isNull() | (high >= F.col("_floor") - F.lit(1e-9)))
+        .drop("_floor")
+    )
 
 
 def choose_context_weights(fused_pool: DataFrame, truth: DataFrame, rr: RerankConfig) -> ContextSearch:
@@ -187,8 +214,9 @@ def light_users(history: DataFrame, min_baskets: int) -> DataFrame:
     return counts.where(F.col("_baskets") < min_baskets).select(C.USER_ID)
 
 
-def boosted(scored: DataFrame, light: DataFrame, rcfg: RecommendConfig, fused_col: str,
-            season_weight: float, time_weight: float) -> DataFrame:
+def boosted(
+    scored: DataFrame, light: DataFrame, rcfg: RecommendConfig, fused_col: str, season_weight: float, time_weight: float
+) -> DataFrame:
     """``scored`` (with ``seasonal_lift`` and ``time_fit``, :func:`with_context`) plus
     ``final_score``: fused (or, for new items, their relative content similarity x
     ``new_item_weight``) + the context boost (+ the light-user lead)."""
@@ -200,9 +228,11 @@ def boosted(scored: DataFrame, light: DataFrame, rcfg: RecommendConfig, fused_co
         F.col(C.CANDIDATE_SOURCE) == C.SRC_NEW_ITEM,
         F.lit(float(rcfg.cold_start.new_item_weight)) * F.col(C.SOURCE_SCORE) / best_similarity,
     ).otherwise(F.col(fused_col))
-    return (scored.join(light.withColumn("_light", F.lit(True)), on=C.USER_ID, how="left")
-            .withColumn("_light", F.coalesce(F.col("_light"), F.lit(False)))
-            .withColumn(C.FINAL_SCORE, relevance + context_boost(season_weight, time_weight) + lead))
+    return (
+        scored.join(light.withColumn("_light", F.lit(True)), on=C.USER_ID, how="left")
+        .withColumn("_light", F.coalesce(F.col("_light"), F.lit(False)))
+        .withColumn(C.FINAL_SCORE, relevance + context_boost(season_weight, time_weight) + lead)
+    )
 
 
 def diversified_top_k(scored: DataFrame, vectors: DataFrame, rcfg: RecommendConfig) -> DataFrame:
@@ -215,9 +245,12 @@ def diversified_top_k(scored: DataFrame, vectors: DataFrame, rcfg: RecommendConf
     pool_n = max(k, rcfg.rerank.diversity_pool)
 
     w = Window.partitionBy(C.USER_ID).orderBy(F.col(C.FINAL_SCORE).desc(), F.col(C.ITEM_ID))
-    best = (scored.withColumn("_n", F.row_number().over(w)).where(F.col("_n") <= pool_n)
-            .join(F.broadcast(vectors.select(C.ITEM_ID, C.TEXT_VECTOR)), on=C.ITEM_ID, how="left")
-            .select(C.USER_ID, C.ITEM_ID, C.FINAL_SCORE, C.CANDIDATE_SOURCE, C.ANCHOR, C.SOURCE_SCORE, C.TEXT_VECTOR))
+    best = (
+        scored.withColumn("_n", F.row_number().over(w))
+        .where(F.col("_n") <= pool_n)
+        .join(F.broadcast(vectors.select(C.ITEM_ID, C.TEXT_VECTOR)), on=C.ITEM_ID, how="left")
+        .select(C.USER_ID, C.ITEM_ID, C.FINAL_SCORE, C.CANDIDATE_SOURCE, C.ANCHOR, C.SOURCE_SCORE, C.TEXT_VECTOR)
+    )
 
     def choose(pdf: pd.DataFrame) -> pd.DataFrame:
         return _mmr(pdf, k, lam, max_new)
@@ -255,9 +288,14 @@ def _mmr(pdf: pd.DataFrame, k: int, lam: float, max_new: int) -> pd.DataFrame:
         if lam < 1.0:
             max_sim = np.maximum(max_sim, vecs @ vecs[i])
     out = pdf.iloc[chosen]
-    return pd.DataFrame({
-        C.USER_ID: out[C.USER_ID].to_numpy(), C.ITEM_ID: out[C.ITEM_ID].to_numpy(),
-        C.SCORE: out[C.FINAL_SCORE].astype("float64").to_numpy(), C.RANK: np.arange(1, len(out) + 1, dtype=np.int32),
-        C.CANDIDATE_SOURCE: out[C.CANDIDATE_SOURCE].to_numpy(), C.ANCHOR: out[C.ANCHOR].to_numpy(),
-        C.SOURCE_SCORE: out[C.SOURCE_SCORE].astype("float64").to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            C.USER_ID: out[C.USER_ID].to_numpy(),
+            C.ITEM_ID: out[C.ITEM_ID].to_numpy(),
+            C.SCORE: out[C.FINAL_SCORE].astype("float64").to_numpy(),
+            C.RANK: np.arange(1, len(out) + 1, dtype=np.int32),
+            C.CANDIDATE_SOURCE: out[C.CANDIDATE_SOURCE].to_numpy(),
+            C.ANCHOR: out[C.ANCHOR].to_numpy(),
+            C.SOURCE_SCORE: out[C.SOURCE_SCORE].astype("float64").to_numpy(),
+        }
+    )

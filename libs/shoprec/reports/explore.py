@@ -3,6 +3,7 @@
 Each function aggregates in Spark and returns a small pandas DataFrame (or a dict) for a
 notebook to show; :func:`plot_overview` draws the four standard charts into one PNG.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -24,9 +25,12 @@ def product_purchases(interactions: DataFrame, before: date | None = None) -> Da
 def overview(purchases: DataFrame) -> dict[str, object]:
     """Lines, baskets, customers, items, the first and last day, and the anonymous share."""
     row = purchases.agg(
-        F.count(F.lit(1)).alias("lines"), F.count_distinct(C.BASKET_ID).alias("baskets"),
-        F.count_distinct(C.USER_ID).alias("customers"), F.count_distinct(C.ITEM_ID).alias("items"),
-        F.min(F.to_date(C.EVENT_TS)).alias("first_day"), F.max(F.to_date(C.EVENT_TS)).alias("last_day"),
+        F.count(F.lit(1)).alias("lines"),
+        F.count_distinct(C.BASKET_ID).alias("baskets"),
+        F.count_distinct(C.USER_ID).alias("customers"),
+        F.count_distinct(C.ITEM_ID).alias("items"),
+        F.min(F.to_date(C.EVENT_TS)).alias("first_day"),
+        F.max(F.to_date(C.EVENT_TS)).alias("last_day"),
         F.avg(F.col(C.USER_ID).isNull().cast("double")).alias("anonymous_share"),
     ).first()
     assert row is not None  # a global aggregate: one row
@@ -39,10 +43,13 @@ def long_tail(purchases: DataFrame) -> pd.DataFrame:
     per_item = purchases.groupBy(C.ITEM_ID).agg(F.count(F.lit(1)).alias("lines"))
     ordered = Window.orderBy(F.col("lines").desc(), F.col(C.ITEM_ID))  # one row per item: a catalog-sized table
     everything = Window.partitionBy()
-    return (per_item.withColumn("item_rank", F.row_number().over(ordered))
-            .withColumn("cumulative_share", F.sum("lines").over(ordered) / F.sum("lines").over(everything))
-            .withColumn("item_share", F.col("item_rank") / F.count(F.lit(1)).over(everything))
-            .orderBy("item_rank").toPandas())  # small: one row per item
+    return (
+        per_item.withColumn("item_rank", F.row_number().over(ordered))
+        .withColumn("cumulative_share", F.sum("lines").over(ordered) / F.sum("lines").over(everything))
+        .withColumn("item_share", F.col("item_rank") / F.count(F.lit(1)).over(everything))
+        .orderBy("item_rank")
+        .toPandas()
+    )  # small: one row per item
 
 
 def head_share(tail: pd.DataFrame, item_share: float) -> float:
@@ -53,8 +60,11 @@ def head_share(tail: pd.DataFrame, item_share: float) -> float:
 
 def lines_per_customer(purchases: DataFrame) -> pd.DataFrame:
     """Quantiles of purchase lines and baskets per known customer."""
-    per_user = purchases.where(F.col(C.USER_ID).isNotNull()).groupBy(C.USER_ID).agg(
-        F.count(F.lit(1)).alias("lines"), F.count_distinct(C.BASKET_ID).alias("baskets"))
+    per_user = (
+        purchases.where(F.col(C.USER_ID).isNotNull())
+        .groupBy(C.USER_ID)
+        .agg(F.count(F.lit(1)).alias("lines"), F.count_distinct(C.BASKET_ID).alias("baskets"))
+    )
     qs = [0.1, 0.25, 0.5, 0.75, 0.9, 0.99]
     lines = per_user.approxQuantile("lines", qs, 0.001)
     baskets = per_user.approxQuantile("baskets", qs, 0.001)
@@ -64,17 +74,24 @@ def lines_per_customer(purchases: DataFrame) -> pd.DataFrame:
 def monthly(purchases: DataFrame) -> pd.DataFrame:
     """Lines, baskets and customers per calendar month (``month`` as the first day)."""
     month = F.trunc(F.to_date(C.EVENT_TS), "month").alias("month")
-    return (purchases.groupBy(month).agg(F.count(F.lit(1)).alias("lines"),
-                                         F.count_distinct(C.BASKET_ID).alias("baskets"),
-                                         F.count_distinct(C.USER_ID).alias("customers"))
-            .orderBy("month").toPandas())  # small: one row per month
+    return (
+        purchases.groupBy(month)
+        .agg(
+            F.count(F.lit(1)).alias("lines"),
+            F.count_distinct(C.BASKET_ID).alias("baskets"),
+            F.count_distinct(C.USER_ID).alias("customers"),
+        )
+        .orderBy("month")
+        .toPandas()
+    )  # small: one row per month
 
 
 def time_of_day(purchases: DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The shop's share of lines per hour (UTC) and per ISO weekday (1 = Monday)."""
     hours, days = TP.shop_time_shares(purchases)
-    return pd.DataFrame({"hour": range(24), "hour_share": hours}), pd.DataFrame({"weekday": range(1, 8),
-                                                                                  "weekday_share": days})
+    return pd.DataFrame({"hour": range(24), "hour_share": hours}), pd.DataFrame(
+        {"weekday": range(1, 8), "weekday_share": days}
+    )
 
 
 def seasonal_items(purchases: DataFrame, names: DataFrame, n: int = 10, min_lines: int = 50) -> pd.DataFrame:
@@ -82,14 +99,17 @@ def seasonal_items(purchases: DataFrame, names: DataFrame, n: int = 10, min_line
     ``features/time_profiles.py``) among items with at least ``min_lines`` lines."""
     profiles = TP.item_month_index(purchases).where(F.col(C.N_LINES) >= min_lines)
     top = profiles.orderBy(F.col(C.SEASONALITY).desc(), F.col(C.ITEM_ID)).limit(n)
-    return (top.join(names, on=C.ITEM_ID, how="left")
-            .orderBy(F.col(C.SEASONALITY).desc(), F.col(C.ITEM_ID))
-            .select(C.ITEM_ID, C.DESCRIPTION, C.PEAK_MONTH, C.SEASONALITY, C.N_LINES, C.MONTH_INDEX)
-            .toPandas())  # small: n rows
+    return (
+        top.join(names, on=C.ITEM_ID, how="left")
+        .orderBy(F.col(C.SEASONALITY).desc(), F.col(C.ITEM_ID))
+        .select(C.ITEM_ID, C.DESCRIPTION, C.PEAK_MONTH, C.SEASONALITY, C.N_LINES, C.MONTH_INDEX)
+        .toPandas()
+    )  # small: n rows
 
 
-def plot_overview(tail: pd.DataFrame, months: pd.DataFrame, hours: pd.DataFrame, seasonal: pd.DataFrame,
-                  path: str) -> str:
+def plot_overview(
+    tail: pd.DataFrame, months: pd.DataFrame, hours: pd.DataFrame, seasonal: pd.DataFrame, path: str
+) -> str:
     """Long tail, lines per month, lines per hour and the month index of the most seasonal
     items, as one 2 x 2 PNG at ``path``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -99,8 +119,9 @@ def plot_overview(tail: pd.DataFrame, months: pd.DataFrame, hours: pd.DataFrame,
     FigureCanvasAgg(fig)
     (a, b), (c, d) = fig.subplots(2, 2)
     a.plot(tail["item_share"], tail["cumulative_share"])
-    a.set(title="long tail: share of lines sold by the top x of items", xlabel="share of items",
-          ylabel="share of lines")
+    a.set(
+        title="long tail: share of lines sold by the top x of items", xlabel="share of items", ylabel="share of lines"
+    )
     b.bar(months["month"].astype(str), months["lines"])
     b.set_title("purchase lines per month")
     b.tick_params(axis="x", labelrotation=60, labelsize="small")

@@ -5,6 +5,7 @@ stage side by side (tags and metrics as columns), the evaluation metric of every
 across ``evaluate`` runs, and the versions of a registered model with their aliases.
 Everything reads the store the config points at (``tracking.configure``).
 """
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,13 @@ from shoprec.registry import as_of_of
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-TAGS = {"shoprec.as_of": "as_of", "shoprec.source": "source", "shoprec.git_commit": "git_commit",
-        "shoprec.env": "env", "mlflow.parentRunId": "parent_run_id"}
+TAGS = {
+    "shoprec.as_of": "as_of",
+    "shoprec.source": "source",
+    "shoprec.git_commit": "git_commit",
+    "shoprec.env": "env",
+    "mlflow.parentRunId": "parent_run_id",
+}
 
 
 def _client(cfg: Config) -> MlflowClient:
@@ -36,8 +42,10 @@ def _client(cfg: Config) -> MlflowClient:
 def _experiment_id(cfg: Config, client: MlflowClient) -> str:
     experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
     if experiment is None:
-        raise ShoprecError(f"no MLflow experiment {cfg.mlflow.experiment!r} in {client.tracking_uri}",
-                           hint="run shoprec pipeline (or any stage) first")
+        raise ShoprecError(
+            f"no MLflow experiment {cfg.mlflow.experiment!r} in {client.tracking_uri}",
+            hint="run shoprec pipeline (or any stage) first",
+        )
     return experiment.experiment_id
 
 
@@ -46,21 +54,30 @@ def stage_runs(cfg: Config, stage: str, metrics: str | None = None, max_results:
     shoprec tags, and the metrics whose name matches the regular expression ``metrics``
     (all of them when None)."""
     client = _client(cfg)
-    runs = client.search_runs([_experiment_id(cfg, client)], filter_string=f"tags.`shoprec.stage` = '{stage}'",
-                              order_by=["attributes.start_time DESC"], max_results=max_results)
+    runs = client.search_runs(
+        [_experiment_id(cfg, client)],
+        filter_string=f"tags.`shoprec.stage` = '{stage}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=max_results,
+    )
     pattern = re.compile(metrics) if metrics else None
     rows = []
     for run in runs:
-        row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
-               "started": datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC)}
+        row = {
+            "run_id": run.info.run_id,
+            "run_name": run.info.run_name,
+            "status": run.info.status,
+            "started": datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC),
+        }
         row.update({column: run.data.tags.get(tag) for tag, column in TAGS.items()})
         row.update({k: v for k, v in sorted(run.data.metrics.items()) if pattern is None or pattern.search(k)})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def evaluation_runs(cfg: Config, segment: str = "warm", variant: str = "repeat", metric: str = "ndcg_at_10"
-                    ) -> pd.DataFrame:
+def evaluation_runs(
+    cfg: Config, segment: str = "warm", variant: str = "repeat", metric: str = "ndcg_at_10"
+) -> pd.DataFrame:
     """One row per ``evaluate`` run, one column per source: ``<source>.<segment>.<variant>.<metric>``."""
     suffix = f".{segment}.{variant}.{metric}"
     runs = stage_runs(cfg, "evaluate", metrics=re.escape(suffix) + "$")
@@ -105,17 +122,26 @@ def model_versions(cfg: Config, name: str) -> pd.DataFrame:
     try:
         model = client.get_registered_model(name)
     except MlflowException as e:
-        raise ShoprecError(f"no registered model {name!r} in {store_for(cfg).registry_uri}",
-                           hint="train it first: shoprec train-als / train-hybrid (or shoprec pipeline)") from e
+        raise ShoprecError(
+            f"no registered model {name!r} in {store_for(cfg).registry_uri}",
+            hint="train it first: shoprec train-als / train-hybrid (or shoprec pipeline)",
+        ) from e
     aliases: dict[str, list[str]] = {}
     for alias, version in (model.aliases or {}).items():
         aliases.setdefault(str(version), []).append(alias)
     rows = []
     for v in client.search_model_versions(f"name = '{name}'"):
         tags = v.tags or {}
-        rows.append({"version": int(v.version), "aliases": ", ".join(sorted(aliases.get(str(v.version), []))),
-                     "val_ndcg_at_10": float(tags["val_ndcg_at_10"]) if "val_ndcg_at_10" in tags else None,
-                     "as_of": as_of_of(v), "run_id": v.run_id,
-                     "created": datetime.fromtimestamp(v.creation_timestamp / 1000, tz=UTC),
-                     "description": v.description, "promotion": tags.get("shoprec.promotion")})
+        rows.append(
+            {
+                "version": int(v.version),
+                "aliases": ", ".join(sorted(aliases.get(str(v.version), []))),
+                "val_ndcg_at_10": float(tags["val_ndcg_at_10"]) if "val_ndcg_at_10" in tags else None,
+                "as_of": as_of_of(v),
+                "run_id": v.run_id,
+                "created": datetime.fromtimestamp(v.creation_timestamp / 1000, tz=UTC),
+                "description": v.description,
+                "promotion": tags.get("shoprec.promotion"),
+            }
+        )
     return pd.DataFrame(rows).sort_values("version", ascending=False, ignore_index=True)

@@ -12,6 +12,7 @@ the recommendations moves across ``as_of`` dates.
 Run the pipeline (or just recommend) for two or more ``--as-of`` dates into the same data
 root first; each writes its own partition of gold.recommendations.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,39 +50,48 @@ class TimeReport:
     as_ofs: list[str]
     profile_as_of: str
     items: list[ItemLine]
-    seasonal_items: int                      # items counted as seasonal for the share below
-    seasonal_share: dict[str, float]         # as_of -> share of all personal slots
+    seasonal_items: int  # items counted as seasonal for the share below
+    seasonal_share: dict[str, float]  # as_of -> share of all personal slots
     files: list[str] = field(default_factory=list)
 
     def summary_lines(self) -> list[str]:
-        lines = [f"time report: {len(self.as_ofs)} as_of dates ({', '.join(self.as_ofs)}), profiles from the "
-                 f"history before {self.profile_as_of}",
-                 f"  slots held by the {self.seasonal_items:,} pre-Christmas items (peak month Sep-Dec, index >= 2): "
-                 + ", ".join(f"{a} {s:.1%}" for a, s in self.seasonal_share.items())]
+        lines = [
+            f"time report: {len(self.as_ofs)} as_of dates ({', '.join(self.as_ofs)}), profiles from the "
+            f"history before {self.profile_as_of}",
+            f"  slots held by the {self.seasonal_items:,} pre-Christmas items (peak month Sep-Dec, index >= 2): "
+            + ", ".join(f"{a} {s:.1%}" for a, s in self.seasonal_share.items()),
+        ]
         for item in self.items:
-            cells = "; ".join(f"{a}: {v['users_share']:.1%} of users"
-                              + (f" (mean rank {v['mean_rank']:.1f})" if v["mean_rank"] is not None else "")
-                              + f", lift {v['lift']:+.2f}" for a, v in item.by_as_of.items())
-            lines.append(f"  {item.item_id} {item.description[:32]:<32} peak {MONTHS[item.peak_month - 1]} "
-                         f"x{item.seasonality:.1f}  {cells}")
+            cells = "; ".join(
+                f"{a}: {v['users_share']:.1%} of users"
+                + (f" (mean rank {v['mean_rank']:.1f})" if v["mean_rank"] is not None else "")
+                + f", lift {v['lift']:+.2f}"
+                for a, v in item.by_as_of.items()
+            )
+            lines.append(
+                f"  {item.item_id} {item.description[:32]:<32} peak {MONTHS[item.peak_month - 1]} "
+                f"x{item.seasonality:.1f}  {cells}"
+            )
         lines += [f"  wrote {path}" for path in self.files]
         return lines
 
 
-PRE_CHRISTMAS = (9, 10, 11, 12)   # peak months of the items the slot share counts as seasonal
+PRE_CHRISTMAS = (9, 10, 11, 12)  # peak months of the items the slot share counts as seasonal
 SUMMER = (4, 5, 6, 7, 8)
-STEADY_MIN_MONTHS = 9              # known months (on sale, shop open) an example of "no season" needs
+STEADY_MIN_MONTHS = 9  # known months (on sale, shop open) an example of "no season" needs
 
 
 def seasonal_items(profiles: DataFrame, min_lines: int, months: tuple[int, ...] = PRE_CHRISTMAS) -> DataFrame:
     """``item_id`` of items with at least ``min_lines`` lines whose peak month index (>= 2)
     falls in ``months``."""
-    return profiles.where((F.col(C.N_LINES) >= min_lines) & (F.col(C.SEASONALITY) >= 2.0)
-                          & F.col(C.PEAK_MONTH).isin(*months)).select(C.ITEM_ID)
+    return profiles.where(
+        (F.col(C.N_LINES) >= min_lines) & (F.col(C.SEASONALITY) >= 2.0) & F.col(C.PEAK_MONTH).isin(*months)
+    ).select(C.ITEM_ID)
 
 
-def example_items(profiles: DataFrame, recs: DataFrame, n_seasonal: int, n_summer: int, n_steady: int,
-                  min_lines: int) -> list[str]:
+def example_items(
+    profiles: DataFrame, recs: DataFrame, n_seasonal: int, n_summer: int, n_steady: int, min_lines: int
+) -> list[str]:
     """The ``n_seasonal`` pre-Christmas items and the ``n_summer`` summer items that hold the
     most recommendation slots over all as_of dates (a seasonal item nobody is recommended at
     any date shows nothing), then the ``n_steady`` best sellers closest to no season over at
@@ -89,25 +99,36 @@ def example_items(profiles: DataFrame, recs: DataFrame, n_seasonal: int, n_summe
     slots = recs.groupBy(C.ITEM_ID).agg(F.count(F.lit(1)).alias("_slots"))
 
     def most_recommended(months: tuple[int, ...], n: int) -> list[str]:
-        top = (seasonal_items(profiles, min_lines, months).join(slots, on=C.ITEM_ID)
-               .orderBy(F.col("_slots").desc(), C.ITEM_ID).limit(n))
+        top = (
+            seasonal_items(profiles, min_lines, months)
+            .join(slots, on=C.ITEM_ID)
+            .orderBy(F.col("_slots").desc(), C.ITEM_ID)
+            .limit(n)
+        )
         return [r[C.ITEM_ID] for r in top.collect()]  # small: n items
 
     chosen = most_recommended(PRE_CHRISTMAS, n_seasonal) + most_recommended(SUMMER, n_summer)
     # Steady means flat over most of the year: an item launched in September has one or two
     # known months, trivially "flat".
     known = F.size(F.filter(F.col(C.MONTH_INDEX), lambda v: v.isNotNull()))
-    steady = (profiles.where((F.col(C.N_LINES) >= min_lines) & (known >= STEADY_MIN_MONTHS)
-                             & ~F.col(C.ITEM_ID).isin(chosen or [""]))
-              .orderBy(F.col(C.SEASONALITY).asc(), F.col(C.N_LINES).desc(), C.ITEM_ID).limit(n_steady))
+    steady = (
+        profiles.where(
+            (F.col(C.N_LINES) >= min_lines) & (known >= STEADY_MIN_MONTHS) & ~F.col(C.ITEM_ID).isin(chosen or [""])
+        )
+        .orderBy(F.col(C.SEASONALITY).asc(), F.col(C.N_LINES).desc(), C.ITEM_ID)
+        .limit(n_steady)
+    )
     return chosen + [r[C.ITEM_ID] for r in steady.collect()]  # small: n_steady items
 
 
 def placement(recs: DataFrame, items: list[str]) -> dict[tuple[str, str], tuple[float, float | None]]:
     """(as_of, item) -> (share of the as_of's users with the item in their list, mean rank)."""
     users = recs.groupBy(C.AS_OF).agg(F.count_distinct(C.USER_ID).alias("_users"))
-    hits = (recs.where(F.col(C.ITEM_ID).isin(items)).groupBy(C.AS_OF, C.ITEM_ID)
-            .agg(F.count_distinct(C.USER_ID).alias("_with"), F.avg(C.RANK).alias("_rank")))
+    hits = (
+        recs.where(F.col(C.ITEM_ID).isin(items))
+        .groupBy(C.AS_OF, C.ITEM_ID)
+        .agg(F.count_distinct(C.USER_ID).alias("_with"), F.avg(C.RANK).alias("_rank"))
+    )
     rows = users.join(hits, on=C.AS_OF, how="left").collect()  # small: as_of x items
     out = {}
     for r in rows:
@@ -127,11 +148,20 @@ def seasonal_slot_share(recs: DataFrame, profiles: DataFrame, min_lines: int) ->
     return n, {r[C.AS_OF].isoformat(): float(r["_share"]) for r in sorted(rows, key=lambda r: r[C.AS_OF])}
 
 
-def build(interactions: DataFrame, recs_all: DataFrame, names: DataFrame, out_dir: str, horizon_days: int,
-          n_seasonal: int = 3, n_summer: int = 1, n_steady: int = 2, min_lines: int = 100,
-          items: list[str] | None = None) -> TimeReport:
+def build(
+    interactions: DataFrame,
+    recs_all: DataFrame,
+    names: DataFrame,
+    out_dir: str,
+    horizon_days: int,
+    n_seasonal: int = 3,
+    n_summer: int = 1,
+    n_steady: int = 2,
+    min_lines: int = 100,
+    items: list[str] | None = None,
+) -> TimeReport:
     """Profiles, placements and plots for every as_of partition of ``recs_all``."""
-    recs = recs_all.persist()   # one row per (user, rank): cold-start lists live in their own table
+    recs = recs_all.persist()  # one row per (user, rank): cold-start lists live in their own table
     try:
         as_ofs = as_of_dates(recs)
         if not as_ofs:
@@ -146,8 +176,11 @@ def build(interactions: DataFrame, recs_all: DataFrame, names: DataFrame, out_di
             lifts = _lifts_at(interactions, as_of, horizon_days, chosen)
             for line in lines:
                 share, rank = placed.get((as_of.isoformat(), line.item_id), (0.0, None))
-                line.by_as_of[as_of.isoformat()] = {"users_share": share, "mean_rank": rank,
-                                                     "lift": lifts.get(line.item_id, 0.0)}
+                line.by_as_of[as_of.isoformat()] = {
+                    "users_share": share,
+                    "mean_rank": rank,
+                    "lift": lifts.get(line.item_id, 0.0),
+                }
         n_seasonal_items, shares = seasonal_slot_share(recs, profiles, min_lines)
         profiles.unpersist()
     finally:
@@ -158,10 +191,17 @@ def build(interactions: DataFrame, recs_all: DataFrame, names: DataFrame, out_di
 
 
 def _item_lines(profiles: DataFrame, names: DataFrame, items: list[str]) -> list[ItemLine]:
-    rows = {r[C.ITEM_ID]: r for r in profiles.where(F.col(C.ITEM_ID).isin(items))
-            .join(names, on=C.ITEM_ID, how="left").collect()}  # small: the example items
-    return [ItemLine(i, rows[i][C.DESCRIPTION] or "", rows[i][C.PEAK_MONTH], rows[i][C.SEASONALITY],
-                     list(rows[i][C.MONTH_INDEX])) for i in items if i in rows]
+    rows = {
+        r[C.ITEM_ID]: r
+        for r in profiles.where(F.col(C.ITEM_ID).isin(items)).join(names, on=C.ITEM_ID, how="left").collect()
+    }  # small: the example items
+    return [
+        ItemLine(
+            i, rows[i][C.DESCRIPTION] or "", rows[i][C.PEAK_MONTH], rows[i][C.SEASONALITY], list(rows[i][C.MONTH_INDEX])
+        )
+        for i in items
+        if i in rows
+    ]
 
 
 def _lifts_at(interactions: DataFrame, as_of: date, horizon_days: int, items: list[str]) -> dict[str, float]:
@@ -195,10 +235,16 @@ def _write(report: TimeReport, out_dir: str) -> list[str]:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     width = 0.8 / max(1, len(report.as_ofs))
     for n, as_of in enumerate(report.as_ofs):
-        ax.bar([i + n * width for i in range(len(report.items))],
-               [item.by_as_of[as_of]["users_share"] or 0.0 for item in report.items], width, label=f"as_of {as_of}")
-    ax.set_xticks([i + width * (len(report.as_ofs) - 1) / 2 for i in range(len(report.items))],
-                  [item.item_id for item in report.items])
+        ax.bar(
+            [i + n * width for i in range(len(report.items))],
+            [item.by_as_of[as_of]["users_share"] or 0.0 for item in report.items],
+            width,
+            label=f"as_of {as_of}",
+        )
+    ax.set_xticks(
+        [i + width * (len(report.as_ofs) - 1) / 2 for i in range(len(report.items))],
+        [item.item_id for item in report.items],
+    )
     ax.set_ylabel("share of users with the item in their top K")
     ax.set_title("Example items in the recommendations, by as_of")
     ax.legend()
@@ -212,9 +258,18 @@ def _write(report: TimeReport, out_dir: str) -> list[str]:
 
     path = os.path.join(out_dir, "time_report.json")
     with open(path, "w") as fh:
-        json.dump({"as_ofs": report.as_ofs, "profile_as_of": report.profile_as_of,
-                   "seasonal_items": report.seasonal_items, "seasonal_share": report.seasonal_share,
-                   "items": [vars(i) for i in report.items]}, fh, indent=2, default=str)
+        json.dump(
+            {
+                "as_ofs": report.as_ofs,
+                "profile_as_of": report.profile_as_of,
+                "seasonal_items": report.seasonal_items,
+                "seasonal_share": report.seasonal_share,
+                "items": [vars(i) for i in report.items],
+            },
+            fh,
+            indent=2,
+            default=str,
+        )
     files.append(path)
     return files
 

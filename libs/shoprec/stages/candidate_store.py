@@ -4,6 +4,7 @@ The contract (docs/architecture.md, "One candidate store"): train-als writes ``a
 top-N, computed once and read back by recommend), train-hybrid writes ``hybrid`` and evaluate
 writes the baselines; evaluate scores every source it finds.
 """
+
 from __future__ import annotations
 
 from datetime import date

@@ -4,6 +4,7 @@ The CLI, the ``jobs/*.py`` scripts and the notebooks build one :class:`JobContex
 the ``<stage>_stage`` functions of the stage modules, so ``shoprec ingest`` and
 ``spark-submit jobs/ingest.py`` do exactly the same thing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,7 +33,7 @@ class JobContext:
     cfg: Config
     spark: SparkSession
     tables: Tables
-    out: TextIO | None = None   # None: sys.stdout as it is when printing
+    out: TextIO | None = None  # None: sys.stdout as it is when printing
 
     @classmethod
     def create(cls, cfg: Config, out: TextIO | None = None) -> JobContext:
@@ -51,8 +52,10 @@ def resolve_run_split(ctx: JobContext, as_of: date | None = None) -> TemporalSpl
     from shoprec.split import resolve_split
 
     if not ctx.tables.exists(C.SILVER_INTERACTIONS):
-        raise ShoprecError(f"{C.SILVER_INTERACTIONS} does not exist under {ctx.tables.root}",
-                           hint="run shoprec ingest first (or shoprec pipeline)")
+        raise ShoprecError(
+            f"{C.SILVER_INTERACTIONS} does not exist under {ctx.tables.root}",
+            hint="run shoprec ingest first (or shoprec pipeline)",
+        )
     return resolve_split(ctx.cfg, ctx.tables.read(C.SILVER_INTERACTIONS), as_of)
 
 

@@ -18,6 +18,7 @@ All sources, segments and variants are scored in one Spark pass per metric famil
 metric functions group by (source, variant, truth scope), and per-user rows are expanded to
 their segments before averaging, so a user's numbers are computed once.
 """
+
 from __future__ import annotations
 
 import functools
@@ -132,8 +133,7 @@ class EvaluationReport:
             f"evaluate (as_of {self.as_of}, window {self.as_of} .. {self.evaluation_end} exclusive) "
             f"finished in {self.seconds:.1f} s",
             f"  sources: {', '.join(self.sources) or 'none'}",
-            "  users evaluated (repeat truth): "
-            + ", ".join(f"{s} {self.segment_users.get(s, 0):,}" for s in SEGMENTS),
+            "  users evaluated (repeat truth): " + ", ".join(f"{s} {self.segment_users.get(s, 0):,}" for s in SEGMENTS),
         ]
         lines += [f"  note: {n}" for n in self.notes]
         lines.append(
@@ -149,15 +149,20 @@ class EvaluationReport:
         return lines
 
     def _block(self, values: dict, segment: str, variant: str) -> list[str]:
-        present = [(m, k) for (m, k) in _display_metrics(self.ks)
-                   if any((s, segment, variant, m, k) in values for s in self.sources)]
+        present = [
+            (m, k)
+            for (m, k) in _display_metrics(self.ks)
+            if any((s, segment, variant, m, k) in values for s in self.sources)
+        ]
         if not present:
             return []
-        n_users = max((r.n_users for key, r in values.items()
-                       if key[1:4] == (segment, variant, "ndcg")), default=0)
+        n_users = max((r.n_users for key, r in values.items() if key[1:4] == (segment, variant, "ndcg")), default=0)
         width = max([10, *(len(s) + 2 for s in self.sources)])
-        lines = ["", f"  {_SEGMENT_TITLES[segment]}, {_VARIANT_TITLES[variant]} ({n_users:,} users)",
-                 "    " + f"{'metric':<18}" + "".join(f"{s:>{width}}" for s in self.sources)]
+        lines = [
+            "",
+            f"  {_SEGMENT_TITLES[segment]}, {_VARIANT_TITLES[variant]} ({n_users:,} users)",
+            "    " + f"{'metric':<18}" + "".join(f"{s:>{width}}" for s in self.sources),
+        ]
         for metric, k in present:
             label = _LABELS[metric] + (f"@{k}" if k is not None else "")
             cells = []
@@ -168,13 +173,28 @@ class EvaluationReport:
         return lines
 
 
-_SEGMENT_TITLES = {C.SEGMENT_ALL: "all users", C.SEGMENT_WARM: "warm users", C.SEGMENT_COLD: "cold users",
-                   C.SEGMENT_NEW_ITEMS: "new items (truth: items first sold in the window)"}
+_SEGMENT_TITLES = {
+    C.SEGMENT_ALL: "all users",
+    C.SEGMENT_WARM: "warm users",
+    C.SEGMENT_COLD: "cold users",
+    C.SEGMENT_NEW_ITEMS: "new items (truth: items first sold in the window)",
+}
 _VARIANT_TITLES = {C.VARIANT_REPEAT: "repeat purchases count", C.VARIANT_NEW: "only items new to the user"}
-_LABELS = {"ndcg": "NDCG", "recall": "Recall", "recall_capped": "RecallCapped", "precision": "Precision",
-           "f1": "F1", "map": "MAP", "hit_rate": "HitRate", M.MRR: "MRR", M.AUC: "AUC",
-           M.COVERAGE: "Coverage", M.NOVELTY: "Novelty", M.POPULARITY_BIAS: "PopularityBias",
-           M.DIVERSITY: "Diversity"}
+_LABELS = {
+    "ndcg": "NDCG",
+    "recall": "Recall",
+    "recall_capped": "RecallCapped",
+    "precision": "Precision",
+    "f1": "F1",
+    "map": "MAP",
+    "hit_rate": "HitRate",
+    M.MRR: "MRR",
+    M.AUC: "AUC",
+    M.COVERAGE: "Coverage",
+    M.NOVELTY: "Novelty",
+    M.POPULARITY_BIAS: "PopularityBias",
+    M.DIVERSITY: "Diversity",
+}
 
 
 def _display_metrics(ks: tuple[int, ...]) -> list[tuple[str, int | None]]:
@@ -237,7 +257,14 @@ def run_evaluate(
     if C.SRC_ALS not in sources:
         notes.append(f"no {C.SRC_ALS} candidates for as_of {split.as_of}: run shoprec train-als to compare ALS")
     report = EvaluationReport(
-        split.as_of, split.evaluation_end, ks, rows, sources, _segment_users(rows), notes, version,
+        split.as_of,
+        split.evaluation_end,
+        ks,
+        rows,
+        sources,
+        _segment_users(rows),
+        notes,
+        version,
         candidate_versions,
     )
     report.seconds = time.perf_counter() - started
@@ -306,11 +333,20 @@ def recommendation_lists(tables: Tables, served: DataFrame, as_of: date) -> Data
         country = F.when(key != F.lit(C.COLD_START_ANY_COUNTRY), key).alias(C.COUNTRY)
         lists = cold_lists.select(country, C.ITEM_ID, C.SCORE, C.RANK)
         others = served.join(own.select(C.USER_ID).distinct(), on=C.USER_ID, how="left_anti")
-        parts.append(popular_candidates(lists, others, None).select(
-            C.USER_ID, C.ITEM_ID, F.col(C.SOURCE_SCORE).alias(C.SCORE), F.col(C.SOURCE_RANK).alias(C.RANK)))
+        parts.append(
+            popular_candidates(lists, others, None).select(
+                C.USER_ID, C.ITEM_ID, F.col(C.SOURCE_SCORE).alias(C.SCORE), F.col(C.SOURCE_RANK).alias(C.RANK)
+            )
+        )
     both = functools.reduce(DataFrame.unionByName, parts)
-    return both.select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).cast("double"), F.col(C.RANK).cast("int"),
-                       F.lit(C.SRC_RECOMMEND).alias(C.CANDIDATE_SOURCE), F.lit(as_of).cast("date").alias(C.AS_OF))
+    return both.select(
+        C.USER_ID,
+        C.ITEM_ID,
+        F.col(C.SCORE).cast("double"),
+        F.col(C.RANK).cast("int"),
+        F.lit(C.SRC_RECOMMEND).alias(C.CANDIDATE_SOURCE),
+        F.lit(as_of).cast("date").alias(C.AS_OF),
+    )
 
 
 def bundle_lists(tables: Tables, as_of: date) -> DataFrame | None:
@@ -319,8 +355,14 @@ def bundle_lists(tables: Tables, as_of: date) -> DataFrame | None:
     recs = optional_as_of(tables, C.GOLD_BUNDLE_RECOMMENDATIONS, as_of)
     if recs is None:
         return None
-    return recs.select(C.USER_ID, C.ITEM_ID, F.col(C.SCORE).cast("double"), F.col(C.RANK).cast("int"),
-                       F.lit(C.SRC_BUNDLES).alias(C.CANDIDATE_SOURCE), F.lit(as_of).cast("date").alias(C.AS_OF))
+    return recs.select(
+        C.USER_ID,
+        C.ITEM_ID,
+        F.col(C.SCORE).cast("double"),
+        F.col(C.RANK).cast("int"),
+        F.lit(C.SRC_BUNDLES).alias(C.CANDIDATE_SOURCE),
+        F.lit(as_of).cast("date").alias(C.AS_OF),
+    )
 
 
 def write_baselines(
@@ -339,9 +381,7 @@ def _with_variants(candidates: DataFrame, history: DataFrame) -> DataFrame:
     best = M.best_rank(candidates.select(C.CANDIDATE_SOURCE, C.USER_ID, C.ITEM_ID, C.RANK), by=(C.CANDIDATE_SOURCE,))
     bought = history.select(C.USER_ID, C.ITEM_ID).distinct()
     order = Window.partitionBy(C.CANDIDATE_SOURCE, C.USER_ID).orderBy(F.col(C.RANK), F.col(C.ITEM_ID))
-    fresh = best.join(bought, on=[C.USER_ID, C.ITEM_ID], how="left_anti").withColumn(
-        C.RANK, F.row_number().over(order)
-    )
+    fresh = best.join(bought, on=[C.USER_ID, C.ITEM_ID], how="left_anti").withColumn(C.RANK, F.row_number().over(order))
     columns = [C.CANDIDATE_SOURCE, C.USER_ID, C.ITEM_ID, C.RANK]
     return best.select(*columns, F.lit(C.VARIANT_REPEAT).alias(C.VARIANT)).unionByName(
         fresh.select(*columns, F.lit(C.VARIANT_NEW).alias(C.VARIANT))
@@ -354,8 +394,9 @@ def _truth_sets(sales: DataFrame, split: TemporalSplit) -> DataFrame:
     parts = []
     for variant, exclusion in ((C.VARIANT_REPEAT, False), (C.VARIANT_NEW, True)):
         truth = ground_truth(sales, split, "evaluation", history_exclusion=exclusion)
-        parts.append(truth.select(C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT),
-                                  F.lit(C.SEGMENT_ALL).alias(_SCOPE)))
+        parts.append(
+            truth.select(C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT), F.lit(C.SEGMENT_ALL).alias(_SCOPE))
+        )
         parts.append(
             truth.join(fresh_items, on=C.ITEM_ID, how="left_semi").select(
                 C.USER_ID, C.ITEM_ID, F.lit(variant).alias(C.VARIANT), F.lit(C.SEGMENT_NEW_ITEMS).alias(_SCOPE)
@@ -421,16 +462,19 @@ def _rows(collected: list, columns: list[str], n_users_col: str | None = C.N_USE
                 continue  # nothing to average (no list in the group)
             metric, k = _split_metric(c)
             n_users = r[n_users_col] if n_users_col else r[M.metric_column(C.DIVERSITY_USERS, k)]
-            out.append(MetricRow(r[C.CANDIDATE_SOURCE], r[C.SEGMENT], r[C.VARIANT], metric, k, float(r[c]),
-                                 int(n_users)))
+            out.append(
+                MetricRow(r[C.CANDIDATE_SOURCE], r[C.SEGMENT], r[C.VARIANT], metric, k, float(r[c]), int(n_users))
+            )
     return out
 
 
 def _ranking_rows(recs: DataFrame, truth: DataFrame, segments: DataFrame, ks: tuple[int, ...]) -> list[MetricRow]:
     per_user = M.ranking_metrics(recs, truth, ks, by=_BY)
     columns = M.ranking_metric_columns(ks)
-    means = _with_segments(per_user, segments).groupBy(*_GROUP).agg(
-        F.count(F.lit(1)).alias(C.N_USERS), *[F.avg(c).alias(c) for c in columns]
+    means = (
+        _with_segments(per_user, segments)
+        .groupBy(*_GROUP)
+        .agg(F.count(F.lit(1)).alias(C.N_USERS), *[F.avg(c).alias(c) for c in columns])
     )
     return _rows(means.collect(), columns)  # small: sources x segments x variants
 
@@ -439,8 +483,10 @@ def _auc_rows(
     recs: DataFrame, truth: DataFrame, segments: DataFrame, catalog: DataFrame, cfg: EvaluateConfig
 ) -> list[MetricRow]:
     per_user = M.sampled_auc_per_user(recs, truth, catalog, cfg.auc_negatives, cfg.seed, by=_BY)
-    means = _with_segments(per_user, segments).groupBy(*_GROUP).agg(
-        F.count(F.lit(1)).alias(C.N_USERS), F.avg(M.AUC).alias(M.AUC)
+    means = (
+        _with_segments(per_user, segments)
+        .groupBy(*_GROUP)
+        .agg(F.count(F.lit(1)).alias(C.N_USERS), F.avg(M.AUC).alias(M.AUC))
     )
     return _rows(means.collect(), [M.AUC])  # small: one row per source x segment x variant
 
@@ -508,8 +554,10 @@ def _log_run(run: RunLogger, report: EvaluationReport) -> None:
     run.tags({"shoprec.eval_sources": ",".join(report.sources)})
     with tempfile.TemporaryDirectory(prefix="shoprec-evaluate-") as tmp:
         paths = _write_tables(report, tmp)
-        plots = [_plot(report, os.path.join(tmp, "ndcg_recall.png")),
-                 _segment_plot(report, os.path.join(tmp, "ndcg_by_segment.png"))]
+        plots = [
+            _plot(report, os.path.join(tmp, "ndcg_recall.png")),
+            _segment_plot(report, os.path.join(tmp, "ndcg_by_segment.png")),
+        ]
         for path in paths + [p for p in plots if p]:
             run.artifact(path, "evaluation")
 
@@ -519,16 +567,20 @@ def _write_tables(report: EvaluationReport, folder: str) -> list[str]:
     import pandas as pd
 
     long = pd.DataFrame(
-        [(report.as_of.isoformat(), r.source, r.segment, r.variant, r.metric, r.k, r.value, r.n_users)
-         for r in report.rows],
+        [
+            (report.as_of.isoformat(), r.source, r.segment, r.variant, r.metric, r.k, r.value, r.n_users)
+            for r in report.rows
+        ],
         columns=[C.AS_OF, C.CANDIDATE_SOURCE, C.SEGMENT, C.VARIANT, C.METRIC, C.K, C.VALUE, C.N_USERS],
     ).astype({C.K: "Int64"})
     csv_path = os.path.join(folder, "evaluation.csv")
     long.to_csv(csv_path, index=False)
-    long["metric_at_k"] = [M.metric_column(m, None if pd.isna(k) else int(k))
-                           for m, k in zip(long[C.METRIC], long[C.K], strict=True)]
-    pivot = long.pivot_table(index=[C.SEGMENT, C.VARIANT, "metric_at_k"], columns=C.CANDIDATE_SOURCE,
-                             values=C.VALUE, aggfunc="first")
+    long["metric_at_k"] = [
+        M.metric_column(m, None if pd.isna(k) else int(k)) for m, k in zip(long[C.METRIC], long[C.K], strict=True)
+    ]
+    pivot = long.pivot_table(
+        index=[C.SEGMENT, C.VARIANT, "metric_at_k"], columns=C.CANDIDATE_SOURCE, values=C.VALUE, aggfunc="first"
+    )
     pivot = pivot[[s for s in report.sources if s in pivot.columns]]
     html_path = os.path.join(folder, "evaluation.html")
     with open(html_path, "w", encoding="utf-8") as fh:
@@ -586,8 +638,9 @@ def _segment_plot(report: EvaluationReport, path: str, k: int = 10) -> str | Non
     for i, source in enumerate(report.sources):
         values = [report.value(source, segment, C.VARIANT_REPEAT, "ndcg", k) or 0.0 for segment in segments]
         ax.bar(x + i * width, values, width, label=source)
-    ax.set_xticks(x + width * (len(report.sources) - 1) / 2,
-                  [f"{s}\n({report.segment_users[s]:,} users)" for s in segments])
+    ax.set_xticks(
+        x + width * (len(report.sources) - 1) / 2, [f"{s}\n({report.segment_users[s]:,} users)" for s in segments]
+    )
     ax.set_ylabel(f"NDCG@{k}")
     ax.set_title(f"NDCG@{k} by user segment, repeat purchases count, as_of {report.as_of}")
     ax.grid(axis="y", alpha=0.3)

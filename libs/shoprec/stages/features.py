@@ -13,6 +13,7 @@ Every table is partitioned by ``as_of``; a rerun for the same cutoff replaces th
 partition, and a failure rolls every table back (``Tables.all_or_nothing``). Row counts
 and per-column null rates go to MLflow as ``<table>.rows`` and ``<table>.null_rate.<col>``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,14 @@ from shoprec.tracking import RunLogger
 
 log = logging.getLogger(__name__)
 
-WRITES = (C.GOLD_ITEM_FEATURES, C.GOLD_USER_FEATURES, C.GOLD_CONTEXT, C.GOLD_CONFIDENCE, C.GOLD_ITEM_TIME_PROFILES,
-          C.GOLD_USER_TIME_PROFILES)
+WRITES = (
+    C.GOLD_ITEM_FEATURES,
+    C.GOLD_USER_FEATURES,
+    C.GOLD_CONTEXT,
+    C.GOLD_CONFIDENCE,
+    C.GOLD_ITEM_TIME_PROFILES,
+    C.GOLD_USER_TIME_PROFILES,
+)
 
 
 @dataclass(frozen=True)
@@ -69,14 +76,16 @@ class FeaturesReport:
         for t in self.tables:
             noisy = sorted(((r, c) for c, r in t.null_rates.items() if r > 0), reverse=True)[:3]
             nulls = ", ".join(f"{c} {r:.1%}" for r, c in noisy) or "none"
-            lines.append(f"  {t.name:<20} {t.rows:>10,} rows  version {t.version}  {t.seconds:6.1f} s"
-                         f"  most nulls: {nulls}")
+            lines.append(
+                f"  {t.name:<20} {t.rows:>10,} rows  version {t.version}  {t.seconds:6.1f} s  most nulls: {nulls}"
+            )
         lines.append(f"  text model: {self.vocabulary_size:,} words, {self.text_clusters} clusters")
         return lines
 
 
-def run_features(spark: SparkSession, cfg: Config, tables: Tables, split: TemporalSplit,
-                 run: RunLogger) -> FeaturesReport:
+def run_features(
+    spark: SparkSession, cfg: Config, tables: Tables, split: TemporalSplit, run: RunLogger
+) -> FeaturesReport:
     """Compute and write the four gold feature tables for ``split.as_of``.
 
     Raises ``ShoprecError`` when the history before ``as_of`` holds no event.
@@ -84,8 +93,10 @@ def run_features(spark: SparkSession, cfg: Config, tables: Tables, split: Tempor
     started = time.perf_counter()
     interactions = tables.read(C.SILVER_INTERACTIONS)
     if split.history(interactions).limit(1).count() == 0:
-        raise ShoprecError(f"{C.SILVER_INTERACTIONS} has no event before as_of {split.as_of}",
-                           hint="pass a later --as-of or ingest older data")
+        raise ShoprecError(
+            f"{C.SILVER_INTERACTIONS} has no event before as_of {split.as_of}",
+            hint="pass a later --as-of or ingest older data",
+        )
     items = tables.read(C.SILVER_ITEMS) if tables.exists(C.SILVER_ITEMS) else None
     fcfg = cfg.features
     report = FeaturesReport(split.as_of.isoformat())
@@ -137,16 +148,21 @@ def _null_rates(df: DataFrame) -> tuple[int, dict[str, float]]:
 
 
 def _log(run: RunLogger, report: FeaturesReport) -> None:
-    metrics: dict[str, float] = {"seconds": report.seconds, "text.vocabulary_size": report.vocabulary_size,
-                                 "text.clusters": report.text_clusters}
+    metrics: dict[str, float] = {
+        "seconds": report.seconds,
+        "text.vocabulary_size": report.vocabulary_size,
+        "text.clusters": report.text_clusters,
+    }
     for t in report.tables:
         short = t.name.split(".", 1)[1]
         metrics[f"{short}.rows"] = t.rows
         metrics[f"{short}.seconds"] = t.seconds
         metrics.update({f"{short}.null_rate.{c}": r for c, r in t.null_rates.items()})
     run.metrics(metrics)
-    run.dict({t.name: {"rows": t.rows, "version": t.version, "null_rates": t.null_rates} for t in report.tables},
-             "features/tables.json")
+    run.dict(
+        {t.name: {"rows": t.rows, "version": t.version, "null_rates": t.null_rates} for t in report.tables},
+        "features/tables.json",
+    )
 
 
 # ------------------------------------------------------------------------------ the stage

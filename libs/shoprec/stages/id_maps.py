@@ -3,6 +3,7 @@
 A user keeps the index it was first given across runs and cutoffs (``als.ids``), so a rerun
 with the same ids commits nothing new and concurrent readers always see a complete map.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import DataFrame

@@ -6,6 +6,7 @@ mark duplicates (within the batch and against silver); check rows in = kept +
 quarantined; write every table inside ``all_or_nothing`` so a failure leaves them all
 as they were; recompute silver items and users; log counts to MLflow.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -119,8 +120,16 @@ def run_ingest(
         log.info("%s was ingested before (same content); skipping it", path)
     catalog = _read_catalog(spark, cfg, tables)
     if not new_files and catalog is None:
-        return IngestReport(adapter.source, (), skipped, 0, 0, 0, seconds=time.monotonic() - started,
-                            table_versions=_versions(tables, adapter.source))
+        return IngestReport(
+            adapter.source,
+            (),
+            skipped,
+            0,
+            0,
+            0,
+            seconds=time.monotonic() - started,
+            table_versions=_versions(tables, adapter.source),
+        )
 
     ingested_at = datetime.now(UTC).replace(microsecond=0)
     parsed: Parsed | None = None
@@ -144,8 +153,7 @@ def run_ingest(
             if catalog is not None:
                 with _step("upserting the item catalog"):
                     catalog_rows, catalog_quarantined = _write_catalog(tables, catalog[0], ingested_at)
-                    _log_file(spark, tables, "catalog", catalog[1], catalog_rows, catalog_quarantined,
-                              ingested_at, run)
+                    _log_file(spark, tables, "catalog", catalog[1], catalog_rows, catalog_quarantined, ingested_at, run)
             with _step("recomputing silver.items and silver.users"):
                 interactions = tables.read(C.SILVER_INTERACTIONS)
                 catalog_df = tables.read(C.SILVER_CATALOG) if tables.exists(C.SILVER_CATALOG) else None
@@ -174,9 +182,12 @@ def run_ingest(
     if run is not None:
         run.counts(report.counts())
         run.dict(
-            {"files_ingested": list(report.files_ingested), "files_skipped": list(report.files_skipped),
-             "quarantine_by_reason": dict(report.quarantine_by_reason),
-             "table_versions": dict(report.table_versions)},
+            {
+                "files_ingested": list(report.files_ingested),
+                "files_skipped": list(report.files_skipped),
+                "quarantine_by_reason": dict(report.quarantine_by_reason),
+                "table_versions": dict(report.table_versions),
+            },
             "ingest/report.json",
         )
     return report
@@ -215,12 +226,14 @@ def _mark_duplicates(records: DataFrame, tables: Tables) -> DataFrame:
     order = Window.partitionBy(C.INTERACTION_ID).orderBy(
         good.desc(), F.col(C.META_SOURCE_FILE), F.col(C.META_LINE_NUMBER)
     )
-    first = F.first(F.concat(F.lit("line "), F.col(C.META_LINE_NUMBER).cast("string"), F.lit(" of "),
-                             F.col(C.META_SOURCE_FILE))).over(order)
+    first = F.first(
+        F.concat(F.lit("line "), F.col(C.META_LINE_NUMBER).cast("string"), F.lit(" of "), F.col(C.META_SOURCE_FILE))
+    ).over(order)
     ranked = records.withColumn("_copy", F.row_number().over(order)).withColumn("_first", first)
     if tables.exists(C.SILVER_INTERACTIONS):
-        existing = (tables.read(C.SILVER_INTERACTIONS).select(C.INTERACTION_ID).distinct()
-                    .withColumn("_in_silver", F.lit(True)))
+        existing = (
+            tables.read(C.SILVER_INTERACTIONS).select(C.INTERACTION_ID).distinct().withColumn("_in_silver", F.lit(True))
+        )
         ranked = ranked.join(existing, on=C.INTERACTION_ID, how="left")
     else:
         ranked = ranked.withColumn("_in_silver", F.lit(None).cast("boolean"))
@@ -256,40 +269,63 @@ def _account(classified: DataFrame, line_count: int) -> dict:
             hint="this is a bug in shoprec; nothing was written",
         )
     return {
-        "rows_in": line_count, "kept": kept, "quarantined": quarantined, "by_reason": dict(sorted(by_reason.items())),
-        "anon": kept_row["anon"] if kept_row else 0, "nonprod": kept_row["nonprod"] if kept_row else 0,
+        "rows_in": line_count,
+        "kept": kept,
+        "quarantined": quarantined,
+        "by_reason": dict(sorted(by_reason.items())),
+        "anon": kept_row["anon"] if kept_row else 0,
+        "nonprod": kept_row["nonprod"] if kept_row else 0,
     }
 
 
-def _write_batch(tables: Tables, source: str, classified: DataFrame, bronze_columns: list[str],
-                 ingested_at: datetime, counts: dict) -> None:
+def _write_batch(
+    tables: Tables, source: str, classified: DataFrame, bronze_columns: list[str], ingested_at: datetime, counts: dict
+) -> None:
     at = F.lit(ingested_at).cast("timestamp")
     bronze = classified.select(
         *[F.col(f"{C.META_SOURCE_COLUMNS}.`{c}`").alias(c) for c in bronze_columns],
-        F.col(C.META_SOURCE_FILE), F.col(_FILE_SHA), F.col(C.META_LINE_NUMBER), at.alias(C.META_INGESTED_AT),
+        F.col(C.META_SOURCE_FILE),
+        F.col(_FILE_SHA),
+        F.col(C.META_LINE_NUMBER),
+        at.alias(C.META_INGESTED_AT),
     )
-    tables.merge(bronze, C.bronze_table(source), keys=[_FILE_SHA, C.META_LINE_NUMBER], update_matched=False,
-                 check_keys=False)  # (file, line) is unique by construction
+    tables.merge(
+        bronze, C.bronze_table(source), keys=[_FILE_SHA, C.META_LINE_NUMBER], update_matched=False, check_keys=False
+    )  # (file, line) is unique by construction
 
     quarantine = classified.filter(F.col(C.REASON).isNotNull()).select(
         F.lit(source).alias(C.SOURCE),
         F.col(C.META_SOURCE_FILE).alias(C.SOURCE_FILE),
         F.col(_FILE_SHA).alias("file_sha256"),
         F.col(C.META_LINE_NUMBER).alias(C.LINE_NUMBER),
-        F.col(C.REASON), F.col(C.REASON_DETAIL),
+        F.col(C.REASON),
+        F.col(C.REASON_DETAIL),
         F.col(C.META_RAW).alias(C.RAW_LINE),
         at.alias(C.INGESTED_AT),
     )
-    q = tables.merge(quarantine, C.quarantine_table(source), keys=["file_sha256", C.LINE_NUMBER], update_matched=False,
-                     check_keys=False)
+    q = tables.merge(
+        quarantine,
+        C.quarantine_table(source),
+        keys=["file_sha256", C.LINE_NUMBER],
+        update_matched=False,
+        check_keys=False,
+    )
 
     silver = classified.filter(F.col(C.REASON).isNull()).select(
         *[
-            (F.lit(source) if f.name == C.SOURCE
-             else F.col(C.META_SOURCE_FILE) if f.name == C.SOURCE_FILE
-             else F.col(C.META_LINE_NUMBER) if f.name == C.LINE_NUMBER
-             else at if f.name == C.INGESTED_AT
-             else F.col(f.name)).cast(f.dataType).alias(f.name)
+            (
+                F.lit(source)
+                if f.name == C.SOURCE
+                else F.col(C.META_SOURCE_FILE)
+                if f.name == C.SOURCE_FILE
+                else F.col(C.META_LINE_NUMBER)
+                if f.name == C.LINE_NUMBER
+                else at
+                if f.name == C.INGESTED_AT
+                else F.col(f.name)
+            )
+            .cast(f.dataType)
+            .alias(f.name)
             for f in INTERACTIONS_SCHEMA.fields
         ]
     )
@@ -303,24 +339,61 @@ def _write_batch(tables: Tables, source: str, classified: DataFrame, bronze_colu
         )
 
 
-def _write_ingest_log(spark: SparkSession, tables: Tables, source: str, files: list[SourceFile],
-                      classified: DataFrame, ingested_at: datetime, run: RunLogger | None) -> None:
+def _write_ingest_log(
+    spark: SparkSession,
+    tables: Tables,
+    source: str,
+    files: list[SourceFile],
+    classified: DataFrame,
+    ingested_at: datetime,
+    run: RunLogger | None,
+) -> None:
     per_file_df = classified.groupBy(C.META_SOURCE_FILE).agg(
         F.count(F.when(F.col(C.REASON).isNull(), True)), F.count(F.when(F.col(C.REASON).isNotNull(), True))
     )
     per_file = {r[0]: (r[1], r[2]) for r in per_file_df.collect()}  # small: one row per file
     rows = [
-        (source, f.path, f.sha256, f.size, f.format, per_file.get(f.path, (0, 0))[0] + per_file.get(f.path, (0, 0))[1],
-         per_file.get(f.path, (0, 0))[0], per_file.get(f.path, (0, 0))[1], ingested_at, run.run_id if run else None)
+        (
+            source,
+            f.path,
+            f.sha256,
+            f.size,
+            f.format,
+            per_file.get(f.path, (0, 0))[0] + per_file.get(f.path, (0, 0))[1],
+            per_file.get(f.path, (0, 0))[0],
+            per_file.get(f.path, (0, 0))[1],
+            ingested_at,
+            run.run_id if run else None,
+        )
         for f in files
     ]
     tables.append(spark.createDataFrame(rows, _LOG_SCHEMA), C.BRONZE_INGEST_LOG)
 
 
-def _log_file(spark: SparkSession, tables: Tables, source: str, f: SourceFile, kept: int, quarantined: int,
-              ingested_at: datetime, run: RunLogger | None) -> None:
-    row = [(source, f.path, f.sha256, f.size, f.format, kept + quarantined, kept, quarantined, ingested_at,
-            run.run_id if run else None)]
+def _log_file(
+    spark: SparkSession,
+    tables: Tables,
+    source: str,
+    f: SourceFile,
+    kept: int,
+    quarantined: int,
+    ingested_at: datetime,
+    run: RunLogger | None,
+) -> None:
+    row = [
+        (
+            source,
+            f.path,
+            f.sha256,
+            f.size,
+            f.format,
+            kept + quarantined,
+            kept,
+            quarantined,
+            ingested_at,
+            run.run_id if run else None,
+        )
+    ]
     tables.append(spark.createDataFrame(row, _LOG_SCHEMA), C.BRONZE_INGEST_LOG)
 
 
@@ -349,8 +422,7 @@ def _write_catalog(tables: Tables, catalog: DataFrame, ingested_at: datetime) ->
     ranked = (
         catalog.withColumn("_row", F.monotonically_increasing_id())
         .withColumn("_copy", F.when(missing, F.lit(None)).otherwise(F.row_number().over(order)))
-        .withColumn(C.REASON, F.when(missing, F.lit(Q.MISSING_KEY))
-                    .when(F.col("_copy") > 1, F.lit(Q.DUPLICATE)))
+        .withColumn(C.REASON, F.when(missing, F.lit(Q.MISSING_KEY)).when(F.col("_copy") > 1, F.lit(Q.DUPLICATE)))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
@@ -360,7 +432,8 @@ def _write_catalog(tables: Tables, catalog: DataFrame, ingested_at: datetime) ->
             F.lit("catalog").alias(C.SOURCE),
             C.REASON,
             F.when(F.col(C.REASON) == Q.MISSING_KEY, F.lit("item id is empty"))
-            .otherwise(F.lit("item id repeated in the catalog (first row kept)")).alias(C.REASON_DETAIL),
+            .otherwise(F.lit("item id repeated in the catalog (first row kept)"))
+            .alias(C.REASON_DETAIL),
             F.to_json(F.struct(*catalog.columns)).alias(C.RAW_LINE),
             F.lit(ingested_at).cast("timestamp").alias(C.INGESTED_AT),
         )
@@ -371,8 +444,16 @@ def _write_catalog(tables: Tables, catalog: DataFrame, ingested_at: datetime) ->
 
 
 def _tables_written(source: str) -> list[str]:
-    return [C.bronze_table(source), C.quarantine_table(source), C.SILVER_INTERACTIONS, C.SILVER_ITEMS,
-            C.SILVER_USERS, C.BRONZE_INGEST_LOG, C.SILVER_CATALOG, C.quarantine_table("catalog")]
+    return [
+        C.bronze_table(source),
+        C.quarantine_table(source),
+        C.SILVER_INTERACTIONS,
+        C.SILVER_ITEMS,
+        C.SILVER_USERS,
+        C.BRONZE_INGEST_LOG,
+        C.SILVER_CATALOG,
+        C.quarantine_table("catalog"),
+    ]
 
 
 def _versions(tables: Tables, source: str) -> dict[str, int | None]:

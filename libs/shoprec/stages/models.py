@@ -1,4 +1,5 @@
 """Registered models, resolved for a cutoff: the version of the serving hybrid that may serve as_of."""
+
 from __future__ import annotations
 
 import hashlib
@@ -36,9 +37,15 @@ def resolve(name: str, alias: str, cache_root: str, as_of: date) -> ServingModel
         mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}", dst_path=folder)
     with open(os.path.join(folder, "MLmodel")) as fh:
         artifacts = yaml.safe_load(fh)["flavors"]["python_function"]["artifacts"]
-    return ServingModel(name, str(version.version), alias, folder,
-                        os.path.join(folder, artifacts[pyfunc.KERAS_MODEL]["path"]),
-                        os.path.join(folder, artifacts[pyfunc.MANIFEST]["path"]), note)
+    return ServingModel(
+        name,
+        str(version.version),
+        alias,
+        folder,
+        os.path.join(folder, artifacts[pyfunc.KERAS_MODEL]["path"]),
+        os.path.join(folder, artifacts[pyfunc.MANIFEST]["path"]),
+        note,
+    )
 
 
 def _folder_name(name: str, version: ModelVersion) -> str:
@@ -51,6 +58,7 @@ def _folder_name(name: str, version: ModelVersion) -> str:
     """
     import mlflow
 
-    identity = "|".join(str(x) for x in (mlflow.get_registry_uri(), name, version.version,
-                                          version.run_id, version.creation_timestamp))
+    identity = "|".join(
+        str(x) for x in (mlflow.get_registry_uri(), name, version.version, version.run_id, version.creation_timestamp)
+    )
     return f"{name}-v{version.version}-{hashlib.sha1(identity.encode()).hexdigest()[:10]}"

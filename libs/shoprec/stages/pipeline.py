@@ -1,4 +1,5 @@
 """``shoprec pipeline``: every stage in order under one parent MLflow run, then a summary."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -26,27 +27,45 @@ def pipeline_stage(ctx: JobContext, as_of: date | None = None) -> None:
     from shoprec.tracking import configure, git_tags
 
     configure(ctx.cfg)
-    tags = {"shoprec.stage": "pipeline", "shoprec.env": ctx.cfg.env, "shoprec.source": ctx.cfg.ingest.source,
-            **git_tags(ctx.cfg)}
+    tags = {
+        "shoprec.stage": "pipeline",
+        "shoprec.env": ctx.cfg.env,
+        "shoprec.source": ctx.cfg.ingest.source,
+        **git_tags(ctx.cfg),
+    }
     with mlflow.start_run(run_name="pipeline", tags=tags):
         ingest_stage(ctx)
         split = resolve_run_split(ctx, as_of)
         mlflow.set_tags({"shoprec.as_of": split.as_of.isoformat(), "mlflow.runName": f"pipeline {split.as_of}"})
-        ctx.say(f"\nsplit: history < {split.as_of} (validation from {split.validation_start}), "
-                f"evaluation {split.as_of} .. {split.evaluation_end} (exclusive)")
+        ctx.say(
+            f"\nsplit: history < {split.as_of} (validation from {split.validation_start}), "
+            f"evaluation {split.as_of} .. {split.evaluation_end} (exclusive)"
+        )
         features_stage(ctx, split=split)
         train_als_stage(ctx, split=split)
         train_hybrid_stage(ctx, split=split)
-        bundles = bundles_stage(ctx, split=split)   # before recommend: its rules are a candidate source
+        bundles = bundles_stage(ctx, split=split)  # before recommend: its rules are a candidate source
         recommend_stage(ctx, split=split)
         evaluation = evaluate_stage(ctx, split=split)
     _print_pipeline_summary(ctx, evaluation, bundles)
 
 
-SUMMARY_TABLES = (C.SILVER_INTERACTIONS, C.SILVER_ITEMS, C.SILVER_USERS, C.GOLD_USER_FEATURES, C.GOLD_ITEM_FEATURES,
-                  C.GOLD_CONFIDENCE, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS, C.GOLD_CANDIDATES,
-                  C.GOLD_BUNDLES, C.GOLD_BUNDLE_RECOMMENDATIONS, C.GOLD_RECOMMENDATIONS, C.GOLD_COLD_START_LISTS,
-                  C.GOLD_EVALUATION)
+SUMMARY_TABLES = (
+    C.SILVER_INTERACTIONS,
+    C.SILVER_ITEMS,
+    C.SILVER_USERS,
+    C.GOLD_USER_FEATURES,
+    C.GOLD_ITEM_FEATURES,
+    C.GOLD_CONFIDENCE,
+    C.GOLD_ALS_USER_FACTORS,
+    C.GOLD_ALS_ITEM_FACTORS,
+    C.GOLD_CANDIDATES,
+    C.GOLD_BUNDLES,
+    C.GOLD_BUNDLE_RECOMMENDATIONS,
+    C.GOLD_RECOMMENDATIONS,
+    C.GOLD_COLD_START_LISTS,
+    C.GOLD_EVALUATION,
+)
 
 
 def _print_pipeline_summary(ctx: JobContext, evaluation: EvaluationReport, bundles: BundlesReport) -> None:

@@ -12,6 +12,7 @@ gold.cold_start_lists for users not seen yet.
     users without purchases: their country's context-popular list; users not seen yet: one list
     per country in gold.cold_start_lists (list_key = the country, "*" for anyone else).
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,10 +49,14 @@ log = logging.getLogger(__name__)
 WRITES = (C.GOLD_RECOMMENDATIONS, C.GOLD_COLD_START_LISTS)
 COLD_START_MODEL = "shoprec-cold-start"
 _LIST_FIELDS = [
-    T.StructField(C.RANK, T.IntegerType()), T.StructField(C.ITEM_ID, T.StringType()),
-    T.StructField(C.SCORE, T.DoubleType()), T.StructField(C.CANDIDATE_SOURCE, T.StringType()),
-    T.StructField(C.REASON, T.StringType()), T.StructField(C.MODEL_NAME, T.StringType()),
-    T.StructField(C.MODEL_VERSION, T.StringType()), T.StructField(C.AS_OF, T.DateType()),
+    T.StructField(C.RANK, T.IntegerType()),
+    T.StructField(C.ITEM_ID, T.StringType()),
+    T.StructField(C.SCORE, T.DoubleType()),
+    T.StructField(C.CANDIDATE_SOURCE, T.StringType()),
+    T.StructField(C.REASON, T.StringType()),
+    T.StructField(C.MODEL_NAME, T.StringType()),
+    T.StructField(C.MODEL_VERSION, T.StringType()),
+    T.StructField(C.AS_OF, T.DateType()),
     T.StructField(C.GENERATED_AT, T.TimestampType()),
 ]
 # gold.recommendations: one row per (user, rank) of a user seen before as_of.
@@ -81,20 +86,26 @@ class RecommendReport:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def summary_lines(self) -> list[str]:
-        lines = [f"recommend (as_of {self.as_of}) finished in {self.seconds:.1f} s "
-                 f"({', '.join(f'{k} {v:.1f} s' for k, v in self.stage_seconds.items())})",
-                 f"  scoring model: {self.model}",
-                 f"  fusion weight w = {self.weight:.2f} ({self.weight_note})"]
+        lines = [
+            f"recommend (as_of {self.as_of}) finished in {self.seconds:.1f} s "
+            f"({', '.join(f'{k} {v:.1f} s' for k, v in self.stage_seconds.items())})",
+            f"  scoring model: {self.model}",
+            f"  fusion weight w = {self.weight:.2f} ({self.weight_note})",
+        ]
         if self.search:
             lines += self.search.lines()
         lines.append(f"  context weights: {self.context_note}")
         if self.context:
             lines += self.context.lines()
         lines.append(f"  bundle source: {self.bundle_note}")
-        lines.append(f"  gold.recommendations version {self.table_version}: {self.rows:,} rows, top {self.k} for "
-                     f"{self.users:,} users")
-        lines.append(f"  gold.cold_start_lists version {self.cold_start_version}: {self.cold_lists:,} lists "
-                     f"({C.LIST_KEY} = country, '{C.COLD_START_ANY_COUNTRY}' for anyone else)")
+        lines.append(
+            f"  gold.recommendations version {self.table_version}: {self.rows:,} rows, top {self.k} for "
+            f"{self.users:,} users"
+        )
+        lines.append(
+            f"  gold.cold_start_lists version {self.cold_start_version}: {self.cold_lists:,} lists "
+            f"({C.LIST_KEY} = country, '{C.COLD_START_ANY_COUNTRY}' for anyone else)"
+        )
         lines.append("  rows by source: " + ", ".join(f"{s} {n:,}" for s, n in self.by_source.items()))
         return lines
 
@@ -105,12 +116,12 @@ class Inputs:
     """What every step of the stage reads, gathered once per run (all as of ``split.as_of``)."""
 
     cfg: Config
-    interactions: DataFrame               # silver.interactions; each step takes its own window
-    items: DataFrame                      # gold.item_features
-    user_features: DataFrame              # gold.user_features
-    model: serving.ServingModel | None    # the hybrid version that serves as_of, shipped
-    neighbours: DataFrame                 # content neighbours: item_a, item_b, similarity
-    fresh: DataFrame                      # items without sales before as_of
+    interactions: DataFrame  # silver.interactions; each step takes its own window
+    items: DataFrame  # gold.item_features
+    user_features: DataFrame  # gold.user_features
+    model: serving.ServingModel | None  # the hybrid version that serves as_of, shipped
+    neighbours: DataFrame  # content neighbours: item_a, item_b, similarity
+    fresh: DataFrame  # items without sales before as_of
 
 
 @dataclass(frozen=True)
@@ -128,14 +139,14 @@ class Als:
 
 
 # ------------------------------------------------------------------------------ the job
-def run_recommend(spark: SparkSession, cfg: Config, tables: Tables, split: TemporalSplit,
-                  run: RunLogger) -> RecommendReport:
+def run_recommend(
+    spark: SparkSession, cfg: Config, tables: Tables, split: TemporalSplit, run: RunLogger
+) -> RecommendReport:
     started = time.perf_counter()
     stages: dict[str, float] = {}
     rcfg = cfg.recommend
     items = required_as_of(tables, C.GOLD_ITEM_FEATURES, split.as_of).persist()
-    model = models.resolve(cfg.hybrid.registered_model, rcfg.model_alias, paths.model_cache(cfg.data_root),
-                            split.as_of)
+    model = models.resolve(cfg.hybrid.registered_model, rcfg.model_alias, paths.model_cache(cfg.data_root), split.as_of)
     if model is not None:
         serving.ship(spark, model)
     als_version = _als_version(cfg)
@@ -144,9 +155,15 @@ def run_recommend(spark: SparkSession, cfg: Config, tables: Tables, split: Tempo
         t0 = time.perf_counter()
         neighbours = S.content_neighbours(items, rcfg.content_neighbours, cfg.candidates.block_mb).persist()
         cached.append(neighbours)
-        inputs = Inputs(cfg, tables.read(C.SILVER_INTERACTIONS), items,
-                        required_as_of(tables, C.GOLD_USER_FEATURES, split.as_of), model, neighbours,
-                        S.new_items_at(items))
+        inputs = Inputs(
+            cfg,
+            tables.read(C.SILVER_INTERACTIONS),
+            items,
+            required_as_of(tables, C.GOLD_USER_FEATURES, split.as_of),
+            model,
+            neighbours,
+            S.new_items_at(items),
+        )
         stages["neighbours"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -157,23 +174,39 @@ def run_recommend(spark: SparkSession, cfg: Config, tables: Tables, split: Tempo
         bundles, bundle_note = _bundle_source(tables, cfg, inputs.interactions, split)
         recs, cold = _recommendations(tables, inputs, split, tuned, bundles)
         weight = tuned.weight
-        stamp_name, stamp_version = (model.name, model.version) if model and weight < 1.0 else \
-            (cfg.als.registered_model, als_version or "")
+        stamp_name, stamp_version = (
+            (model.name, model.version) if model and weight < 1.0 else (cfg.als.registered_model, als_version or "")
+        )
         with tables.all_or_nothing(WRITES):
             at = {C.AS_OF: split.as_of}
-            version = tables.replace_partition(_stamped(recs, stamp_name, stamp_version, split),
-                                               C.GOLD_RECOMMENDATIONS, at).version
+            version = tables.replace_partition(
+                _stamped(recs, stamp_name, stamp_version, split), C.GOLD_RECOMMENDATIONS, at
+            ).version
             cold_version = tables.replace_partition(_stamped_lists(cold, split), C.GOLD_COLD_START_LISTS, at).version
         stages["recommend"] = time.perf_counter() - t0
     finally:
         for df in cached:
             df.unpersist()
 
-    described = model.describe() if model else \
-        f"none: no {cfg.hybrid.registered_model}@{rcfg.model_alias} trained by {split.as_of}, ALS scores only"
-    report = RecommendReport(split.as_of.isoformat(), rcfg.k, weight, tuned.note, described, search=tuned.search,
-                             context=tuned.context, context_note=tuned.context_note, bundle_note=bundle_note,
-                             table_version=version, cold_start_version=cold_version, stage_seconds=stages)
+    described = (
+        model.describe()
+        if model
+        else f"none: no {cfg.hybrid.registered_model}@{rcfg.model_alias} trained by {split.as_of}, ALS scores only"
+    )
+    report = RecommendReport(
+        split.as_of.isoformat(),
+        rcfg.k,
+        weight,
+        tuned.note,
+        described,
+        search=tuned.search,
+        context=tuned.context,
+        context_note=tuned.context_note,
+        bundle_note=bundle_note,
+        table_version=version,
+        cold_start_version=cold_version,
+        stage_seconds=stages,
+    )
     _count(tables, split, report)
     report.seconds = time.perf_counter() - started
     _log(run, report, model, als_version, tuned)
@@ -195,14 +228,22 @@ def _stored_top_n(tables: Tables, split: TemporalSplit, n: int) -> DataFrame | N
     gold.candidates (computed once, there); None when it holds none for as_of."""
     top = read_candidates(tables, split.as_of, [C.SRC_ALS]) if tables.exists(C.GOLD_CANDIDATES) else None
     if top is None or top.limit(1).count() == 0:
-        log.warning("no %s candidates in %s for as_of %s: the pool has no ALS source (run shoprec train-als)",
-                    C.SRC_ALS, C.GOLD_CANDIDATES, split.as_of)
+        log.warning(
+            "no %s candidates in %s for as_of %s: the pool has no ALS source (run shoprec train-als)",
+            C.SRC_ALS,
+            C.GOLD_CANDIDATES,
+            split.as_of,
+        )
         return None
     deepest = top.agg(F.max(C.RANK)).first()
     assert deepest is not None  # a global aggregate: one row
     if n > deepest[0]:
-        log.warning("recommend.pool.als %d is more than the %s top-N holds: its ALS source has fewer "
-                    "(raise candidates.n and rerun train-als)", n, C.GOLD_CANDIDATES)
+        log.warning(
+            "recommend.pool.als %d is more than the %s top-N holds: its ALS source has fewer "
+            "(raise candidates.n and rerun train-als)",
+            n,
+            C.GOLD_CANDIDATES,
+        )
     return S.stored_als_candidates(top, n)
 
 
@@ -226,26 +267,41 @@ def _scored_pool(inputs: Inputs, pool: DataFrame, split: TemporalSplit, als: Als
         with_cf = pool.withColumn(C.CF_SCORE, F.lit(None).cast("double"))
     if inputs.model is None:
         return with_cf.withColumn(C.DEEP_SCORE, F.lit(None).cast("double"))
-    features = scoring_features(with_cf, inputs.interactions, inputs.user_features, inputs.items, split,
-                                inputs.cfg.features.holidays, with_text=False)
+    features = scoring_features(
+        with_cf,
+        inputs.interactions,
+        inputs.user_features,
+        inputs.items,
+        split,
+        inputs.cfg.features.holidays,
+        with_text=False,
+    )
     scored = serving.score(features, inputs.model, inputs.items).withColumnRenamed(C.SCORE, C.DEEP_SCORE)
     keep = [*S.POOL_COLUMNS, C.CF_SCORE, C.DEEP_SCORE]
     return scored.select(*keep)
 
 
-def _pool(inputs: Inputs, users: DataFrame, split: TemporalSplit, als: Als, bundles: DataFrame | None = None
-          ) -> tuple[DataFrame, DataFrame]:
+def _pool(
+    inputs: Inputs, users: DataFrame, split: TemporalSplit, als: Als, bundles: DataFrame | None = None
+) -> tuple[DataFrame, DataFrame]:
     """(pool, country lists) for ``users`` (user_id) as of ``split.as_of``."""
     cfg = inputs.cfg
     rcfg, cold = cfg.recommend, cfg.recommend.cold_start
     history_all = split.history(inputs.interactions)
     history = purchases(history_all)
     placed = S.user_countries(history_all, users)
-    lists = S.country_lists(history, split.as_of, max(rcfg.k, rcfg.pool.popular),
-                            cfg.candidates.popularity_half_life_days, rcfg.rerank.season_days,
-                            cold.seasonal_weight, cold.min_country_buyers)
-    pool = S.build_pool(history, placed, als.top_n, inputs.neighbours, inputs.fresh, lists, rcfg, cfg.candidates,
-                        bundles)
+    lists = S.country_lists(
+        history,
+        split.as_of,
+        max(rcfg.k, rcfg.pool.popular),
+        cfg.candidates.popularity_half_life_days,
+        rcfg.rerank.season_days,
+        cold.seasonal_weight,
+        cold.min_country_buyers,
+    )
+    pool = S.build_pool(
+        history, placed, als.top_n, inputs.neighbours, inputs.fresh, lists, rcfg, cfg.candidates, bundles
+    )
     return pool, lists
 
 
@@ -272,8 +328,13 @@ def _configured(cfg: Config, model: serving.ServingModel | None) -> Tuned:
         weight, note = 1.0, "no hybrid model to fuse"
     else:
         weight, note = 0.0, "deep scores only (not searched)"
-    return Tuned(weight, note, float(rr.season_weight or 0.0), float(rr.time_weight or 0.0),
-                 "recommend.rerank.season_weight / time_weight from config")
+    return Tuned(
+        weight,
+        note,
+        float(rr.season_weight or 0.0),
+        float(rr.time_weight or 0.0),
+        "recommend.rerank.season_weight / time_weight from config",
+    )
 
 
 def _tuned(tables: Tables, inputs: Inputs, split: TemporalSplit) -> Tuned:
@@ -309,8 +370,12 @@ def _tuned(tables: Tables, inputs: Inputs, split: TemporalSplit) -> Tuned:
         if als.known:
             assert als.user_factors is not None and als.item_factors is not None  # known: both written
             # The validation refit has no stored top-N: its ALS source is computed here, for the sample.
-            als = replace(als, top_n=S.als_candidates(als.user_factors, als.item_factors, users,
-                                                      cfg.recommend.pool.als, cfg.candidates.block_mb))
+            als = replace(
+                als,
+                top_n=S.als_candidates(
+                    als.user_factors, als.item_factors, users, cfg.recommend.pool.als, cfg.candidates.block_mb
+                ),
+            )
         pool, _ = _pool(inputs, users, tuning, als)
         scored = _scored_pool(inputs, pool, tuning, als)
         normalised = fusion.with_normalised_scores(scored, fcfg.normalisation).persist()
@@ -321,15 +386,18 @@ def _tuned(tables: Tables, inputs: Inputs, split: TemporalSplit) -> Tuned:
                 tuned.weight, tuned.note = tuned.search.weight, "best NDCG@10 on the validation window"
             if search_context:
                 terms = rerank.context_terms(purchases(tuning.history(interactions)), tuning.as_of, rr)
-                fused = rerank.with_context(normalised.withColumn(C.FUSED_SCORE, fusion.fused(tuned.weight)),
-                                            terms).persist()
+                fused = rerank.with_context(
+                    normalised.withColumn(C.FUSED_SCORE, fusion.fused(tuned.weight)), terms
+                ).persist()
                 try:
                     tuned.context = rerank.choose_context_weights(fused, sample_truth, rr)
                 finally:
                     fused.unpersist()
                 tuned.season_weight, tuned.time_weight = tuned.context.season_weight, tuned.context.time_weight
-                tuned.context_note = (f"season {tuned.season_weight:g}, time {tuned.time_weight:g}: best NDCG@10 on "
-                                      f"the validation window at w = {tuned.weight:.2f}")
+                tuned.context_note = (
+                    f"season {tuned.season_weight:g}, time {tuned.time_weight:g}: best NDCG@10 on "
+                    f"the validation window at w = {tuned.weight:.2f}"
+                )
         finally:
             normalised.unpersist()
     finally:
@@ -337,8 +405,9 @@ def _tuned(tables: Tables, inputs: Inputs, split: TemporalSplit) -> Tuned:
     return tuned
 
 
-def _bundle_source(tables: Tables, cfg: Config, interactions: DataFrame, split: TemporalSplit
-                   ) -> tuple[DataFrame | None, str]:
+def _bundle_source(
+    tables: Tables, cfg: Config, interactions: DataFrame, split: TemporalSplit
+) -> tuple[DataFrame | None, str]:
     """The ``bundle`` candidates (rules of gold.bundles for as_of fired by the users' recent
     baskets), or None and why not."""
     from shoprec.bundles import baskets as B
@@ -353,10 +422,11 @@ def _bundle_source(tables: Tables, cfg: Config, interactions: DataFrame, split: 
     if rules.limit(1).count() == 0:
         return None, f"none: {C.GOLD_BUNDLES} holds no rules for as_of {split.as_of} (run shoprec bundles)"
     bcfg = cfg.bundles
-    recent = B.recent_basket_items(B.history_baskets(interactions, split.as_of, bcfg.history_days),
-                                   bcfg.recent_baskets)
-    return pool_source(recent, rules, n), (f"up to {n} per user from the rules of {C.GOLD_BUNDLES} (as_of "
-                                           f"{split.as_of}) fired by their last {bcfg.recent_baskets} baskets")
+    recent = B.recent_basket_items(B.history_baskets(interactions, split.as_of, bcfg.history_days), bcfg.recent_baskets)
+    return pool_source(recent, rules, n), (
+        f"up to {n} per user from the rules of {C.GOLD_BUNDLES} (as_of "
+        f"{split.as_of}) fired by their last {bcfg.recent_baskets} baskets"
+    )
 
 
 def _sample(users: DataFrame, n: int, seed: int) -> DataFrame:
@@ -369,8 +439,9 @@ def _sample(users: DataFrame, n: int, seed: int) -> DataFrame:
 
 
 # ------------------------------------------------------------------------------ serving
-def _recommendations(tables: Tables, inputs: Inputs, split: TemporalSplit, tuned: Tuned,
-                     bundles: DataFrame | None) -> tuple[DataFrame, DataFrame]:
+def _recommendations(
+    tables: Tables, inputs: Inputs, split: TemporalSplit, tuned: Tuned, bundles: DataFrame | None
+) -> tuple[DataFrame, DataFrame]:
     """(user_id, rank, item_id, score, source, reason for every user seen before as_of;
     list_key, rank, item_id, score, source, reason of the cold-start lists)."""
     cfg, items = inputs.cfg, inputs.items
@@ -386,19 +457,33 @@ def _recommendations(tables: Tables, inputs: Inputs, split: TemporalSplit, tuned
     lists = lists.persist()
     scored = _scored_pool(inputs, rerank.apply_rebuy(pool, history, rcfg), split, als)
     fused = fusion.with_normalised_scores(scored, rcfg.fusion.normalisation).withColumn(
-        C.FUSED_SCORE, fusion.fused(tuned.weight))
+        C.FUSED_SCORE, fusion.fused(tuned.weight)
+    )
     contextual = rerank.with_context(fused, _serving_terms(tables, history, split, rcfg.rerank))
-    final = rerank.boosted(contextual, rerank.light_users(history, rcfg.cold_start.light_user_baskets), rcfg,
-                           C.FUSED_SCORE, tuned.season_weight, tuned.time_weight)
+    final = rerank.boosted(
+        contextual,
+        rerank.light_users(history, rcfg.cold_start.light_user_baskets),
+        rcfg,
+        C.FUSED_SCORE,
+        tuned.season_weight,
+        tuned.time_weight,
+    )
     personal = rerank.diversified_top_k(final, items, rcfg)
 
     # Users seen but without a purchase (returns only, views, carts): their country's list.
     placed = S.user_countries(history_all, seen.join(buyers, on=C.USER_ID, how="left_anti"))
     browsing = S.popular_candidates(lists, placed, rcfg.k).select(
-        C.USER_ID, C.ITEM_ID, F.col(C.SOURCE_SCORE).alias(C.SCORE), F.col(C.SOURCE_RANK).alias(C.RANK),
-        C.CANDIDATE_SOURCE, C.ANCHOR, C.SOURCE_SCORE)
+        C.USER_ID,
+        C.ITEM_ID,
+        F.col(C.SOURCE_SCORE).alias(C.SCORE),
+        F.col(C.SOURCE_RANK).alias(C.RANK),
+        C.CANDIDATE_SOURCE,
+        C.ANCHOR,
+        C.SOURCE_SCORE,
+    )
     served = explain.with_reasons(personal.unionByName(browsing), items).select(
-        C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.CANDIDATE_SOURCE, C.REASON)
+        C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.CANDIDATE_SOURCE, C.REASON
+    )
     return served, _cold_start_lists(lists, items, rcfg.k)
 
 
@@ -407,14 +492,18 @@ def _cold_start_lists(lists: DataFrame, items: DataFrame, k: int) -> DataFrame:
     user not seen before as_of gets (the contract: docs/architecture.md, "Cold-start lists")."""
     key = F.coalesce(F.col(C.COUNTRY), F.lit(C.COLD_START_ANY_COUNTRY))
     top = lists.where(F.col(C.RANK) <= k).select(
-        key.alias(C.LIST_KEY), C.ITEM_ID, C.SCORE, C.RANK, F.lit(C.SRC_POPULAR_CONTEXT).alias(C.CANDIDATE_SOURCE),
-        F.col(C.COUNTRY).alias(C.ANCHOR), F.col(C.SCORE).alias(C.SOURCE_SCORE))
-    return explain.with_reasons(top, items).select(C.LIST_KEY, C.RANK, C.ITEM_ID, C.SCORE, C.CANDIDATE_SOURCE,
-                                                   C.REASON)
+        key.alias(C.LIST_KEY),
+        C.ITEM_ID,
+        C.SCORE,
+        C.RANK,
+        F.lit(C.SRC_POPULAR_CONTEXT).alias(C.CANDIDATE_SOURCE),
+        F.col(C.COUNTRY).alias(C.ANCHOR),
+        F.col(C.SCORE).alias(C.SOURCE_SCORE),
+    )
+    return explain.with_reasons(top, items).select(C.LIST_KEY, C.RANK, C.ITEM_ID, C.SCORE, C.CANDIDATE_SOURCE, C.REASON)
 
 
-def _serving_terms(tables: Tables, history: DataFrame, split: TemporalSplit, rr: RerankConfig
-                   ) -> rerank.ContextTerms:
+def _serving_terms(tables: Tables, history: DataFrame, split: TemporalSplit, rr: RerankConfig) -> rerank.ContextTerms:
     """Season and time-of-day terms from the profiles the features stage wrote for as_of;
     computed from the history only where they are missing (features of an older version)."""
     if tables.exists(C.GOLD_ITEM_TIME_PROFILES) and tables.exists(C.GOLD_USER_TIME_PROFILES):
@@ -430,8 +519,12 @@ def _stamped(recs: DataFrame, name: str, version: str, split: TemporalSplit) -> 
     # A context-popular list (a user without purchases) comes from no trained model.
     cold = F.col(C.CANDIDATE_SOURCE) == C.SRC_POPULAR_CONTEXT
     return recs.select(
-        F.col(C.USER_ID).cast("string"), F.col(C.RANK).cast("int"), F.col(C.ITEM_ID).cast("string"),
-        F.col(C.SCORE).cast("double"), F.col(C.CANDIDATE_SOURCE).cast("string"), F.col(C.REASON).cast("string"),
+        F.col(C.USER_ID).cast("string"),
+        F.col(C.RANK).cast("int"),
+        F.col(C.ITEM_ID).cast("string"),
+        F.col(C.SCORE).cast("double"),
+        F.col(C.CANDIDATE_SOURCE).cast("string"),
+        F.col(C.REASON).cast("string"),
         F.when(cold, F.lit(COLD_START_MODEL)).otherwise(F.lit(name)).alias(C.MODEL_NAME),
         F.when(cold, F.lit(split.as_of.isoformat())).otherwise(F.lit(version)).alias(C.MODEL_VERSION),
         F.lit(split.as_of).cast("date").alias(C.AS_OF),
@@ -441,9 +534,14 @@ def _stamped(recs: DataFrame, name: str, version: str, split: TemporalSplit) -> 
 
 def _stamped_lists(lists: DataFrame, split: TemporalSplit) -> DataFrame:
     return lists.select(
-        F.col(C.LIST_KEY).cast("string"), F.col(C.RANK).cast("int"), F.col(C.ITEM_ID).cast("string"),
-        F.col(C.SCORE).cast("double"), F.col(C.CANDIDATE_SOURCE).cast("string"), F.col(C.REASON).cast("string"),
-        F.lit(COLD_START_MODEL).alias(C.MODEL_NAME), F.lit(split.as_of.isoformat()).alias(C.MODEL_VERSION),
+        F.col(C.LIST_KEY).cast("string"),
+        F.col(C.RANK).cast("int"),
+        F.col(C.ITEM_ID).cast("string"),
+        F.col(C.SCORE).cast("double"),
+        F.col(C.CANDIDATE_SOURCE).cast("string"),
+        F.col(C.REASON).cast("string"),
+        F.lit(COLD_START_MODEL).alias(C.MODEL_NAME),
+        F.lit(split.as_of.isoformat()).alias(C.MODEL_VERSION),
         F.lit(split.as_of).cast("date").alias(C.AS_OF),
         F.current_timestamp().alias(C.GENERATED_AT),
     )
@@ -459,15 +557,29 @@ def _count(tables: Tables, split: TemporalSplit, report: RecommendReport) -> Non
     report.by_source = dict(sorted(((r[C.CANDIDATE_SOURCE], int(r["count"])) for r in by), key=lambda x: -x[1]))
 
 
-def _log(run: RunLogger, report: RecommendReport, model: serving.ServingModel | None, als_version: str | None,
-         tuned: Tuned) -> None:
-    run.params({"fusion.weight": report.weight, "fusion.weight_note": report.weight_note,
-                "rerank.season_weight.chosen": tuned.season_weight, "rerank.time_weight.chosen": tuned.time_weight,
-                "rerank.context_note": tuned.context_note, "bundle_source": report.bundle_note,
-                "hybrid.version": model.version if model else "none", "als.version": als_version or "none"})
-    metrics = {"seconds": report.seconds, "rows": report.rows, "users": report.users, "cold_lists": report.cold_lists,
-               **{f"rows.{s}": n for s, n in report.by_source.items()},
-               **{f"seconds.{k}": v for k, v in report.stage_seconds.items()}}
+def _log(
+    run: RunLogger, report: RecommendReport, model: serving.ServingModel | None, als_version: str | None, tuned: Tuned
+) -> None:
+    run.params(
+        {
+            "fusion.weight": report.weight,
+            "fusion.weight_note": report.weight_note,
+            "rerank.season_weight.chosen": tuned.season_weight,
+            "rerank.time_weight.chosen": tuned.time_weight,
+            "rerank.context_note": tuned.context_note,
+            "bundle_source": report.bundle_note,
+            "hybrid.version": model.version if model else "none",
+            "als.version": als_version or "none",
+        }
+    )
+    metrics = {
+        "seconds": report.seconds,
+        "rows": report.rows,
+        "users": report.users,
+        "cold_lists": report.cold_lists,
+        **{f"rows.{s}": n for s, n in report.by_source.items()},
+        **{f"seconds.{k}": v for k, v in report.stage_seconds.items()},
+    }
     if report.search:
         for w, v in report.search.ndcg.items():
             metrics[f"fusion.val_ndcg_at_10.w_{w:.2f}"] = v

@@ -1,11 +1,12 @@
 """``shoprec train-als``: tune, train, register ALS; write its factors and top-N candidates.
 
-    gold.confidence (as_of) ─► id maps ─► grid search on the validation window (nested runs)
-                                      └─► best params refit on the whole history
-                                            ├─► gold.als_user_factors / gold.als_item_factors
-                                            ├─► MLflow model shoprec-als (challenger / champion)
-                                            └─► blocked top-N ─► gold.candidates (source als)
+gold.confidence (as_of) ─► id maps ─► grid search on the validation window (nested runs)
+                                  └─► best params refit on the whole history
+                                        ├─► gold.als_user_factors / gold.als_item_factors
+                                        ├─► MLflow model shoprec-als (challenger / champion)
+                                        └─► blocked top-N ─► gold.candidates (source als)
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,15 @@ from shoprec.tracking import RunLogger
 
 log = logging.getLogger(__name__)
 
-WRITES = (C.GOLD_USER_ID_MAP, C.GOLD_ITEM_ID_MAP, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS,
-          C.GOLD_ALS_VALIDATION_USER_FACTORS, C.GOLD_ALS_VALIDATION_ITEM_FACTORS, C.GOLD_CANDIDATES)
+WRITES = (
+    C.GOLD_USER_ID_MAP,
+    C.GOLD_ITEM_ID_MAP,
+    C.GOLD_ALS_USER_FACTORS,
+    C.GOLD_ALS_ITEM_FACTORS,
+    C.GOLD_ALS_VALIDATION_USER_FACTORS,
+    C.GOLD_ALS_VALIDATION_ITEM_FACTORS,
+    C.GOLD_CANDIDATES,
+)
 
 
 @dataclass
@@ -67,13 +75,17 @@ class AlsReport:
             for t in self.trials:
                 p = t.params
                 best = "  <- best" if p == self.params else ""
-                lines.append(f"    rank {p.rank:>3}  reg {p.reg_param:<6g} alpha {p.alpha:<6g}"
-                             f" NDCG@10 {t.ndcg_at_10:.4f}  Recall@10 {t.recall_at_10:.4f}"
-                             f"  fit {t.fit_seconds:5.1f} s{best}")
-        lines.append(f"  final model: rank {self.params.rank}, reg {self.params.reg_param:g},"
-                     f" alpha {self.params.alpha:g}, {self.params.max_iter} iterations"
-                     f" on {self.n_ratings:,} (user, item) pairs"
-                     f" ({self.n_users:,} users x {self.n_items:,} items): fit {self.fit_seconds:.1f} s")
+                lines.append(
+                    f"    rank {p.rank:>3}  reg {p.reg_param:<6g} alpha {p.alpha:<6g}"
+                    f" NDCG@10 {t.ndcg_at_10:.4f}  Recall@10 {t.recall_at_10:.4f}"
+                    f"  fit {t.fit_seconds:5.1f} s{best}"
+                )
+        lines.append(
+            f"  final model: rank {self.params.rank}, reg {self.params.reg_param:g},"
+            f" alpha {self.params.alpha:g}, {self.params.max_iter} iterations"
+            f" on {self.n_ratings:,} (user, item) pairs"
+            f" ({self.n_users:,} users x {self.n_items:,} items): fit {self.fit_seconds:.1f} s"
+        )
         lines.append(f"  top-N for all users (blocked): {self.n_candidates:,} candidates in {self.topn_seconds:.1f} s")
         if self.promotion:
             lines.append(f"  registry: {self.promotion}")
@@ -106,16 +118,27 @@ def run_train_als(spark: SparkSession, cfg: Config, tables: Tables, split: Tempo
         recs = _with_ids(top, users, items)
         version = write_candidates(tables, recs, C.SRC_ALS, split.as_of)
         topn_seconds = time.perf_counter() - t0
-        n_candidates = tables.read(C.GOLD_CANDIDATES).filter(
-            (F.col(C.AS_OF) == F.lit(split.as_of)) & (F.col(C.CANDIDATE_SOURCE) == C.SRC_ALS)
-        ).count()
+        n_candidates = (
+            tables.read(C.GOLD_CANDIDATES)
+            .filter((F.col(C.AS_OF) == F.lit(split.as_of)) & (F.col(C.CANDIDATE_SOURCE) == C.SRC_ALS))
+            .count()
+        )
         n_users, n_items = uf.count(), itf.count()
         uf.unpersist()
         itf.unpersist()
 
     report = AlsReport(
-        split.as_of.isoformat(), params, trials, n_users, n_items, n_ratings, n_candidates,
-        fit.seconds, topn_seconds, 0.0, table_versions={C.GOLD_CANDIDATES: version},
+        split.as_of.isoformat(),
+        params,
+        trials,
+        n_users,
+        n_items,
+        n_ratings,
+        n_candidates,
+        fit.seconds,
+        topn_seconds,
+        0.0,
+        table_versions={C.GOLD_CANDIDATES: version},
     )
     best_ndcg = trials[0].ndcg_at_10 if trials else None
     _log_and_register(cfg, run, fit.model, report, best_ndcg)
@@ -156,8 +179,13 @@ def _set_checkpoint_dir(spark: SparkSession, cfg: Config) -> None:
 
 # ------------------------------------------------------------------------------ tuning
 def _choose_params(
-    cfg: Config, interactions: DataFrame, split: TemporalSplit, tuning: DataFrame,
-    users: DataFrame, items: DataFrame, num_blocks: int,
+    cfg: Config,
+    interactions: DataFrame,
+    split: TemporalSplit,
+    tuning: DataFrame,
+    users: DataFrame,
+    items: DataFrame,
+    num_blocks: int,
 ) -> tuple[AlsParams, list[Trial]]:
     """The grid's best on the validation window; with ``als.tune: false`` the configured
     parameters are still scored there (one trial), so every model has a validation number."""
@@ -169,8 +197,11 @@ def _choose_params(
     tuning_split = split.for_tuning()
     truth = ids.to_indices(ground_truth(interactions, tuning_split, window="evaluation"), users, items)
     if truth.limit(1).count() == 0:
-        log.warning("no purchases in the validation window %s .. %s: training with the configured parameters",
-                    tuning_split.as_of, split.as_of)
+        log.warning(
+            "no purchases in the validation window %s .. %s: training with the configured parameters",
+            tuning_split.as_of,
+            split.as_of,
+        )
         return configured, []
     ratings = ids.to_indices(tuning, users, items)
     exclude = _history_bought(interactions, tuning_split, users, items) if cfg.candidates.exclude_bought else None
@@ -202,14 +233,19 @@ def run_search(
     try:
         for i, params in enumerate(grid, start=1):
             started = time.perf_counter()
-            with mlflow.start_run(run_name=f"als-trial-{i}", nested=True,
-                                  tags={"shoprec.stage": "train-als", "shoprec.trial": str(i)}) as run:
+            with mlflow.start_run(
+                run_name=f"als-trial-{i}", nested=True, tags={"shoprec.stage": "train-als", "shoprec.trial": str(i)}
+            ) as run:
                 mlflow.log_params({**params.as_dict(), "num_blocks": num_blocks})
                 ndcg, recall, fit_seconds = score_trial(ratings, truth, exclude, params, num_blocks, als, candidates)
-                mlflow.log_metrics({
-                    "val_ndcg_at_10": ndcg, "val_recall_at_10": recall, "fit_seconds": fit_seconds,
-                    "trial_seconds": time.perf_counter() - started,
-                })
+                mlflow.log_metrics(
+                    {
+                        "val_ndcg_at_10": ndcg,
+                        "val_recall_at_10": recall,
+                        "fit_seconds": fit_seconds,
+                        "trial_seconds": time.perf_counter() - started,
+                    }
+                )
             log.info("trial %d/%d %s: NDCG@10 %.4f (fit %.1f s)", i, len(grid), params, ndcg, fit_seconds)
             trials.append(Trial(params, ndcg, recall, fit_seconds, run.info.run_id))
     finally:
@@ -226,22 +262,38 @@ def _with_ids(top: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
     )
 
 
-def _write_factors(tables: Tables, uf: DataFrame, itf: DataFrame, users: DataFrame, items: DataFrame,
-                   split: TemporalSplit,
-                   targets: tuple[str, str] = (C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS)) -> None:
+def _write_factors(
+    tables: Tables,
+    uf: DataFrame,
+    itf: DataFrame,
+    users: DataFrame,
+    items: DataFrame,
+    split: TemporalSplit,
+    targets: tuple[str, str] = (C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS),
+) -> None:
     as_of = F.lit(split.as_of).cast("date").alias(C.AS_OF)
     tables.replace_partition(
         uf.join(users, on=C.USER_IDX, how="inner").select(C.USER_ID, C.USER_IDX, C.FACTORS, as_of),
-        targets[0], {C.AS_OF: split.as_of},
+        targets[0],
+        {C.AS_OF: split.as_of},
     )
     tables.replace_partition(
         itf.join(items, on=C.ITEM_IDX, how="inner").select(C.ITEM_ID, C.ITEM_IDX, C.FACTORS, as_of),
-        targets[1], {C.AS_OF: split.as_of},
+        targets[1],
+        {C.AS_OF: split.as_of},
     )
 
 
-def _write_validation_factors(tables: Tables, tuning: DataFrame, users: DataFrame, items: DataFrame,
-                              params: AlsParams, num_blocks: int, cfg: Config, split: TemporalSplit) -> None:
+def _write_validation_factors(
+    tables: Tables,
+    tuning: DataFrame,
+    users: DataFrame,
+    items: DataFrame,
+    params: AlsParams,
+    num_blocks: int,
+    cfg: Config,
+    split: TemporalSplit,
+) -> None:
     """The chosen parameters refit on the history before the validation window.
 
     shoprec recommend scores the validation window with these factors when it chooses the
@@ -249,12 +301,18 @@ def _write_validation_factors(tables: Tables, tuning: DataFrame, users: DataFram
     """
     ratings = ids.to_indices(tuning, users, items)
     fit = fit_als(ratings, params, num_blocks, cfg.als.checkpoint_interval, cfg.als.seed)
-    _write_factors(tables, user_factors(fit.model), item_factors(fit.model), users, items, split,
-                   (C.GOLD_ALS_VALIDATION_USER_FACTORS, C.GOLD_ALS_VALIDATION_ITEM_FACTORS))
+    _write_factors(
+        tables,
+        user_factors(fit.model),
+        item_factors(fit.model),
+        users,
+        items,
+        split,
+        (C.GOLD_ALS_VALIDATION_USER_FACTORS, C.GOLD_ALS_VALIDATION_ITEM_FACTORS),
+    )
 
 
-def _log_and_register(cfg: Config, run: RunLogger, model: ALSModel, report: AlsReport,
-                      best_ndcg: float | None) -> None:
+def _log_and_register(cfg: Config, run: RunLogger, model: ALSModel, report: AlsReport, best_ndcg: float | None) -> None:
     import mlflow
     import pyspark
     from mlflow.models import ModelSignature
@@ -264,28 +322,42 @@ def _log_and_register(cfg: Config, run: RunLogger, model: ALSModel, report: AlsR
 
     p = report.params
     run.params({"best.rank": p.rank, "best.reg_param": p.reg_param, "best.alpha": p.alpha, "best.max_iter": p.max_iter})
-    run.metrics({
-        "n_users": report.n_users, "n_items": report.n_items, "n_ratings": report.n_ratings,
-        "n_candidates": report.n_candidates, "fit_seconds": report.fit_seconds, "topn_seconds": report.topn_seconds,
-        **({"val_ndcg_at_10": best_ndcg} if best_ndcg is not None else {}),
-    })
+    run.metrics(
+        {
+            "n_users": report.n_users,
+            "n_items": report.n_items,
+            "n_ratings": report.n_ratings,
+            "n_candidates": report.n_candidates,
+            "fit_seconds": report.fit_seconds,
+            "topn_seconds": report.topn_seconds,
+            **({"val_ndcg_at_10": best_ndcg} if best_ndcg is not None else {}),
+        }
+    )
     signature = ModelSignature(
         inputs=Schema([ColSpec("integer", C.USER_IDX), ColSpec("integer", C.ITEM_IDX)]),
         outputs=Schema([ColSpec("float", "prediction")]),
     )
     with tempfile.TemporaryDirectory(prefix="shoprec-als-") as tmp:
         info = mlflow.spark.log_model(
-            model, artifact_path="model", signature=signature, dfs_tmpdir=tmp,
+            model,
+            artifact_path="model",
+            signature=signature,
+            dfs_tmpdir=tmp,
             pip_requirements=[f"pyspark=={pyspark.__version__}"],
         )
     if best_ndcg is None:
         log.warning("no validation NDCG (empty validation window): %s logged but not registered", info.model_uri)
         return
-    reg = register_and_promote(info.model_uri, cfg.als.registered_model, "val_ndcg_at_10", best_ndcg,
-                               as_of=report.as_of,
-                               description=f"as_of {report.as_of}: rank {p.rank}, reg_param {p.reg_param}, alpha "
-                                           f"{p.alpha}; {report.n_users:,} users x {report.n_items:,} items; "
-                                           f"validation NDCG@10 {best_ndcg:.4f}")
+    reg = register_and_promote(
+        info.model_uri,
+        cfg.als.registered_model,
+        "val_ndcg_at_10",
+        best_ndcg,
+        as_of=report.as_of,
+        description=f"as_of {report.as_of}: rank {p.rank}, reg_param {p.reg_param}, alpha "
+        f"{p.alpha}; {report.n_users:,} users x {report.n_items:,} items; "
+        f"validation NDCG@10 {best_ndcg:.4f}",
+    )
     report.model_version = reg.version
     report.promotion = reg.describe()
 

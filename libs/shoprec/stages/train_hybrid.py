@@ -9,6 +9,7 @@
 
 ``<work>`` is ``<data_root>/<hybrid.work_dir>/<as_of>``; it is replaced on every run.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,18 +67,22 @@ class HybridReport:
 
     def summary_lines(self) -> list[str]:
         r = self.result
-        lines = [f"train-hybrid (as_of {self.as_of}) finished in {self.seconds:.1f} s "
-                 f"({', '.join(f'{k} {v:.1f} s' for k, v in self.stage_seconds.items())})",
-                 f"  examples: train {self.counts['train_rows']:,} ({self.counts['train_positives']:,} positives, "
-                 f"{self.counts['train_users']:,} users), validation {self.counts['valid_rows']:,} "
-                 f"({self.counts['valid_positives']:,} positives, {self.counts['valid_users']:,} users)",
-                 f"  {self.launcher} with {self.num_proc} process(es): {r['epochs_run']} epochs, "
-                 f"{r['samples_per_second']:,.0f} samples/s, best epoch {r['best_epoch']}",
-                 "    epoch      loss   train AUC  val NDCG@10  val AUC   seconds"]
+        lines = [
+            f"train-hybrid (as_of {self.as_of}) finished in {self.seconds:.1f} s "
+            f"({', '.join(f'{k} {v:.1f} s' for k, v in self.stage_seconds.items())})",
+            f"  examples: train {self.counts['train_rows']:,} ({self.counts['train_positives']:,} positives, "
+            f"{self.counts['train_users']:,} users), validation {self.counts['valid_rows']:,} "
+            f"({self.counts['valid_positives']:,} positives, {self.counts['valid_users']:,} users)",
+            f"  {self.launcher} with {self.num_proc} process(es): {r['epochs_run']} epochs, "
+            f"{r['samples_per_second']:,.0f} samples/s, best epoch {r['best_epoch']}",
+            "    epoch      loss   train AUC  val NDCG@10  val AUC   seconds",
+        ]
         for e in self.epochs:
             mark = "  <- best" if e["epoch"] == r["best_epoch"] else ""
-            lines.append(f"    {e['epoch']:>5} {e['loss']:>9.4f} {e['auc']:>11.4f} {e['val_ndcg_at_10']:>12.4f}"
-                         f" {e['val_auc']:>8.4f} {e['epoch_seconds']:>9.1f}{mark}")
+            lines.append(
+                f"    {e['epoch']:>5} {e['loss']:>9.4f} {e['auc']:>11.4f} {e['val_ndcg_at_10']:>12.4f}"
+                f" {e['val_auc']:>8.4f} {e['epoch_seconds']:>9.1f}{mark}"
+            )
         if self.registration:
             lines.append(f"  registry: {self.registration}")
         lines.append(f"  hybrid candidates (re-ranked pool): {self.n_candidates:,}")
@@ -88,8 +93,9 @@ def work_folder(cfg: Config, split: TemporalSplit) -> str:
     return paths.hybrid_work(cfg.data_root, cfg.hybrid.work_dir, split.as_of)
 
 
-def run_train_hybrid(spark: SparkSession, cfg: Config, tables: Tables, split: TemporalSplit,
-                     run: RunLogger) -> HybridReport:
+def run_train_hybrid(
+    spark: SparkSession, cfg: Config, tables: Tables, split: TemporalSplit, run: RunLogger
+) -> HybridReport:
     started = time.perf_counter()
     stages: dict[str, float] = {}
     hcfg = cfg.hybrid
@@ -128,8 +134,9 @@ def run_train_hybrid(spark: SparkSession, cfg: Config, tables: Tables, split: Te
     stages["candidates"] = time.perf_counter() - t0
     report.stage_seconds = stages
     report.seconds = time.perf_counter() - started
-    run.metrics({"seconds": report.seconds, "candidates": report.n_candidates,
-                 **{f"seconds.{k}": v for k, v in stages.items()}})
+    run.metrics(
+        {"seconds": report.seconds, "candidates": report.n_candidates, **{f"seconds.{k}": v for k, v in stages.items()}}
+    )
     return report
 
 
@@ -139,8 +146,13 @@ def training_spec(cfg: Config, data_folder: str, out_dir: str, run_id: str | Non
     hcfg = cfg.hybrid
     store = store_for(cfg)
     return {
-        "data_folder": data_folder, "out_dir": out_dir, "epochs": hcfg.epochs, "batch_size": hcfg.batch_size,
-        "learning_rate": hcfg.learning_rate, "patience": hcfg.patience, "seed": hcfg.seed,
+        "data_folder": data_folder,
+        "out_dir": out_dir,
+        "epochs": hcfg.epochs,
+        "batch_size": hcfg.batch_size,
+        "learning_rate": hcfg.learning_rate,
+        "patience": hcfg.patience,
+        "seed": hcfg.seed,
         "threads_per_rank": hcfg.threads_per_rank,
         "model": json.loads(json.dumps(cfg.to_dict()["hybrid"]["model"])),
         "mlflow": {"tracking_uri": store.tracking_uri, "run_id": run_id} if run_id else None,
@@ -174,8 +186,10 @@ def launch(spec: dict, num_proc: int, launcher: str, spark: SparkSession | None 
     ranks = [_read_json(os.path.join(out, f"rank{r}.json")) for r in range(num_proc)]
     digests = {r["weights_digest"] for r in ranks}
     if len(digests) != 1:
-        raise ShoprecError(f"Horovod ranks ended with different weights ({len(digests)} distinct digests)",
-                           hint="a rank did not receive the broadcast or skipped steps; see the training log")
+        raise ShoprecError(
+            f"Horovod ranks ended with different weights ({len(digests)} distinct digests)",
+            hint="a rank did not receive the broadcast or skipped steps; see the training log",
+        )
     with open(os.path.join(out, HISTORY)) as fh:
         history = json.load(fh)
     return history["result"], history["epochs"]
@@ -188,8 +202,18 @@ def _read_json(path: str) -> dict:
 
 def horovodrun_command(spec_path: str, num_proc: int) -> list[str]:
     runner = os.path.join(os.path.dirname(sys.executable), "horovodrun")
-    return [runner, "-np", str(num_proc), "--gloo", "-H", f"localhost:{num_proc}",
-            sys.executable, "-m", "shoprec.hybrid.train", spec_path]
+    return [
+        runner,
+        "-np",
+        str(num_proc),
+        "--gloo",
+        "-H",
+        f"localhost:{num_proc}",
+        sys.executable,
+        "-m",
+        "shoprec.hybrid.train",
+        spec_path,
+    ]
 
 
 def _horovodrun(spec_path: str, num_proc: int, out: str) -> None:
@@ -202,8 +226,10 @@ def _horovodrun(spec_path: str, num_proc: int, out: str) -> None:
     if code != 0:
         with open(log_path) as fh:
             tail = fh.read()[-3000:]
-        raise ShoprecError(f"horovodrun exited with {code}; the last lines of {log_path}:\n{tail}",
-                           hint="see the whole log; --set hybrid.num_proc=1 trains in one process")
+        raise ShoprecError(
+            f"horovodrun exited with {code}; the last lines of {log_path}:\n{tail}",
+            hint="see the whole log; --set hybrid.num_proc=1 trains in one process",
+        )
 
 
 def _spark_rank(spec: dict) -> dict:
@@ -219,8 +245,10 @@ def _als_init(tables: Tables, split: TemporalSplit, manifest: dict, path: str) -
     import numpy as np
 
     out = {}
-    for key, table, id_col in (("user", C.GOLD_ALS_USER_FACTORS, C.USER_ID),
-                               ("item", C.GOLD_ALS_ITEM_FACTORS, C.ITEM_ID)):
+    for key, table, id_col in (
+        ("user", C.GOLD_ALS_USER_FACTORS, C.USER_ID),
+        ("item", C.GOLD_ALS_ITEM_FACTORS, C.ITEM_ID),
+    ):
         # bounded: one row per id
         pdf: pd.DataFrame = required_as_of(tables, table, split.as_of).select(id_col, C.FACTORS).toPandas()
         vocab = manifest["vocab"][id_col]
@@ -238,11 +266,28 @@ def _als_init(tables: Tables, split: TemporalSplit, manifest: dict, path: str) -
 
 # ------------------------------------------------------------------------------ MLflow
 def _log_training(run: RunLogger, cfg: Config, spec: dict, result: dict, epochs: list[dict]) -> None:
-    run.params({"hybrid.launcher_processes": cfg.hybrid.num_proc, "hybrid.steps_per_epoch": result["steps_per_epoch"],
-                "hybrid.resolved_threads_per_rank": result["threads"]})
-    run.metrics({k: float(result[k]) for k in ("val_ndcg_at_10", "val_auc", "samples_per_second", "fit_seconds",
-                                                 "seconds_to_best", "best_epoch", "epochs_run")
-                 if result.get(k) is not None})
+    run.params(
+        {
+            "hybrid.launcher_processes": cfg.hybrid.num_proc,
+            "hybrid.steps_per_epoch": result["steps_per_epoch"],
+            "hybrid.resolved_threads_per_rank": result["threads"],
+        }
+    )
+    run.metrics(
+        {
+            k: float(result[k])
+            for k in (
+                "val_ndcg_at_10",
+                "val_auc",
+                "samples_per_second",
+                "fit_seconds",
+                "seconds_to_best",
+                "best_epoch",
+                "epochs_run",
+            )
+            if result.get(k) is not None
+        }
+    )
     run.dict({"epochs": epochs, "result": result}, "hybrid/history.json")
     plot = _plot_curves(epochs, os.path.join(spec["out_dir"], "training_curves.png"))
     if plot:
@@ -287,23 +332,35 @@ def _log_and_register(cfg: Config, run: RunLogger, spec: dict, manifest_path: st
         pip_requirements=pyfunc.pip_requirements(),
     )
     registration = register_and_promote(
-        info.model_uri, cfg.hybrid.registered_model, METRIC, float(result["val_ndcg_at_10"]),
-        tags={"val_auc": str(result.get("val_auc"))}, as_of=spec.get("as_of") or None,
+        info.model_uri,
+        cfg.hybrid.registered_model,
+        METRIC,
+        float(result["val_ndcg_at_10"]),
+        tags={"val_auc": str(result.get("val_auc"))},
+        as_of=spec.get("as_of") or None,
         description=f"as_of {spec.get('as_of', '')}: validation NDCG@10 {float(result['val_ndcg_at_10']):.4f}, "
-                    f"AUC {float(result['val_auc']):.4f}",
+        f"AUC {float(result['val_auc']):.4f}",
     )
     return registration.describe(), registration.version
 
 
 # ------------------------------------------------------------------------------ candidates
-def _score_pool(cfg: Config, tables: Tables, interactions: DataFrame, item_features: DataFrame,
-                split: TemporalSplit, model_dir: str, manifest_path: str) -> DataFrame:
+def _score_pool(
+    cfg: Config,
+    tables: Tables,
+    interactions: DataFrame,
+    item_features: DataFrame,
+    split: TemporalSplit,
+    model_dir: str,
+    manifest_path: str,
+) -> DataFrame:
     confidence = required_as_of(tables, C.GOLD_CONFIDENCE, split.as_of)
     users = required_as_of(tables, C.GOLD_USER_FEATURES, split.as_of)
     als = read_candidates(tables, split.as_of, [C.SRC_ALS])
     pool = scoring.rerank_pool(als, confidence, item_features, cfg.hybrid.rerank_pool)
-    feats = scoring.scoring_features(pool, interactions, users, item_features, split, cfg.features.holidays,
-                                     with_text=False)
+    feats = scoring.scoring_features(
+        pool, interactions, users, item_features, split, cfg.features.holidays, with_text=False
+    )
     return scoring.score_pairs(feats, model_dir, manifest_path, item_features=item_features)
 
 

@@ -14,6 +14,7 @@ Both write the same Delta protocol, so a table written by one is readable by the
 Table names are ``"<layer>.<table>"`` (``"silver.interactions"``) and live at
 ``<root>/<layer>/<table>``.
 """
+
 from __future__ import annotations
 
 from shoprec.tables.base import HistoryEntry, MergeResult, TableBackend, WriteResult, table_path

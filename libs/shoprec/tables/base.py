@@ -1,4 +1,5 @@
 """What every Delta backend offers, and the small records its operations return."""
+
 from __future__ import annotations
 
 import re
@@ -73,9 +74,7 @@ class TableBackend(Protocol):
 
     def append(self, df: DataFrame, path: str, partition_by: Sequence[str], label: str) -> WriteResult: ...
 
-    def replace_partition(
-        self, df: DataFrame, path: str, partition: Mapping[str, Any], label: str
-    ) -> WriteResult: ...
+    def replace_partition(self, df: DataFrame, path: str, partition: Mapping[str, Any], label: str) -> WriteResult: ...
 
     def merge(
         self, source: DataFrame, path: str, keys: Sequence[str], update_matched: bool, label: str
@@ -137,8 +136,10 @@ def check_append_schema(label: str, table: T.StructType, data: T.StructType, mer
     if extra and not merge_schema:
         problems.append(f"columns not in the table: {', '.join(extra)}")
     if problems:
-        hint = "pass merge_schema=True to add new columns" if extra and not merge_schema else (
-            "cast the data to the table's types, or overwrite the table with overwrite_schema=True"
+        hint = (
+            "pass merge_schema=True to add new columns"
+            if extra and not merge_schema
+            else ("cast the data to the table's types, or overwrite the table with overwrite_schema=True")
         )
         raise SchemaMismatchError(f"schema mismatch writing {label}: " + "; ".join(problems), hint=hint)
     if not extra:

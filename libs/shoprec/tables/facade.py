@@ -1,4 +1,5 @@
 """``Tables``: what jobs call. Names, schema checks and the choice of backend live here."""
+
 from __future__ import annotations
 
 import contextlib

@@ -12,6 +12,7 @@ Writers on one machine take a per-table file lock around read-modify-commit so t
 merges cannot lose each other's rows; delta-rs's own conflict check stays in place
 for anything else.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -128,8 +129,9 @@ class LocalDeltaBackend:
             key, keyed = _partition_lookup_keys(path, files)
             lookup = self.spark.createDataFrame(
                 [(k, *values) for k, values in keyed],
-                T.StructType([T.StructField(_KEY_COL, T.StringType())]
-                             + [T.StructField(c, T.StringType()) for c in part_cols]),
+                T.StructType(
+                    [T.StructField(_KEY_COL, T.StringType())] + [T.StructField(c, T.StringType()) for c in part_cols]
+                ),
             )
             df = df.withColumn(_KEY_COL, key).join(F.broadcast(lookup), on=_KEY_COL, how="inner").drop(_KEY_COL)
         types = {f.name: f.dataType for f in schema.fields}
@@ -165,7 +167,11 @@ class LocalDeltaBackend:
                 self._guard(
                     label,
                     lambda: create_table_with_add_actions(
-                        path, _delta_schema(schema), adds, "overwrite", list(partition_by),
+                        path,
+                        _delta_schema(schema),
+                        adds,
+                        "overwrite",
+                        list(partition_by),
                         commit_properties=_props(label),
                     ),
                 )
@@ -200,9 +206,7 @@ class LocalDeltaBackend:
             self._commit(dt, adds, [], "overwrite", schema, partition_by, filters, label)
             return WriteResult(label, self.version(path), len(adds), before, _rows(adds))
 
-    def merge(
-        self, source: DataFrame, path: str, keys: Sequence[str], update_matched: bool, label: str
-    ) -> MergeResult:
+    def merge(self, source: DataFrame, path: str, keys: Sequence[str], update_matched: bool, label: str) -> MergeResult:
         keys = list(keys)
         with self._lock(path):
             if not self.exists(path):
@@ -222,10 +226,7 @@ class LocalDeltaBackend:
             touched_files = target.join(source_keys, on=keys, how="left_semi").select(_FILE_COL).distinct()
             touched = [r[0] for r in touched_files.collect()]  # small: one row per data file with a match
             # Only the files holding a matching key are read again and rewritten.
-            kept = (
-                self._read_snapshot(path, dt, only=set(touched))
-                .join(source_keys, on=keys, how="left_anti")
-            )
+            kept = self._read_snapshot(path, dt, only=set(touched)).join(source_keys, on=keys, how="left_anti")
             matched = source_keys.join(target.select(*keys), on=keys, how="left_semi").count() if touched else 0
             new_data = kept.unionByName(source.select(*[c for c in target.columns if c != _FILE_COL]))
             adds = self._write_files(new_data, path, partition_by)
@@ -263,8 +264,10 @@ class LocalDeltaBackend:
             run = (lambda: optimizer.z_order(list(zorder_by))) if zorder_by else optimizer.compact
             metrics: dict[str, Any] = {}
             self._guard(f"optimize of {path}", lambda: metrics.update(run()))
-        return {"files_added": int(metrics.get("numFilesAdded", 0)),
-                "files_removed": int(metrics.get("numFilesRemoved", 0))}
+        return {
+            "files_added": int(metrics.get("numFilesAdded", 0)),
+            "files_removed": int(metrics.get("numFilesRemoved", 0)),
+        }
 
     def set_properties(self, path: str, properties: Mapping[str, str]) -> None:
         if not properties:
@@ -390,7 +393,7 @@ class LocalDeltaBackend:
         removes = []
         for i, rel in enumerate(actions.column("path").to_pylist()):
             if _file_path(path, rel) in wanted:
-                pvals = {c[len("partition."):]: _partition_string(actions.column(c)[i].as_py()) for c in part_cols}
+                pvals = {c[len("partition.") :]: _partition_string(actions.column(c)[i].as_py()) for c in part_cols}
                 size = actions.column("size_bytes")[i].as_py()
                 removes.append(RemoveAction(rel, True, now, size, pvals or None))
         return removes
@@ -519,8 +522,10 @@ def _partition_lookup_keys(path: str, files: dict[str, tuple]) -> tuple[Column, 
     depths = {r.count("/") + 1 for r in rels.values()}
     if len(depths) == 1 and all(_URI_SAFE_REL.match(r) and not r.startswith("..") for r in rels.values()):
         depth = depths.pop()
-        return (F.substring_index(F.col("_metadata.file_path"), "/", -depth),
-                [(rels[f], values) for f, values in files.items()])
+        return (
+            F.substring_index(F.col("_metadata.file_path"), "/", -depth),
+            [(rels[f], values) for f, values in files.items()],
+        )
     return _spark_file_path(), list(files.items())
 
 

@@ -9,6 +9,7 @@ Per table, in this order:
 3. VACUUM with ``vacuum_retention_hours``: only files that no version committed inside
    that window needs are deleted, so time travel inside it keeps working.
 """
+
 from __future__ import annotations
 
 import logging
@@ -80,6 +81,11 @@ def maintain_table(tables: Tables, cfg: MaintainConfig, name: str) -> TableMaint
     after = tables.file_count(name)
     log.info("%s: %d -> %d files, %d vacuumed", name, before, after, vacuumed)
     return TableMaintenance(
-        name, before, after, vacuumed, zorder,
-        tables.properties(name).get(CDF_PROPERTY) == "true", time.perf_counter() - t0,
+        name,
+        before,
+        after,
+        vacuumed,
+        zorder,
+        tables.properties(name).get(CDF_PROPERTY) == "true",
+        time.perf_counter() - t0,
     )

@@ -12,6 +12,7 @@ every operation of ours recomputes its commit from its inputs, and reported as
 ``ConcurrentWriteError`` when they keep conflicting. A commit is never lost: Delta's
 optimistic commit either lands whole or not at all.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -173,9 +174,7 @@ class SparkDeltaBackend:
         self._retrying(label, write)
         return self._write_result(path, label)
 
-    def merge(
-        self, source: DataFrame, path: str, keys: Sequence[str], update_matched: bool, label: str
-    ) -> MergeResult:
+    def merge(self, source: DataFrame, path: str, keys: Sequence[str], update_matched: bool, label: str) -> MergeResult:
         if not self.exists(path):
             result = self.append(source, path, [], label)
             return MergeResult(label, result.version, result.rows_written or 0, 0)
@@ -275,10 +274,16 @@ class SparkDeltaBackend:
         info = self._commit_info(path, int(snapshot.version())) if snapshot is not None else None
         if info is None:
             row = self._history_head(path)
-            return {"version": int(row["version"]), "operation": row["operation"],
-                    "operationMetrics": dict(row["operationMetrics"] or {})}
-        return {"version": int(snapshot.version()), "operation": info.get("operation"),
-                "operationMetrics": {k: str(v) for k, v in (info.get("operationMetrics") or {}).items()}}
+            return {
+                "version": int(row["version"]),
+                "operation": row["operation"],
+                "operationMetrics": dict(row["operationMetrics"] or {}),
+            }
+        return {
+            "version": int(snapshot.version()),
+            "operation": info.get("operation"),
+            "operationMetrics": {k: str(v) for k, v in (info.get("operationMetrics") or {}).items()},
+        }
 
     def _commit_info(self, path: str, version: int) -> dict[str, Any] | None:
         """The ``commitInfo`` action of one commit file, read through Hadoop's file system."""
