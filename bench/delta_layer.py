@@ -17,6 +17,11 @@ writer/reader, in the same session and the same run:
     6. time travel: count of version 0 Tables.read(version=0)
     7. validity: delta-rs (pyarrow dataset) row count == Spark's row count
 
+Then the per-operation latency on a tiny table (--small-rows, 200 by default), where the
+fixed cost of each backend dominates (what a stage test or a small gold table pays): the
+median of --small-repeat rounds of overwrite, append, read + count, merge and partition
+replace, each backend on its own fresh tables, and the ratio spark / local.
+
 The data is generated in Spark and written once as plain Parquet under --root/source
 before anything is timed, so generation is never inside a timed section; an untimed
 warm-up pass of the whole sequence on 20k rows runs first so that the first timed
@@ -109,6 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=list(BACKENDS),
         help="Delta backends to measure (default: both)",
     )
+    parser.add_argument("--small-rows", type=int, default=200, help="rows of the tiny-table latency section")
+    parser.add_argument("--small-repeat", type=int, default=5, help="rounds of the tiny-table section (median)")
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -117,6 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.smoke:
         args.rows = SMOKE_ROWS
+        args.small_repeat = 1
         if args.json == DEFAULT_JSON:
             args.json = os.path.join(tempfile.mkdtemp(prefix="shoprec-bench-"), "delta_layer.json")
     if args.rows < 1000:
@@ -356,6 +364,64 @@ def summarise(runs: list[dict], counts: dict, backends: list[str]) -> list[dict]
     return ops
 
 
+SMALL_OPS = ("overwrite", "append", "read + count", "merge", "replace partition")
+
+
+def small_table_round(spark: SparkSession, tables: Tables, rows: int, name: str) -> dict[str, float]:
+    """One round of the tiny-table operations on fresh tables; seconds per operation."""
+    df = spark.range(rows).select(
+        F.col("id").alias("k"), (F.col("id") * 2).alias("v"), (F.col("id") % 3).cast("int").alias("p")
+    )
+    tables.overwrite(df, f"{name}_a")  # create first: the timed ops work on an existing table
+    tables.merge(df, f"{name}_b", ["k"])
+    tables.replace_partition(df.where("p = 1"), f"{name}_c", {"p": 1})
+    ops = {
+        "overwrite": lambda: tables.overwrite(df, f"{name}_a"),
+        "append": lambda: tables.append(df, f"{name}_a"),
+        "read + count": lambda: tables.read(f"{name}_a").count(),
+        "merge": lambda: tables.merge(df, f"{name}_b", ["k"]),
+        "replace partition": lambda: tables.replace_partition(df.where("p = 1"), f"{name}_c", {"p": 1}),
+    }
+    return {op: timed(fn)[0] for op, fn in ops.items()}
+
+
+def small_table_latency(
+    spark: SparkSession, backends: dict[str, Tables], rows: int, repeat: int, warm_up: bool = True
+) -> dict:
+    """Median seconds per tiny-table operation and backend (after an untimed round unless
+    ``warm_up`` is off: the smoke run), and spark / local."""
+    seconds: dict[str, dict[str, list[float]]] = {b: {op: [] for op in SMALL_OPS} for b in backends}
+    for round_ in range(0 if warm_up else 1, repeat + 1):
+        for backend, tables in backends.items():
+            times = small_table_round(spark, tables, rows, f"small.r{round_}_{backend}")
+            if round_:  # round 0 warms up
+                for op, t in times.items():
+                    seconds[backend][op].append(t)
+    medians = {b: {op: round(statistics.median(ts), 3) for op, ts in ops.items()} for b, ops in seconds.items()}
+    ratio = {}
+    if {"spark", "local"} <= set(medians):
+        ratio = {op: round(medians["spark"][op] / medians["local"][op], 2) for op in SMALL_OPS}
+    return {"rows": rows, "repeat": repeat, "median_s": medians, "spark_vs_local": ratio}
+
+
+def print_small_table(small: dict) -> None:
+    backends = list(small["median_s"])
+    header = (f"tiny table ({small['rows']} rows)", *(f"{b} s" for b in backends))
+    header += ("spark/local",) if small["spark_vs_local"] else ()
+    lines = [header]
+    for op in SMALL_OPS:
+        row = (op, *(f"{small['median_s'][b][op]:.3f}" for b in backends))
+        row += (f"{small['spark_vs_local'][op]:.2f}x",) if small["spark_vs_local"] else ()
+        lines.append(row)
+    widths = [max(len(str(r[i])) for r in lines) for i in range(len(header))]
+    print()
+    for j, row in enumerate(lines):
+        print("  ".join(str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(row)))
+        if j == 0:
+            print("  ".join("-" * w for w in widths))
+    print(f"median of {small['repeat']} rounds after an untimed one, each backend on its own fresh tables")
+
+
 def print_table(report: dict) -> None:
     backends = report["args"]["backends"]
     header = (
@@ -444,6 +510,8 @@ def run(args: argparse.Namespace) -> dict:
     for i in range(args.repeat):
         print(f"run {i + 1}/{args.repeat} ...", file=sys.stderr, flush=True)
         runs.append(one_run(spark, backends, data, root))
+    print("tiny-table latency ...", file=sys.stderr, flush=True)
+    small = small_table_latency(spark, backends, args.small_rows, args.small_repeat, warm_up=not args.smoke)
 
     counts = data["counts"]
     load_after = os.getloadavg()
@@ -475,6 +543,7 @@ def run(args: argparse.Namespace) -> dict:
         "counts": counts,
         "setup_s": round(setup_s, 2),
         "operations": summarise(runs, counts, list(args.backends)),
+        "small_table": small,
         "runs": [
             {
                 "delta_s": {b: {k: round(v, 3) for k, v in ops.items()} for b, ops in r["delta"].items()},
@@ -494,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report = run(args)
     print_table(report)
+    print_small_table(report["small_table"])
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as fh:
         json.dump(report, fh, indent=2)

@@ -33,3 +33,7 @@ def test_delta_layer_bench_smoke_measures_both_backends(spark, tmp_path, capsys,
         checks = report["runs"][0]["checks"][backend]
         assert checks["aggregates_match"] and checks["merge_inserted"] == report["counts"]["inserts"]
     assert ops["write"]["spark_vs_local"] > 0 and ops["write"]["parquet_s"] > 0
+    small = report["small_table"]
+    assert small["rows"] == 200 and small["repeat"] == 1 and "tiny table (200 rows)" in printed
+    assert set(small["spark_vs_local"]) == set(bench.SMALL_OPS)
+    assert all(t > 0 for b in ("spark", "local") for t in small["median_s"][b].values())
