@@ -1,4 +1,4 @@
-"""The jobs as users run them: the main job on the shipped data, spark-submit, horovodrun."""
+"""The jobs as users run them: the main job on the shipped data, horovodrun (spark-submit: test_cluster)."""
 
 from __future__ import annotations
 
