@@ -20,10 +20,10 @@ TEST_OVERRIDES = (
     "spark.launch_settings.spark.ui.showConsoleProgress=false",
     # The main job runs the whole pipeline in this one JVM (bundles included): 4g ran out of heap.
     "spark.launch_settings.spark.driver.memory=6g",
-    # Stage tests write their tiny tables through delta-rs, about 3x faster per operation than
-    # Spark's own Delta on them (docs/development.md). Spark's Delta is what the contract and
-    # interop tests (both backends), maintain, the main job and the cluster test run on; set
-    # SHOPREC_TEST_DELTA_BACKEND=auto to run every stage test on it too.
+    # Stage tests and the main-job test write through delta-rs, several times faster per operation
+    # than Spark's own Delta on tiny tables (docs/development.md). Spark's Delta is what the
+    # contract and interop tests (both backends), maintain and the cluster test run on; set
+    # SHOPREC_TEST_DELTA_BACKEND=auto to run every stage test and the main job on it too.
     f"storage.delta_backend={os.environ.get('SHOPREC_TEST_DELTA_BACKEND', 'local')}",
 )
 
