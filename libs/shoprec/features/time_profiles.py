@@ -150,8 +150,8 @@ def time_fit(user_share: Column, item_share: Column, shop_share: list[float]) ->
 
 def shop_time_shares(history: DataFrame) -> tuple[list[float], list[float]]:
     """The shop's purchase lines per hour of the day (24 shares) and per ISO weekday (7)."""
-    # small: <= 168 rows
-    rows = history.groupBy(F.hour(C.EVENT_TS).alias("_h"), _iso_weekday().alias("_d")).count().collect()
+    counts = history.groupBy(F.hour(C.EVENT_TS).alias("_h"), _iso_weekday().alias("_d")).count()
+    rows = counts.collect()  # small: <= 168 rows
     total = sum(r["count"] for r in rows) or 1
     hours, days = [0.0] * 24, [0.0] * 7
     for r in rows:

@@ -51,8 +51,8 @@ def busiest_users(tables: Tables, as_of: date, n: int = 5) -> list[str]:
         .agg(F.count_distinct(C.BASKET_ID).alias("baskets"))
         .orderBy(F.col("baskets").desc(), C.USER_ID)
         .limit(n)
-        .collect()
-    )  # small: n rows
+        .collect()  # small: n rows
+    )
     return [r[C.USER_ID] for r in top]
 
 
@@ -68,8 +68,8 @@ def user_history(tables: Tables, user_id: str, as_of: date, limit: int = 50) -> 
         .join(_names(tables), on=C.ITEM_ID, how="left")
         .orderBy(F.col(C.EVENT_TS).desc(), C.ITEM_ID)
         .limit(limit)
-        .toPandas()
-    )  # small: limit rows
+        .toPandas()  # small: limit rows
+    )
 
 
 def user_recommendations(tables: Tables, user_id: str, as_of: date, name: str = C.GOLD_RECOMMENDATIONS) -> pd.DataFrame:

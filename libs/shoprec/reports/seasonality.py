@@ -143,8 +143,8 @@ def seasonal_slot_share(recs: DataFrame, profiles: DataFrame, min_lines: int) ->
     seasonal = seasonal_items(profiles, min_lines)
     n = seasonal.count()
     marked = recs.join(seasonal.withColumn("_seasonal", F.lit(1.0)), on=C.ITEM_ID, how="left")
-    # small: one row per as_of
-    rows = marked.groupBy(C.AS_OF).agg(F.avg(F.coalesce(F.col("_seasonal"), F.lit(0.0))).alias("_share")).collect()
+    shares = marked.groupBy(C.AS_OF).agg(F.avg(F.coalesce(F.col("_seasonal"), F.lit(0.0))).alias("_share"))
+    rows = shares.collect()  # small: one row per as_of
     return n, {r[C.AS_OF].isoformat(): float(r["_share"]) for r in sorted(rows, key=lambda r: r[C.AS_OF])}
 
 
@@ -191,10 +191,8 @@ def build(
 
 
 def _item_lines(profiles: DataFrame, names: DataFrame, items: list[str]) -> list[ItemLine]:
-    rows = {
-        r[C.ITEM_ID]: r
-        for r in profiles.where(F.col(C.ITEM_ID).isin(items)).join(names, on=C.ITEM_ID, how="left").collect()
-    }  # small: the example items
+    chosen = profiles.where(F.col(C.ITEM_ID).isin(items)).join(names, on=C.ITEM_ID, how="left")
+    rows = {r[C.ITEM_ID]: r for r in chosen.collect()}  # small: the example items
     return [
         ItemLine(
             i, rows[i][C.DESCRIPTION] or "", rows[i][C.PEAK_MONTH], rows[i][C.SEASONALITY], list(rows[i][C.MONTH_INDEX])

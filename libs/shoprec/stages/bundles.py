@@ -258,8 +258,8 @@ def _examples(tables: Tables, split: TemporalSplit, names: DataFrame) -> list[st
         .join(a, on="_a", how="left")
         .join(b, on=C.CONSEQUENT_ITEM, how="left")
         .orderBy(F.col(C.LIFT).desc(), F.col(C.BASKET_COUNT).desc(), "_a", C.CONSEQUENT_ITEM)
-        .collect()
-    )  # small: 4 x EXAMPLES rules
+        .collect()  # small: 4 x EXAMPLES rules
+    )
     out, seen = [], set()
     for r in rows:  # one line per pair, not both directions
         pair = frozenset((r["_a"], r[C.CONSEQUENT_ITEM]))

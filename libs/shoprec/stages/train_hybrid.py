@@ -249,8 +249,8 @@ def _als_init(tables: Tables, split: TemporalSplit, manifest: dict, path: str) -
         ("user", C.GOLD_ALS_USER_FACTORS, C.USER_ID),
         ("item", C.GOLD_ALS_ITEM_FACTORS, C.ITEM_ID),
     ):
-        # bounded: one row per id
-        pdf: pd.DataFrame = required_as_of(tables, table, split.as_of).select(id_col, C.FACTORS).toPandas()
+        factors = required_as_of(tables, table, split.as_of).select(id_col, C.FACTORS)
+        pdf: pd.DataFrame = factors.toPandas()  # small: one row per user or item id
         vocab = manifest["vocab"][id_col]
         rank = len(pdf[C.FACTORS].iloc[0])
         rng = np.random.default_rng(0)
