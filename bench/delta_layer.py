@@ -401,7 +401,7 @@ def small_table_latency(
     ratio = {}
     if {"spark", "local"} <= set(medians):
         ratio = {op: round(medians["spark"][op] / medians["local"][op], 2) for op in SMALL_OPS}
-    return {"rows": rows, "repeat": repeat, "median_s": medians, "spark_vs_local": ratio}
+    return {"rows": rows, "repeat": repeat, "warm_up": warm_up, "median_s": medians, "spark_vs_local": ratio}
 
 
 def print_small_table(small: dict) -> None:
@@ -419,7 +419,8 @@ def print_small_table(small: dict) -> None:
         print("  ".join(str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(row)))
         if j == 0:
             print("  ".join("-" * w for w in widths))
-    print(f"median of {small['repeat']} rounds after an untimed one, each backend on its own fresh tables")
+    after = "after an untimed one" if small["warm_up"] else "without a warm-up round (smoke)"
+    print(f"median of {small['repeat']} rounds {after}, each backend on its own fresh tables")
 
 
 def print_table(report: dict) -> None:
