@@ -72,14 +72,14 @@ def repo() -> Path:
 
 
 # ---------------------------------------------------------------------- two workers (pytest-xdist)
-# pytest.ini runs the suite on two workers (-n 2 --dist loadgroup): a group (a test module, or
-# one long test on its own) runs whole on one worker, so a module's fixtures are built once.
-# The groups go out longest first, so the two workers finish together; the rest keeps file order.
-OWN_GROUP = {
-    "test_jobs.py::test_main_job_runs_the_pipeline_on_the_shipped_online_retail_data": "main-job",
-}
+# pytest.ini runs the suite on two workers (-n 2 --dist loadfile): a test module runs whole on
+# one worker, so its module fixtures are built once (the main-job test has a module of its own).
+# The modules go out longest first, so the two workers finish together; the rest keeps file order.
+# Not --dist loadgroup with xdist_group marks: under pytest 9 xdist's loadgroup cannot rename the
+# node ids it groups by, so every test became its own group and both workers built each module's
+# fixtures (session 12: the recommend fixture, 500 s, was built twice in CI).
 LONGEST_FIRST = (
-    "main-job",
+    "test_main_job.py",
     "test_cluster.py",
     "test_notebooks.py",
     "test_bench.py",
@@ -95,14 +95,6 @@ LONGEST_FIRST = (
 )
 
 
-def _group(item: pytest.Item) -> str:
-    return OWN_GROUP.get(f"{item.path.name}::{item.name}", item.path.name)
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(_group(item)))
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: file order otherwise
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order otherwise
