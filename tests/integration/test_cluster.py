@@ -142,36 +142,52 @@ STAGES = ("ingest", "features", "train_als", "train_hybrid", "bundles", "recomme
 JOBS = STAGES if os.environ.get("SHOPREC_TEST_CLUSTER_CHAIN") == "1" else ("pipeline",)
 
 
-def _submit(url: str, job: str, root: Path, args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            str(BIN / "spark-submit"),
-            "--master",
-            url,
-            "--driver-memory",
-            "2g",
-            "--executor-memory",
-            "1500m",
-            "--conf",
-            "spark.driver.host=127.0.0.1",
-            "--conf",
-            "spark.ui.enabled=false",
-            *submit_jars(),
-            f"jobs/{job}.py",
-            "--env",
-            "cluster",
-            "--data-root",
-            str(root),
-            "--as-of",
-            SUBMIT_AS_OF,
-            *args,
-        ],
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        env=_env(MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db", SHOPREC_DATA_ROOT=str(root)),
-    )
+# A hang guard, not a speed check: the whole pipeline as one application took 20+ min beside
+# the main-job test on 2 cores (session 11's CI); a stage on its own, a few minutes.
+SUBMIT_TIMEOUT_S = {"pipeline": 3000}
+
+
+def _submit(url: str, job: str, root: Path, args: list[str], logs: Path) -> subprocess.CompletedProcess:
+    """``spark-submit jobs/<job>.py``; its output goes to <logs>/<job>.out|.err as it runs, so a
+    run that hangs still shows how far it got."""
+    command = [
+        str(BIN / "spark-submit"),
+        "--master",
+        url,
+        "--driver-memory",
+        "2g",
+        "--executor-memory",
+        "1500m",
+        "--conf",
+        "spark.driver.host=127.0.0.1",
+        "--conf",
+        "spark.ui.enabled=false",
+        *submit_jars(),
+        f"jobs/{job}.py",
+        "--env",
+        "cluster",
+        "--data-root",
+        str(root),
+        "--as-of",
+        SUBMIT_AS_OF,
+        *args,
+    ]
+    out, err = logs / f"{job}.out", logs / f"{job}.err"
+    timeout = SUBMIT_TIMEOUT_S.get(job, 1200)
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        try:
+            code = subprocess.run(
+                command,
+                cwd=Path(__file__).resolve().parents[2],
+                stdout=stdout,
+                stderr=stderr,
+                text=True,
+                timeout=timeout,
+                env=_env(MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db", SHOPREC_DATA_ROOT=str(root)),
+            ).returncode
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"jobs/{job}.py still running after {timeout} s; it had printed:\n{out.read_text()[-4000:]}")
+    return subprocess.CompletedProcess(command, code, out.read_text(), err.read_text())
 
 
 @pytest.mark.slow
@@ -198,7 +214,7 @@ def test_pipeline_runs_on_a_standalone_cluster_with_horovod_on_spark(standalone_
     set_args = [arg for s in sets for arg in ("--set", s)]
     outputs = []
     for job in JOBS:
-        result = _submit(url, job, root, set_args)
+        result = _submit(url, job, root, set_args, tmp_path)
         assert result.returncode == 0, f"{job}: {result.stdout[-3000:]}\n{result.stderr[-5000:]}"
         outputs.append(result.stdout)
     out = "\n".join(outputs)
