@@ -75,12 +75,18 @@ def repo() -> Path:
 # pytest.ini runs the suite on two workers (-n 2 --dist loadfile): a test module runs whole on
 # one worker, so its module fixtures are built once (the main-job test has a module of its own).
 # The modules go out longest first, so the two workers finish together; the rest keeps file order.
+# xdist hands each worker two modules at the start and the next one whenever fewer than three
+# of its tests are left, so a one-test module queues a second behind it: the two quick unit
+# modules after the two longest tests keep everything else free for the worker that is ahead
+# (session 12: the notebooks module sat 47 min behind the main-job test).
 # Not --dist loadgroup with xdist_group marks: under pytest 9 xdist's loadgroup cannot rename the
 # node ids it groups by, so every test became its own group and both workers built each module's
 # fixtures (session 12: the recommend fixture, 500 s, was built twice in CI).
 LONGEST_FIRST = (
     "test_main_job.py",
     "test_cluster.py",
+    "test_config.py",  # behind the main-job test
+    "test_cli.py",  # behind the cluster test
     "test_notebooks.py",
     "test_bench.py",
     "test_recommend.py",
