@@ -620,8 +620,9 @@ def _coerce(tp: Any, value: Any, key: str, origin: dict) -> Any:
                 errors.append(exc)
         raise errors[0]
     if org is Literal:
-        if isinstance(value, bool) and {"on", "off"} <= set(args):
-            value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
+        word = ("on" if value else "off") if isinstance(value, bool) else None
+        if word in args:
+            value = word  # YAML 1.1 reads a bare on/off as a boolean (jvm_jars has off but no on)
         if value not in args:
             raise _type_error(key, origin, value, "one of " + ", ".join(map(str, args)))
         return value

@@ -77,6 +77,10 @@ def test_set_overrides_are_typed(repo):
     switched = load_config("local", ["spark.delta_extensions=off"], conf_dir=repo / "conf")
     assert switched.spark.delta_extensions == "off"
     assert load_config("local", ["spark.delta_extensions=on"], conf_dir=repo / "conf").spark.delta_extensions == "on"
+    # ... and so do the auto/off choices (no "on" among them), while "on" there stays an error.
+    assert load_config("local", ["spark.jvm_jars=off"], conf_dir=repo / "conf").spark.jvm_jars == "off"
+    with pytest.raises(ConfigError, match="jvm_jars"):
+        load_config("local", ["spark.jvm_jars=on"], conf_dir=repo / "conf")
 
 
 def test_unknown_key_names_the_key_and_the_file(conf):
