@@ -141,7 +141,7 @@ def top_n_for_users(
     never to recommend, e.g. what the user already bought.
     """
     spark = user_factors.sparkSession
-    items = item_factors.select(C.ITEM_IDX, C.FACTORS).orderBy(C.ITEM_IDX).collect()  # items x rank: small
+    items = item_factors.select(C.ITEM_IDX, C.FACTORS).orderBy(C.ITEM_IDX).collect()  # small: items x rank
     item_ids = np.array([r[C.ITEM_IDX] for r in items], dtype=np.int64)
     matrix = np.array([r[C.FACTORS] for r in items], dtype=np.float32).reshape(len(items), -1)
     shared = spark.sparkContext.broadcast((item_ids, matrix))

@@ -136,7 +136,7 @@ def _in_window(df: DataFrame, window: ExampleWindow) -> DataFrame:
 def item_sampling_table(positives: DataFrame, power: float) -> tuple[np.ndarray, np.ndarray]:
     """Items of the window and their cumulative sampling probabilities (popularity ** power)."""
     counts = positives.groupBy(C.ITEM_ID).agg(F.count(F.lit(1)).alias("n")).orderBy(C.ITEM_ID)
-    pdf: pd.DataFrame = counts.toPandas()  # bounded: one row per item
+    pdf: pd.DataFrame = counts.toPandas()  # small: one row per item
     weights = pdf["n"].to_numpy(np.float64) ** power
     return pdf[C.ITEM_ID].to_numpy(dtype=object), np.cumsum(weights / weights.sum())
 
@@ -276,10 +276,10 @@ def build_manifest(train: DataFrame, cfg: Config, counts: dict, sample_rows: int
     vocab = {}
     for name in H.VOCAB_FEATURES:
         values = train.select(name).where(F.col(name).isNotNull()).distinct().orderBy(name)
-        vocab[name] = [r[0] for r in values.collect()]  # bounded: one row per distinct value
+        vocab[name] = [r[0] for r in values.collect()]  # small: one row per distinct value
     total = max(counts["train_rows"], 1)
     sample = train.sample(fraction=min(1.0, 2.0 * sample_rows / total), seed=cfg.hybrid.seed).limit(sample_rows)
-    stats = H.normalisation(sample.select(*H.RAW_COLUMNS).toPandas())  # bounded by sample_rows
+    stats = H.normalisation(sample.select(*H.RAW_COLUMNS).toPandas())  # small: bounded by sample_rows
     return {
         "vocab": vocab,
         "sizes": {"price_band": cfg.features.price_bands + 1},

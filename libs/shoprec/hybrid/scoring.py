@@ -119,7 +119,8 @@ def item_text_table(item_features: DataFrame) -> tuple[list[str], object]:
     zeros (unknown items). One row per item, collected to be broadcast: the catalog, not pairs."""
     import numpy as np
 
-    rows = item_features.select(C.ITEM_ID, C.TEXT_VECTOR).where(F.col(C.TEXT_VECTOR).isNotNull()).collect()  # small
+    vectors = item_features.select(C.ITEM_ID, C.TEXT_VECTOR).where(F.col(C.TEXT_VECTOR).isNotNull())
+    rows = vectors.collect()  # small: one vector per catalog item
     dim = len(rows[0][C.TEXT_VECTOR]) if rows else 0
     rows = [r for r in rows if len(r[C.TEXT_VECTOR]) == dim]
     matrix = np.zeros((len(rows) + 1, dim), dtype=np.float32)

@@ -91,15 +91,14 @@ def user_recommendations(tables: Tables, user_id: str, as_of: date, name: str = 
         .fillna(False, subset=["bought_after"])
         .orderBy(C.RANK)
         .select(C.RANK, C.ITEM_ID, C.DESCRIPTION, C.SCORE, C.CANDIDATE_SOURCE, C.REASON, "bought_after")
-        .toPandas()
-    )  # small: one list
+        .toPandas()  # small: one list
+    )
 
 
 def find_items(tables: Tables, text: str, limit: int = 20) -> pd.DataFrame:
     """Items whose description contains ``text`` (case-insensitive)."""
-    return (
-        _names(tables).where(F.lower(C.DESCRIPTION).contains(text.lower())).orderBy(C.ITEM_ID).limit(limit).toPandas()
-    )  # small: limit rows
+    matching = _names(tables).where(F.lower(C.DESCRIPTION).contains(text.lower()))
+    return matching.orderBy(C.ITEM_ID).limit(limit).toPandas()  # small: limit rows
 
 
 def item_partners(tables: Tables, item_id: str, as_of: date) -> pd.DataFrame:
@@ -110,8 +109,8 @@ def item_partners(tables: Tables, item_id: str, as_of: date) -> pd.DataFrame:
         partners.join(named, on=C.PARTNER_ITEM_ID, how="left")
         .select(C.RANK, C.PARTNER_ITEM_ID, C.DESCRIPTION, C.RULE_CONFIDENCE, C.LIFT, C.BASKET_COUNT)
         .orderBy(C.RANK)
-        .toPandas()
-    )  # small: per_item rows
+        .toPandas()  # small: per_item rows
+    )
 
 
 def strongest_rules(tables: Tables, as_of: date, n: int = 20, min_baskets: int = 0, by: str = C.LIFT) -> pd.DataFrame:
@@ -148,5 +147,5 @@ def strongest_rules(tables: Tables, as_of: date, n: int = 20, min_baskets: int =
             C.LIFT,
             C.BASKET_COUNT,
         )
-        .toPandas()
-    )  # small: n rows
+        .toPandas()  # small: n rows
+    )

@@ -48,8 +48,8 @@ def long_tail(purchases: DataFrame) -> pd.DataFrame:
         .withColumn("cumulative_share", F.sum("lines").over(ordered) / F.sum("lines").over(everything))
         .withColumn("item_share", F.col("item_rank") / F.count(F.lit(1)).over(everything))
         .orderBy("item_rank")
-        .toPandas()
-    )  # small: one row per item
+        .toPandas()  # small: one row per item
+    )
 
 
 def head_share(tail: pd.DataFrame, item_share: float) -> float:
@@ -82,8 +82,8 @@ def monthly(purchases: DataFrame) -> pd.DataFrame:
             F.count_distinct(C.USER_ID).alias("customers"),
         )
         .orderBy("month")
-        .toPandas()
-    )  # small: one row per month
+        .toPandas()  # small: one row per month
+    )
 
 
 def time_of_day(purchases: DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -103,8 +103,8 @@ def seasonal_items(purchases: DataFrame, names: DataFrame, n: int = 10, min_line
         top.join(names, on=C.ITEM_ID, how="left")
         .orderBy(F.col(C.SEASONALITY).desc(), F.col(C.ITEM_ID))
         .select(C.ITEM_ID, C.DESCRIPTION, C.PEAK_MONTH, C.SEASONALITY, C.N_LINES, C.MONTH_INDEX)
-        .toPandas()
-    )  # small: n rows
+        .toPandas()  # small: n rows
+    )
 
 
 def plot_overview(
