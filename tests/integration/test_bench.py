@@ -23,7 +23,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import TEST_OVERRIDES
+from tests.conftest import TEST_BACKEND
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
@@ -99,7 +99,6 @@ def smoke_pipeline(spark, bench_modules, work, results):
     """``bench/pipeline.py --smoke`` once: its table, and the tiny lakehouse (a registered
     hybrid champion included) that scoring and train_throughput read."""
     # On the tests' Delta backend (delta-rs unless SHOPREC_TEST_DELTA_BACKEND says; tests/conftest.py).
-    backend = next(o for o in TEST_OVERRIDES if o.startswith("storage.delta_backend="))
     table = run_in_process(
         bench_modules("pipeline"),
         "--smoke",
@@ -108,7 +107,7 @@ def smoke_pipeline(spark, bench_modules, work, results):
         "--results-dir",
         str(results),
         "--synthetic-set",
-        backend,
+        TEST_BACKEND,
     )
     return table, work / "synthetic"
 

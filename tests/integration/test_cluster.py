@@ -144,7 +144,7 @@ JOBS = STAGES if os.environ.get("SHOPREC_TEST_CLUSTER_CHAIN") == "1" else ("pipe
 
 # A hang guard, not a speed check: the whole pipeline as one application took 20+ min beside
 # the main-job test on 2 cores (session 11's CI); a stage on its own, a few minutes.
-SUBMIT_TIMEOUT_S = {"pipeline": 3000}
+PIPELINE_TIMEOUT_S, STAGE_TIMEOUT_S = 3000, 1200
 
 
 def _submit(url: str, job: str, root: Path, args: list[str], logs: Path) -> subprocess.CompletedProcess:
@@ -173,7 +173,7 @@ def _submit(url: str, job: str, root: Path, args: list[str], logs: Path) -> subp
         *args,
     ]
     out, err = logs / f"{job}.out", logs / f"{job}.err"
-    timeout = SUBMIT_TIMEOUT_S.get(job, 1200)
+    timeout = PIPELINE_TIMEOUT_S if job == "pipeline" else STAGE_TIMEOUT_S
     with open(out, "w") as stdout, open(err, "w") as stderr:
         try:
             code = subprocess.run(

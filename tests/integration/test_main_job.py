@@ -14,7 +14,7 @@ from deltalake import DeltaTable
 from mlflow.tracking import MlflowClient
 
 from shoprec.cli import main
-from tests.conftest import TEST_OVERRIDES
+from tests.conftest import TEST_BACKEND
 
 
 @pytest.mark.slow
@@ -26,8 +26,7 @@ def test_main_job_runs_the_pipeline_on_the_shipped_online_retail_data(spark, dat
     # 12), but on Spark's Delta this test ran past 50 min beside the other worker in session 11
     # (when each module's fixtures were still built on both workers): moving it back wants a CI
     # rehearsal first. The cluster test runs the pipeline on Spark's Delta.
-    backend = next(o for o in TEST_OVERRIDES if o.startswith("storage.delta_backend="))
-    assert main(["pipeline", "--data-root", str(data_root), "--set", backend]) == 0
+    assert main(["pipeline", "--data-root", str(data_root), "--set", TEST_BACKEND]) == 0
     out = capsys.readouterr().out
     assert "rows in 541,909 = kept 534,129 + quarantined 7,780" in out
     assert f"Delta tables:  {data_root}/<layer>/<table>" in out
