@@ -219,3 +219,17 @@ def test_train_throughput(smoke_pipeline, work, results):
     assert report["epochs"] == 1 and len(report["modes"]) == 3
     assert all(m["samples_per_second"] > 0 and m["epochs"] == 1 for m in report["modes"].values())
     assert report["quality"], "the smoke lakehouse has gold.evaluation"
+
+
+def test_machine(results):
+    table = run_script("machine", "--smoke", "--results-dir", str(results))
+    assert re.search(rf"^python loop, 1,000,000 additions\s+{NUMBER} s$", table, re.MULTILINE), table
+    assert re.search(rf"^Spark query, 1,000 rows in 2 partitions \(median\)\s+{NUMBER} s$", table, re.MULTILINE), table
+    assert re.search(rf"^Arrow UDF query / plain query\s+{NUMBER}x$", table, re.MULTILINE), table
+    report = read_json(results, "machine")
+    assert report["python_loop"]["iterations"] == 1_000_000 and report["python_loop"]["seconds"] > 0
+    assert report["tensorflow_import_s"] > 0 and report["matmul"]["gflops"] > 0
+    spark = report["spark"]
+    assert all(spark[k] > 0 for k in ("spark_start_s", "query_s", "arrow_udf_s", "first_arrow_udf_s")), spark
+    assert report["ratios"]["arrow_udf_over_query"] == spark["arrow_udf_s"] / spark["query_s"]
+    assert report["machine"]["cpus"] == os.cpu_count() and report["machine"]["spark_master"] == "local[2]"

@@ -14,19 +14,21 @@ from deltalake import DeltaTable
 from mlflow.tracking import MlflowClient
 
 from shoprec.cli import main
+from tests.conftest import TEST_BACKEND
 
 
 @pytest.mark.slow
 @pytest.mark.horovod
 @pytest.mark.timeout(4800)
 def test_main_job_runs_the_pipeline_on_the_shipped_online_retail_data(spark, data_root, capsys):
-    # On Spark's own Delta, the platform's default wherever its classes load (the JVM set
-    # bootstrap fetched): the backend users on a cluster run. Alone, `./run.sh` takes about the
-    # same on both backends (1,568 s Spark's Delta, 1,632 s delta-rs, session 12).
-    assert main(["pipeline", "--data-root", str(data_root), "--set", "storage.delta_backend=spark"]) == 0
+    # On the tests' Delta backend (delta-rs unless SHOPREC_TEST_DELTA_BACKEND says; tests/conftest.py).
+    # On Spark's own Delta it passes (clean-clone CI rehearsal, session 13: 246 passed) but took
+    # 3,670 s beside the other worker and the whole CI run 85 min, too near CI's 90-min limit; it
+    # moves there once the suite is faster (docs/development.md).
+    assert main(["pipeline", "--data-root", str(data_root), "--set", TEST_BACKEND]) == 0
     out = capsys.readouterr().out
     assert "rows in 541,909 = kept 534,129 + quarantined 7,780" in out
-    assert f"Delta tables:  {data_root}/<layer>/<table>  (backend: spark)" in out
+    assert f"Delta tables:  {data_root}/<layer>/<table>" in out
     assert f"MLflow store:  sqlite:///{data_root}/mlflow.db" in out
     kept = pa.table(DeltaTable(str(data_root / "silver" / "interactions")).to_pyarrow_table(columns=["item_id"]))
     quarantined = DeltaTable(str(data_root / "quarantine" / "online_retail")).to_pyarrow_table(columns=["reason"])
