@@ -10,6 +10,8 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import psutil
@@ -49,6 +51,13 @@ SMOKE_PIPELINE = [
     "recommend.rerank.season_weight=0.05",
     "recommend.rerank.time_weight=0.03",
 ]
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    """(seconds ``fn()`` took, what it returned)."""
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
 
 
 def now() -> str:

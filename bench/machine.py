@@ -27,6 +27,7 @@ import time
 
 from _common import (
     SMOKE_SPARK,
+    SMOKE_WORK,
     add_output_args,
     json_path,
     machine_info,
@@ -34,6 +35,7 @@ from _common import (
     print_rows,
     say,
     smoke_defaults,
+    timed,
     write_json,
 )
 
@@ -63,50 +65,44 @@ def matmul_gflops(side: int) -> float:
     import numpy as np
 
     a = np.random.default_rng(0).random((side, side))
-    t0 = time.perf_counter()
-    a @ a
-    return 2 * side**3 / (time.perf_counter() - t0) / 1e9
+    return 2 * side**3 / timed(lambda: a @ a)[0] / 1e9
 
 
 def tensorflow_import() -> float:
     """Seconds for a fresh interpreter to import TensorFlow (and exit)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import tensorflow"], env=env, check=True, capture_output=True)
-    return time.perf_counter() - t0
+    cmd = [sys.executable, "-c", "import tensorflow"]
+    return timed(lambda: subprocess.run(cmd, env=env, check=True, capture_output=True))[0]
 
 
 def _identity(batches):
     yield from batches
 
 
-def spark_floors(reps: int) -> dict[str, float]:
-    """Session start, then the median of ``reps`` tiny queries with and without an Arrow UDF."""
+def spark_floors(reps: int, load_before: tuple[float, ...]) -> tuple[dict[str, float], dict]:
+    """Session start, then the median of ``reps`` tiny queries with and without an Arrow UDF;
+    and the machine and Spark settings they ran on."""
     from shoprec.config import load_config
     from shoprec.spark import get_spark
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cfg = load_config("local", SMOKE_SPARK, os.path.join(repo, "conf"), os.path.join(repo, "lakehouse"))
-    t0 = time.perf_counter()
-    spark = get_spark(cfg.spark)
+    # The smoke Spark settings at every size: 2 cores, few partitions, no UI.
+    cfg = load_config("local", SMOKE_SPARK, data_root=os.path.join(SMOKE_WORK, "machine"))
+    started, spark = timed(lambda: get_spark(cfg.spark))
     spark.sparkContext.setLogLevel("ERROR")
-    started = time.perf_counter() - t0
     tiny = spark.range(1000).repartition(2)
 
-    def timed(action) -> float:
-        t = time.perf_counter()
-        action()
-        return time.perf_counter() - t
+    def seconds(action) -> float:
+        return timed(action)[0]
 
     def arrow() -> None:
         tiny.mapInArrow(_identity, tiny.schema).count()
 
-    first_arrow = timed(arrow)  # starts the Python workers
-    query = statistics.median(timed(tiny.count) for _ in range(reps))
-    udf = statistics.median(timed(arrow) for _ in range(reps))
-    info = machine_info(spark)
+    first_arrow = seconds(arrow)  # starts the Python workers
+    query = statistics.median(seconds(tiny.count) for _ in range(reps))
+    udf = statistics.median(seconds(arrow) for _ in range(reps))
+    info = machine_info(spark, load_before)
     spark.stop()
-    return {"spark_start_s": started, "query_s": query, "arrow_udf_s": udf, "first_arrow_udf_s": first_arrow, **info}
+    return {"spark_start_s": started, "query_s": query, "arrow_udf_s": udf, "first_arrow_udf_s": first_arrow}, info
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     loop_s = min(python_loop(args.loop) for _ in range(args.reps))
     gflops = max(matmul_gflops(args.matrix) for _ in range(args.reps))
     tf_s = min(tensorflow_import() for _ in range(min(args.reps, 2)))
-    spark = spark_floors(args.reps)
+    spark, info = spark_floors(args.reps, load_before)
     rows = [
         (f"python loop, {args.loop:,} additions", f"{loop_s:.3f} s"),
         (f"numpy matmul {args.matrix}x{args.matrix} float64", f"{gflops:.1f} GFLOP/s"),
@@ -137,13 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         "python_loop": {"iterations": args.loop, "seconds": loop_s},
         "matmul": {"side": args.matrix, "gflops": gflops},
         "tensorflow_import_s": tf_s,
-        "spark": {k: spark[k] for k in ("spark_start_s", "query_s", "arrow_udf_s", "first_arrow_udf_s")},
+        "spark": spark,
         "ratios": {
             "arrow_udf_over_query": spark["arrow_udf_s"] / spark["query_s"],
             "first_arrow_udf_over_later": spark["first_arrow_udf_s"] / spark["arrow_udf_s"],
         },
-        "machine": {k: v for k, v in spark.items() if not k.endswith("_s")}
-        | {"load_average_before": list(load_before)},
+        "machine": info,
     }
     write_json(report, json_path(args, "machine"))
     return 0
