@@ -32,9 +32,11 @@ SMOKE_SPARK = [
     "spark.launch_settings.spark.ui.enabled=false",
     "spark.launch_settings.spark.ui.showConsoleProgress=false",
 ]
-# A pipeline small enough for seconds per stage: one ALS trial, a small hybrid, no weight searches.
-SMOKE_PIPELINE = [
-    *SMOKE_SPARK,
+# Models small enough for seconds per stage: one ALS trial, a small hybrid, no weight searches.
+# The tests' small pipelines (notebooks, the cluster test: tests/integration/test_jobs.SMALL)
+# use these too; the searches are tested on their own (test_recommend, test_time_profiles) and
+# run in full in the main-job test.
+SMOKE_MODELS = [
     "als.rank=8",
     "als.max_iter=4",
     "als.search.rank=[8]",
@@ -51,6 +53,7 @@ SMOKE_PIPELINE = [
     "recommend.rerank.season_weight=0.05",
     "recommend.rerank.time_weight=0.03",
 ]
+SMOKE_PIPELINE = [*SMOKE_SPARK, *SMOKE_MODELS]
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:

@@ -3,6 +3,7 @@ the small settings those share."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -49,19 +50,22 @@ def test_horovod_build_runs_two_gloo_ranks(tmp_path):
     assert lines == ["RANK 0 OF 2 SUM 3.0", "RANK 1 OF 2 SUM 3.0"]
 
 
-SUBMIT_AS_OF = "2023-11-01"
+def _bench_common():
+    """bench/_common.py, whose smoke settings the tests' small pipelines share (bench/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_common", Path(__file__).resolve().parents[2] / "bench" / "_common.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The benches' smoke models (one ALS trial, a small hybrid, fixed fusion and context weights),
+# with the Spark settings a local or a cluster run can both take.
+_BENCH = _bench_common()
+SUBMIT_AS_OF = _BENCH.SMOKE_AS_OF
 SMALL = [
-    "als.rank=8",
-    "als.max_iter=4",
-    "als.search.rank=[8]",
-    "als.search.reg_param=[0.1]",
-    "als.search.alpha=[10.0]",
-    "als.search.max_trials=1",
-    "hybrid.epochs=2",
-    "hybrid.batch_size=256",
-    "hybrid.model.embedding_dim=8",
-    "hybrid.model.mlp_layers=[16]",
-    "recommend.fusion.tuning_users=500",
+    *_BENCH.SMOKE_MODELS,
     "spark.settings.spark.sql.shuffle.partitions=2",
     "spark.launch_settings.spark.ui.enabled=false",
 ]
