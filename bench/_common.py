@@ -30,7 +30,6 @@ SMOKE_SPARK = [
     "spark.settings.spark.sql.shuffle.partitions=2",
     "spark.launch_settings.spark.driver.memory=2g",
     "spark.launch_settings.spark.ui.enabled=false",
-    "spark.launch_settings.spark.ui.showConsoleProgress=false",
 ]
 # Models small enough for seconds per stage: one ALS trial, a small hybrid, no weight searches.
 # The tests' small pipelines (notebooks, the cluster test: tests/integration/test_jobs.SMALL)

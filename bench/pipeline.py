@@ -116,8 +116,6 @@ def run_pipeline(root: str, args: list[str], log_path: str) -> tuple[float, int]
         "pipeline",
         "--data-root",
         root,
-        "--set",
-        "spark.launch_settings.spark.ui.showConsoleProgress=false",
         *args,
     ]
     say("  " + " ".join(cmd))

@@ -45,6 +45,7 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     if not under_submit:
         settings.update(cfg.launch_settings)
         _add_jvm_set(settings, cfg)
+        _console_progress(settings)
     if not _want_delta_extensions(cfg, {**settings, **(_submitted_jars() if under_submit else {})}):
         # Never point the catalog at classes that are not there: the session would fail.
         settings.pop("spark.sql.extensions", None)
@@ -59,6 +60,16 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     _quiet_known_warnings(spark)
     log.info("Spark %s session on %s", spark.version, spark.sparkContext.master)
     return spark
+
+
+_PROGRESS = "spark.ui.showConsoleProgress"
+
+
+def _console_progress(settings: dict[str, str]) -> None:
+    """``auto`` progress bars: on a terminal they redraw one line; anywhere else (a log file,
+    CI, ``nohup``) every redraw is kept and a job's output drowns in them."""
+    if settings.get(_PROGRESS) == "auto":
+        settings[_PROGRESS] = "true" if sys.stderr.isatty() else "false"
 
 
 # Loggers whose WARN lines are expected here and say nothing to a user: global windows

@@ -164,7 +164,7 @@ def test_als_topn(spark, bench_modules, work, results):
 
 
 @pytest.mark.horovod
-def test_pipeline(smoke_pipeline, results):
+def test_pipeline(smoke_pipeline, work, results):
     table, _ = smoke_pipeline
     assert re.search(r"^stage\s+synthetic event log \(30,000 events", table, re.MULTILINE), table
     for stage in ("ingest", "features", "train-als", "train-hybrid", "bundles", "recommend", "evaluate"):
@@ -173,6 +173,9 @@ def test_pipeline(smoke_pipeline, results):
     (run,) = report["results"]
     assert set(run["stages"]) >= {"ingest", "train-hybrid", "evaluate", "pipeline (MLflow run)"}
     assert run["wall_seconds"] > 0 and run["peak_rss_gb"] > 0
+    # Its output went to a file: no progress bars there (spark.ui.showConsoleProgress: auto).
+    log = (work / "synthetic.log").read_text()
+    assert "pipeline summary" in log and "[Stage " not in log
 
 
 @pytest.mark.horovod
