@@ -23,7 +23,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 from _common import (
     SMOKE_SPARK,
@@ -51,13 +50,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return smoke_defaults(parser, parser.parse_args(argv), **SMOKE)
 
 
-def python_loop(n: int) -> float:
-    """Seconds for ``n`` additions in a plain Python loop."""
-    t0 = time.perf_counter()
+def _add_up(n: int) -> int:
     total = 0
     for i in range(n):
         total += i
-    return time.perf_counter() - t0
+    return total
+
+
+def python_loop(n: int) -> float:
+    """Seconds for ``n`` additions in a plain Python loop."""
+    return timed(lambda: _add_up(n))[0]
 
 
 def matmul_gflops(side: int) -> float:

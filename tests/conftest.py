@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -27,6 +29,16 @@ TEST_OVERRIDES = (
     "spark.launch_settings.spark.driver.memory=6g",
     TEST_BACKEND,
 )
+
+
+def load_bench(name: str) -> ModuleType:
+    """bench/<name>.py as a module (bench/ holds scripts, not a package). A bench that imports
+    ``_common`` needs bench/ on sys.path (test_bench's ``bench_modules`` puts it there)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None  # the file is in the checkout
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_config(data_root: str | Path, *overrides: str, env: str = "local"):

@@ -11,7 +11,6 @@ the tiny lakehouse that ``bench/pipeline.py --smoke`` builds once for the module
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -23,7 +22,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import TEST_BACKEND
+from tests.conftest import TEST_BACKEND, load_bench
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
@@ -37,14 +36,7 @@ def bench_modules():
     """bench/<name>.py as modules, with bench/ importable for their ``_common`` (as when run as scripts)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(BENCH))
-
-        def load(name: str) -> ModuleType:
-            spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module
-
-        yield load
+        yield load_bench
 
 
 def run_in_process(module: ModuleType, *args: str) -> str:

@@ -3,13 +3,14 @@ the small settings those share."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_bench
 
 BIN = Path(sys.executable).parent
 
@@ -50,19 +51,9 @@ def test_horovod_build_runs_two_gloo_ranks(tmp_path):
     assert lines == ["RANK 0 OF 2 SUM 3.0", "RANK 1 OF 2 SUM 3.0"]
 
 
-def _bench_common():
-    """bench/_common.py, whose smoke settings the tests' small pipelines share (bench/ is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_common", Path(__file__).resolve().parents[2] / "bench" / "_common.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # The benches' smoke models (one ALS trial, a small hybrid, fixed fusion and context weights),
 # with the Spark settings a local or a cluster run can both take.
-_BENCH = _bench_common()
+_BENCH = load_bench("_common")
 SUBMIT_AS_OF = _BENCH.SMOKE_AS_OF
 SMALL = [
     *_BENCH.SMOKE_MODELS,
