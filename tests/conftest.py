@@ -15,10 +15,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-# Stage tests and the main-job test write through delta-rs, several times faster per operation
-# than Spark's own Delta on tiny tables (docs/development.md). Spark's Delta is what the
+# Stage tests write through delta-rs, several times faster per operation than Spark's own
+# Delta on tiny tables (docs/development.md). Spark's Delta is what the main-job test, the
 # contract and interop tests (both backends), maintain and the cluster test run on; set
-# SHOPREC_TEST_DELTA_BACKEND=auto to run every stage test and the main job on it too.
+# SHOPREC_TEST_DELTA_BACKEND=auto to run every stage test on it too.
 TEST_BACKEND = f"storage.delta_backend={os.environ.get('SHOPREC_TEST_DELTA_BACKEND', 'local')}"
 TEST_OVERRIDES = (
     "spark.master=local[2]",
