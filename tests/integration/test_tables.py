@@ -319,3 +319,34 @@ def test_spark_delta_answers_the_same_without_its_internal_snapshot(spark, data_
     assert without == with_snapshot
     assert with_snapshot[3][1:] == (3, 1) and with_snapshot[4] == (None, 0, 0)  # inserted 23-24, updated 21
     assert with_snapshot[-1] == ["as_of"] and with_snapshot[-2] >= with_snapshot[3][0] == 3
+
+
+def test_a_write_carrying_an_applied_txn_is_skipped_and_the_txn_survives_restore(spark, tables):
+    """Application transactions (exactly-once commits): every kind of write records its Txn in
+    its own commit (creating the table or not), a repeat is skipped without a commit, and a
+    later attempt (a higher version of the same app) is applied again, even after a restore."""
+    from shoprec.tables import Txn
+
+    first, again = Txn("shoprec.test.batch-1", 1), Txn("shoprec.test.batch-1", 2)
+    df = spark.createDataFrame(rows(0, 4), SCHEMA)
+    more = spark.createDataFrame(rows(2, 6), SCHEMA)
+    at = {"as_of": dt.date(2011, 11, 1)}
+    tables.overwrite(df, "silver.m")
+    writes = {
+        "silver.o": lambda t: tables.overwrite(df, "silver.o", txn=t),  # creates the table
+        "gold.p": lambda t: tables.replace_partition(df, "gold.p", at, txn=t),  # creates it
+        "silver.m": lambda t: tables.merge(more, "silver.m", keys=["id"], update_matched=False, txn=t),
+    }
+    for name, write in writes.items():
+        assert not write(first).skipped, name
+    assert {n: tables.txn_version(n, first.app_id) for n in writes} == dict.fromkeys(writes, 1)
+    versions = tables.versions(list(writes))
+    assert all(write(first).skipped for write in writes.values())  # the same attempt again
+    assert tables.versions(list(writes)) == versions  # no commit
+    assert tables.read("silver.m").count() == 6 and tables.txn_version("silver.m", "other.app") is None
+    # A rollback restores the data, not the txn; the next attempt (version 2) writes again.
+    append = tables.append(more, "silver.m", txn=first)
+    assert append.skipped and tables.applied("silver.m", first) and not tables.applied("silver.m", again)
+    tables.restore("silver.m", 0)
+    assert not tables.append(more, "silver.m", txn=again).skipped
+    assert tables.read("silver.m").count() == 8 and tables.txn_version("silver.m", first.app_id) == 2

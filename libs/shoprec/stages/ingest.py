@@ -3,8 +3,10 @@
 Steps: find and fingerprint the input files; refuse any that are not the adapter's
 format; skip files already ingested (same sha256); parse and validate every record;
 mark duplicates (within the batch and against silver); check rows in = kept +
-quarantined; write every table inside ``all_or_nothing`` so a failure leaves them all
-as they were; recompute silver items and users; log counts to MLflow.
+quarantined; stage the classified batch; commit bronze, quarantine, silver, the catalog,
+silver items and users and last the ingest log, each under the batch's application
+transaction, so that a crash at any point is completed by a rerun and an error rolls every
+table back (``shoprec.stages.ingest_batch``); log counts to MLflow.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from shoprec.ingest.files import (
 from shoprec.ingest.online_retail import OnlineRetailAdapter
 from shoprec.ingest.silver import INTERACTIONS_SCHEMA, build_items, build_users
 from shoprec.stages.context import JobContext
-from shoprec.tables import Tables
+from shoprec.stages.ingest_batch import IngestBatch, Manifest
+from shoprec.tables import Tables, Txn, faults
 from shoprec.tracking import RunLogger
 
 log = logging.getLogger(__name__)
@@ -107,7 +110,12 @@ def run_ingest(
     run: RunLogger | None = None,
     inputs: list[str] | None = None,
 ) -> IngestReport:
-    """Ingest ``inputs`` (default: ``ingest.inputs``) with the ``ingest.source`` adapter."""
+    """Ingest ``inputs`` (default: ``ingest.inputs``) with the ``ingest.source`` adapter.
+
+    Exactly once, crash or not: the batch is staged, then committed table by table under one
+    application transaction, and a rerun completes a batch a crash interrupted
+    (``shoprec.stages.ingest_batch``).
+    """
     started = time.monotonic()
     icfg = cfg.ingest
     adapter = make_adapter(icfg.source, icfg)
@@ -118,7 +126,7 @@ def run_ingest(
     skipped = tuple(f.path for f in files if f.sha256 in done)
     for path in skipped:
         log.info("%s was ingested before (same content); skipping it", path)
-    catalog = _read_catalog(spark, cfg, tables)
+    catalog = _catalog_file(cfg, tables)
     if not new_files and catalog is None:
         return IngestReport(
             adapter.source,
@@ -131,51 +139,40 @@ def run_ingest(
             table_versions=_versions(tables, adapter.source),
         )
 
-    ingested_at = datetime.now(UTC).replace(microsecond=0)
+    batch = IngestBatch(cfg.data_root, adapter.source, new_files, catalog)
+    batch.finish_rollback(tables)
+    names = _tables_written(adapter.source)
     parsed: Parsed | None = None
-    classified: DataFrame | None = None
     try:
-        names = _tables_written(adapter.source)
-        with tables.all_or_nothing(names):
-            report_counts: dict = {"rows_in": 0, "kept": 0, "quarantined": 0, "by_reason": {}, "anon": 0, "nonprod": 0}
-            if new_files:
-                with _step(f"reading {len(new_files)} file(s)"):
-                    parsed = adapter.parse(spark, new_files, F.lit(ingested_at))
-                with _step("validating and de-duplicating"):
-                    classified = _mark_duplicates(_with_file_sha(parsed.records, new_files), tables).persist(
-                        StorageLevel.MEMORY_AND_DISK
-                    )
-                    report_counts = _account(classified, parsed.line_count)
-                with _step("writing bronze, quarantine and silver.interactions"):
-                    _write_batch(tables, adapter.source, classified, parsed.bronze_columns, ingested_at, report_counts)
-                    _write_ingest_log(spark, tables, adapter.source, new_files, classified, ingested_at, run)
-            catalog_rows, catalog_quarantined = 0, 0
-            if catalog is not None:
-                with _step("upserting the item catalog"):
-                    catalog_rows, catalog_quarantined = _write_catalog(tables, catalog[0], ingested_at)
-                    _log_file(spark, tables, "catalog", catalog[1], catalog_rows, catalog_quarantined, ingested_at, run)
-            with _step("recomputing silver.items and silver.users"):
-                interactions = tables.read(C.SILVER_INTERACTIONS)
-                catalog_df = tables.read(C.SILVER_CATALOG) if tables.exists(C.SILVER_CATALOG) else None
-                tables.overwrite(build_items(interactions, catalog_df), C.SILVER_ITEMS)
-                tables.overwrite(build_users(interactions), C.SILVER_USERS)
+        if batch.manifest is None:
+            parsed = _stage(spark, tables, adapter, batch, new_files, catalog, names)
+        else:
+            log.info("ingest %s: resuming attempt %d after a crash", batch.batch, batch.txn.version)
+        try:
+            _commit(spark, cfg, tables, adapter.source, batch, new_files, catalog, run)
+        except faults.Crash:
+            raise  # a simulated crash: the rerun resumes it
+        except BaseException:
+            batch.roll_back(tables)
+            raise
     finally:
-        if classified is not None:
-            classified.unpersist()
         if parsed is not None:
             parsed.release()
+    assert batch.manifest is not None  # staged above
+    counts = batch.manifest.counts
+    batch.discard()
     report = IngestReport(
         source=adapter.source,
         files_ingested=tuple(f.path for f in new_files),
         files_skipped=skipped,
-        rows_in=report_counts["rows_in"],
-        rows_kept=report_counts["kept"],
-        rows_quarantined=report_counts["quarantined"],
-        quarantine_by_reason=report_counts["by_reason"],
-        anonymous_rows=report_counts["anon"],
-        non_product_rows=report_counts["nonprod"],
-        catalog_rows=catalog_rows,
-        catalog_quarantined=catalog_quarantined,
+        rows_in=counts["rows_in"],
+        rows_kept=counts["kept"],
+        rows_quarantined=counts["quarantined"],
+        quarantine_by_reason=counts["by_reason"],
+        anonymous_rows=counts["anon"],
+        non_product_rows=counts["nonprod"],
+        catalog_rows=counts["catalog_kept"],
+        catalog_quarantined=counts["catalog_quarantined"],
         table_versions=_versions(tables, adapter.source),
         seconds=time.monotonic() - started,
     )
@@ -191,6 +188,86 @@ def run_ingest(
             "ingest/report.json",
         )
     return report
+
+
+def _stage(
+    spark: SparkSession,
+    tables: Tables,
+    adapter: Adapter,
+    batch: IngestBatch,
+    new_files: list[SourceFile],
+    catalog: SourceFile | None,
+    names: list[str],
+) -> Parsed | None:
+    """Parse, validate, classify and count the batch once; write its rows and manifest."""
+    ingested_at = datetime.now(UTC).replace(microsecond=0)
+    counts: dict = {"rows_in": 0, "kept": 0, "quarantined": 0, "by_reason": {}, "anon": 0, "nonprod": 0}
+    parsed: Parsed | None = None
+    bronze_columns: list[str] = []
+    try:
+        if new_files:
+            with _step(f"reading {len(new_files)} file(s)"):
+                parsed = adapter.parse(spark, new_files, F.lit(ingested_at))
+            with _step("validating, de-duplicating and staging the batch"):
+                classified = _mark_duplicates(_with_file_sha(parsed.records, new_files), tables)
+                classified.write.mode("overwrite").parquet(batch.rows_path)
+                counts = _account(spark.read.parquet(batch.rows_path), parsed.line_count)
+            bronze_columns = parsed.bronze_columns
+        counts["catalog_kept"], counts["catalog_quarantined"] = (
+            _catalog_counts(_classify_catalog(read_catalog(spark, catalog.path, catalog.format)))
+            if catalog is not None
+            else (0, 0)
+        )
+        manifest = Manifest(
+            batch.batch,
+            batch.next_attempt(tables, names),
+            ingested_at.isoformat(),
+            tables.versions(names),
+            counts,
+            bronze_columns,
+            [f.path for f in new_files],
+        )
+        batch.save(manifest)  # staged: from here on a rerun resumes instead of starting again
+    except BaseException:
+        if parsed is not None:
+            parsed.release()
+        batch.discard()
+        raise
+    return parsed
+
+
+def _commit(
+    spark: SparkSession,
+    cfg: Config,
+    tables: Tables,
+    source: str,
+    batch: IngestBatch,
+    new_files: list[SourceFile],
+    catalog: SourceFile | None,
+    run: RunLogger | None,
+) -> None:
+    """Every table commit of the batch, each under the batch's txn (skipped when it landed
+    before a crash); the ingest log, which marks the files as done, last."""
+    assert batch.manifest is not None
+    txn, ingested_at, counts = batch.txn, batch.ingested_at, batch.manifest.counts
+    log_rows = []
+    if new_files:
+        staged = spark.read.parquet(batch.rows_path)
+        with _step("writing bronze, quarantine and silver.interactions"):
+            _write_batch(tables, source, staged, batch.manifest.bronze_columns, ingested_at, counts, txn)
+        log_rows += _ingest_log_rows(source, new_files, staged, ingested_at, run)
+    if catalog is not None:
+        with _step("upserting the item catalog"):
+            _write_catalog(tables, read_catalog(spark, catalog.path, catalog.format), ingested_at, txn)
+        log_rows.append(
+            _log_row("catalog", catalog, counts["catalog_kept"], counts["catalog_quarantined"], ingested_at, run)
+        )
+    with _step("recomputing silver.items and silver.users"):
+        interactions = tables.read(C.SILVER_INTERACTIONS)
+        catalog_df = tables.read(C.SILVER_CATALOG) if tables.exists(C.SILVER_CATALOG) else None
+        tables.overwrite(build_items(interactions, catalog_df), C.SILVER_ITEMS, txn=txn)
+        tables.overwrite(build_users(interactions), C.SILVER_USERS, txn=txn)
+    tables.append(spark.createDataFrame(log_rows, _LOG_SCHEMA), C.BRONZE_INGEST_LOG, txn=txn)
 
 
 # ----------------------------------------------------------------------------- steps
@@ -279,8 +356,15 @@ def _account(classified: DataFrame, line_count: int) -> dict:
 
 
 def _write_batch(
-    tables: Tables, source: str, classified: DataFrame, bronze_columns: list[str], ingested_at: datetime, counts: dict
+    tables: Tables,
+    source: str,
+    classified: DataFrame,
+    bronze_columns: list[str],
+    ingested_at: datetime,
+    counts: dict,
+    txn: Txn,
 ) -> None:
+    """bronze, quarantine and silver.interactions, one commit each under ``txn``."""
     at = F.lit(ingested_at).cast("timestamp")
     bronze = classified.select(
         *[F.col(f"{C.META_SOURCE_COLUMNS}.`{c}`").alias(c) for c in bronze_columns],
@@ -290,7 +374,12 @@ def _write_batch(
         at.alias(C.META_INGESTED_AT),
     )
     tables.merge(
-        bronze, C.bronze_table(source), keys=[_FILE_SHA, C.META_LINE_NUMBER], update_matched=False, check_keys=False
+        bronze,
+        C.bronze_table(source),
+        keys=[_FILE_SHA, C.META_LINE_NUMBER],
+        update_matched=False,
+        check_keys=False,
+        txn=txn,
     )  # (file, line) is unique by construction
 
     quarantine = classified.filter(F.col(C.REASON).isNotNull()).select(
@@ -309,6 +398,7 @@ def _write_batch(
         keys=["file_sha256", C.LINE_NUMBER],
         update_matched=False,
         check_keys=False,
+        txn=txn,
     )
 
     silver = classified.filter(F.col(C.REASON).isNull()).select(
@@ -330,8 +420,11 @@ def _write_batch(
         ]
     )
     # Unique: _mark_duplicates turned every repeat of an id into a DUPLICATE row.
-    s = tables.merge(silver, C.SILVER_INTERACTIONS, keys=[C.INTERACTION_ID], update_matched=False, check_keys=False)
-    if s.inserted != counts["kept"] or q.inserted != counts["quarantined"]:
+    s = tables.merge(
+        silver, C.SILVER_INTERACTIONS, keys=[C.INTERACTION_ID], update_matched=False, check_keys=False, txn=txn
+    )
+    # A skipped commit landed whole before a crash; one made now must add exactly the batch.
+    if (not s.skipped and s.inserted != counts["kept"]) or (not q.skipped and q.inserted != counts["quarantined"]):
         raise DataQualityError(
             f"ingest wrote {s.inserted} silver and {q.inserted} quarantine rows, expected "
             f"{counts['kept']} and {counts['quarantined']}",
@@ -339,95 +432,75 @@ def _write_batch(
         )
 
 
-def _write_ingest_log(
-    spark: SparkSession,
-    tables: Tables,
-    source: str,
-    files: list[SourceFile],
-    classified: DataFrame,
-    ingested_at: datetime,
-    run: RunLogger | None,
-) -> None:
+def _ingest_log_rows(
+    source: str, files: list[SourceFile], classified: DataFrame, ingested_at: datetime, run: RunLogger | None
+) -> list[tuple]:
     per_file_df = classified.groupBy(C.META_SOURCE_FILE).agg(
         F.count(F.when(F.col(C.REASON).isNull(), True)), F.count(F.when(F.col(C.REASON).isNotNull(), True))
     )
     per_file = {r[0]: (r[1], r[2]) for r in per_file_df.collect()}  # small: one row per file
-    rows = [
-        (
-            source,
-            f.path,
-            f.sha256,
-            f.size,
-            f.format,
-            per_file.get(f.path, (0, 0))[0] + per_file.get(f.path, (0, 0))[1],
-            per_file.get(f.path, (0, 0))[0],
-            per_file.get(f.path, (0, 0))[1],
-            ingested_at,
-            run.run_id if run else None,
-        )
-        for f in files
-    ]
-    tables.append(spark.createDataFrame(rows, _LOG_SCHEMA), C.BRONZE_INGEST_LOG)
+    return [_log_row(source, f, *per_file.get(f.path, (0, 0)), ingested_at, run) for f in files]
 
 
-def _log_file(
-    spark: SparkSession,
-    tables: Tables,
-    source: str,
-    f: SourceFile,
-    kept: int,
-    quarantined: int,
-    ingested_at: datetime,
-    run: RunLogger | None,
-) -> None:
-    row = [
-        (
-            source,
-            f.path,
-            f.sha256,
-            f.size,
-            f.format,
-            kept + quarantined,
-            kept,
-            quarantined,
-            ingested_at,
-            run.run_id if run else None,
-        )
-    ]
-    tables.append(spark.createDataFrame(row, _LOG_SCHEMA), C.BRONZE_INGEST_LOG)
+def _log_row(
+    source: str, f: SourceFile, kept: int, quarantined: int, ingested_at: datetime, run: RunLogger | None
+) -> tuple:
+    """One bronze.ingest_log row (``_LOG_SCHEMA``): a file of ``source`` is done."""
+    return (
+        source,
+        f.path,
+        f.sha256,
+        f.size,
+        f.format,
+        kept + quarantined,
+        kept,
+        quarantined,
+        ingested_at,
+        run.run_id if run else None,
+    )
 
 
-def _read_catalog(spark: SparkSession, cfg: Config, tables: Tables) -> tuple[DataFrame, SourceFile] | None:
+def _catalog_file(cfg: Config, tables: Tables) -> SourceFile | None:
     """The configured catalog, unless this exact file was ingested before."""
     if not cfg.ingest.catalog:
         return None
-    paths = expand_inputs([cfg.resolve_path(cfg.ingest.catalog)])
-    if len(paths) != 1:
-        raise ConfigError(f"ingest.catalog must name one file, it matches {len(paths)}")
-    sha, size = fingerprint(paths[0])
-    catalog_file = SourceFile(paths[0], detect_format(paths[0]), sha, size)
+    found = expand_inputs([cfg.resolve_path(cfg.ingest.catalog)])
+    if len(found) != 1:
+        raise ConfigError(f"ingest.catalog must name one file, it matches {len(found)}")
+    sha, size = fingerprint(found[0])
     if sha in _already_ingested(tables, "catalog"):
-        log.info("catalog %s was ingested before (same content); skipping it", paths[0])
+        log.info("catalog %s was ingested before (same content); skipping it", found[0])
         return None
-    return read_catalog(spark, catalog_file.path, catalog_file.format), catalog_file
+    return SourceFile(found[0], detect_format(found[0]), sha, size)
 
 
-def _write_catalog(tables: Tables, catalog: DataFrame, ingested_at: datetime) -> tuple[int, int]:
-    """Upsert the catalog on item id; rows without an id, or repeating one, go to quarantine.catalog.
-
-    Returns (rows kept, rows quarantined); their sum is every catalog row read.
-    """
+def _classify_catalog(catalog: DataFrame) -> DataFrame:
+    """Catalog rows with a ``reason``: MISSING_KEY without an item id, DUPLICATE for a repeat."""
     missing = F.col(C.ITEM_ID).isNull() | (F.col(C.ITEM_ID) == "")
     order = Window.partitionBy(C.ITEM_ID).orderBy(F.col("_row"))
-    ranked = (
+    return (
         catalog.withColumn("_row", F.monotonically_increasing_id())
         .withColumn("_copy", F.when(missing, F.lit(None)).otherwise(F.row_number().over(order)))
         .withColumn(C.REASON, F.when(missing, F.lit(Q.MISSING_KEY)).when(F.col("_copy") > 1, F.lit(Q.DUPLICATE)))
-        .persist(StorageLevel.MEMORY_AND_DISK)
     )
+
+
+def _catalog_counts(ranked: DataFrame) -> tuple[int, int]:
+    """(rows kept, rows quarantined) of a classified catalog; their sum is every row read."""
+    row = ranked.agg(
+        F.count(F.when(F.col(C.REASON).isNull(), True)).alias("kept"),
+        F.count(F.when(F.col(C.REASON).isNotNull(), True)).alias("bad"),
+    ).first()
+    assert row is not None  # a global aggregate: one row
+    return int(row["kept"]), int(row["bad"])
+
+
+def _write_catalog(tables: Tables, catalog: DataFrame, ingested_at: datetime, txn: Txn) -> None:
+    """Upsert the catalog on item id; rows without an id, or repeating one, go to quarantine.catalog."""
+    ranked = _classify_catalog(catalog).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         good = ranked.filter(F.col(C.REASON).isNull()).select(*catalog.columns)
-        result = tables.merge(good, C.SILVER_CATALOG, keys=[C.ITEM_ID], update_matched=True, check_keys=False)
+        tables.merge(good, C.SILVER_CATALOG, keys=[C.ITEM_ID], update_matched=True, check_keys=False, txn=txn)
         bad = ranked.filter(F.col(C.REASON).isNotNull()).select(
             F.lit("catalog").alias(C.SOURCE),
             C.REASON,
@@ -437,8 +510,7 @@ def _write_catalog(tables: Tables, catalog: DataFrame, ingested_at: datetime) ->
             F.to_json(F.struct(*catalog.columns)).alias(C.RAW_LINE),
             F.lit(ingested_at).cast("timestamp").alias(C.INGESTED_AT),
         )
-        quarantined = tables.append(bad, C.quarantine_table("catalog")).rows_written or 0
-        return result.inserted + result.updated, quarantined
+        tables.append(bad, C.quarantine_table("catalog"), txn=txn)
     finally:
         ranked.unpersist()
 

@@ -17,7 +17,7 @@ Table names are ``"<layer>.<table>"`` (``"silver.interactions"``) and live at
 
 from __future__ import annotations
 
-from shoprec.tables.base import HistoryEntry, MergeResult, TableBackend, WriteResult, table_path
+from shoprec.tables.base import HistoryEntry, MergeResult, TableBackend, Txn, WriteResult, table_path
 from shoprec.tables.facade import Tables, open_tables
 
-__all__ = ["HistoryEntry", "MergeResult", "TableBackend", "Tables", "WriteResult", "open_tables", "table_path"]
+__all__ = ["HistoryEntry", "MergeResult", "TableBackend", "Tables", "Txn", "WriteResult", "open_tables", "table_path"]

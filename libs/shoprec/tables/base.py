@@ -17,24 +17,40 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
+class Txn:
+    """An application transaction: Delta's ``SetTransaction`` (``txn``) action.
+
+    A commit that carries one records ``version`` for ``app_id`` in the table's log, in the
+    same atomic commit as its data; a write whose ``version`` is not above the one the table
+    holds for ``app_id`` has been applied before and is skipped. Ingest keys it on its input's
+    content (``version`` the attempt), a stream on its name (``version`` the batch id).
+    """
+
+    app_id: str
+    version: int
+
+
+@dataclass(frozen=True)
 class WriteResult:
-    """Outcome of one committed write."""
+    """Outcome of one committed write (``skipped``: its ``Txn`` was applied before)."""
 
     table: str
     version: int
     files_added: int
     files_removed: int = 0
     rows_written: int | None = None
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
 class MergeResult:
-    """Outcome of a merge (upsert) on keys."""
+    """Outcome of a merge (upsert) on keys (``skipped``: its ``Txn`` was applied before)."""
 
     table: str
     version: int | None  # None when nothing had to change
     inserted: int
     updated: int
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,16 +84,34 @@ class TableBackend(Protocol):
 
     def partition_columns(self, path: str) -> list[str]: ...
 
+    def txn_version(self, path: str, app_id: str) -> int | None: ...
+
     def overwrite(
-        self, df: DataFrame, path: str, partition_by: Sequence[str], overwrite_schema: bool, label: str
+        self,
+        df: DataFrame,
+        path: str,
+        partition_by: Sequence[str],
+        overwrite_schema: bool,
+        label: str,
+        txn: Txn | None = None,
     ) -> WriteResult: ...
 
-    def append(self, df: DataFrame, path: str, partition_by: Sequence[str], label: str) -> WriteResult: ...
+    def append(
+        self, df: DataFrame, path: str, partition_by: Sequence[str], label: str, txn: Txn | None = None
+    ) -> WriteResult: ...
 
-    def replace_partition(self, df: DataFrame, path: str, partition: Mapping[str, Any], label: str) -> WriteResult: ...
+    def replace_partition(
+        self, df: DataFrame, path: str, partition: Mapping[str, Any], label: str, txn: Txn | None = None
+    ) -> WriteResult: ...
 
     def merge(
-        self, source: DataFrame, path: str, keys: Sequence[str], update_matched: bool, label: str
+        self,
+        source: DataFrame,
+        path: str,
+        keys: Sequence[str],
+        update_matched: bool,
+        label: str,
+        txn: Txn | None = None,
     ) -> MergeResult: ...
 
     def history(self, path: str, limit: int | None = None) -> list[HistoryEntry]: ...

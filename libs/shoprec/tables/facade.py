@@ -15,10 +15,12 @@ from pyspark.sql import types as T
 
 from shoprec import columns as C
 from shoprec.errors import SchemaMismatchError, TableError
+from shoprec.tables import faults
 from shoprec.tables.base import (
     HistoryEntry,
     MergeResult,
     TableBackend,
+    Txn,
     WriteResult,
     check_append_schema,
     check_table_name,
@@ -135,38 +137,76 @@ class Tables:
     def partition_columns(self, name: str) -> list[str]:
         return self.backend.partition_columns(self.path(name))
 
+    def txn_version(self, name: str, app_id: str) -> int | None:
+        """The version the table's log records for ``app_id`` (its latest ``Txn``), or None."""
+        return self.backend.txn_version(self.path(name), app_id) if self.exists(name) else None
+
+    def applied(self, name: str, txn: Txn) -> bool:
+        """True when a commit carrying ``txn`` (or a later version of its app) is in the table."""
+        recorded = self.txn_version(name, txn.app_id)
+        return recorded is not None and recorded >= txn.version
+
+    def _skip(self, name: str, txn: Txn | None) -> bool:
+        if txn is None or not self.applied(name, txn):
+            return False
+        log.info("%s: skipped, %s version %d was committed before", name, txn.app_id, txn.version)
+        return True
+
     # ------------------------------------------------------------------ writing
+    # Every write takes an optional ``txn`` (``Txn``): it is recorded in the same commit, and a
+    # write whose txn the table already holds is skipped (``skipped=True``, nothing read).
     def overwrite(
-        self, df: DataFrame, name: str, partition_by: Sequence[str] = (), overwrite_schema: bool = False
+        self,
+        df: DataFrame,
+        name: str,
+        partition_by: Sequence[str] = (),
+        overwrite_schema: bool = False,
+        txn: Txn | None = None,
     ) -> WriteResult:
         """Replace the whole table (create it when missing) in one commit."""
         check_table_name(name)
+        if self._skip(name, txn):
+            return self._skipped_write(name)
         path = self.path(name)
         if not overwrite_schema and self.backend.exists(path):
             _check_same_schema(name, self.backend.schema(path), df.schema)
-        result = self.backend.overwrite(df, path, list(partition_by), overwrite_schema, name)
+        result = self.backend.overwrite(df, path, list(partition_by), overwrite_schema, name, txn)
         log.info("%s: overwrite -> version %s", name, result.version)
+        faults.after_commit(name)
         return result
 
     def append(
-        self, df: DataFrame, name: str, partition_by: Sequence[str] = (), merge_schema: bool = False
+        self,
+        df: DataFrame,
+        name: str,
+        partition_by: Sequence[str] = (),
+        merge_schema: bool = False,
+        txn: Txn | None = None,
     ) -> WriteResult:
         """Add rows in one commit; the data's schema must match unless ``merge_schema``."""
         check_table_name(name)
+        if self._skip(name, txn):
+            return self._skipped_write(name)
         path = self.path(name)
         if self.backend.exists(path):
             table_schema = self.backend.schema(path)
             target = check_append_schema(name, table_schema, df.schema, merge_schema)
             df = df.select(*[F.col(f.name) for f in target.fields])
-        return self.backend.append(df, path, list(partition_by), name)
+        result = self.backend.append(df, path, list(partition_by), name, txn)
+        faults.after_commit(name)
+        return result
 
-    def replace_partition(self, df: DataFrame, name: str, partition: Mapping[str, Any]) -> WriteResult:
+    def replace_partition(
+        self, df: DataFrame, name: str, partition: Mapping[str, Any], txn: Txn | None = None
+    ) -> WriteResult:
         """Atomically replace one partition (e.g. ``{"as_of": date(2011, 11, 1)}``).
 
         Every row of ``df`` must belong to that partition. A missing table is created,
         partitioned by the keys of ``partition``.
         """
         check_table_name(name)
+        if self._skip(name, txn):
+            return self._skipped_write(name)
         path = self.path(name)
         partition = dict(partition)
         partition_by = self.backend.partition_columns(path) if self.backend.exists(path) else list(partition)
@@ -175,10 +215,18 @@ class Tables:
         if self.backend.exists(path):
             check_append_schema(name, self.backend.schema(path), df.schema, merge_schema=False)
             df = df.select(*self.backend.schema(path).fieldNames())
-        return self.backend.replace_partition(df, path, partition, name)
+        result = self.backend.replace_partition(df, path, partition, name, txn)
+        faults.after_commit(name)
+        return result
 
     def merge(
-        self, df: DataFrame, name: str, keys: Sequence[str], update_matched: bool = True, check_keys: bool = True
+        self,
+        df: DataFrame,
+        name: str,
+        keys: Sequence[str],
+        update_matched: bool = True,
+        check_keys: bool = True,
+        txn: Txn | None = None,
     ) -> MergeResult:
         """Upsert on ``keys``: matched rows are updated (or left alone), new keys inserted.
 
@@ -189,6 +237,8 @@ class Tables:
         missing = [k for k in keys if k not in df.columns]
         if missing:
             raise TableError(f"merge into {name}: key columns {', '.join(missing)} are not in the data")
+        if self._skip(name, txn):
+            return MergeResult(name, self.version(name), 0, 0, skipped=True)
         too_many = df.groupBy(*keys).count().filter(F.col("count") > 1).limit(1)
         dupes = too_many.collect() if check_keys else []  # small: at most 1 row
         if dupes:
@@ -201,9 +251,14 @@ class Tables:
         if self.backend.exists(path):
             check_append_schema(name, self.backend.schema(path), df.schema, merge_schema=False)
             df = df.select(*self.backend.schema(path).fieldNames())
-        result = self.backend.merge(df, path, list(keys), update_matched, name)
+        result = self.backend.merge(df, path, list(keys), update_matched, name, txn)
         log.info("%s: merge inserted %d, updated %d", name, result.inserted, result.updated)
+        if result.version is not None:
+            faults.after_commit(name)
         return result
+
+    def _skipped_write(self, name: str) -> WriteResult:
+        return WriteResult(name, self.version(name) or 0, 0, skipped=True)
 
     def restore(self, name: str, version: int) -> None:
         """Make ``version`` the latest state again (a new commit; history is kept)."""
@@ -243,20 +298,27 @@ class Tables:
         before = self.versions(names)
         try:
             yield before
+        except faults.Crash:
+            raise  # a simulated crash: as after SIGKILL, nothing rolls back
         except BaseException:
-            for name, version in before.items():
-                try:
-                    now = self.version(name)
-                    if now == version:
-                        continue
-                    if version is None:
-                        self.backend.drop(self.path(name))
-                    else:
-                        self.restore(name, version)
-                    log.warning("rolled %s back to version %s after a failure", name, version)
-                except Exception:  # keep the original error; report the rollback problem
-                    log.exception("could not roll %s back to version %s", name, version)
+            self.roll_back(before)
             raise
+
+    def roll_back(self, before: Mapping[str, int | None]) -> None:
+        """Put every table back at its version in ``before`` (None: drop it); never raises,
+        so the error that caused the rollback is the one the caller sees."""
+        for name, version in before.items():
+            try:
+                now = self.version(name)
+                if now == version:
+                    continue
+                if version is None:
+                    self.backend.drop(self.path(name))
+                else:
+                    self.restore(name, version)
+                log.warning("rolled %s back to version %s after a failure", name, version)
+            except Exception:  # keep the original error; report the rollback problem
+                log.exception("could not roll %s back to version %s", name, version)
 
 
 # ---------------------------------------------------------------------- checks both backends share

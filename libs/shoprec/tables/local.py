@@ -32,7 +32,7 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable
+from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake import Schema as DeltaSchema
 from deltalake import exceptions as dl_exc
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
@@ -43,7 +43,7 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from shoprec.errors import ConcurrentWriteError, SchemaMismatchError, TableError, TableNotFoundError
 from shoprec.paths import local_path
-from shoprec.tables.base import HistoryEntry, MergeResult, WriteResult, nullable
+from shoprec.tables.base import HistoryEntry, MergeResult, Txn, WriteResult, nullable
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,10 @@ class LocalDeltaBackend:
     def file_count(self, path: str) -> int:
         return len(self._table(path).file_uris())
 
+    def txn_version(self, path: str, app_id: str) -> int | None:
+        version = self._table(path).transaction_version(app_id)
+        return int(version) if version is not None else None
+
     def _read_snapshot(
         self, path: str, dt: DeltaTable, with_file: bool = False, only: set[str] | None = None
     ) -> DataFrame:
@@ -151,14 +155,20 @@ class LocalDeltaBackend:
 
     # ------------------------------------------------------------------ writing
     def overwrite(
-        self, df: DataFrame, path: str, partition_by: Sequence[str], overwrite_schema: bool, label: str
+        self,
+        df: DataFrame,
+        path: str,
+        partition_by: Sequence[str],
+        overwrite_schema: bool,
+        label: str,
+        txn: Txn | None = None,
     ) -> WriteResult:
         # The facade has checked the schema (same both backends).
         schema = nullable(df.schema)
         adds = self._write_files(df, path, partition_by)
         with self._lock(path):
             if not self.exists(path):
-                return self._create(path, schema, adds, partition_by, label)
+                return self._create(path, schema, adds, partition_by, label, txn)
             dt = self._table(path)
             if overwrite_schema or list(dt.metadata().partition_columns) != list(partition_by):
                 # A new schema or partitioning replaces the table's metadata, which delta-rs
@@ -172,45 +182,57 @@ class LocalDeltaBackend:
                         adds,
                         "overwrite",
                         list(partition_by),
-                        commit_properties=_props(label),
+                        commit_properties=_props(label, txn),
                     ),
                 )
                 return WriteResult(label, self.version(path), len(adds), removed, _rows(adds))
             removed = len(dt.file_uris())
-            self._commit(dt, adds, [], "overwrite", schema, partition_by, None, label)
+            self._commit(dt, adds, [], "overwrite", schema, partition_by, None, label, txn)
             return WriteResult(label, self.version(path), len(adds), removed, _rows(adds))
 
-    def append(self, df: DataFrame, path: str, partition_by: Sequence[str], label: str) -> WriteResult:
+    def append(
+        self, df: DataFrame, path: str, partition_by: Sequence[str], label: str, txn: Txn | None = None
+    ) -> WriteResult:
         schema = nullable(df.schema)
         if self.exists(path):
             partition_by = self.partition_columns(path)
         adds = self._write_files(df, path, partition_by)
         with self._lock(path):
             if not self.exists(path):
-                return self._create(path, schema, adds, partition_by, label)
+                return self._create(path, schema, adds, partition_by, label, txn)
             dt = self._table(path)
-            self._commit(dt, adds, [], "append", schema, partition_by, None, label)
+            self._commit(dt, adds, [], "append", schema, partition_by, None, label, txn)
             return WriteResult(label, self.version(path), len(adds), 0, _rows(adds))
 
-    def replace_partition(self, df: DataFrame, path: str, partition: Mapping[str, Any], label: str) -> WriteResult:
+    def replace_partition(
+        self, df: DataFrame, path: str, partition: Mapping[str, Any], label: str, txn: Txn | None = None
+    ) -> WriteResult:
         schema = nullable(df.schema)
         # The facade has checked the keys and that every row belongs to the partition.
         partition_by = self.partition_columns(path) if self.exists(path) else list(partition)
         adds = self._write_files(df, path, partition_by)
         with self._lock(path):
             if not self.exists(path):
-                return self._create(path, schema, adds, partition_by, label)
+                return self._create(path, schema, adds, partition_by, label, txn)
             dt = self._table(path)
             filters = [(c, "=", _partition_string(v)) for c, v in partition.items()]
             before = len(dt.file_uris(partition_filters=filters))
-            self._commit(dt, adds, [], "overwrite", schema, partition_by, filters, label)
+            self._commit(dt, adds, [], "overwrite", schema, partition_by, filters, label, txn)
             return WriteResult(label, self.version(path), len(adds), before, _rows(adds))
 
-    def merge(self, source: DataFrame, path: str, keys: Sequence[str], update_matched: bool, label: str) -> MergeResult:
+    def merge(
+        self,
+        source: DataFrame,
+        path: str,
+        keys: Sequence[str],
+        update_matched: bool,
+        label: str,
+        txn: Txn | None = None,
+    ) -> MergeResult:
         keys = list(keys)
         with self._lock(path):
             if not self.exists(path):
-                result = self.append(source, path, [], label)
+                result = self.append(source, path, [], label, txn)
                 return MergeResult(label, result.version, result.rows_written or 0, 0)
             dt = self._table(path)
             partition_by = list(dt.metadata().partition_columns)
@@ -221,7 +243,7 @@ class LocalDeltaBackend:
                 adds = self._write_files(new_rows, path, partition_by)
                 if not adds:
                     return MergeResult(label, None, 0, 0)
-                self._commit(dt, adds, [], "append", nullable(source.schema), partition_by, None, label)
+                self._commit(dt, adds, [], "append", nullable(source.schema), partition_by, None, label, txn)
                 return MergeResult(label, dt.version() + 1, _rows(adds), 0)
             touched_files = target.join(source_keys, on=keys, how="left_semi").select(_FILE_COL).distinct()
             touched = [r[0] for r in touched_files.collect()]  # small: one row per data file with a match
@@ -233,7 +255,7 @@ class LocalDeltaBackend:
             removes = self._removes_for(dt, path, touched)
             if not adds and not removes:
                 return MergeResult(label, None, 0, 0)
-            self._commit(dt, adds, removes, "append", nullable(source.schema), partition_by, None, label)
+            self._commit(dt, adds, removes, "append", nullable(source.schema), partition_by, None, label, txn)
             return MergeResult(label, dt.version() + 1, source.count() - matched, matched)
 
     def restore(self, path: str, version: int, label: str) -> None:
@@ -335,13 +357,19 @@ class LocalDeltaBackend:
         return adds
 
     def _create(
-        self, path: str, schema: T.StructType, adds: list[AddAction], partition_by: Sequence[str], label: str
+        self,
+        path: str,
+        schema: T.StructType,
+        adds: list[AddAction],
+        partition_by: Sequence[str],
+        label: str,
+        txn: Txn | None = None,
     ) -> WriteResult:
         os.makedirs(path, exist_ok=True)
         self._guard(
             label,
             lambda: create_table_with_add_actions(
-                path, _delta_schema(schema), adds, "append", list(partition_by), commit_properties=_props(label)
+                path, _delta_schema(schema), adds, "append", list(partition_by), commit_properties=_props(label, txn)
             ),
         )
         return WriteResult(label, self.version(path), len(adds), 0, _rows(adds))
@@ -356,6 +384,7 @@ class LocalDeltaBackend:
         partition_by: Sequence[str],
         partition_filters: list | None,
         label: str,
+        txn: Txn | None = None,
     ) -> None:
         delta_schema = dt.schema() if mode == "append" else _delta_schema(schema)
         if mode == "append":
@@ -373,7 +402,7 @@ class LocalDeltaBackend:
                 delta_schema,
                 partition_by=list(partition_by) or None,
                 partition_filters=partition_filters,
-                commit_properties=_props(label),
+                commit_properties=_props(label, txn),
             ),
         )
 
@@ -463,8 +492,10 @@ def _delta_schema(schema: T.StructType) -> DeltaSchema:
     return DeltaSchema.from_arrow(to_arrow_schema(nullable(schema)))
 
 
-def _props(label: str) -> CommitProperties:
-    return CommitProperties(custom_metadata={"shoprec.operation": label})
+def _props(label: str, txn: Txn | None = None) -> CommitProperties:
+    """The commit's label, and its application transaction when it has one (same commit)."""
+    transactions = [Transaction(app_id=txn.app_id, version=txn.version)] if txn else None
+    return CommitProperties(custom_metadata={"shoprec.operation": label}, app_transactions=transactions)
 
 
 def _rows(adds: list[AddAction]) -> int:

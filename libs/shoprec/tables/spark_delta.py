@@ -28,7 +28,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import types as T
 
 from shoprec.errors import ConcurrentWriteError, SchemaMismatchError, TableError, TableNotFoundError
-from shoprec.tables.base import HistoryEntry, MergeResult, WriteResult
+from shoprec.tables.base import HistoryEntry, MergeResult, Txn, WriteResult
 
 if TYPE_CHECKING:
     from delta.tables import DeltaTable
@@ -49,6 +49,9 @@ _CONFLICTS = (
 )
 _ATTEMPTS = 6
 _USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+# Idempotent DML (MERGE): the session's txn, recorded in the MERGE's commit (Delta >= 2.3).
+_TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
+_TXN_VERSION = "spark.databricks.delta.write.txnVersion"
 _RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 _DEFAULT_RETENTION_HOURS = 168
 
@@ -93,6 +96,14 @@ class SparkDeltaBackend:
     def file_count(self, path: str) -> int:
         return int(self._detail(path)["numFiles"])
 
+    def txn_version(self, path: str, app_id: str) -> int | None:
+        """The version the table's log holds for ``app_id`` (its latest SetTransaction)."""
+        snapshot = self._snapshot(path)
+        if snapshot is None:
+            raise TableError(f"cannot read the application transactions of {path}: Delta's snapshot API is missing")
+        found = snapshot.transactions().get(app_id)  # a Scala Option[Long]
+        return int(found.get()) if found.isDefined() else None
+
     def read(self, path: str, version: int | None = None, timestamp: _dt.datetime | None = None) -> DataFrame:
         self._table(path)
         reader = self.spark.read.format("delta")
@@ -133,10 +144,16 @@ class SparkDeltaBackend:
 
     # ------------------------------------------------------------------ writing
     def overwrite(
-        self, df: DataFrame, path: str, partition_by: Sequence[str], overwrite_schema: bool, label: str
+        self,
+        df: DataFrame,
+        path: str,
+        partition_by: Sequence[str],
+        overwrite_schema: bool,
+        label: str,
+        txn: Txn | None = None,
     ) -> WriteResult:
         def write() -> None:
-            writer = df.write.format("delta").mode("overwrite").option("userMetadata", label)
+            writer = _with_txn(df.write.format("delta").mode("overwrite").option("userMetadata", label), txn)
             if overwrite_schema or (self.exists(path) and self.partition_columns(path) != list(partition_by)):
                 # New schema or partitioning: replace the table's metadata in the same commit.
                 writer = writer.option("overwriteSchema", "true")
@@ -147,11 +164,13 @@ class SparkDeltaBackend:
         self._retrying(label, write)
         return self._write_result(path, label)
 
-    def append(self, df: DataFrame, path: str, partition_by: Sequence[str], label: str) -> WriteResult:
+    def append(
+        self, df: DataFrame, path: str, partition_by: Sequence[str], label: str, txn: Txn | None = None
+    ) -> WriteResult:
         def write() -> None:
             # The facade has checked the schema; mergeSchema lets asked-for new columns in.
             writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
-            writer = writer.option("userMetadata", label)
+            writer = _with_txn(writer.option("userMetadata", label), txn)
             if partition_by and not self.exists(path):
                 writer = writer.partitionBy(*partition_by)
             writer.save(path)
@@ -159,14 +178,16 @@ class SparkDeltaBackend:
         self._retrying(label, write)
         return self._write_result(path, label)
 
-    def replace_partition(self, df: DataFrame, path: str, partition: Mapping[str, Any], label: str) -> WriteResult:
+    def replace_partition(
+        self, df: DataFrame, path: str, partition: Mapping[str, Any], label: str, txn: Txn | None = None
+    ) -> WriteResult:
         where = " AND ".join(
             f"`{c}` IS NULL" if v is None else f"`{c}` = {_sql_literal(v)}" for c, v in partition.items()
         )
 
         def write() -> None:
             writer = df.write.format("delta").mode("overwrite").option("replaceWhere", where)
-            writer = writer.option("userMetadata", label)
+            writer = _with_txn(writer.option("userMetadata", label), txn)
             if not self.exists(path):
                 writer = writer.partitionBy(*partition)
             writer.save(path)
@@ -174,9 +195,17 @@ class SparkDeltaBackend:
         self._retrying(label, write)
         return self._write_result(path, label)
 
-    def merge(self, source: DataFrame, path: str, keys: Sequence[str], update_matched: bool, label: str) -> MergeResult:
+    def merge(
+        self,
+        source: DataFrame,
+        path: str,
+        keys: Sequence[str],
+        update_matched: bool,
+        label: str,
+        txn: Txn | None = None,
+    ) -> MergeResult:
         if not self.exists(path):
-            result = self.append(source, path, [], label)
+            result = self.append(source, path, [], label, txn)
             return MergeResult(label, result.version, result.rows_written or 0, 0)
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
         before = self.version(path)
@@ -187,7 +216,10 @@ class SparkDeltaBackend:
                 builder = builder.whenMatchedUpdateAll()
             builder.whenNotMatchedInsertAll().execute()
 
-        with _session_conf(self.spark, {_USER_METADATA: label}):
+        confs = {_USER_METADATA: label}
+        if txn is not None:
+            confs.update({_TXN_APP_ID: txn.app_id, _TXN_VERSION: str(txn.version)})
+        with _session_conf(self.spark, confs):
             self._retrying(label, write)
         last = self._last_commit(path)
         if int(last["version"]) == before:
@@ -345,6 +377,13 @@ class SparkDeltaBackend:
                     raise  # the data failed to compute (a UDF, a bad cast): the caller's error
                 raise _translate(label, exc) from exc
         raise AssertionError("unreachable")
+
+
+def _with_txn(writer: Any, txn: Txn | None) -> Any:
+    """A DataFrameWriter that records ``txn`` in its commit (Delta's idempotent writes)."""
+    if txn is None:
+        return writer
+    return writer.option("txnAppId", txn.app_id).option("txnVersion", str(txn.version))
 
 
 @contextlib.contextmanager
