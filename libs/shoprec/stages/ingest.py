@@ -142,22 +142,17 @@ def run_ingest(
     batch = IngestBatch(cfg.data_root, adapter.source, new_files, catalog)
     batch.finish_rollback(tables)
     names = _tables_written(adapter.source)
-    parsed: Parsed | None = None
+    if batch.manifest is None:
+        _stage(spark, tables, adapter, batch, new_files, names)
+    else:
+        log.info("ingest %s: resuming attempt %d after a crash", batch.batch, batch.txn.version)
     try:
-        if batch.manifest is None:
-            parsed = _stage(spark, tables, adapter, batch, new_files, catalog, names)
-        else:
-            log.info("ingest %s: resuming attempt %d after a crash", batch.batch, batch.txn.version)
-        try:
-            _commit(spark, cfg, tables, adapter.source, batch, new_files, catalog, run)
-        except faults.Crash:
-            raise  # a simulated crash: the rerun resumes it
-        except BaseException:
-            batch.roll_back(tables)
-            raise
-    finally:
-        if parsed is not None:
-            parsed.release()
+        catalog_kept, catalog_quarantined = _commit(spark, cfg, tables, adapter.source, batch, new_files, catalog, run)
+    except faults.Crash:
+        raise  # a simulated crash: the rerun resumes it
+    except BaseException:
+        batch.roll_back(tables)
+        raise
     assert batch.manifest is not None  # staged above
     counts = batch.manifest.counts
     batch.discard()
@@ -171,8 +166,8 @@ def run_ingest(
         quarantine_by_reason=counts["by_reason"],
         anonymous_rows=counts["anon"],
         non_product_rows=counts["nonprod"],
-        catalog_rows=counts["catalog_kept"],
-        catalog_quarantined=counts["catalog_quarantined"],
+        catalog_rows=catalog_kept,
+        catalog_quarantined=catalog_quarantined,
         table_versions=_versions(tables, adapter.source),
         seconds=time.monotonic() - started,
     )
@@ -196,10 +191,10 @@ def _stage(
     adapter: Adapter,
     batch: IngestBatch,
     new_files: list[SourceFile],
-    catalog: SourceFile | None,
     names: list[str],
-) -> Parsed | None:
-    """Parse, validate, classify and count the batch once; write its rows and manifest."""
+) -> None:
+    """Parse, validate, classify and count the batch once; write its rows and manifest.
+    The commits read the staged rows, so the parse's cache goes as soon as they are written."""
     ingested_at = datetime.now(UTC).replace(microsecond=0)
     counts: dict = {"rows_in": 0, "kept": 0, "quarantined": 0, "by_reason": {}, "anon": 0, "nonprod": 0}
     parsed: Parsed | None = None
@@ -213,11 +208,6 @@ def _stage(
                 classified.write.mode("overwrite").parquet(batch.rows_path)
                 counts = _account(spark.read.parquet(batch.rows_path), parsed.line_count)
             bronze_columns = parsed.bronze_columns
-        counts["catalog_kept"], counts["catalog_quarantined"] = (
-            _catalog_counts(_classify_catalog(read_catalog(spark, catalog.path, catalog.format)))
-            if catalog is not None
-            else (0, 0)
-        )
         manifest = Manifest(
             batch.batch,
             batch.next_attempt(tables, names),
@@ -229,11 +219,11 @@ def _stage(
         )
         batch.save(manifest)  # staged: from here on a rerun resumes instead of starting again
     except BaseException:
-        if parsed is not None:
-            parsed.release()
         batch.discard()
         raise
-    return parsed
+    finally:
+        if parsed is not None:
+            parsed.release()
 
 
 def _commit(
@@ -245,12 +235,14 @@ def _commit(
     new_files: list[SourceFile],
     catalog: SourceFile | None,
     run: RunLogger | None,
-) -> None:
+) -> tuple[int, int]:
     """Every table commit of the batch, each under the batch's txn (skipped when it landed
-    before a crash); the ingest log, which marks the files as done, last."""
+    before a crash); the ingest log, which marks the files as done, last. Returns the
+    catalog's (rows kept, rows quarantined)."""
     assert batch.manifest is not None
     txn, ingested_at, counts = batch.txn, batch.ingested_at, batch.manifest.counts
     log_rows = []
+    catalog_counts = (0, 0)
     if new_files:
         staged = spark.read.parquet(batch.rows_path)
         with _step("writing bronze, quarantine and silver.interactions"):
@@ -258,16 +250,15 @@ def _commit(
         log_rows += _ingest_log_rows(source, new_files, staged, ingested_at, run)
     if catalog is not None:
         with _step("upserting the item catalog"):
-            _write_catalog(tables, read_catalog(spark, catalog.path, catalog.format), ingested_at, txn)
-        log_rows.append(
-            _log_row("catalog", catalog, counts["catalog_kept"], counts["catalog_quarantined"], ingested_at, run)
-        )
+            catalog_counts = _write_catalog(tables, read_catalog(spark, catalog.path, catalog.format), ingested_at, txn)
+        log_rows.append(_log_row("catalog", catalog, *catalog_counts, ingested_at, run))
     with _step("recomputing silver.items and silver.users"):
         interactions = tables.read(C.SILVER_INTERACTIONS)
         catalog_df = tables.read(C.SILVER_CATALOG) if tables.exists(C.SILVER_CATALOG) else None
         tables.overwrite(build_items(interactions, catalog_df), C.SILVER_ITEMS, txn=txn)
         tables.overwrite(build_users(interactions), C.SILVER_USERS, txn=txn)
     tables.append(spark.createDataFrame(log_rows, _LOG_SCHEMA), C.BRONZE_INGEST_LOG, txn=txn)
+    return catalog_counts
 
 
 # ----------------------------------------------------------------------------- steps
@@ -495,8 +486,12 @@ def _catalog_counts(ranked: DataFrame) -> tuple[int, int]:
     return int(row["kept"]), int(row["bad"])
 
 
-def _write_catalog(tables: Tables, catalog: DataFrame, ingested_at: datetime, txn: Txn) -> None:
-    """Upsert the catalog on item id; rows without an id, or repeating one, go to quarantine.catalog."""
+def _write_catalog(tables: Tables, catalog: DataFrame, ingested_at: datetime, txn: Txn) -> tuple[int, int]:
+    """Upsert the catalog on item id; rows without an id, or repeating one, go to quarantine.catalog.
+
+    Returns (rows kept, rows quarantined), counted from the file itself, so that a rerun whose
+    commits were skipped (they landed before a crash) reports the same numbers.
+    """
     ranked = _classify_catalog(catalog).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         good = ranked.filter(F.col(C.REASON).isNull()).select(*catalog.columns)
@@ -511,6 +506,7 @@ def _write_catalog(tables: Tables, catalog: DataFrame, ingested_at: datetime, tx
             F.lit(ingested_at).cast("timestamp").alias(C.INGESTED_AT),
         )
         tables.append(bad, C.quarantine_table("catalog"), txn=txn)
+        return _catalog_counts(ranked)
     finally:
         ranked.unpersist()
 
