@@ -317,7 +317,8 @@ def test_spark_delta_answers_the_same_without_its_internal_snapshot(spark, data_
     monkeypatch.setattr(SparkDeltaBackend, "_snapshot", lambda self, path: None)
     without = _write_sequence(spark, tables, "silver.nosnap")
     assert without == with_snapshot
-    assert with_snapshot[3][1:] == (3, 1) and with_snapshot[4] == (None, 0, 0)  # inserted 23-24, updated 21
+    # inserted 23-24, updated 21, not skipped; then a merge that changes nothing
+    assert with_snapshot[3][1:] == (3, 1, False) and with_snapshot[4] == (None, 0, 0, False)
     assert with_snapshot[-1] == ["as_of"] and with_snapshot[-2] >= with_snapshot[3][0] == 3
 
 
