@@ -7,17 +7,25 @@ error naming the key and the file it came from.
 
 String values may use ``${VAR}`` or ``${VAR:-default}`` to read the environment, which is
 how the cluster overlay picks up the remote MLflow tracking URI.
+
+Values are validated at load, before any Spark starts: each field declares its rules
+(``field(metadata=checks(POSITIVE))``: ranges, shares, dates, time zones), a key given twice
+in one YAML mapping is an error, and every failure is one ``ConfigError`` naming the file
+(or ``--set``), the dotted key and the bad value. ``masked()`` is the copy of the config
+that may be logged: passwords in URIs and values of secret-looking keys become ``***``.
 """
 
 from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import datetime
 import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+import zoneinfo
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,13 +39,105 @@ DATA_ROOT_ENV = "SHOPREC_DATA_ROOT"
 CONF_DIR_ENV = "SHOPREC_CONF_DIR"
 
 
+# ----------------------------------------------------------------------------- rules
+@dataclass(frozen=True)
+class Rule:
+    """One check of a config value, declared on its field: ``field(default=28, metadata=checks(POSITIVE))``.
+
+    ``must`` completes "'<key>' must be ..." (``{noun}`` becomes integer, number, list, ...
+    after the value's type). None passes every rule: optional fields stay optional.
+    """
+
+    must: str
+    ok: Callable[[Any], bool]
+    hint: str
+    each: bool = False  # every item of a list, every value of a mapping
+    entry: str | None = None  # only this entry of a mapping
+
+
+def checks(*rules: Rule) -> dict[str, tuple[Rule, ...]]:
+    """Field metadata carrying ``rules`` (checked by ``load_config``)."""
+    return {"checks": rules}
+
+
+def each(rule: Rule) -> Rule:
+    """``rule`` applied to every item of a list (or value of a mapping)."""
+    return dataclasses.replace(rule, each=True)
+
+
+def entry(name: str, rule: Rule) -> Rule:
+    """``rule`` applied to the entry ``name`` of a mapping, when it is there."""
+    return dataclasses.replace(rule, entry=name)
+
+
+def _is_date(value: str) -> bool:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return False
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_zone(value: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return not _have_zone_database()
+    return True
+
+
+def _have_zone_database() -> bool:
+    """False on a machine with neither the system's zone files nor the tzdata package."""
+    try:
+        zoneinfo.ZoneInfo("Europe/London")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+# Spark's session time zone also takes offsets: Z, +01, +01:00, UTC+01:00, GMT-05:30.
+_UTC_OFFSET = re.compile(r"Z|(?:UTC|GMT|UT)?[+-]\d{1,2}(?::?\d{2}(?::?\d{2})?)?")
+POSITIVE = Rule("a positive {noun}", lambda v: v > 0, "use a value above 0")
+NON_NEGATIVE = Rule("0 or more", lambda v: v >= 0, "use 0 or more")
+SHARE = Rule("a share between 0 and 1", lambda v: 0 <= v <= 1, "shares, rates and probabilities go from 0.0 to 1.0")
+SEED = Rule("a seed of 0 or more", lambda v: v >= 0, "NumPy takes seeds of 0 or more, e.g. 42")
+NON_EMPTY = Rule(
+    "a non-empty {noun}",
+    lambda v: len(v.strip() if isinstance(v, str) else v) > 0,
+    "give at least one value, or leave the key out for the default",
+)
+DATE = Rule("a date YYYY-MM-DD", _is_date, "use a real calendar date, e.g. 2011-11-01")
+DATE_OR_AUTO = Rule(
+    "a date YYYY-MM-DD or auto",
+    lambda v: v == "auto" or _is_date(v),
+    "use a real calendar date, e.g. 2011-11-01, or auto: the last event date minus split.evaluation_days",
+)
+TIME_ZONE = Rule(
+    "an IANA time zone name",
+    _is_zone,
+    "use a name of the tz database, e.g. Europe/London, America/New_York or UTC",
+)
+SPARK_TIME_ZONE = Rule(
+    "an IANA time zone name or a UTC offset",
+    lambda v: _is_zone(v) or _UTC_OFFSET.fullmatch(v) is not None,
+    "for example UTC, Europe/London or +01:00",
+)
+HOUR = Rule("an hour of the day, 0 to 23", lambda v: 0 <= v <= 23, "bucket starts are UTC hours, 0 to 23")
+DROPOUT = Rule("a rate from 0 up to (not including) 1", lambda v: 0 <= v < 1, "0 turns dropout off")
+ALS_CHECKPOINTS = Rule(
+    "a positive integer or -1", lambda v: v >= 1 or v == -1, "iterations between ALS checkpoints; -1 turns them off"
+)
+
+
 # ----------------------------------------------------------------------------- sections
 @dataclass(frozen=True)
 class SparkConfig:
     """How to get a Spark session (see ``shoprec.spark``)."""
 
     master: str | None = "local[*]"
-    app_name: str = "shoprec"
+    app_name: str = field(default="shoprec", metadata=checks(NON_EMPTY))
     # auto: enable Delta's session extensions when the Delta JARs are configured;
     # on/off force it. Only matters for the Spark ("spark") table backend.
     delta_extensions: Literal["auto", "on", "off"] = "auto"
@@ -45,7 +145,9 @@ class SparkConfig:
     # connector) on spark.jars when this process launches the JVM; off: leave it out.
     jvm_jars: Literal["auto", "off"] = "auto"
     # Applied to every session we build or reuse (runtime SQL settings).
-    settings: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, str] = field(
+        default_factory=dict, metadata=checks(entry("spark.sql.session.timeZone", SPARK_TIME_ZONE))
+    )
     # Applied only when this process launches the JVM (driver memory and the like);
     # under spark-submit these come from spark-submit itself.
     launch_settings: Mapping[str, str] = field(default_factory=dict)
@@ -55,7 +157,7 @@ class SparkConfig:
 class StorageConfig:
     """Where tables live and which Delta backend writes them."""
 
-    data_root: str = "./lakehouse"
+    data_root: str = field(default="./lakehouse", metadata=checks(NON_EMPTY))
     # auto: Spark's own Delta when its classes are on the classpath, else delta-rs.
     delta_backend: Literal["auto", "spark", "local"] = "auto"
 
@@ -67,22 +169,22 @@ class MlflowConfig:
     tracking_uri: str | None = None
     registry_uri: str | None = None
     artifact_root: str | None = None
-    experiment: str = "shoprec"
+    experiment: str = field(default="shoprec", metadata=checks(NON_EMPTY))
 
 
 @dataclass(frozen=True)
 class EventLogColumns:
     """Column names of a generic event log (map your file's names onto ours)."""
 
-    user_id: str = "user_id"
-    item_id: str = "item_id"
-    event_type: str = "event_type"
-    timestamp: str = "event_time"
-    session_id: str = "session_id"
-    device: str = "device"
-    country: str = "country"
-    price: str = "price"
-    quantity: str = "quantity"
+    user_id: str = field(default="user_id", metadata=checks(NON_EMPTY))
+    item_id: str = field(default="item_id", metadata=checks(NON_EMPTY))
+    event_type: str = field(default="event_type", metadata=checks(NON_EMPTY))
+    timestamp: str = field(default="event_time", metadata=checks(NON_EMPTY))
+    session_id: str = field(default="session_id", metadata=checks(NON_EMPTY))
+    device: str = field(default="device", metadata=checks(NON_EMPTY))
+    country: str = field(default="country", metadata=checks(NON_EMPTY))
+    price: str = field(default="price", metadata=checks(NON_EMPTY))
+    quantity: str = field(default="quantity", metadata=checks(NON_EMPTY))
 
 
 @dataclass(frozen=True)
@@ -95,11 +197,11 @@ class IngestConfig:
     format: Literal["auto", "csv", "jsonl", "parquet", "xlsx"] = "auto"
     catalog: str | None = None
     # Timestamps later than ingest time plus this many days are impossible.
-    max_future_days: int = 1
+    max_future_days: int = field(default=1, metadata=checks(NON_NEGATIVE))
     # Timestamps before this date are impossible for a web shop.
-    min_date: str = "1995-01-01"
+    min_date: str = field(default="1995-01-01", metadata=checks(DATE))
     # Timezone the source's naive timestamps are in (Online Retail: UK local time).
-    source_timezone: str = "UTC"
+    source_timezone: str = field(default="UTC", metadata=checks(TIME_ZONE))
     # Online Retail stock codes that are not products, mapped to their kind.
     non_product_codes: Mapping[str, str] = field(default_factory=dict)
     # Stock-code prefixes that are not products (gift vouchers are gift_0001_10, ...).
@@ -111,16 +213,16 @@ class IngestConfig:
 class GenerateConfig:
     """Defaults of the synthetic event-log generator (``shoprec generate``)."""
 
-    users: int = 10_000
-    items: int = 2_000
-    events: int = 1_000_000
-    seed: int = 42
+    users: int = field(default=10_000, metadata=checks(POSITIVE))
+    items: int = field(default=2_000, metadata=checks(POSITIVE))
+    events: int = field(default=1_000_000, metadata=checks(POSITIVE))
+    seed: int = field(default=42, metadata=checks(SEED))
     format: Literal["parquet", "csv", "jsonl"] = "parquet"
-    start_date: str = "2023-01-01"
-    days: int = 365
-    events_per_file: int = 2_000_000
+    start_date: str = field(default="2023-01-01", metadata=checks(DATE))
+    days: int = field(default=365, metadata=checks(POSITIVE))
+    events_per_file: int = field(default=2_000_000, metadata=checks(POSITIVE))
     # Share of rows deliberately broken so the ingest quarantine has work to do.
-    bad_row_rate: float = 0.0
+    bad_row_rate: float = field(default=0.0, metadata=checks(SHARE))
 
 
 @dataclass(frozen=True)
@@ -129,26 +231,26 @@ class SplitConfig:
 
     # The training cutoff when --as-of is not given: a date (YYYY-MM-DD), or "auto" for
     # the last event date minus evaluation_days.
-    as_of: str = "auto"
+    as_of: str = field(default="auto", metadata=checks(DATE_OR_AUTO))
     # The last days of history, held out while tuning (hyperparameter search, weights).
-    validation_days: int = 28
+    validation_days: int = field(default=28, metadata=checks(POSITIVE))
     # Days from as_of on whose purchases are the ground truth.
-    evaluation_days: int = 28
+    evaluation_days: int = field(default=28, metadata=checks(POSITIVE))
 
 
 @dataclass(frozen=True)
 class TextConfig:
     """Item description vectors learned with Spark ML."""
 
-    vector_size: int = 32
-    min_count: int = 2
-    window: int = 5
-    max_iter: int = 5
-    seed: int = 42
+    vector_size: int = field(default=32, metadata=checks(POSITIVE))
+    min_count: int = field(default=2, metadata=checks(NON_NEGATIVE))
+    window: int = field(default=5, metadata=checks(POSITIVE))
+    max_iter: int = field(default=5, metadata=checks(POSITIVE))
+    seed: int = field(default=42, metadata=checks(SEED))
     # Hashing TF dimensions for the TF-IDF vectors (used for the text clusters).
-    tfidf_features: int = 4096
+    tfidf_features: int = field(default=4096, metadata=checks(POSITIVE))
     # KMeans clusters over the text vectors: the item's category when the source has none.
-    clusters: int = 24
+    clusters: int = field(default=24, metadata=checks(POSITIVE))
 
 
 @dataclass(frozen=True)
@@ -157,17 +259,20 @@ class FeaturesConfig:
 
     # Implicit confidence of (user, item): sum of event weights times a time decay with
     # this half-life (days before as_of); returns have a negative weight.
-    half_life_days: float = 90.0
+    half_life_days: float = field(default=90.0, metadata=checks(POSITIVE))
+    # Any sign: returns weigh against the pair.
     event_weights: Mapping[str, float] = field(
-        default_factory=lambda: {"view": 0.1, "cart": 0.3, "purchase": 1.0, "return": -1.0}
+        default_factory=lambda: {"view": 0.1, "cart": 0.3, "purchase": 1.0, "return": -1.0},
+        metadata=checks(NON_EMPTY),
     )
     # log: an event weighs 1 + ln(quantity) (wholesale lines of 1,000 units do not drown
     # everything else); none: every event weighs the same whatever the quantity.
     quantity_weighting: Literal["none", "log"] = "log"
-    price_bands: int = 5
+    price_bands: int = field(default=5, metadata=checks(POSITIVE))
     # Popularity trend: purchases in the last trend_weeks weeks versus the weeks before.
-    trend_weeks: int = 4
-    # Major holidays: "MM-DD" for fixed dates, or easter / black_friday / mothers_day_uk.
+    trend_weeks: int = field(default=4, metadata=checks(POSITIVE))
+    # Major holidays: "MM-DD" for fixed dates, or easter / black_friday / mothers_day_uk
+    # (checked by shoprec.features.holidays when the features job reads them).
     holidays: tuple[str, ...] = ("01-01", "02-14", "easter", "mothers_day_uk", "10-31", "black_friday", "12-25")
     text: TextConfig = field(default_factory=TextConfig)
 
@@ -176,76 +281,78 @@ class FeaturesConfig:
 class AlsSearchConfig:
     """Grid searched by ``shoprec train-als`` (NDCG@10 on the validation window)."""
 
-    rank: tuple[int, ...] = (32, 64)
-    reg_param: tuple[float, ...] = (0.01, 0.1)
-    alpha: tuple[float, ...] = (1.0, 10.0)
+    rank: tuple[int, ...] = field(default=(32, 64), metadata=checks(NON_EMPTY, each(POSITIVE)))
+    reg_param: tuple[float, ...] = field(default=(0.01, 0.1), metadata=checks(NON_EMPTY, each(NON_NEGATIVE)))
+    alpha: tuple[float, ...] = field(default=(1.0, 10.0), metadata=checks(NON_EMPTY, each(NON_NEGATIVE)))
     # When the grid is larger, this many combinations are drawn from it (seeded).
-    max_trials: int = 8
-    seed: int = 42
+    max_trials: int = field(default=8, metadata=checks(POSITIVE))
+    seed: int = field(default=42, metadata=checks(SEED))
 
 
 @dataclass(frozen=True)
 class AlsConfig:
     """Spark MLlib ALS with implicit preferences on gold.confidence."""
 
-    rank: int = 64
-    max_iter: int = 10
-    reg_param: float = 0.1
-    alpha: float = 10.0
+    rank: int = field(default=64, metadata=checks(POSITIVE))
+    max_iter: int = field(default=10, metadata=checks(POSITIVE))
+    reg_param: float = field(default=0.1, metadata=checks(NON_NEGATIVE))
+    alpha: float = field(default=10.0, metadata=checks(NON_NEGATIVE))
     # User and item blocks; null: the session's default parallelism (not MLlib's 10,
     # which on 2 cores is 10 tiny tasks per stage).
-    num_blocks: int | None = None
-    checkpoint_interval: int = 5
+    num_blocks: int | None = field(default=None, metadata=checks(POSITIVE))
+    checkpoint_interval: int = field(default=5, metadata=checks(ALS_CHECKPOINTS))
     # null: <data_root>/_checkpoints/als
     checkpoint_dir: str | None = None
-    seed: int = 42
+    seed: int = field(default=42, metadata=checks(SEED))
     # false: train once with the values above, no search.
     tune: bool = True
     search: AlsSearchConfig = field(default_factory=AlsSearchConfig)
-    registered_model: str = "shoprec-als"
+    registered_model: str = field(default="shoprec-als", metadata=checks(NON_EMPTY))
 
 
 @dataclass(frozen=True)
 class CandidatesConfig:
     """Top-N candidates per user and source (gold.candidates)."""
 
-    n: int = 50
+    n: int = field(default=50, metadata=checks(POSITIVE))
     # true: items the user bought before as_of are never candidates.
     exclude_bought: bool = False
     # Users per matrix product in the blocked ALS top-N; null: sized so one block's
     # score matrix stays under block_mb.
-    block_users: int | None = None
-    block_mb: int = 64
+    block_users: int | None = field(default=None, metadata=checks(POSITIVE))
+    block_mb: int = field(default=64, metadata=checks(POSITIVE))
     # Popularity baselines weigh a purchase by a decay with this half-life (days).
-    popularity_half_life_days: float = 30.0
+    popularity_half_life_days: float = field(default=30.0, metadata=checks(POSITIVE))
     # Hour-of-day buckets for the popular-by-hour baseline (bucket starts, hours).
-    hour_buckets: tuple[int, ...] = (0, 6, 12, 18)
+    hour_buckets: tuple[int, ...] = field(default=(0, 6, 12, 18), metadata=checks(NON_EMPTY, each(HOUR)))
     # Co-occurrence: partners of the user's most recent items, from baskets.
-    recent_items: int = 10
-    min_cooccurrence: int = 2
+    recent_items: int = field(default=10, metadata=checks(POSITIVE))
+    min_cooccurrence: int = field(default=2, metadata=checks(POSITIVE))
     # Baskets with more distinct items than this are skipped (wholesale pick lists).
-    max_basket_items: int = 100
+    max_basket_items: int = field(default=100, metadata=checks(POSITIVE))
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     """``shoprec evaluate``: metrics of EVALUATION.md over the evaluation window."""
 
-    ks: tuple[int, ...] = (5, 10, 20)
+    ks: tuple[int, ...] = field(default=(5, 10, 20), metadata=checks(NON_EMPTY, each(POSITIVE)))
     # AUC: sampled negatives per held-out positive.
-    auc_negatives: int = 20
-    seed: int = 42
+    auc_negatives: int = field(default=20, metadata=checks(POSITIVE))
+    seed: int = field(default=42, metadata=checks(SEED))
 
 
 @dataclass(frozen=True)
 class HybridModelConfig:
     """Sizes and switches of the NeuMF-style hybrid network (shoprec.hybrid.model)."""
 
-    embedding_dim: int = 32  # user/item embeddings of each tower
-    mlp_layers: tuple[int, ...] = (128, 64, 32)
-    context_embedding_dim: int = 4  # hour, weekday, season, country, device, category, price band
-    dropout: float = 0.3
-    l2: float = 1.0e-6
+    embedding_dim: int = field(default=32, metadata=checks(POSITIVE))  # user/item embeddings of each tower
+    # Units of the MLP tower's layers; empty: the concatenated inputs feed the output directly.
+    mlp_layers: tuple[int, ...] = field(default=(128, 64, 32), metadata=checks(each(POSITIVE)))
+    # hour, weekday, season, country, device, category, price band
+    context_embedding_dim: int = field(default=4, metadata=checks(POSITIVE))
+    dropout: float = field(default=0.3, metadata=checks(DROPOUT))
+    l2: float = field(default=1.0e-6, metadata=checks(NON_NEGATIVE))
     use_content: bool = True  # text vector, price band, category
     use_context: bool = True  # hour, weekday, season, holiday distance, country, device
     use_history: bool = True  # the user's earlier purchases of the item, and overall
@@ -260,40 +367,41 @@ class HybridConfig:
 
     # Training examples: negatives per positive, drawn with probability ~ popularity ** power
     # (0: uniform, 1: proportional), never an item the user bought in the same window.
-    negatives: int = 4
-    sampling_power: float = 0.75
-    validation_negatives: int = 10
-    seed: int = 42
+    negatives: int = field(default=4, metadata=checks(POSITIVE))
+    sampling_power: float = field(default=0.75, metadata=checks(NON_NEGATIVE))
+    validation_negatives: int = field(default=10, metadata=checks(POSITIVE))
+    seed: int = field(default=42, metadata=checks(SEED))
     # Horovod: processes (horovodrun -np locally, horovod.spark.run num_proc on a cluster).
-    num_proc: int = 2
+    num_proc: int = field(default=2, metadata=checks(POSITIVE))
     launcher: Literal["auto", "horovodrun", "spark"] = "auto"
-    shards_per_rank: int = 2
+    shards_per_rank: int = field(default=2, metadata=checks(POSITIVE))
     # null: the machine's cores / num_proc, so ranks do not oversubscribe cores.
-    threads_per_rank: int | None = None
-    epochs: int = 8
-    batch_size: int = 1024  # per rank
-    learning_rate: float = 0.001  # scaled by the number of ranks
+    threads_per_rank: int | None = field(default=None, metadata=checks(POSITIVE))
+    epochs: int = field(default=8, metadata=checks(POSITIVE))
+    batch_size: int = field(default=1024, metadata=checks(POSITIVE))  # per rank
+    learning_rate: float = field(default=0.001, metadata=checks(POSITIVE))  # scaled by the number of ranks
     # Early stopping on validation NDCG@10 (each positive ranked among its negatives).
-    patience: int = 2
+    patience: int = field(default=2, metadata=checks(POSITIVE))
     model: HybridModelConfig = field(default_factory=HybridModelConfig)
-    registered_model: str = "shoprec-hybrid"
+    registered_model: str = field(default="shoprec-hybrid", metadata=checks(NON_EMPTY))
     # Candidates re-ranked by the model for the evaluation: per user, ALS top-N, the
     # items they bought, and the globally popular ones.
-    rerank_pool: int = 50
+    rerank_pool: int = field(default=50, metadata=checks(POSITIVE))
     # Training examples and the model live under <data_root>/<work_dir>/<as_of>.
-    work_dir: str = "_hybrid"
+    work_dir: str = field(default="_hybrid", metadata=checks(NON_EMPTY))
 
 
 @dataclass(frozen=True)
 class RecommendPoolConfig:
     """Candidates per user and source gathered before scoring (0 turns a source off)."""
 
-    als: int = 50  # ALS top-N
-    repeat: int = 20  # the user's own most recent purchases
-    cooccurrence: int = 30  # bought together with the user's recent items
-    content: int = 30  # text-vector neighbours of the user's recent items
-    popular: int = 30  # popular in the user's country and season
-    bundle: int = 10  # rules of gold.bundles fired by the user's recent baskets (shoprec bundles)
+    als: int = field(default=50, metadata=checks(NON_NEGATIVE))  # ALS top-N
+    repeat: int = field(default=20, metadata=checks(NON_NEGATIVE))  # the user's own most recent purchases
+    cooccurrence: int = field(default=30, metadata=checks(NON_NEGATIVE))  # bought together with recent items
+    content: int = field(default=30, metadata=checks(NON_NEGATIVE))  # text-vector neighbours of recent items
+    popular: int = field(default=30, metadata=checks(NON_NEGATIVE))  # popular in the user's country and season
+    # rules of gold.bundles fired by the user's recent baskets (shoprec bundles)
+    bundle: int = field(default=10, metadata=checks(NON_NEGATIVE))
 
 
 @dataclass(frozen=True)
@@ -302,10 +410,12 @@ class FusionConfig:
 
     normalisation: Literal["minmax", "rank"] = "rank"
     # The grid searched on the validation window; ``weight`` set skips the search.
-    weights: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-    weight: float | None = None
+    weights: tuple[float, ...] = field(
+        default=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), metadata=checks(NON_EMPTY, each(SHARE))
+    )
+    weight: float | None = field(default=None, metadata=checks(SHARE))
     # Users of the validation window the search scores (a seeded sample when more).
-    tuning_users: int = 20_000
+    tuning_users: int = field(default=20_000, metadata=checks(POSITIVE))
 
 
 @dataclass(frozen=True)
@@ -316,17 +426,25 @@ class RerankConfig:
     # season_days after as_of, through a kernel over neighbouring months, in [-1, 1])
     #        + time_weight x the time fit of user and item (hour of day and weekday profiles).
     # null: chosen on the validation window from the grids (NDCG@10); a number fixes it.
-    season_weight: float | None = None
-    time_weight: float | None = None
-    season_weights: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.2)
-    time_weights: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1)
-    season_days: int = 28  # the weeks after as_of whose months the lift reads
-    season_min_lines: int = 10  # items with fewer purchase lines get no lift
-    time_prior_lines: int = 10  # profiles are pulled towards the shop's by this many pseudo-lines
+    season_weight: float | None = field(default=None, metadata=checks(NON_NEGATIVE))
+    time_weight: float | None = field(default=None, metadata=checks(NON_NEGATIVE))
+    season_weights: tuple[float, ...] = field(
+        default=(0.0, 0.02, 0.05, 0.1, 0.2), metadata=checks(NON_EMPTY, each(NON_NEGATIVE))
+    )
+    time_weights: tuple[float, ...] = field(
+        default=(0.0, 0.01, 0.03, 0.1), metadata=checks(NON_EMPTY, each(NON_NEGATIVE))
+    )
+    # the weeks after as_of whose months the lift reads
+    season_days: int = field(default=28, metadata=checks(POSITIVE))
+    # items with fewer purchase lines get no lift
+    season_min_lines: int = field(default=10, metadata=checks(NON_NEGATIVE))
+    # profiles are pulled towards the shop's by this many pseudo-lines
+    time_prior_lines: int = field(default=10, metadata=checks(NON_NEGATIVE))
     # Maximal marginal relevance over text vectors: lambda * relevance - (1 - lambda) * max
     # similarity to the items already chosen; 1.0 turns diversity off.
-    diversity_lambda: float = 0.9
-    diversity_pool: int = 30  # the best-scored candidates MMR chooses the K from
+    diversity_lambda: float = field(default=0.9, metadata=checks(SHARE))
+    # the best-scored candidates MMR chooses the K from
+    diversity_pool: int = field(default=30, metadata=checks(POSITIVE))
 
 
 @dataclass(frozen=True)
@@ -337,32 +455,34 @@ class ColdStartConfig:
     # candidates (neighbours of what they bought) get light_user_boost added to the fused
     # score in [0, 1] (1.0: they always lead). Measured on Online Retail's validation
     # window any boost costs NDCG (0.05: -0.0007, 0.3: -0.0066), so the default is 0.
-    light_user_baskets: int = 3
-    light_user_boost: float = 0.0
+    light_user_baskets: int = field(default=3, metadata=checks(NON_NEGATIVE))
+    light_user_boost: float = field(default=0.0, metadata=checks(NON_NEGATIVE))
     # New items (no sales before as_of) reach a user only through content similarity; neither
     # ALS nor the hybrid model knows them, so their final score is new_item_weight x their
     # similarity relative to the user's most similar content candidate (in [0, 1], the scale
     # of the fused scores). At most new_item_share of a list's K slots go to them.
-    new_item_weight: float = 1.0
-    new_item_share: float = 0.2
+    new_item_weight: float = field(default=1.0, metadata=checks(NON_NEGATIVE))
+    new_item_share: float = field(default=0.2, metadata=checks(SHARE))
     # Country lists for users without history: recency-weighted popularity in the country
     # plus this weight times its popularity in the same weeks of the previous year.
-    seasonal_weight: float = 1.0
-    min_country_buyers: int = 20  # countries with fewer buyers use the global list
+    seasonal_weight: float = field(default=1.0, metadata=checks(NON_NEGATIVE))
+    # countries with fewer buyers use the global list
+    min_country_buyers: int = field(default=20, metadata=checks(NON_NEGATIVE))
 
 
 @dataclass(frozen=True)
 class RecommendConfig:
     """``shoprec recommend``: gold.recommendations for every known user, plus cold-start lists."""
 
-    k: int = 10
-    model_alias: str = "champion"  # the hybrid version that scores (registry alias)
-    recent_items: int = 10  # seeds for co-occurrence and content neighbours
-    content_neighbours: int = 20  # text-vector neighbours kept per item
+    k: int = field(default=10, metadata=checks(POSITIVE))
+    # the hybrid version that scores (registry alias)
+    model_alias: str = field(default="champion", metadata=checks(NON_EMPTY))
+    recent_items: int = field(default=10, metadata=checks(POSITIVE))  # seeds for co-occurrence and content
+    content_neighbours: int = field(default=20, metadata=checks(POSITIVE))  # text-vector neighbours per item
     # Items a user bought before: allow (reorders welcome), exclude, or consumables (only
     # items at least min_repeat_rate of whose buyers bought them in two or more baskets).
     rebuy: Literal["allow", "exclude", "consumables"] = "allow"
-    min_repeat_rate: float = 0.3
+    min_repeat_rate: float = field(default=0.3, metadata=checks(SHARE))
     pool: RecommendPoolConfig = field(default_factory=RecommendPoolConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     rerank: RerankConfig = field(default_factory=RerankConfig)
@@ -374,25 +494,29 @@ class BundlesConfig:
     """``shoprec bundles``: association rules over baskets and "bought together" lists."""
 
     # Baskets (invoices; sessions for event logs) from this many days before as_of.
-    history_days: int = 365
+    history_days: int = field(default=365, metadata=checks(POSITIVE))
     # FPGrowth thresholds. MLlib's defaults (0.3 / 0.8) find almost nothing in retail
     # baskets, where the most common pair is in ~2% of them.
-    min_support: float = 0.005
-    min_confidence: float = 0.1
-    min_lift: float = 1.5
-    max_antecedent: int = 2  # items on a rule's left side
+    min_support: float = field(default=0.005, metadata=checks(SHARE))
+    min_confidence: float = field(default=0.1, metadata=checks(SHARE))
+    min_lift: float = field(default=1.5, metadata=checks(NON_NEGATIVE))
+    max_antecedent: int = field(default=2, metadata=checks(POSITIVE))  # items on a rule's left side
     # Larger baskets (wholesale pick lists) are left out of mining, and counted.
-    max_basket_items: int = 100
-    partitions: int | None = None  # FPGrowth numPartitions; null: Spark's default parallelism
-    per_item: int = 5  # "frequently bought together" partners kept per item
-    recent_baskets: int = 3  # a user's last baskets that bundle recommendations complete
-    per_user: int = 10
+    max_basket_items: int = field(default=100, metadata=checks(POSITIVE))
+    # FPGrowth numPartitions; null: Spark's default parallelism
+    partitions: int | None = field(default=None, metadata=checks(POSITIVE))
+    # "frequently bought together" partners kept per item
+    per_item: int = field(default=5, metadata=checks(POSITIVE))
+    # a user's last baskets that bundle recommendations complete
+    recent_baskets: int = field(default=3, metadata=checks(POSITIVE))
+    per_user: int = field(default=10, metadata=checks(POSITIVE))
     # Basket completion with a registered hybrid: per-user rank-normalised
     # (1 - w) x rule confidence + w x deep score; 0 keeps the rules' order.
-    deep_weight: float = 0.5
-    ks: tuple[int, ...] = (5, 10)
-    baseline_pool: int = 50  # the random baseline draws from this many most-bought items
-    seed: int = 42
+    deep_weight: float = field(default=0.5, metadata=checks(SHARE))
+    ks: tuple[int, ...] = field(default=(5, 10), metadata=checks(NON_EMPTY, each(POSITIVE)))
+    # the random baseline draws from this many most-bought items
+    baseline_pool: int = field(default=50, metadata=checks(POSITIVE))
+    seed: int = field(default=42, metadata=checks(SEED))
 
 
 @dataclass(frozen=True)
@@ -405,10 +529,10 @@ class MaintainConfig:
     zorder_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # VACUUM keeps every file a version committed within this many hours needs, so time
     # travel inside the window keeps working; it is also the tables' deleted-file retention.
-    vacuum_retention_hours: int = 168
+    vacuum_retention_hours: int = field(default=168, metadata=checks(NON_NEGATIVE))
     # Commits (and so time travel) kept in the log; must cover the vacuum window.
-    log_retention_days: int = 30
-    checkpoint_interval: int = 10
+    log_retention_days: int = field(default=30, metadata=checks(POSITIVE))
+    checkpoint_interval: int = field(default=10, metadata=checks(POSITIVE))
     # Tables whose changes downstream readers follow (Delta's Change Data Feed).
     change_data_feed: tuple[str, ...] = ()
 
@@ -454,6 +578,7 @@ class Config:
         return str(p.resolve())
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dicts and lists, secrets included; log ``masked(cfg.to_dict())`` instead."""
         return _to_plain(self)
 
 
@@ -516,6 +641,46 @@ def load_config(
     return dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, data_root=root))
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, path: str, line: int, first_line: int):
+        super().__init__(f"duplicate key {path!r} on line {line} (first on line {first_line})")
+        self.path, self.line, self.first_line = path, line, first_line
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.safe_load``, except that a key given twice in one mapping is an error (PyYAML
+    silently keeps the last) and dates stay strings: config dates are text, checked with the
+    key named (PyYAML's own date constructor crashes on an impossible date like 2011-13-01).
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._check_unique(node, "", set())
+        return super().construct_document(node)
+
+    def _check_unique(self, node: yaml.Node, path: str, seen: set[int]) -> None:
+        if id(node) in seen:  # an alias of a node already walked
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                dotted = f"{path}.{key}" if path else str(key)
+                line = key_node.start_mark.line + 1
+                if key in first:
+                    raise _DuplicateKey(dotted, line, first[key])
+                first[key] = line
+                self._check_unique(value_node, dotted, seen)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._check_unique(item, f"{path}[{i}]", seen)
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+
+
 def _merge_file(merged: dict, origin: dict, yml: Path) -> None:
     section = yml.stem
     if section not in SECTIONS:
@@ -524,7 +689,12 @@ def _merge_file(merged: dict, origin: dict, yml: Path) -> None:
             hint=f"config files are named after sections: {', '.join(sorted(SECTIONS))}",
         )
     try:
-        data = yaml.safe_load(yml.read_text()) or {}
+        data = yaml.load(yml.read_text(), Loader=_ConfigLoader) or {}
+    except _DuplicateKey as dup:
+        raise ConfigError(
+            f"{yml}: duplicate key '{section}.{dup.path}' on line {dup.line} (first on line {dup.first_line})",
+            hint="YAML keeps only the last of repeated keys; keep one of them",
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{yml}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
@@ -578,7 +748,11 @@ def _apply_override(merged: dict, origin: dict, item: str) -> None:
     value: Any = raw
     if target is not str:  # YAML scalars: 3, true, null, [a, b]
         try:
-            value = yaml.safe_load(raw)
+            value = yaml.load(raw, Loader=_ConfigLoader)
+        except _DuplicateKey as dup:
+            raise ConfigError(
+                f"--set: duplicate key '{dup.path}' in the value of '{key}'", hint="give each key once"
+            ) from None
         except yaml.YAMLError:
             value = raw
     node[leaf] = value
@@ -599,7 +773,46 @@ def _build(cls: type, data: Any, where: str, origin: dict) -> Any:
             hint=f"known keys of '{where}': {', '.join(sorted(known))}",
         )
     kwargs = {name: _coerce(hints[name], value, f"{where}.{name}", origin) for name, value in data.items()}
-    return cls(**kwargs)
+    built = cls(**kwargs)
+    _check(built, where, origin)
+    return built
+
+
+def _check(obj: Any, where: str, origin: dict) -> None:
+    """Apply the rules each field of ``obj`` declares (defaults included)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        for rule in f.metadata.get("checks", ()):
+            for key, item in _checked_values(rule, value, f"{where}.{f.name}"):
+                if item is not None and not rule.ok(item):
+                    must = rule.must.format(noun=_noun(item))
+                    shown = list(item) if isinstance(item, tuple) else dict(item) if isinstance(item, Mapping) else item
+                    raise ConfigError(f"{_origin(origin, key)}: '{key}' must be {must}, got {shown!r}", hint=rule.hint)
+
+
+def _checked_values(rule: Rule, value: Any, key: str) -> Iterator[tuple[str, Any]]:
+    if value is None:
+        return
+    if rule.entry is not None:
+        if rule.entry in value:
+            yield f"{key}.{rule.entry}", value[rule.entry]
+    elif rule.each:
+        if isinstance(value, Mapping):
+            yield from ((f"{key}.{k}", v) for k, v in value.items())
+        else:
+            yield from ((f"{key}[{i}]", v) for i, v in enumerate(value))
+    else:
+        yield key, value
+
+
+def _noun(value: Any) -> str:
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "mapping" if isinstance(value, Mapping) else "list"
 
 
 def _coerce(tp: Any, value: Any, key: str, origin: dict) -> Any:
@@ -676,7 +889,7 @@ def _interpolate(value: str, key: str, origin: dict) -> str:
 
 
 def _origin(origin: dict, key: str) -> str:
-    probe = key
+    probe = re.sub(r"\[\d+\]", "", key)  # a list item comes from where its list came from
     while probe:
         if probe in origin:
             return origin[probe]
@@ -696,3 +909,71 @@ def _to_plain(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return [_to_plain(v) for v in obj]
     return obj
+
+
+# ----------------------------------------------------------------------------- secrets
+MASK = "***"
+# Words of a key name (split at . _ - and camelCase) that make its value a secret.
+_SECRET_WORDS = frozenset(
+    {
+        "password", "passwd", "pwd", "passphrase", "secret", "secrets", "token", "tokens",
+        "credential", "credentials", "key", "apikey", "accesskey", "secretkey", "privatekey",
+        "sig", "signature",
+    }
+)  # fmt: skip
+# scheme://userinfo@ : the userinfo ends at the last @ before the path.
+_URI_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s?#]*)@")
+# In these the userinfo is a container name, not a credential: abfss://container@account.dfs...
+_CONTAINER_SCHEMES = ("abfs://", "abfss://", "wasb://", "wasbs://")
+_QUERY_PARAM = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&;#\s]+)=(?P<value>[^&;#\s]*)")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a key named ``name`` holds a secret (``fs.s3a.secret.key``, ``apiKey``, ``password``)."""
+    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
+    return any(word in _SECRET_WORDS for word in words)
+
+
+def mask_text(text: str) -> str:
+    """``text`` with the credentials of any URI in it masked.
+
+    ``scheme://user:token@host`` -> ``scheme://user:***@host``, ``scheme://token@host`` ->
+    ``scheme://***@host``, and secret-looking query parameters (``?token=...``) -> ``***``.
+
+    >>> mask_text("http://alice:s3cr3t@mlflow:5000")
+    'http://alice:***@mlflow:5000'
+    """
+
+    def userinfo(m: re.Match) -> str:
+        scheme, info = m.group("scheme"), m.group("userinfo")
+        if ":" in info:
+            return f"{scheme}{info.split(':', 1)[0]}:{MASK}@"
+        if not info or scheme.lower() in _CONTAINER_SCHEMES:
+            return m.group(0)
+        return f"{scheme}{MASK}@"
+
+    def param(m: re.Match) -> str:
+        if not is_secret_name(m.group("name")) or not m.group("value"):
+            return m.group(0)
+        return f"{m.group('sep')}{m.group('name')}={MASK}"
+
+    text = _URI_USERINFO.sub(userinfo, text)
+    return _QUERY_PARAM.sub(param, text) if "=" in text else text
+
+
+def masked(data: Any) -> Any:
+    """A copy of plain config data (``cfg.to_dict()``) that is safe to log or print.
+
+    Values of keys whose name looks secret (token, password, secret, ``*.key``, api_key,
+    credentials) become ``***`` unless empty; every string has its URI credentials masked
+    (``mask_text``). The real values stay in the Config: only the logged copy is masked.
+    """
+    if isinstance(data, Mapping):
+        return {
+            k: MASK if is_secret_name(str(k)) and v not in (None, "", {}, []) else masked(v) for k, v in data.items()
+        }
+    if isinstance(data, (list, tuple)):
+        return [masked(v) for v in data]
+    if isinstance(data, str):
+        return mask_text(data)
+    return data

@@ -3,6 +3,8 @@
 Embedded default: tracking and registry in ``<data_root>/mlflow.db`` (SQLite) and
 artifacts in ``<data_root>/mlartifacts``. The cluster overlay points at a server.
 Nested stage runs happen naturally: a job started inside the pipeline's run nests.
+What is logged (the resolved config, the store's URIs) is masked with ``config.masked``;
+only the client itself gets the real tracking URI.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import yaml
 
 from shoprec import paths
-from shoprec.config import Config
+from shoprec.config import Config, mask_text, masked
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +29,9 @@ log = logging.getLogger(__name__)
 _PARAM_MAX = 500
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Store:
-    """Where MLflow keeps runs, models and artifacts for this config."""
+    """Where MLflow keeps runs, models and artifacts for this config (its repr is masked)."""
 
     tracking_uri: str
     registry_uri: str
@@ -38,6 +40,10 @@ class Store:
     @property
     def is_embedded(self) -> bool:
         return self.tracking_uri.startswith("sqlite:")
+
+    def __repr__(self) -> str:
+        fields = ("tracking_uri", "registry_uri", "artifact_root")
+        return "Store(" + ", ".join(f"{k}={mask_text(getattr(self, k))!r}" for k in fields) + ")"
 
 
 def store_for(cfg: Config) -> Store:
@@ -56,6 +62,9 @@ def configure(cfg: Config) -> Store:
     store = store_for(cfg)
     if store.is_embedded:
         os.makedirs(cfg.storage.data_root, exist_ok=True)
+    if mask_text(store.tracking_uri) != store.tracking_uri:
+        # MLflow prints "View run ... at: <tracking URI>/#/..." after each run, credentials and all.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     mlflow.set_tracking_uri(store.tracking_uri)
     mlflow.set_registry_uri(store.registry_uri)
     experiment = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
@@ -105,7 +114,8 @@ def job_run(cfg: Config, stage: str, tags: Mapping[str, Any] | None = None) -> I
     """Open an MLflow run for one stage; nest under an active (pipeline) run if there is one.
 
     The resolved config is logged once per run: as ``config/resolved.yml`` and as
-    flattened params, so runs can be compared on any key in the UI.
+    flattened params, so runs can be compared on any key in the UI. Both are masked
+    (``config.masked``): no password, token or secret key reaches the tracking server.
     """
     import mlflow
 
@@ -124,7 +134,7 @@ def job_run(cfg: Config, stage: str, tags: Mapping[str, Any] | None = None) -> I
         run_name=name, nested=parent is not None, tags={k: str(v) for k, v in all_tags.items()}
     ) as run:
         run_logger = RunLogger(run.info.run_id)
-        plain = cfg.to_dict()
+        plain = masked(cfg.to_dict())
         run_logger.dict(plain, "config/resolved.yml")
         run_logger.params(_flatten(plain))
         try:

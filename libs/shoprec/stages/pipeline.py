@@ -69,6 +69,7 @@ SUMMARY_TABLES = (
 
 
 def _print_pipeline_summary(ctx: JobContext, evaluation: EvaluationReport, bundles: BundlesReport) -> None:
+    from shoprec.config import mask_text
     from shoprec.tracking import store_for
 
     store = store_for(ctx.cfg)
@@ -94,8 +95,8 @@ def _print_pipeline_summary(ctx: JobContext, evaluation: EvaluationReport, bundl
     if all(v is not None for _, v in rates):
         ctx.say(f"  bundles: next-basket hit rate@{k} " + ", ".join(f"{s} {v:.4f}" for s, v in rates))
     ctx.say(f"Delta tables:  {ctx.tables.root}/<layer>/<table>  (backend: {ctx.tables.backend.name})")
-    ctx.say(f"MLflow store:  {store.tracking_uri}")
-    ctx.say(f"               artifacts in {store.artifact_root}")
+    ctx.say(f"MLflow store:  {mask_text(store.tracking_uri)}")
+    ctx.say(f"               artifacts in {mask_text(store.artifact_root)}")
     ctx.say(f"Open the MLflow UI with:  shoprec ui --data-root {ctx.cfg.data_root}")
 
 
