@@ -144,6 +144,10 @@ class SparkConfig:
     # auto: put the JVM set bootstrap fetched (jvm/spark/pom.xml: Delta, the Kafka
     # connector) on spark.jars when this process launches the JVM; off: leave it out.
     jvm_jars: Literal["auto", "off"] = "auto"
+    # The address a JVM this process launches binds everything to (driver, block manager,
+    # UI), as SPARK_LOCAL_IP; null: Spark's choice (the machine's address, the UI on all
+    # interfaces), which a cluster driver needs so that executors can reach it.
+    bind_address: str | None = "127.0.0.1"
     # Applied to every session we build or reuse (runtime SQL settings).
     settings: Mapping[str, str] = field(
         default_factory=dict, metadata=checks(entry("spark.sql.session.timeZone", SPARK_TIME_ZONE))

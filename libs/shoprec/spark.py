@@ -37,6 +37,8 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     builder = SparkSession.builder.appName(cfg.app_name)
     if cfg.master and not under_submit:
         builder = builder.master(cfg.master)
+    if not under_submit and cfg.bind_address:
+        _bind(cfg.bind_address)
     if not under_submit and (cfg.master or "").startswith("local"):
         # Local Python workers must import shoprec like the driver does; PySpark's default
         # is whatever "python3" is first on PATH, which may be another interpreter.
@@ -60,6 +62,18 @@ def get_spark(cfg: SparkConfig) -> SparkSession:
     _quiet_known_warnings(spark)
     log.info("Spark %s session on %s", spark.version, spark.sparkContext.master)
     return spark
+
+
+LOCAL_IP_ENV = "SPARK_LOCAL_IP"
+
+
+def _bind(address: str) -> None:
+    """Bind the JVM about to start to ``address``: Spark reads SPARK_LOCAL_IP for the driver's
+    RPC, block-manager and UI sockets (its UI otherwise listens on every interface). An
+    address already exported is the user's own choice and wins."""
+    chosen = os.environ.setdefault(LOCAL_IP_ENV, address)
+    if chosen != address:
+        log.info("%s=%s from the environment (spark.bind_address is %s)", LOCAL_IP_ENV, chosen, address)
 
 
 _PROGRESS = "spark.ui.showConsoleProgress"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,84 @@ def test_horovod_build_runs_two_gloo_ranks(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     lines = sorted(line.split("]<stdout>:")[-1] for line in result.stdout.splitlines() if "RANK" in line)
     assert lines == ["RANK 0 OF 2 SUM 3.0", "RANK 1 OF 2 SUM 3.0"]
+
+
+_LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+def _listening(procs) -> set[tuple[str, str, int]]:
+    """(process name, address, port) of every listening TCP socket of ``procs``."""
+    import psutil
+
+    found = set()
+    for proc in procs:
+        try:
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN:
+                    found.add((proc.name(), conn.laddr.ip, conn.laddr.port))
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def test_the_spark_driver_listens_on_loopback_only(spark):
+    """spark.bind_address (127.0.0.1 unless the cluster overlay): the driver's RPC, block
+    manager and UI sockets, as the session factory built them."""
+    import psutil
+
+    jvm = spark._jvm
+    assert jvm is not None
+    sockets = _listening([psutil.Process(int(jvm.java.lang.ProcessHandle.current().pid()))])
+    assert len(sockets) >= 2 and {ip for _, ip, _ in sockets} <= _LOOPBACK, sockets
+
+
+@pytest.mark.horovod
+def test_local_ranks_listen_on_loopback_and_get_secrets_from_a_file_not_the_command_line(tmp_path):
+    """What train-hybrid launches (shoprec.hybrid.loopback): the rendezvous servers and Gloo
+    listen on 127.0.0.1 only, no rank's command line holds a secret, and each rank still gets
+    the secret, from the launcher's file."""
+    import psutil
+
+    from shoprec.hybrid import loopback
+
+    ready, done = tmp_path / "ready", tmp_path / "done"
+    script = tmp_path / "rank.py"
+    script.write_text(
+        "import os, pathlib, time\n"
+        "import horovod.tensorflow as hvd\n"
+        "import tensorflow as tf\n"
+        "from shoprec.hybrid.loopback import load_secrets\n"
+        "load_secrets()\n"
+        "hvd.init()\n"
+        f"pathlib.Path('{ready}' + str(hvd.rank())).write_text(os.environ.get('SHOPREC_TEST_TOKEN', 'none'))\n"
+        f"deadline = time.time() + 120\n"
+        f"while not pathlib.Path('{done}').exists() and time.time() < deadline:\n"
+        "    time.sleep(0.2)\n"
+        "hvd.allreduce(tf.constant([1.0]), op=hvd.Sum)\n"
+    )
+    secret = "tok-5ecr3t-in-env"
+    parent_env = dict(_env(), SHOPREC_TEST_TOKEN=secret, MLFLOW_TRACKING_TOKEN=secret)
+    env = loopback.rank_environment(parent_env)
+    assert secret not in " ".join(env.values())
+    env[loopback.SECRETS_ENV] = str(loopback.write_secrets(parent_env, str(tmp_path / "secrets.json")))
+    assert (tmp_path / "secrets.json").stat().st_mode & 0o077 == 0  # the user's alone
+    cmd = loopback.horovodrun_command([sys.executable, str(script)], 2)
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        try:
+            deadline = time.monotonic() + 180
+            while not all((tmp_path / f"ready{r}").exists() for r in (0, 1)):
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+                time.sleep(0.2)
+            tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+            sockets = _listening(tree)
+            command_lines = [" ".join(p.cmdline()) for p in tree if p.is_running()]
+        finally:
+            done.write_text("")
+            out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, out[-3000:]
+    assert sockets and {ip for _, ip, _ in sockets} <= _LOOPBACK, sockets  # the launcher's servers and Gloo
+    assert len(command_lines) >= 3 and not any(secret in line for line in command_lines)
+    assert [(tmp_path / f"ready{r}").read_text() for r in (0, 1)] == [secret, secret]
 
 
 # The benches' smoke models (one ALS trial, a small hybrid, fixed fusion and context weights),

@@ -331,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m shoprec.hybrid.train <spec.json>", file=sys.stderr)
         return 2
+    from shoprec.hybrid.loopback import load_secrets
+
+    load_secrets()  # credentials the launcher kept off the command line
     with open(argv[0]) as fh:
         spec = json.load(fh)
     train(spec, distributed=spec.get("distributed", True))

@@ -29,7 +29,7 @@ from shoprec import columns as C
 from shoprec import paths
 from shoprec.config import Config
 from shoprec.errors import ShoprecError
-from shoprec.hybrid import dataset, scoring
+from shoprec.hybrid import dataset, loopback, scoring
 from shoprec.hybrid.train import HISTORY, MODEL_DIR
 from shoprec.split import TemporalSplit
 from shoprec.stages.candidate_store import read_candidates, write_candidates
@@ -201,28 +201,27 @@ def _read_json(path: str) -> dict:
 
 
 def horovodrun_command(spec_path: str, num_proc: int) -> list[str]:
-    runner = os.path.join(os.path.dirname(sys.executable), "horovodrun")
-    return [
-        runner,
-        "-np",
-        str(num_proc),
-        "--gloo",
-        "-H",
-        f"localhost:{num_proc}",
-        sys.executable,
-        "-m",
-        "shoprec.hybrid.train",
-        spec_path,
-    ]
+    """horovodrun (on loopback: shoprec.hybrid.loopback) of ``num_proc`` training ranks."""
+    return loopback.horovodrun_command([sys.executable, "-m", "shoprec.hybrid.train", spec_path], num_proc)
 
 
 def _horovodrun(spec_path: str, num_proc: int, out: str) -> None:
     log_path = os.path.join(out, "horovodrun.log")
     cmd = horovodrun_command(spec_path, num_proc)
     log.info("launching: %s (log: %s)", " ".join(cmd), log_path)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-    with open(log_path, "w") as fh:
-        code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
+    # Horovod puts its environment on each rank's command line: only what a rank needs goes
+    # there; credentials (a tracking server's token) travel in a file only the user reads.
+    env = loopback.rank_environment(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    secrets = loopback.write_secrets(os.environ, os.path.join(out, "rank-secrets.json"))
+    if secrets:
+        env[loopback.SECRETS_ENV] = secrets
+    try:
+        with open(log_path, "w") as fh:
+            code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
+    finally:
+        if secrets:
+            os.remove(secrets)
     if code != 0:
         with open(log_path) as fh:
             tail = fh.read()[-3000:]
