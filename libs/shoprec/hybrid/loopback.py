@@ -25,8 +25,14 @@ SECRETS_ENV = "SHOPREC_RANK_SECRETS"
 
 # What a rank needs from its parent's environment: finding Python and shoprec, locale,
 # temp space, and the knobs of TensorFlow, the BLAS threads, Horovod and shoprec itself.
-_KEEP_NAMES = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "JAVA_HOME"}
-_KEEP_PREFIXES = ("LC_", "TF_", "OMP_", "MKL_", "OPENBLAS_", "HOROVOD_", "SHOPREC_", "PYTHON", "CUDA_", "NCCL_")
+_KEEP_NAMES = {
+    *("PATH", "LD_LIBRARY_PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR"),
+    *("PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX", "JAVA_HOME"),
+}
+_KEEP_PREFIXES = (
+    *("LC_", "TF_", "XLA_", "OMP_", "KMP_", "MKL_", "OPENBLAS_"),
+    *("HOROVOD_", "SHOPREC_", "PYTHON", "CUDA_", "NCCL_"),
+)
 # Credentials a rank may need to reach the tracking server or object storage.
 _SECRET_NAMES = re.compile(
     r"(TOKEN|PASSWORD|SECRET|CREDENTIAL|API_KEY|ACCESS_KEY|PRIVATE_KEY|_AUTH$)|^(MLFLOW_TRACKING_USERNAME|AWS_|AZURE_|GOOGLE_)",
