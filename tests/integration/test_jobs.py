@@ -70,15 +70,32 @@ def _listening(procs) -> set[tuple[str, str, int]]:
     return found
 
 
-def test_the_spark_driver_listens_on_loopback_only(spark):
-    """spark.bind_address (127.0.0.1 unless the cluster overlay): the driver's RPC, block
-    manager and UI sockets, as the session factory built them."""
-    import psutil
+_LISTENING_SCRIPT = """
+import json, sys
+import psutil
+from shoprec.config import load_config
+from shoprec.spark import get_spark
+spark = get_spark(load_config("local", ["spark.master=local[1]"]).spark)
+spark.range(10).count()
+jvm = psutil.Process(int(spark._jvm.java.lang.ProcessHandle.current().pid()))
+print(json.dumps(sorted((c.laddr.ip, c.laddr.port) for c in jvm.net_connections("tcp") if c.status == "LISTEN")))
+spark.stop()
+"""
 
-    jvm = spark._jvm
-    assert jvm is not None
-    sockets = _listening([psutil.Process(int(jvm.java.lang.ProcessHandle.current().pid()))])
-    assert len(sockets) >= 2 and {ip for _, ip, _ in sockets} <= _LOOPBACK, sockets
+
+def test_the_spark_driver_listens_on_loopback_only(tmp_path):
+    """spark.bind_address (127.0.0.1 unless the cluster overlay): the driver's RPC, block
+    manager and UI sockets of a session the factory builds from the shipped local config, in
+    a fresh process whose environment does not say SPARK_LOCAL_IP (this one's does)."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k != "SPARK_LOCAL_IP"}
+    result = subprocess.run(
+        [sys.executable, "-c", _LISTENING_SCRIPT], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    sockets = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(sockets) >= 3 and {ip for ip, _ in sockets} <= _LOOPBACK, sockets  # RPC, block manager, UI
 
 
 @pytest.mark.horovod
