@@ -1,11 +1,17 @@
 """Ingest killed at every commit boundary, then rerun: the tables end equal to a clean run's.
 
-The crash is simulated in-process (``shoprec.tables.faults.crash_after``): it is raised right
-after the chosen commit and, like SIGKILL, nothing rolls back or cleans up after it."""
+At every boundary the crash is simulated in-process (``shoprec.tables.faults.crash_after``): it
+is raised right after the chosen commit and, like SIGKILL, nothing rolls back or cleans up
+after it. Once, ``shoprec ingest`` runs as its own process and really is SIGKILLed there
+(``SHOPREC_FAULT_AFTER_COMMIT``), its JVM and all."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -14,7 +20,7 @@ from shoprec import columns as C
 from shoprec import paths
 from shoprec.stages.ingest import run_ingest
 from shoprec.tables import faults, open_tables
-from tests.conftest import make_config
+from tests.conftest import TEST_OVERRIDES, make_config
 from tests.integration.test_ingest_online_retail import LINES, write_csv
 
 SOURCE = "online_retail"
@@ -72,3 +78,20 @@ def test_ingest_killed_after_any_commit_completes_on_rerun_equal_to_a_clean_run(
         versions = tables.versions(COMMITS)
         assert run_ingest(spark, cfg, tables, inputs=[invoices]).files_skipped == (invoices,)
         assert tables.versions(COMMITS) == versions, boundary  # a rerun after that writes nothing
+
+
+def test_shoprec_ingest_sigkilled_after_silver_completes_on_rerun_equal_to_a_clean_run(
+    spark, tmp_path, invoices, clean
+):
+    root = tmp_path / "killed"
+    sets = [*TEST_OVERRIDES, f"ingest.inputs=[{invoices}]"]
+    command = [str(Path(sys.executable).parent / "shoprec"), "ingest", "--data-root", str(root)]
+    command += [arg for s in sets for arg in ("--set", s)]
+    env = dict(os.environ, **{faults.ENV: C.SILVER_INTERACTIONS})
+    killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    tables = open_tables(spark, str(root), "local")
+    assert tables.exists(C.SILVER_INTERACTIONS) and not tables.exists(C.BRONZE_INGEST_LOG)
+    report = run_ingest(spark, make_config(root), tables, inputs=[invoices])
+    assert (report.rows_in, report.rows_kept, report.rows_quarantined) == (19, 7, 12)
+    assert _contents(tables) == clean
