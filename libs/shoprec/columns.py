@@ -41,6 +41,8 @@ META_FILE_SHA256 = "_file_sha256"
 META_LINE_NUMBER = "_line_number"
 META_INGESTED_AT = "_ingested_at"
 META_RAW = "_raw"
+META_RAW_INVALID = "_raw_invalid"  # "base64:<bytes>" of a record that is not valid UTF-8
+META_UNTERMINATED = "_unterminated"  # a CSV record whose quoted field is never closed
 # The columns as received, kept together in one struct while rows are classified so
 # they never clash with silver names (Spark matches names case-insensitively).
 META_SOURCE_COLUMNS = "_src"

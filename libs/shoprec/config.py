@@ -212,6 +212,29 @@ class IngestConfig:
     non_product_prefixes: Mapping[str, str] = field(default_factory=dict)
     event_log_columns: EventLogColumns = field(default_factory=EventLogColumns)
 
+    @staticmethod
+    def _is_regex(value: str) -> bool:
+        try:
+            re.compile(value)
+        except re.error:
+            return False
+        return True
+
+    # Ids must match these regular expressions (Spark's rlike, Java syntax; keep to the part
+    # Python's re shares, which checks them at load) or their row is quarantined INVALID_ID.
+    # customer_id is Online Retail's CustomerID; user_id, item_id and session_id the event log's.
+    id_patterns: Mapping[str, str] = field(
+        default_factory=lambda: {
+            "customer_id": r"^\d+(\.0)?$",
+            "user_id": r"^[^\x00-\x1f\x7f]{1,256}$",
+            "item_id": r"^[^\x00-\x1f\x7f]{1,256}$",
+            "session_id": r"^[^\x00-\x1f\x7f]{1,256}$",
+        },
+        metadata=checks(
+            each(Rule("a regular expression that compiles", _is_regex, "check the brackets and escapes of the rule"))
+        ),
+    )
+
 
 @dataclass(frozen=True)
 class GenerateConfig:

@@ -19,12 +19,13 @@ from shoprec.errors import InputFormatError
 from shoprec.ingest import quality as Q
 from shoprec.ingest.base import Parsed, interaction_id, item_kind, out_of_range
 from shoprec.ingest.files import SourceFile, check_jsonl, check_parquet, read_csv_header
-from shoprec.ingest.lines import read_lines, read_parquet_rows
+from shoprec.ingest.lines import checked_encoding, read_lines, read_parquet_rows, records
 
 SOURCE = "event_log"
 # Our canonical names of the fields, in bronze order.
 FIELDS = ("user_id", "item_id", "event_type", "timestamp", "session_id", "device", "country", "price", "quantity")
 REQUIRED = ("item_id", "event_type", "timestamp")
+IDS = ("user_id", "item_id", "session_id")  # checked against ingest.id_patterns
 EVENT_ALIASES = {
     "view": C.VIEW,
     "pageview": C.VIEW,
@@ -87,13 +88,24 @@ class EventLogAdapter:
         if text:
             lines, cache = read_lines(spark, text)
             cached.append(cache)
-            for header in {tuple(h) for h in self._headers.values()}:
-                paths = [p for p, h in self._headers.items() if tuple(h) == header]
-                part = lines.filter(F.col(C.META_SOURCE_FILE).isin(paths) & (F.col(C.META_LINE_NUMBER) > 1))
-                frames.append(self._csv_fields(part, list(header)))
-            json_paths = [f.path for f in text if f.format == "jsonl"]
-            if json_paths:
-                frames.append(self._json_fields(lines.filter(F.col(C.META_SOURCE_FILE).isin(json_paths))))
+            try:
+                csv_paths = list(self._headers)
+                if csv_paths:
+                    # Rows in are records (a quoted field may span lines), numbered by their first line.
+                    csv_records = checked_encoding(records(lines.filter(F.col(C.META_SOURCE_FILE).isin(csv_paths))))
+                for header in {tuple(h) for h in self._headers.values()}:
+                    paths = [p for p, h in self._headers.items() if tuple(h) == header]
+                    part = csv_records.filter(F.col(C.META_SOURCE_FILE).isin(paths) & (F.col(C.META_LINE_NUMBER) > 1))
+                    frames.append(self._csv_fields(part, list(header)))
+                json_paths = [f.path for f in text if f.format == "jsonl"]
+                if json_paths:
+                    json_lines = checked_encoding(lines.filter(F.col(C.META_SOURCE_FILE).isin(json_paths)))
+                    json_fields = self._json_fields(json_lines)
+                    self._check_json_keys(json_fields, json_paths)
+                    frames.append(json_fields)
+            except BaseException:
+                cache.unpersist()
+                raise
         parquet = [f for f in files if f.format == "parquet"]
         if parquet:
             frames.append(self._parquet_fields(read_parquet_rows(spark, parquet)))
@@ -111,6 +123,8 @@ class EventLogAdapter:
             C.META_SOURCE_FILE,
             C.META_LINE_NUMBER,
             C.META_RAW,
+            C.META_RAW_INVALID,
+            C.META_UNTERMINATED,
             *[
                 (F.col(f"_p.`{name}`") if name in header else F.lit(None).cast("string")).alias(field)
                 for field, name in self.names.items()
@@ -128,9 +142,29 @@ class EventLogAdapter:
             C.META_SOURCE_FILE,
             C.META_LINE_NUMBER,
             C.META_RAW,
+            C.META_RAW_INVALID,
+            F.lit(False).alias(C.META_UNTERMINATED),
             *[F.col(f"_p.`{name}`").alias(field) for field, name in self.names.items()],
             F.when(~is_object & (F.col(C.META_RAW) != ""), F.col(C.META_RAW)).alias(_CORRUPT),
         )
+
+    def _check_json_keys(self, fields: DataFrame, paths: list[str]) -> None:
+        """A JSON-lines file none of whose lines has the required keys is the wrong file: stop.
+
+        (Lines of a right file that miss a key stay MISSING_KEY rows.)
+        """
+        has_keys = F.lit(True)
+        for r in REQUIRED:
+            has_keys = has_keys & F.col(r).isNotNull()
+        rows = fields.groupBy(C.META_SOURCE_FILE).agg(F.max(has_keys).alias("ok")).collect()  # small: one per file
+        ok = {r[C.META_SOURCE_FILE]: bool(r["ok"]) for r in rows}
+        for path in paths:
+            if not ok.get(path, False):
+                expected = ", ".join(self.names[r] for r in REQUIRED)
+                raise InputFormatError(
+                    f"{path} is not an event log: no line has all of the keys {expected}",
+                    hint="map your key names with ingest.event_log_columns.<field>=<your name>",
+                )
 
     def _parquet_fields(self, rows: DataFrame) -> DataFrame:
         present = set(rows.columns)
@@ -138,6 +172,8 @@ class EventLogAdapter:
             C.META_SOURCE_FILE,
             C.META_LINE_NUMBER,
             C.META_RAW,
+            F.lit(None).cast("string").alias(C.META_RAW_INVALID),
+            F.lit(False).alias(C.META_UNTERMINATED),
             *[
                 (F.col(f"`{name}`") if name in present else F.lit(None).cast("string")).alias(field)
                 for field, name in self.names.items()
@@ -174,11 +210,22 @@ def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> Data
     user, session, item = F.col("_user"), F.col("_session"), F.col("_item")
     event_type, ts, price, qty = F.col("_event_type"), F.col("_ts"), F.col("_price"), F.col("_qty")
     is_purchase = event_type == C.PURCHASE
+    id_rules: list[tuple[Column, str, Column | str]] = [
+        (
+            Q.invalid_id(F.col(f), cfg.id_patterns.get(f)),
+            Q.INVALID_ID,
+            F.concat(F.lit(f"{f} '"), F.trim(F.col(f)), F.lit(f"' does not match {cfg.id_patterns.get(f)}")),
+        )
+        for f in IDS
+    ]
     rules: list[tuple[Column, str, Column | str]] = [
+        (F.col(C.META_RAW_INVALID).isNotNull(), Q.INVALID_ENCODING, Q.INVALID_ENCODING_DETAIL),
         (F.col(C.META_RAW) == "", Q.EMPTY_LINE, "blank line"),
+        (F.col(C.META_UNTERMINATED), Q.MALFORMED, Q.unterminated_detail()),
         (F.col(_CORRUPT).isNotNull(), Q.MALFORMED, "record does not have the expected fields"),
         (Q.blank(F.col("item_id")), Q.MISSING_KEY, "item id is empty"),
         (user.isNull() & session.isNull(), Q.MISSING_KEY, "neither user id nor session id is given"),
+        *id_rules,
         (Q.blank(F.col("event_type")), Q.MISSING_KEY, "event type is empty"),
         (Q.blank(F.col("timestamp")), Q.MISSING_KEY, "timestamp is empty"),
         (
@@ -191,6 +238,11 @@ def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> Data
             ~Q.blank(F.col("price")) & price.isNull(),
             Q.UNPARSABLE,
             F.concat(F.lit("price '"), F.col("price"), F.lit("' is not a number")),
+        ),
+        (
+            Q.not_finite(price),
+            Q.UNPARSABLE,
+            F.concat(F.lit("price '"), F.trim(F.col("price")), F.lit("' is not a finite number")),
         ),
         (qty.isNull(), Q.UNPARSABLE, F.concat(F.lit("quantity '"), F.col("quantity"), F.lit("' is not an integer"))),
         (
@@ -209,7 +261,7 @@ def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> Data
         F.struct(*[F.col(f) for f in FIELDS]).alias(C.META_SOURCE_COLUMNS),
         C.META_SOURCE_FILE,
         C.META_LINE_NUMBER,
-        C.META_RAW,
+        F.coalesce(F.col(C.META_RAW_INVALID), F.col(C.META_RAW)).alias(C.META_RAW),
         interaction_id(SOURCE, *[F.trim(F.col(f)) for f in FIELDS]).alias(C.INTERACTION_ID),
         user.alias(C.USER_ID),
         item.alias(C.ITEM_ID),

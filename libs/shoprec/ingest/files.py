@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,12 +82,31 @@ def detect_format(path: str, declared: str = "auto") -> str:
 
 
 def fingerprint(path: str) -> tuple[str, int]:
-    """sha256 and size of a file (the identity used to skip re-ingesting it)."""
+    """sha256 and size of a file (the identity used to skip re-ingesting it).
+
+    A gzip file is also decompressed to its end (``check_gzip``), so a truncated or corrupt
+    one stops the job here, before anything is written, instead of failing inside Spark.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
+    if _head_bytes(path, 2) == _GZIP_MAGIC:
+        check_gzip(path)
     return digest.hexdigest(), os.path.getsize(path)
+
+
+def check_gzip(path: str) -> None:
+    """Decompress a gzip file to its end (in chunks, nothing kept); a clear error when it is cut or damaged."""
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 20):
+                pass
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        raise InputFormatError(
+            f"{path}: gzip data is truncated or corrupt ({exc.__class__.__name__}: {exc})",
+            hint="the file was probably cut off while copying or downloading; fetch it again",
+        ) from exc
 
 
 def _head_bytes(path: str, n: int = 8) -> bytes:
@@ -94,8 +114,13 @@ def _head_bytes(path: str, n: int = 8) -> bytes:
         return fh.read(n)
 
 
-def open_text(path: str) -> io.TextIOBase:
+def open_text(path: str) -> io.TextIOWrapper:
     """Open a possibly gzip-compressed text file, refusing binary content clearly."""
+    return io.TextIOWrapper(open_bytes(path), encoding="utf-8", errors="strict", newline="")
+
+
+def open_bytes(path: str) -> gzip.GzipFile | io.BufferedReader:
+    """Open a possibly gzip-compressed text file as bytes, refusing binary content clearly."""
     head = _head_bytes(path)
     if path.lower().endswith((".gz", ".gzip")) and not head.startswith(_GZIP_MAGIC):
         raise InputFormatError(f"{path} is named .gz but is not gzip-compressed", hint="decompress or rename it")
@@ -108,15 +133,16 @@ def open_text(path: str) -> io.TextIOBase:
             f"{path} is a binary file (zip/xlsx or Parquet), expected text", hint="set ingest.format"
         )
     # The stream is the caller's to close (it is returned), so no with block here.
-    raw = gzip.open(path, "rb") if head.startswith(_GZIP_MAGIC) else open(path, "rb")  # noqa: SIM115  (see above)
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+    return gzip.open(path, "rb") if head.startswith(_GZIP_MAGIC) else open(path, "rb")
 
 
 def read_csv_header(path: str) -> list[str]:
     """The first line of a CSV file, parsed; a clear error when it is not text CSV."""
     try:
-        with open_text(path) as fh:
-            line = fh.readline()
+        # Only the first line is decoded: invalid UTF-8 further on is a quarantine row, not an error.
+        with open_bytes(path) as fh:
+            first = fh.readline()
+        line = (first.decode("utf-8").splitlines() or [""])[0]
     except (UnicodeDecodeError, OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputFormatError(f"{path} is not a UTF-8 text CSV file ({exc.__class__.__name__})") from exc
     if not line.strip():
@@ -127,8 +153,9 @@ def read_csv_header(path: str) -> list[str]:
 def check_jsonl(path: str) -> None:
     """The first non-blank line must be a JSON object."""
     try:
-        with open_text(path) as fh:
-            for line in fh:
+        with open_bytes(path) as fh:
+            for raw in fh:  # decoded line by line: invalid UTF-8 later on is a quarantine row
+                line = raw.decode("utf-8")
                 if line.strip():
                     if not isinstance(json.loads(line), dict):
                         raise ValueError("not an object")

@@ -4,17 +4,24 @@ Spark's CSV/JSON readers do not know line numbers, and quarantine rows must poin
 exact line. So text files are read as lines: within one file split (block) Spark keeps
 lines in order and ``monotonically_increasing_id`` increases by one per line, so a line's
 number is the count of lines in earlier blocks of its file plus its place in its block.
-Only one small row per block comes back to the driver. One line is one record
-(multi-line quoted CSV fields are not supported and show up as MALFORMED rows).
+Only one small row per block comes back to the driver.
+
+Lines are not always records: a quoted CSV field may hold line breaks (RFC 4180).
+``records`` joins such lines back into one record numbered by its first line, so rows in
+counts records, not physical lines; a quote left open at the end of a file makes the rest
+of that file one record flagged ``_unterminated`` (quarantined as MALFORMED).
+``checked_encoding`` flags records whose bytes are not valid UTF-8 (Spark's text source
+keeps a line's bytes as they are): their text is made valid for parsing and their exact
+bytes are kept base64-encoded in ``_raw_invalid`` (quarantined as INVALID_ENCODING).
 """
 
 from __future__ import annotations
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from shoprec.columns import META_LINE_NUMBER, META_RAW, META_SOURCE_FILE
+from shoprec.columns import META_LINE_NUMBER, META_RAW, META_RAW_INVALID, META_SOURCE_FILE, META_UNTERMINATED
 from shoprec.ingest.files import SourceFile
 from shoprec.paths import local_path
 
@@ -65,6 +72,73 @@ def read_lines(spark: SparkSession, files: list[SourceFile]) -> tuple[DataFrame,
     lines.count()  # materialise while the line scan is cached, then free the scan
     raw.unpersist()
     return lines, lines
+
+
+def records(lines: DataFrame) -> DataFrame:
+    """CSV records from physical lines: a line inside an open quoted field continues the record.
+
+    A line's quote characters are counted (an escaped ``""`` counts two, so parity holds);
+    a line continues the previous one when the quotes before it in its file are odd. The
+    record keeps its first line's number and its lines joined with ``\\n``, and gets
+    ``_unterminated``: true when its quote is still open at the end of the file. Files
+    without an odd line pass through untouched (no window over them).
+    """
+    quotes = F.length(F.regexp_replace(F.col(META_RAW), '[^"]', ""))
+    counted = lines.withColumn("_q", quotes)
+    odd_files = [
+        r[0] for r in counted.filter(F.col("_q") % 2 == 1).select(META_SOURCE_FILE).distinct().collect()
+    ]  # small: one row per file with an odd line
+    plain = counted.filter(~F.col(META_SOURCE_FILE).isin(odd_files)) if odd_files else counted
+    plain = plain.select(META_SOURCE_FILE, META_LINE_NUMBER, META_RAW, F.lit(False).alias(META_UNTERMINATED))
+    if not odd_files:
+        return plain
+    by_file = Window.partitionBy(META_SOURCE_FILE).orderBy(META_LINE_NUMBER)
+    before = F.coalesce(F.sum("_q").over(by_file.rowsBetween(Window.unboundedPreceding, -1)), F.lit(0))
+    started = (
+        counted.filter(F.col(META_SOURCE_FILE).isin(odd_files))
+        .withColumn("_starts", before % 2 == 0)
+        .withColumn(
+            "_start",
+            F.max(F.when(F.col("_starts"), F.col(META_LINE_NUMBER))).over(
+                by_file.rowsBetween(Window.unboundedPreceding, 0)
+            ),
+        )
+    )
+    joined = (
+        started.groupBy(META_SOURCE_FILE, "_start")
+        .agg(
+            F.array_sort(
+                F.collect_list(F.struct(F.col(META_LINE_NUMBER).alias("n"), F.col(META_RAW).alias("r")))
+            ).alias("_parts"),
+            F.sum("_q").alias("_quotes"),
+        )
+        .select(
+            META_SOURCE_FILE,
+            F.col("_start").alias(META_LINE_NUMBER),
+            F.concat_ws("\n", F.transform("_parts", lambda p: p["r"])).alias(META_RAW),
+            (F.col("_quotes") % 2 == 1).alias(META_UNTERMINATED),
+        )
+    )
+    return plain.unionByName(joined)
+
+
+def checked_encoding(rows: DataFrame) -> DataFrame:
+    """``_raw`` made valid UTF-8 (invalid bytes become U+FFFD) and ``_raw_invalid``:
+    ``base64:`` and the exact bytes when they were not valid UTF-8, else null."""
+    valid = F.is_valid_utf8(F.col(META_RAW))
+    return rows.withColumns(
+        {
+            META_RAW_INVALID: F.when(
+                ~valid,
+                F.concat(
+                    # one line: some Spark versions break base64 text every 76 characters
+                    F.lit("base64:"),
+                    F.regexp_replace(F.base64(F.col(META_RAW).cast("binary")), r"[\r\n]", ""),
+                ),
+            ),
+            META_RAW: F.when(valid, F.col(META_RAW)).otherwise(F.make_valid_utf8(F.col(META_RAW))),
+        }
+    )
 
 
 def read_parquet_rows(spark: SparkSession, files: list[SourceFile]) -> DataFrame:

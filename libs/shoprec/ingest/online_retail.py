@@ -17,7 +17,7 @@ from shoprec.errors import InputFormatError
 from shoprec.ingest import quality as Q
 from shoprec.ingest.base import Parsed, interaction_id, item_kind, out_of_range
 from shoprec.ingest.files import SourceFile, read_csv_header
-from shoprec.ingest.lines import read_lines
+from shoprec.ingest.lines import checked_encoding, read_lines, records
 
 SOURCE = "online_retail"
 COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
@@ -54,7 +54,8 @@ class OnlineRetailAdapter:
         if not self._headers:
             self.check_files(files)
         lines, cache = read_lines(spark, files)
-        data = lines.filter(F.col(C.META_LINE_NUMBER) > 1)  # line 1 is the header
+        # Rows in are records (a quoted field may span lines), numbered by their first line.
+        data = checked_encoding(records(lines)).filter(F.col(C.META_LINE_NUMBER) > 1)  # line 1 is the header
         frames = []
         for header in {tuple(h) for h in self._headers.values()}:
             paths = [p for p, h in self._headers.items() if tuple(h) == header]
@@ -62,8 +63,8 @@ class OnlineRetailAdapter:
         fields = frames[0]
         for frame in frames[1:]:
             fields = fields.unionByName(frame)
-        line_count = data.count()
-        return Parsed(_classify(fields, ingested_at, self.cfg), COLUMNS, line_count, [cache])
+        record_count = data.count()
+        return Parsed(_classify(fields, ingested_at, self.cfg), COLUMNS, record_count, [cache])
 
 
 def _split_fields(lines: DataFrame, header: list[str]) -> DataFrame:
@@ -73,6 +74,8 @@ def _split_fields(lines: DataFrame, header: list[str]) -> DataFrame:
         C.META_SOURCE_FILE,
         C.META_LINE_NUMBER,
         C.META_RAW,
+        C.META_RAW_INVALID,
+        C.META_UNTERMINATED,
         *[F.col(f"_p.`{h}`").alias(h) for h in COLUMNS],
         F.col(f"_p.{_CORRUPT}").alias(_CORRUPT),
     )
@@ -95,8 +98,11 @@ def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> Data
     ts = F.to_utc_timestamp(local_ts, cfg.source_timezone)
     customer = F.when(F.col("_customer_text") == "", F.lit(None)).otherwise(F.col("_customer_text"))
     is_cancel = invoice.startswith("C")
+    customer_rule = cfg.id_patterns.get("customer_id")
     rules: list[tuple[Column, str, Column | str]] = [
+        (F.col(C.META_RAW_INVALID).isNotNull(), Q.INVALID_ENCODING, Q.INVALID_ENCODING_DETAIL),
         (F.col(C.META_RAW) == "", Q.EMPTY_LINE, "blank line"),
+        (F.col(C.META_UNTERMINATED), Q.MALFORMED, Q.unterminated_detail()),
         (F.col(_CORRUPT).isNotNull(), Q.MALFORMED, f"expected {len(COLUMNS)} comma-separated fields"),
         (Q.blank(F.col("InvoiceNo")), Q.MISSING_KEY, "InvoiceNo is empty"),
         (Q.blank(F.col("StockCode")), Q.MISSING_KEY, "StockCode is empty"),
@@ -108,14 +114,19 @@ def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> Data
             F.concat(F.lit("UnitPrice '"), F.coalesce(F.col("UnitPrice"), F.lit("")), F.lit("' is not a number")),
         ),
         (
+            Q.not_finite(price),
+            Q.UNPARSABLE,
+            F.concat(F.lit("UnitPrice '"), F.trim(F.col("UnitPrice")), F.lit("' is not a finite number")),
+        ),
+        (
             local_ts.isNull(),
             Q.UNPARSABLE,
             F.concat(F.lit("InvoiceDate '"), F.col("InvoiceDate"), F.lit("' is not a date-time")),
         ),
         (
-            customer.isNotNull() & ~customer.rlike(r"^[0-9A-Za-z_-]+$"),
-            Q.UNPARSABLE,
-            F.concat(F.lit("CustomerID '"), F.col("CustomerID"), F.lit("' is not an id")),
+            Q.invalid_id(F.col("CustomerID"), customer_rule),
+            Q.INVALID_ID,
+            F.concat(F.lit("CustomerID '"), F.trim(F.col("CustomerID")), F.lit(f"' does not match {customer_rule}")),
         ),
         (
             out_of_range(ts, ingested_at, cfg),
@@ -137,7 +148,7 @@ def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> Data
         F.struct(*[F.col(c) for c in COLUMNS]).alias(C.META_SOURCE_COLUMNS),
         C.META_SOURCE_FILE,
         C.META_LINE_NUMBER,
-        C.META_RAW,
+        F.coalesce(F.col(C.META_RAW_INVALID), F.col(C.META_RAW)).alias(C.META_RAW),
         interaction_id(SOURCE, *[F.trim(F.col(c)) for c in COLUMNS]).alias(C.INTERACTION_ID),
         customer.alias(C.USER_ID),
         stock.alias(C.ITEM_ID),

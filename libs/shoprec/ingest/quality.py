@@ -9,11 +9,15 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from shoprec import columns as C
+
 # Reason codes (stable: dashboards and tests use them).
+INVALID_ENCODING = "INVALID_ENCODING"  # bytes that are not UTF-8 (raw_line holds "base64:" + the bytes)
 EMPTY_LINE = "EMPTY_LINE"  # a blank line
-MALFORMED = "MALFORMED"  # wrong number of fields, broken quoting, not a JSON object
+MALFORMED = "MALFORMED"  # wrong number of fields, broken or unterminated quoting, not a JSON object
 MISSING_KEY = "MISSING_KEY"  # a required key (user/item/time/invoice) is empty
-UNPARSABLE = "UNPARSABLE"  # a value could not be read as its type
+UNPARSABLE = "UNPARSABLE"  # a value could not be read as its type (NaN and infinities included)
+INVALID_ID = "INVALID_ID"  # an id that does not match its ingest.id_patterns rule
 INVALID_EVENT_TYPE = "INVALID_EVENT_TYPE"  # not view/cart/purchase/return
 TIMESTAMP_OUT_OF_RANGE = "TIMESTAMP_OUT_OF_RANGE"  # far in the future or before the shop could exist
 ZERO_QUANTITY = "ZERO_QUANTITY"
@@ -22,10 +26,12 @@ NON_POSITIVE_PRICE = "NON_POSITIVE_PRICE"  # zero or negative price on a purchas
 DUPLICATE = "DUPLICATE"  # the same event twice (in this batch, or already in silver)
 
 REASONS = (
+    INVALID_ENCODING,
     EMPTY_LINE,
     MALFORMED,
     MISSING_KEY,
     UNPARSABLE,
+    INVALID_ID,
     INVALID_EVENT_TYPE,
     TIMESTAMP_OUT_OF_RANGE,
     ZERO_QUANTITY,
@@ -33,6 +39,30 @@ REASONS = (
     NON_POSITIVE_PRICE,
     DUPLICATE,
 )
+
+
+INVALID_ENCODING_DETAIL = "not valid UTF-8; raw_line holds its exact bytes as base64:<bytes>"
+
+
+def unterminated_detail() -> Column:
+    """Detail of a CSV record whose quoted field is still open at the end of its file."""
+    return F.concat(
+        F.lit("unterminated quoted field: the quote opened on line "),
+        F.col(C.META_LINE_NUMBER).cast("string"),
+        F.lit(" is not closed before the end of the file"),
+    )
+
+
+def not_finite(value: Column) -> Column:
+    """True for NaN and +-Infinity (which ``try_cast`` to DOUBLE accepts)."""
+    return F.isnan(value) | (F.abs(value) == F.lit(float("inf")))
+
+
+def invalid_id(text: Column, pattern: str | None) -> Column:
+    """True when a non-blank id does not match ``pattern`` (a Java regex; None: no rule)."""
+    if pattern is None:
+        return F.lit(False)
+    return ~blank(text) & ~F.trim(text).rlike(pattern)
 
 
 def first_failure(rules: list[tuple[Column, str, Column | str]]) -> tuple[Column, Column]:
