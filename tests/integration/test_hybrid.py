@@ -211,5 +211,42 @@ def test_promotion_rule_both_ways(shop, trained):
     assert str(client.get_model_version_by_alias(name, "challenger").version) == "3"
 
 
+@pytest.mark.horovod
+def test_a_cached_model_that_is_not_the_registered_artifact_is_downloaded_again(shop, trained, caplog):
+    """models.resolve serves from <data-root>/_models: a copy with another run's MLmodel or
+    with files changed since its download is replaced by the registry's artifact, never loaded."""
+    from shoprec.stages import models
+
+    cfg = make_config(shop[3] / "verified", *TINY)
+    spec, result, _ = trained
+    configure(cfg)
+    with mlflow.start_run():
+        _log_and_register(cfg, _Run(), spec, shop[2].manifest_path, result)
+    name, cache = cfg.hybrid.registered_model, str(shop[3] / "verified" / "_models")
+
+    def served():
+        return models.resolve(name, "champion", cache, date(2099, 1, 1))
+
+    first = served()
+    assert first is not None and os.path.isdir(first.keras_dir)
+    record = os.path.join(first.folder, models._DOWNLOADED)
+    stamp = os.stat(record).st_mtime_ns
+    assert served().folder == first.folder and os.stat(record).st_mtime_ns == stamp  # reused as is
+    weights = next(Path(first.folder).rglob("*.pb"))
+    original = weights.read_bytes()
+    weights.write_bytes(original + b"tampered")
+    mlmodel = Path(first.folder) / "MLmodel"
+    for tamper in (lambda: None, lambda: mlmodel.write_text(mlmodel.read_text().replace("run_id:", "run_id: x"))):
+        tamper()
+        caplog.clear()
+        again = served()
+        assert again is not None and "downloading it again" in caplog.text, caplog.text
+        assert weights.read_bytes() == original and models._cached_copy_problem(again.folder, _version(name)) is None
+
+
+def _version(name: str):
+    return MlflowClient().get_model_version_by_alias(name, "champion")
+
+
 class _Run:
     run_id = None
