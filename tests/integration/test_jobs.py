@@ -1,5 +1,5 @@
-"""The jobs as users run them: horovodrun here, the main job in test_main_job, spark-submit in test_cluster;
-the small settings those share."""
+"""The jobs as users run them: horovodrun (on loopback) here, the main job in test_main_job,
+spark-submit in test_cluster; the small settings those share."""
 
 from __future__ import annotations
 
@@ -28,28 +28,6 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_LOCAL_IP="127.0.0.1")
     return env
-
-
-@pytest.mark.horovod
-def test_horovod_build_runs_two_gloo_ranks(tmp_path):
-    script = tmp_path / "allreduce.py"
-    script.write_text(
-        "import horovod.tensorflow as hvd\n"
-        "import tensorflow as tf\n"
-        "hvd.init()\n"
-        "total = hvd.allreduce(tf.constant([float(hvd.rank() + 1)]), op=hvd.Sum)\n"
-        "print(f'RANK {hvd.rank()} OF {hvd.size()} SUM {float(total[0])}', flush=True)\n"
-    )
-    result = subprocess.run(
-        [str(BIN / "horovodrun"), "-np", "2", "--gloo", "-H", "localhost:2", sys.executable, str(script)],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = sorted(line.split("]<stdout>:")[-1] for line in result.stdout.splitlines() if "RANK" in line)
-    assert lines == ["RANK 0 OF 2 SUM 3.0", "RANK 1 OF 2 SUM 3.0"]
 
 
 _LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
@@ -100,9 +78,10 @@ def test_the_spark_driver_listens_on_loopback_only(tmp_path):
 
 @pytest.mark.horovod
 def test_local_ranks_listen_on_loopback_and_get_secrets_from_a_file_not_the_command_line(tmp_path):
-    """What train-hybrid launches (shoprec.hybrid.loopback): the rendezvous servers and Gloo
-    listen on 127.0.0.1 only, no rank's command line holds a secret, and each rank still gets
-    the secret, from the launcher's file."""
+    """What train-hybrid launches (shoprec.hybrid.loopback: horovodrun of the Horovod build,
+    two Gloo ranks that all-reduce): the rendezvous servers listen on 127.0.0.1 only, no
+    rank's command line holds a secret, and each rank still gets the secret, from the
+    launcher's file."""
     import psutil
 
     from shoprec.hybrid import loopback
@@ -120,7 +99,8 @@ def test_local_ranks_listen_on_loopback_and_get_secrets_from_a_file_not_the_comm
         f"deadline = time.time() + 120\n"
         f"while not pathlib.Path('{done}').exists() and time.time() < deadline:\n"
         "    time.sleep(0.2)\n"
-        "hvd.allreduce(tf.constant([1.0]), op=hvd.Sum)\n"
+        "total = hvd.allreduce(tf.constant([float(hvd.rank() + 1)]), op=hvd.Sum)\n"
+        "print(f'RANK {hvd.rank()} OF {hvd.size()} SUM {float(total[0])}', flush=True)\n"
     )
     secret = "tok-5ecr3t-in-env"
     parent_env = dict(_env(), SHOPREC_TEST_TOKEN=secret, MLFLOW_TRACKING_TOKEN=secret)
@@ -142,6 +122,8 @@ def test_local_ranks_listen_on_loopback_and_get_secrets_from_a_file_not_the_comm
             done.write_text("")
             out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 0, out[-3000:]
+    lines = sorted(line.split("]<stdout>:")[-1] for line in out.splitlines() if "RANK" in line)
+    assert lines == ["RANK 0 OF 2 SUM 3.0", "RANK 1 OF 2 SUM 3.0"]
     assert sockets and {ip for _, ip, _ in sockets} <= _LOOPBACK, sockets  # the launcher's servers and Gloo
     assert len(command_lines) >= 3 and not any(secret in line for line in command_lines)
     assert [(tmp_path / f"ready{r}").read_text() for r in (0, 1)] == [secret, secret]
