@@ -88,6 +88,14 @@ def _is_zone(value: str) -> bool:
     return True
 
 
+def _is_regex(value: str) -> bool:
+    try:
+        re.compile(value)
+    except re.error:
+        return False
+    return True
+
+
 def _have_zone_database() -> bool:
     """False on a machine with neither the system's zone files nor the tzdata package."""
     try:
@@ -124,6 +132,7 @@ SPARK_TIME_ZONE = Rule(
     lambda v: _is_zone(v) or _UTC_OFFSET.fullmatch(v) is not None,
     "for example UTC, Europe/London or +01:00",
 )
+REGEX = Rule("a regular expression that compiles", _is_regex, "check the brackets and escapes of the rule")
 HOUR = Rule("an hour of the day, 0 to 23", lambda v: 0 <= v <= 23, "bucket starts are UTC hours, 0 to 23")
 DROPOUT = Rule("a rate from 0 up to (not including) 1", lambda v: 0 <= v < 1, "0 turns dropout off")
 ALS_CHECKPOINTS = Rule(
@@ -212,14 +221,6 @@ class IngestConfig:
     non_product_prefixes: Mapping[str, str] = field(default_factory=dict)
     event_log_columns: EventLogColumns = field(default_factory=EventLogColumns)
 
-    @staticmethod
-    def _is_regex(value: str) -> bool:
-        try:
-            re.compile(value)
-        except re.error:
-            return False
-        return True
-
     # Ids must match these regular expressions (Spark's rlike, Java syntax; keep to the part
     # Python's re shares, which checks them at load) or their row is quarantined INVALID_ID.
     # customer_id is Online Retail's CustomerID; user_id, item_id and session_id the event log's.
@@ -230,9 +231,7 @@ class IngestConfig:
             "item_id": r"^[^\x00-\x1f\x7f]{1,256}$",
             "session_id": r"^[^\x00-\x1f\x7f]{1,256}$",
         },
-        metadata=checks(
-            each(Rule("a regular expression that compiles", _is_regex, "check the brackets and escapes of the rule"))
-        ),
+        metadata=checks(each(REGEX)),
     )
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from shoprec.config import is_secret_name
 
 LOOPBACK = "127.0.0.1"
 SECRETS_ENV = "SHOPREC_RANK_SECRETS"
@@ -33,15 +34,13 @@ _KEEP_PREFIXES = (
     *("LC_", "TF_", "XLA_", "OMP_", "KMP_", "MKL_", "OPENBLAS_"),
     *("HOROVOD_", "SHOPREC_", "PYTHON", "CUDA_", "NCCL_"),
 )
-# Credentials a rank may need to reach the tracking server or object storage.
-_SECRET_NAMES = re.compile(
-    r"(TOKEN|PASSWORD|SECRET|CREDENTIAL|API_KEY|ACCESS_KEY|PRIVATE_KEY|_AUTH$)|^(MLFLOW_TRACKING_USERNAME|AWS_|AZURE_|GOOGLE_)",
-    re.IGNORECASE,
-)
+# Besides secret-looking names (config.is_secret_name: token, password, key, credentials...),
+# the credentials a rank may need to reach the tracking server or object storage.
+_CREDENTIAL_PREFIXES = ("MLFLOW_TRACKING_USERNAME", "AWS_", "AZURE_", "GOOGLE_")
 
 
 def is_secret(name: str) -> bool:
-    return _SECRET_NAMES.search(name) is not None
+    return is_secret_name(name) or name.upper().startswith(_CREDENTIAL_PREFIXES)
 
 
 def rank_environment(env: Mapping[str, str]) -> dict[str, str]:

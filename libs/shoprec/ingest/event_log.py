@@ -19,7 +19,7 @@ from shoprec.errors import InputFormatError
 from shoprec.ingest import quality as Q
 from shoprec.ingest.base import Parsed, interaction_id, item_kind, out_of_range
 from shoprec.ingest.files import SourceFile, check_jsonl, check_parquet, read_csv_header
-from shoprec.ingest.lines import checked_encoding, read_lines, read_parquet_rows, records
+from shoprec.ingest.lines import checked_encoding, csv_records, read_lines, read_parquet_rows
 
 SOURCE = "event_log"
 # Our canonical names of the fields, in bronze order.
@@ -92,10 +92,10 @@ class EventLogAdapter:
                 csv_paths = list(self._headers)
                 if csv_paths:
                     # Rows in are records (a quoted field may span lines), numbered by their first line.
-                    csv_records = checked_encoding(records(lines.filter(F.col(C.META_SOURCE_FILE).isin(csv_paths))))
+                    csv_rows = csv_records(lines.filter(F.col(C.META_SOURCE_FILE).isin(csv_paths)))
                 for header in {tuple(h) for h in self._headers.values()}:
                     paths = [p for p, h in self._headers.items() if tuple(h) == header]
-                    part = csv_records.filter(F.col(C.META_SOURCE_FILE).isin(paths) & (F.col(C.META_LINE_NUMBER) > 1))
+                    part = csv_rows.filter(F.col(C.META_SOURCE_FILE).isin(paths) & (F.col(C.META_LINE_NUMBER) > 1))
                     frames.append(self._csv_fields(part, list(header)))
                 json_paths = [f.path for f in text if f.format == "jsonl"]
                 if json_paths:
@@ -219,9 +219,7 @@ def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> Data
         for f in IDS
     ]
     rules: list[tuple[Column, str, Column | str]] = [
-        (F.col(C.META_RAW_INVALID).isNotNull(), Q.INVALID_ENCODING, Q.INVALID_ENCODING_DETAIL),
-        (F.col(C.META_RAW) == "", Q.EMPTY_LINE, "blank line"),
-        (F.col(C.META_UNTERMINATED), Q.MALFORMED, Q.unterminated_detail()),
+        *Q.record_rules(),
         (F.col(_CORRUPT).isNotNull(), Q.MALFORMED, "record does not have the expected fields"),
         (Q.blank(F.col("item_id")), Q.MISSING_KEY, "item id is empty"),
         (user.isNull() & session.isNull(), Q.MISSING_KEY, "neither user id nor session id is given"),
@@ -261,7 +259,7 @@ def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> Data
         F.struct(*[F.col(f) for f in FIELDS]).alias(C.META_SOURCE_COLUMNS),
         C.META_SOURCE_FILE,
         C.META_LINE_NUMBER,
-        F.coalesce(F.col(C.META_RAW_INVALID), F.col(C.META_RAW)).alias(C.META_RAW),
+        Q.raw_line(),
         interaction_id(SOURCE, *[F.trim(F.col(f)) for f in FIELDS]).alias(C.INTERACTION_ID),
         user.alias(C.USER_ID),
         item.alias(C.ITEM_ID),

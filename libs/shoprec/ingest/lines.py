@@ -85,9 +85,8 @@ def records(lines: DataFrame) -> DataFrame:
     """
     quotes = F.length(F.regexp_replace(F.col(META_RAW), '[^"]', ""))
     counted = lines.withColumn("_q", quotes)
-    odd_files = [
-        r[0] for r in counted.filter(F.col("_q") % 2 == 1).select(META_SOURCE_FILE).distinct().collect()
-    ]  # small: one row per file with an odd line
+    odd = counted.filter(F.col("_q") % 2 == 1).select(META_SOURCE_FILE).distinct()
+    odd_files = [r[0] for r in odd.collect()]  # small: one row per input file with an odd-quote line
     plain = counted.filter(~F.col(META_SOURCE_FILE).isin(odd_files)) if odd_files else counted
     plain = plain.select(META_SOURCE_FILE, META_LINE_NUMBER, META_RAW, F.lit(False).alias(META_UNTERMINATED))
     if not odd_files:
@@ -120,6 +119,11 @@ def records(lines: DataFrame) -> DataFrame:
         )
     )
     return plain.unionByName(joined)
+
+
+def csv_records(lines: DataFrame) -> DataFrame:
+    """CSV records of ``read_lines`` rows with their encoding checked: what the CSV adapters parse."""
+    return checked_encoding(records(lines))
 
 
 def checked_encoding(rows: DataFrame) -> DataFrame:

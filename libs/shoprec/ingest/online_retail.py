@@ -17,7 +17,7 @@ from shoprec.errors import InputFormatError
 from shoprec.ingest import quality as Q
 from shoprec.ingest.base import Parsed, interaction_id, item_kind, out_of_range
 from shoprec.ingest.files import SourceFile, read_csv_header
-from shoprec.ingest.lines import checked_encoding, read_lines, records
+from shoprec.ingest.lines import csv_records, read_lines
 
 SOURCE = "online_retail"
 COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
@@ -55,7 +55,7 @@ class OnlineRetailAdapter:
             self.check_files(files)
         lines, cache = read_lines(spark, files)
         # Rows in are records (a quoted field may span lines), numbered by their first line.
-        data = checked_encoding(records(lines)).filter(F.col(C.META_LINE_NUMBER) > 1)  # line 1 is the header
+        data = csv_records(lines).filter(F.col(C.META_LINE_NUMBER) > 1)  # line 1 is the header
         frames = []
         for header in {tuple(h) for h in self._headers.values()}:
             paths = [p for p, h in self._headers.items() if tuple(h) == header]
@@ -100,9 +100,7 @@ def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> Data
     is_cancel = invoice.startswith("C")
     customer_rule = cfg.id_patterns.get("customer_id")
     rules: list[tuple[Column, str, Column | str]] = [
-        (F.col(C.META_RAW_INVALID).isNotNull(), Q.INVALID_ENCODING, Q.INVALID_ENCODING_DETAIL),
-        (F.col(C.META_RAW) == "", Q.EMPTY_LINE, "blank line"),
-        (F.col(C.META_UNTERMINATED), Q.MALFORMED, Q.unterminated_detail()),
+        *Q.record_rules(),
         (F.col(_CORRUPT).isNotNull(), Q.MALFORMED, f"expected {len(COLUMNS)} comma-separated fields"),
         (Q.blank(F.col("InvoiceNo")), Q.MISSING_KEY, "InvoiceNo is empty"),
         (Q.blank(F.col("StockCode")), Q.MISSING_KEY, "StockCode is empty"),
@@ -148,7 +146,7 @@ def _classify(fields: DataFrame, ingested_at: Column, cfg: IngestConfig) -> Data
         F.struct(*[F.col(c) for c in COLUMNS]).alias(C.META_SOURCE_COLUMNS),
         C.META_SOURCE_FILE,
         C.META_LINE_NUMBER,
-        F.coalesce(F.col(C.META_RAW_INVALID), F.col(C.META_RAW)).alias(C.META_RAW),
+        Q.raw_line(),
         interaction_id(SOURCE, *[F.trim(F.col(c)) for c in COLUMNS]).alias(C.INTERACTION_ID),
         customer.alias(C.USER_ID),
         stock.alias(C.ITEM_ID),

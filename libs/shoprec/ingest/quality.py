@@ -53,6 +53,22 @@ def unterminated_detail() -> Column:
     )
 
 
+def record_rules() -> list[tuple[Column, str, Column | str]]:
+    """The rules every text record meets before its fields are looked at (an adapter's first):
+    valid UTF-8, not blank, its quoted field closed (``lines.csv_records`` flags these)."""
+    return [
+        (F.col(C.META_RAW_INVALID).isNotNull(), INVALID_ENCODING, INVALID_ENCODING_DETAIL),
+        (F.col(C.META_RAW) == "", EMPTY_LINE, "blank line"),
+        (F.col(C.META_UNTERMINATED), MALFORMED, unterminated_detail()),
+    ]
+
+
+def raw_line() -> Column:
+    """What the quarantine keeps of a record: its text, or ``base64:`` and its exact bytes
+    when they were not UTF-8."""
+    return F.coalesce(F.col(C.META_RAW_INVALID), F.col(C.META_RAW)).alias(C.META_RAW)
+
+
 def not_finite(value: Column) -> Column:
     """True for NaN and +-Infinity (which ``try_cast`` to DOUBLE accepts)."""
     return F.isnan(value) | (F.abs(value) == F.lit(float("inf")))
