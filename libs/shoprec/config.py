@@ -33,6 +33,7 @@ from typing import Any, Literal
 import yaml
 
 from shoprec.errors import ConfigError
+from shoprec.holidays import MOVABLE, is_spec
 
 ENVS = ("local", "cluster")
 DATA_ROOT_ENV = "SHOPREC_DATA_ROOT"
@@ -132,6 +133,11 @@ SPARK_TIME_ZONE = Rule(
     lambda v: _is_zone(v) or _UTC_OFFSET.fullmatch(v) is not None,
     "for example UTC, Europe/London or +01:00",
 )
+HOLIDAY = Rule(
+    'a holiday: "MM-DD" or a movable one',
+    is_spec,
+    f'use a real day of the year such as "12-25", or one of: {", ".join(sorted(MOVABLE))}',
+)
 REGEX = Rule("a regular expression that compiles", _is_regex, "check the brackets and escapes of the rule")
 HOUR = Rule("an hour of the day, 0 to 23", lambda v: 0 <= v <= 23, "bucket starts are UTC hours, 0 to 23")
 DROPOUT = Rule("a rate from 0 up to (not including) 1", lambda v: 0 <= v < 1, "0 turns dropout off")
@@ -220,6 +226,8 @@ class IngestConfig:
     # Stock-code prefixes that are not products (gift vouchers are gift_0001_10, ...).
     non_product_prefixes: Mapping[str, str] = field(default_factory=dict)
     event_log_columns: EventLogColumns = field(default_factory=EventLogColumns)
+    # How long an ingest waits for another one into the same data root to finish.
+    lock_timeout_s: float = field(default=3600.0, metadata=checks(POSITIVE))
 
     # Ids must match these regular expressions (Spark's rlike, Java syntax; keep to the part
     # Python's re shares, which checks them at load) or their row is quarantined INVALID_ID.
@@ -298,8 +306,11 @@ class FeaturesConfig:
     # Popularity trend: purchases in the last trend_weeks weeks versus the weeks before.
     trend_weeks: int = field(default=4, metadata=checks(POSITIVE))
     # Major holidays: "MM-DD" for fixed dates, or easter / black_friday / mothers_day_uk
-    # (checked by shoprec.features.holidays when the features job reads them).
-    holidays: tuple[str, ...] = ("01-01", "02-14", "easter", "mothers_day_uk", "10-31", "black_friday", "12-25")
+    # (shoprec.holidays; checked at load).
+    holidays: tuple[str, ...] = field(
+        default=("01-01", "02-14", "easter", "mothers_day_uk", "10-31", "black_friday", "12-25"),
+        metadata=checks(each(HOLIDAY)),
+    )
     text: TextConfig = field(default_factory=TextConfig)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import date
 
@@ -17,9 +18,9 @@ from shoprec.features.text import fit_text_model
 from shoprec.features.user import user_features
 from shoprec.split import TemporalSplit
 from shoprec.stages.features import WRITES, run_features
+from shoprec.tables import faults
 from shoprec.tracking import job_run, store_for
 from tests.builders import event, interactions, rows_of, write_silver
-from tests.conftest import make_config
 
 AS_OF = date(2011, 6, 1)
 SPLIT = TemporalSplit(AS_OF, validation_days=14, evaluation_days=14)
@@ -218,10 +219,47 @@ def test_a_failing_features_run_leaves_every_gold_table_as_it_was(spark, cfg, ta
     write_silver(tables, spark, history_rows())
     run_job(spark, cfg, tables)
     before = snapshot(tables)
-    # Item and user features are written before the context step meets the bad holiday.
-    broken = make_config(data_root, 'features.holidays=["13-45"]')
+    # Item and user features are written before the context step meets the bad holiday (load
+    # rejects such a config: replaced after load to fail mid-job).
+    broken = dataclasses.replace(cfg, features=dataclasses.replace(cfg.features, holidays=("13-45",)))
     with pytest.raises(ConfigError, match="13-45"), job_run(broken, "features") as run:
         run_features(spark, broken, tables, SPLIT, run)
     # Delta restores by committing the old files again: new versions, the old rows.
     assert snapshot(tables) == before
     assert tables.version(C.GOLD_ITEM_FEATURES) == 2 and tables.version(C.GOLD_CONTEXT) == 0
+
+
+def newcomer_rows():
+    """A ninth customer before as_of: new counts, mixes and pairs in every feature table."""
+    words = FAMILIES["garden"]
+    return [
+        event(
+            "u8",
+            f"garden{j:02d}",
+            f"2011-05-{12 + j:02d} 10:00",
+            quantity=2,
+            price=4.0,
+            country="Germany",
+            description=f"{words[j]} {words[j + 1]} {words[j + 2]}".upper(),
+        )
+        for j in range(3)
+    ]
+
+
+def test_features_killed_between_its_commits_leaves_each_partition_whole_and_the_rerun_completes(spark, cfg, tables):
+    write_silver(tables, spark, history_rows())
+    run_job(spark, cfg, tables)
+    before = snapshot(tables)
+    write_silver(tables, spark, history_rows() + newcomer_rows())
+    # Killed right after its second commit (user_features): nothing rolls back, as after SIGKILL.
+    with faults.crash_after(C.GOLD_USER_FEATURES), pytest.raises(faults.Crash), job_run(cfg, "features") as run:
+        run_features(spark, cfg, tables, SPLIT, run)
+    crashed = snapshot(tables)
+    run_job(spark, cfg, tables)
+    after = snapshot(tables)
+    replaced = WRITES[: WRITES.index(C.GOLD_USER_FEATURES) + 1]
+    for name in WRITES:
+        assert after[name] != before[name], name  # the newcomer changes every table
+        # Each as_of partition is the old one or the new one, whole: never a mix.
+        assert crashed[name] == (after[name] if name in replaced else before[name]), name
+    assert tables.read(C.GOLD_USER_FEATURES).count() == 9

@@ -173,6 +173,8 @@ BAD_VALUES = [
     ("--set", "candidates.hour_buckets=[0, 24]", "'candidates.hour_buckets[1]' must be an hour of the day"),
     ("--set", "hybrid.threads_per_rank=0", "'hybrid.threads_per_rank' must be a positive integer, got 0"),
     ("--set", "hybrid.model.dropout=1", "'hybrid.model.dropout' must be a rate from 0 up to"),
+    ("--set", 'features.holidays=["12-25", "13-45"]', "'features.holidays[1]' must be a holiday: \"MM-DD\" or a"),
+    ("features.yml", "holidays: [easter, xmas]", "'features.holidays[1]' must be a holiday"),
     ("--set", "generate.seed=-1", "'generate.seed' must be a seed of 0 or more, got -1"),
     ("--set", "mlflow.experiment=", "'mlflow.experiment' must be a non-empty string, got ''"),
     ("als.yml", "rank: 64\nmax_iter: 3\nrank: 8", "duplicate key 'als.rank' on line 3 (first on line 1)"),

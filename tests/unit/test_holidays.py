@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from shoprec.errors import ConfigError
-from shoprec.features.holidays import black_friday, easter, holiday_dates, mothers_day_uk
+from shoprec.holidays import black_friday, easter, holiday_dates, mothers_day_uk
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from shoprec import columns as C
 from shoprec.config import FeaturesConfig
 from shoprec.features.confidence import known_product_events
-from shoprec.features.holidays import holiday_dates
+from shoprec.holidays import holiday_dates
 from shoprec.split import TemporalSplit
 
 WINTER, SPRING, SUMMER, AUTUMN = "winter", "spring", "summer", "autumn"

@@ -39,7 +39,7 @@ from shoprec.ingest.files import (
 from shoprec.ingest.online_retail import OnlineRetailAdapter
 from shoprec.ingest.silver import INTERACTIONS_SCHEMA, build_items, build_users
 from shoprec.stages.context import JobContext
-from shoprec.stages.ingest_batch import IngestBatch, Manifest
+from shoprec.stages.ingest_batch import IngestBatch, Manifest, ingest_lock
 from shoprec.tables import Tables, Txn, faults
 from shoprec.tracking import RunLogger
 
@@ -121,6 +121,20 @@ def run_ingest(
     adapter = make_adapter(icfg.source, icfg)
     files = _source_files(cfg, inputs if inputs is not None else list(icfg.inputs))
     adapter.check_files(files)  # before anything is written
+    with ingest_lock(cfg.data_root, icfg.lock_timeout_s):
+        return _ingest_locked(spark, cfg, tables, run, adapter, files, started)
+
+
+def _ingest_locked(
+    spark: SparkSession,
+    cfg: Config,
+    tables: Tables,
+    run: RunLogger | None,
+    adapter: Adapter,
+    files: list[SourceFile],
+    started: float,
+) -> IngestReport:
+    """The ingest proper, under the data root's ingest lock: what is done is read inside it."""
     done = _already_ingested(tables, adapter.source)
     new_files = [f for f in files if f.sha256 not in done]
     skipped = tuple(f.path for f in files if f.sha256 in done)

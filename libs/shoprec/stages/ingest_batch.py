@@ -22,27 +22,40 @@ the ingest log), one table after another; Delta makes each commit atomic, not th
    need not remove the txn a table recorded, so a new attempt takes a higher version (one
    above any the tables hold) and is never mistaken for the rolled-back one.
 
+5. **One at a time.** Two ingests into one data root would race: each de-duplicates against
+   the silver it read, recomputes silver.items from the interactions it saw, and a rollback
+   restores versions from before its own batch, dropping the other's commits. So an ingest
+   holds ``<data_root>/_staging/ingest.lock`` (an exclusive ``flock``, which the kernel drops
+   when the holder dies, SIGKILL included) from its first read to its last commit; a second
+   ingest waits for it, saying whose it is. On a data root that is not a local path (object
+   stores have no such lock) the scheduler must run one ingest at a time.
+
 Streaming micro-batches use the same ``Txn`` with the query's name and the batch id.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from shoprec import paths
+from shoprec.errors import ShoprecError
 from shoprec.ingest.files import SourceFile
 from shoprec.tables import Tables, Txn
 
 log = logging.getLogger(__name__)
 
+LOCK = "ingest.lock"
 STAGED = "staged"
 ROLLING_BACK = "rolling_back"
 _MANIFEST = "manifest.json"
@@ -131,3 +144,55 @@ class IngestBatch:
             return None  # never staged, or staged rows without a manifest: staged again
         with open(path, encoding="utf-8") as fh:
             return Manifest(**json.load(fh))
+
+
+# ----------------------------------------------------------------------------- one at a time
+@contextlib.contextmanager
+def ingest_lock(data_root: str, timeout_s: float, poll_s: float = 1.0) -> Iterator[None]:
+    """Hold the data root's ingest lock for the block; wait up to ``timeout_s`` for it."""
+    if "://" in data_root and not data_root.startswith("file:"):
+        log.info("ingest lock: %s is not a local path; run one ingest at a time there", data_root)
+        yield
+        return
+    path = paths.staging(paths.local_path(data_root), LOCK)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as fh:
+        _acquire(fh, path, timeout_s, poll_s)
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} since {datetime.now(UTC).isoformat(timespec='seconds')}\n")
+            fh.flush()
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _acquire(fh: Any, path: str, timeout_s: float, poll_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    waiting = False
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if waiting:
+                log.info("ingest lock: acquired %s", path)
+            return
+        except BlockingIOError:
+            holder = _holder(path)
+            if not waiting:
+                log.warning("ingest lock: another ingest holds %s (%s); waiting for it", path, holder)
+                waiting = True
+            if time.monotonic() >= deadline:
+                raise ShoprecError(
+                    f"another ingest has held {path} for over {timeout_s:g} s ({holder})",
+                    hint="wait for it to finish, or raise ingest.lock_timeout_s",
+                ) from None
+            time.sleep(poll_s)
+
+
+def _holder(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip() or "holder unknown"
+    except OSError:
+        return "holder unknown"

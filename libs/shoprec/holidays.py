@@ -71,6 +71,15 @@ def holiday_dates(specs: Sequence[str], years: Iterable[int]) -> list[date]:
     return sorted(out)
 
 
+def is_spec(spec: object) -> bool:
+    """A spec ``holiday_dates`` takes (config load checks ``features.holidays`` with it)."""
+    try:
+        _rule(str(spec))
+    except ConfigError:
+        return False
+    return True
+
+
 def _rule(spec: str) -> Callable[[int], date | None]:
     key = str(spec).strip().lower()
     if key in MOVABLE:
