@@ -13,6 +13,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from shoprec import __version__
+from shoprec.config import MaskingFilter, mask_text
 from shoprec.errors import ShoprecError
 
 if TYPE_CHECKING:
@@ -336,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(MaskingFilter())
     for noisy in ("py4j", "alembic", "urllib3", "matplotlib", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not args.verbose:
@@ -347,15 +350,16 @@ def main(argv: list[str] | None = None) -> int:
     except ShoprecError as exc:
         if args.verbose:
             raise
-        print(f"shoprec {args.command}: error: {exc.message}", file=sys.stderr)
+        # Errors quote values and URIs as given: their credentials are masked here, once.
+        print(f"shoprec {args.command}: error: {mask_text(exc.message)}", file=sys.stderr)
         if exc.hint:
-            print(f"  hint: {exc.hint}", file=sys.stderr)
+            print(f"  hint: {mask_text(exc.hint)}", file=sys.stderr)
         return 2
     except Exception as exc:  # unexpected: still one line unless --verbose
         if args.verbose:
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"shoprec {args.command}: unexpected error: {type(exc).__name__}: {first}", file=sys.stderr)
+        print(f"shoprec {args.command}: unexpected error: {type(exc).__name__}: {mask_text(first)}", file=sys.stderr)
         print("  hint: rerun with --verbose for the full traceback", file=sys.stderr)
         return 1
 

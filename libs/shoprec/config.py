@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import datetime
+import logging
 import os
 import re
 import types
@@ -996,6 +997,19 @@ def mask_text(text: str) -> str:
 
     text = _URI_USERINFO.sub(userinfo, text)
     return _QUERY_PARAM.sub(param, text) if "=" in text else text
+
+
+class MaskingFilter(logging.Filter):
+    """A log handler's filter that masks URI credentials in every record (``mask_text``): the
+    net under messages that quote a URI or a value a user typed (an error naming the tracking
+    URI, a library's connection line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        shown = mask_text(text)
+        if shown != text:
+            record.msg, record.args = shown, None
+        return True
 
 
 def masked(data: Any) -> Any:

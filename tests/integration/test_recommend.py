@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from datetime import date
@@ -18,6 +19,7 @@ from shoprec.stages.features import features_stage
 from shoprec.stages.recommend import recommend_stage
 from shoprec.stages.train_als import train_als_stage
 from shoprec.stages.train_hybrid import train_hybrid_stage
+from shoprec.tables import faults
 from tests.builders import event, interactions, rows_of, write_silver
 from tests.conftest import make_config
 from tests.integration.test_hybrid import TINY, group_shop
@@ -219,14 +221,13 @@ def recommended(spark, tmp_path_factory):
     for stage in (features_stage, train_als_stage, train_hybrid_stage):
         stage(ctx, AS_OF)
     first = recommend_stage(ctx, AS_OF)
-    second = recommend_stage(ctx, AS_OF)
     recs = ctx.tables.read_as_of(C.GOLD_RECOMMENDATIONS, AS_OF).toPandas()
-    return cfg, ctx, first, second, recs, out.getvalue()
+    return cfg, ctx, first, recs, out.getvalue()
 
 
 @pytest.mark.horovod
 def test_every_user_seen_before_as_of_gets_k_recommendations(recommended):
-    _, ctx, first, _, recs, _ = recommended
+    _, ctx, first, recs, _ = recommended
     users = set(recs[C.USER_ID])
     expected = {f"{c}_user{u}" for c in ("red", "blue") for u in range(12)} | {"light_user", "browser"}
     assert users == expected
@@ -247,7 +248,7 @@ def test_every_user_seen_before_as_of_gets_k_recommendations(recommended):
 
 @pytest.mark.horovod
 def test_recommendations_follow_the_groups_and_are_stamped(recommended):
-    _, ctx, _first, _, recs, out = recommended
+    _, ctx, _first, recs, out = recommended
     warm = recs[recs[C.USER_ID].str.match(r"^(red|blue)_user")]
     for user, rows in warm.groupby(C.USER_ID):
         colour = user.split("_")[0]
@@ -264,7 +265,7 @@ def test_recommendations_follow_the_groups_and_are_stamped(recommended):
 
 @pytest.mark.horovod
 def test_new_items_enter_through_content_and_are_capped(recommended):
-    _, _, _, _, recs, _ = recommended
+    _, _, _, recs, _ = recommended
     fresh = recs[recs[C.ITEM_ID] == "red_new"]
     assert len(fresh) > 0 and set(fresh[C.CANDIDATE_SOURCE]) == {C.SRC_NEW_ITEM}
     # Word2Vec on a 21-item catalog is noisy, but the red buyers are who it reaches.
@@ -276,8 +277,32 @@ def test_new_items_enter_through_content_and_are_capped(recommended):
     assert (per_user <= 1).all()  # 0.2 x K = 1
 
 
+# Last in the module: it rewrites the fixture's tables (the tests above read its frames only).
 @pytest.mark.horovod
-def test_rerun_replaces_the_partition(recommended):
-    _, _ctx, first, second, recs, _ = recommended
-    assert second.table_version > first.table_version
-    assert second.rows == first.rows == len(recs)
+def test_recommend_killed_between_its_commits_leaves_each_partition_whole_and_the_rerun_completes(recommended):
+    cfg, ctx, first, recs, _ = recommended
+
+    def lists(context):
+        recs_now = context.tables.read_as_of(C.GOLD_RECOMMENDATIONS, AS_OF)
+        cold_now = context.tables.read_as_of(C.GOLD_COLD_START_LISTS, AS_OF)
+        return (
+            sorted(map(tuple, recs_now.select(C.USER_ID, C.RANK, C.ITEM_ID).collect())),
+            sorted(map(str, cold_now.drop(C.GENERATED_AT).collect())),
+        )
+
+    before = lists(ctx)
+    # Lists of 3 instead of 5 change both tables; killed right after the first commit.
+    three = JobContext.create(
+        dataclasses.replace(cfg, recommend=dataclasses.replace(cfg.recommend, k=3)), io.StringIO()
+    )
+    with faults.crash_after(C.GOLD_RECOMMENDATIONS), pytest.raises(faults.Crash):
+        recommend_stage(three, AS_OF)
+    crashed = lists(three)
+    recommend_stage(three, AS_OF)
+    after = lists(three)
+    assert len(before[0]) == len(recs) == first.rows and before != after
+    # The rerun replaced the partition (3 per user, not 5 + 3), for the same users.
+    assert {r for _, r, _ in after[0]} == {1, 2, 3} and len(after[0]) == 3 * len({u for u, _, _ in before[0]})
+    assert {u for u, _, _ in after[0]} == {u for u, _, _ in before[0]}
+    # gold.recommendations is the new partition, whole; the cold-start lists the old one, untouched.
+    assert crashed == (after[0], before[1])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from pathlib import Path
 
 import pytest
 import yaml
 
-from shoprec.config import is_secret_name, load_config, mask_text, masked
+from shoprec.cli import main
+from shoprec.config import MaskingFilter, is_secret_name, load_config, mask_text, masked
 from shoprec.tracking import _flatten, store_for
 
 SECRET = "s3cr3t"
@@ -149,3 +152,22 @@ def test_job_run_logs_masked_params_and_resolved_config(repo, tmp_path, monkeypa
     assert yaml.safe_load(text)["spark"]["settings"]["spark.hadoop.fs.s3a.secret.key"] == "***"
     out = capsys.readouterr()
     assert SECRET not in out.out + out.err
+
+
+def test_cli_errors_and_log_lines_mask_the_credentials_they_quote(capsys, tmp_path):
+    # An error echoes the value it rejects: typed into the wrong key, a tokenised URI.
+    code = main(["features", "--data-root", str(tmp_path), "--set", f"als.rank=http://alice:{SECRET}@mlflow:5000"])
+    err = capsys.readouterr().err
+    assert code == 2 and "http://alice:***@mlflow:5000" in err and SECRET not in err
+    # Every log line passes the same mask on its way out (the CLI puts it on the root handlers).
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(MaskingFilter())
+    logger = logging.getLogger("shoprec.test_secrets")
+    logger.addHandler(handler)
+    try:
+        logger.warning("cannot reach %s", f"https://bob:{SECRET}@db.example/mlflow")
+        logger.warning("plain line %d", 7)
+    finally:
+        logger.removeHandler(handler)
+    assert stream.getvalue().splitlines() == ["cannot reach https://bob:***@db.example/mlflow", "plain line 7"]
