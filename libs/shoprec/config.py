@@ -368,6 +368,9 @@ class CandidatesConfig:
     min_cooccurrence: int = field(default=2, metadata=checks(POSITIVE))
     # Baskets with more distinct items than this are skipped (wholesale pick lists).
     max_basket_items: int = field(default=100, metadata=checks(POSITIVE))
+    # Each item keeps its most similar partners only (null: all of them); a user's list sums
+    # over ten seeds, and the long tail of each seed's partners is what made it slow.
+    partners_per_item: int | None = field(default=200, metadata=checks(POSITIVE))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 
 from shoprec import columns as C
 from shoprec.candidates import sources as S
+from shoprec.candidates.baselines import item_similarity
 from shoprec.ranking import explain, fusion, rerank
 from shoprec.stages.context import JobContext
 from shoprec.stages.features import features_stage
@@ -53,6 +54,13 @@ def test_repeat_cooccurrence_and_popular_sources(spark):
         ("u", "B", C.SRC_COOCCURRENCE, "A", round(third, 9), 3),
         ("u", "C", C.SRC_COOCCURRENCE, "B", round(third + 0.5, 9), 1),
     ]
+
+    # One partner per item: A's best is B or C (a tie, the smaller id), B's and C's each other.
+    closest = item_similarity(
+        history,
+        make_config("/tmp/unused", "candidates.min_cooccurrence=1", "candidates.partners_per_item=1").candidates,
+    )
+    assert sorted((r["item_a"], r["item_b"]) for r in closest.collect()) == [("A", "B"), ("B", "C"), ("C", "B")]
 
     lists = S.country_lists(history, AS_OF, 2, 0.0, 28, 0.0, min_country_buyers=2)
     assert rows_of(lists.where(F.col(C.COUNTRY).isNull()), C.SCORE) == [(None, "A", 1), (None, "B", 2)]

@@ -197,7 +197,8 @@ def item_similarity(history: DataFrame, cfg: CandidatesConfig) -> DataFrame:
     ``cfg.min_cooccurrence`` baskets are dropped. similarity = n_together /
     sqrt(n_a * n_b), n_x = kept baskets holding x (cosine of the basket vectors): raw
     counts would rank every seed's partners by overall popularity, which the popularity
-    baselines already cover. Both orders of a pair are present.
+    baselines already cover. Both orders of a pair are present, then each item keeps its
+    ``cfg.partners_per_item`` most similar partners (so A may keep B while B drops A).
     """
     # 64-bit hashes stand in for the string ids in the self-join and the pair count (a
     # collision among a catalog's items has odds ~ n^2 / 2^64); each unordered pair is
@@ -222,7 +223,7 @@ def item_similarity(history: DataFrame, cfg: CandidatesConfig) -> DataFrame:
     together = half.unionByName(half.select(F.col("_o").alias("_a"), F.col("_a").alias("_o"), "n_together"))
     n_a = per_item.select(F.col("_i").alias("_a"), F.col(C.ITEM_ID).alias("item_a"), F.col("_n").alias("_n_a"))
     n_b = per_item.select(F.col("_i").alias("_o"), F.col(C.ITEM_ID).alias("item_b"), F.col("_n").alias("_n_b"))
-    return (
+    pairs = (
         together.join(n_a, on="_a", how="inner")
         .join(n_b, on="_o", how="inner")
         .select(
@@ -232,6 +233,15 @@ def item_similarity(history: DataFrame, cfg: CandidatesConfig) -> DataFrame:
             (F.col("n_together") / F.sqrt(F.col("_n_a") * F.col("_n_b"))).alias("similarity"),
         )
     )
+    return _closest_partners(pairs, cfg.partners_per_item)
+
+
+def _closest_partners(pairs: DataFrame, m: int | None) -> DataFrame:
+    """Each ``item_a``'s ``m`` most similar partners (ties: the smaller ``item_b``); all when None."""
+    if m is None:
+        return pairs
+    w = Window.partitionBy("item_a").orderBy(F.col("similarity").desc(), F.col("item_b"))
+    return pairs.withColumn("_nth", F.row_number().over(w)).where(F.col("_nth") <= m).drop("_nth")
 
 
 def recent_items(history: DataFrame, users: DataFrame, n_recent: int) -> DataFrame:

@@ -19,7 +19,7 @@ from shoprec.errors import InputFormatError
 from shoprec.ingest import quality as Q
 from shoprec.ingest.base import Parsed, interaction_id, item_kind, out_of_range
 from shoprec.ingest.files import SourceFile, check_jsonl, check_parquet, read_csv_header
-from shoprec.ingest.lines import checked_encoding, csv_records, read_lines, read_parquet_rows
+from shoprec.ingest.lines import CSV_OPTIONS, checked_encoding, csv_records, read_lines, read_parquet_rows
 
 SOURCE = "event_log"
 # Our canonical names of the fields, in bronze order.
@@ -117,7 +117,7 @@ class EventLogAdapter:
 
     def _csv_fields(self, lines: DataFrame, header: list[str]) -> DataFrame:
         schema = ", ".join(f"`{h}` string" for h in header) + f", {_CORRUPT} string"
-        parsed = F.from_csv(F.col(C.META_RAW), schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT})
+        parsed = F.from_csv(F.col(C.META_RAW), schema, {**CSV_OPTIONS, "columnNameOfCorruptRecord": _CORRUPT})
         p = lines.select("*", parsed.alias("_p"))
         return p.select(
             C.META_SOURCE_FILE,
@@ -293,7 +293,7 @@ def read_catalog(spark: SparkSession, path: str, fmt: str) -> DataFrame:
     Every row is returned; the caller quarantines rows without an item id.
     """
     if fmt == "csv":
-        df = spark.read.option("header", True).option("mode", "PERMISSIVE").csv(path)
+        df = spark.read.options(header=True, **CSV_OPTIONS).csv(path)
     elif fmt == "jsonl":
         df = spark.read.json(path)
     elif fmt == "parquet":

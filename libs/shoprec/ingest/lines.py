@@ -25,6 +25,10 @@ from shoprec.columns import META_LINE_NUMBER, META_RAW, META_RAW_INVALID, META_S
 from shoprec.ingest.files import SourceFile
 from shoprec.paths import local_path
 
+# RFC 4180: a quote inside a quoted field is doubled (``"LETTER ""D"" KEY RING"``). Spark's own
+# default escape is a backslash, which left such fields with their outer and doubled quotes.
+CSV_OPTIONS = {"mode": "PERMISSIVE", "quote": '"', "escape": '"'}
+
 _BLOCK = "_block"
 _MID = "_mid"
 _URI = "_uri"

@@ -17,7 +17,7 @@ from shoprec.errors import InputFormatError
 from shoprec.ingest import quality as Q
 from shoprec.ingest.base import Parsed, interaction_id, item_kind, out_of_range
 from shoprec.ingest.files import SourceFile, read_csv_header
-from shoprec.ingest.lines import csv_records, read_lines
+from shoprec.ingest.lines import CSV_OPTIONS, csv_records, read_lines
 
 SOURCE = "online_retail"
 COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
@@ -69,7 +69,7 @@ class OnlineRetailAdapter:
 
 def _split_fields(lines: DataFrame, header: list[str]) -> DataFrame:
     schema = ", ".join(f"`{h}` string" for h in header) + f", {_CORRUPT} string"
-    parsed = F.from_csv(F.col(C.META_RAW), schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT})
+    parsed = F.from_csv(F.col(C.META_RAW), schema, {**CSV_OPTIONS, "columnNameOfCorruptRecord": _CORRUPT})
     return lines.select("*", parsed.alias("_p")).select(
         C.META_SOURCE_FILE,
         C.META_LINE_NUMBER,
