@@ -227,6 +227,24 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser(
+        "stream",
+        help="ingest event-log files as they land in stream.landing (Spark Structured Streaming)",
+        description="Watch stream.landing (default <data-root>/_landing/events) and ingest each new "
+        "event-log file once, micro-batch by micro-batch, with the batch ingest's validation, "
+        "quarantine and exactly-once commits; a stream killed mid-batch completes that batch on "
+        "restart. Write files elsewhere and rename them in.",
+        epilog="examples:\n  shoprec stream\n  shoprec stream --available-now\n"
+        "  shoprec stream --set stream.landing=/data/incoming --set stream.trigger_seconds=1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--available-now",
+        action="store_true",
+        help="process every file there now, then stop (backfills, tests)",
+    )
+    _common(p)
+
+    p = sub.add_parser(
         "ui",
         help="serve the MLflow UI for this data root on 127.0.0.1",
         description="Start the MLflow UI on 127.0.0.1 for the tracking store of --data-root.",
@@ -265,6 +283,7 @@ def _run(args: argparse.Namespace) -> int:
     from shoprec.stages.ingest import ingest_stage
     from shoprec.stages.maintain import maintain_stage
     from shoprec.stages.pipeline import pipeline_stage
+    from shoprec.stages.stream import stream_stage
     from shoprec.stages.time_report import time_report_stage
 
     ctx = JobContext.create(cfg)
@@ -275,6 +294,8 @@ def _run(args: argparse.Namespace) -> int:
         pipeline_stage(ctx, args.as_of)
     elif args.command == "maintain":
         maintain_stage(ctx)
+    elif args.command == "stream":
+        stream_stage(ctx, args.available_now)
     elif args.command == "time-report":
         time_report_stage(ctx, args.items, args.min_lines)
     else:

@@ -579,6 +579,20 @@ class MaintainConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    """``shoprec stream``: new event-log files landing in a folder, ingested as they arrive."""
+
+    # Where producers land finished event-log files (written elsewhere, then renamed in, as
+    # Spark's file source expects); relative paths are under the data root.
+    landing: str = field(default="_landing/events", metadata=checks(NON_EMPTY))
+    format: Literal["jsonl", "csv", "parquet"] = "jsonl"
+    # The query's name: its checkpoint is <data_root>/_checkpoints/stream/<name>.
+    name: str = field(default="events", metadata=checks(NON_EMPTY))
+    trigger_seconds: float = field(default=5.0, metadata=checks(POSITIVE))
+    max_files_per_trigger: int = field(default=100, metadata=checks(POSITIVE))
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of one run."""
 
@@ -598,6 +612,7 @@ class Config:
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     bundles: BundlesConfig = field(default_factory=BundlesConfig)
     maintain: MaintainConfig = field(default_factory=MaintainConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
 
     @property
     def data_root(self) -> str:

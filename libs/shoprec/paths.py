@@ -5,6 +5,8 @@
 <data_root>/mlartifacts              MLflow artifacts (embedded default)
 <data_root>/_models/<name-vN-..>     registered models downloaded for serving
 <data_root>/_checkpoints/als         ALS lineage checkpoints (unless als.checkpoint_dir)
+<data_root>/_checkpoints/stream/<n>  the stream's offsets and commits (query name n)
+<data_root>/_landing/events          where event-log files land for shoprec stream (stream.landing)
 <data_root>/<hybrid.work_dir>/<as_of> training examples and the model of train-hybrid
 <data_root>/_staging/<what>          inputs converted before ingest (xlsx -> csv)
 <data_root>/_reports/<name>          plots and JSON of the reports and notebooks
@@ -51,6 +53,17 @@ def model_cache(data_root: str) -> str:
 
 def als_checkpoints(data_root: str) -> str:
     return os.path.join(data_root, CHECKPOINTS_DIR, "als")
+
+
+def stream_checkpoint(data_root: str, name: str) -> str:
+    return os.path.join(data_root, CHECKPOINTS_DIR, "stream", name)
+
+
+def under_root(data_root: str, path: str) -> str:
+    """``path`` as given when absolute or a URI, else under the data root."""
+    if os.path.isabs(path) or "://" in path or path.startswith(("file:", "dbfs:")):
+        return path
+    return os.path.join(data_root, path)
 
 
 def hybrid_work(data_root: str, work_dir: str, as_of: date) -> str:

@@ -88,6 +88,15 @@ class RunLogger:
 
     metrics = counts
 
+    def step_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Metrics of one step (a stream's micro-batch), from any thread: by run id, not the
+        thread's active run (Spark calls foreachBatch on its own thread)."""
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient()
+        for key, value in metrics.items():
+            client.log_metric(self.run_id, key, float(value), step=step)
+
     def params(self, params: Mapping[str, Any]) -> None:
         import mlflow
 
