@@ -231,7 +231,8 @@ class IngestConfig:
     lock_timeout_s: float = field(default=3600.0, metadata=checks(POSITIVE))
 
     # Ids must match these regular expressions (Spark's rlike, Java syntax; keep to the part
-    # Python's re shares, which checks them at load) or their row is quarantined INVALID_ID.
+    # Python's re shares: load compiles them with re, the ingest with Java before it writes) or
+    # their row is quarantined INVALID_ID.
     # customer_id is Online Retail's CustomerID; user_id, item_id and session_id the event log's.
     id_patterns: Mapping[str, str] = field(
         default_factory=lambda: {

@@ -15,7 +15,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
-from shoprec.errors import InputFormatError
+from shoprec.errors import ConfigError, InputFormatError
 from shoprec.stages.ingest import run_ingest
 from tests.conftest import make_config
 from tests.integration.test_ingest_online_retail import HEADER, write_csv
@@ -163,5 +163,15 @@ def test_wrong_json_keys_truncated_gzip_and_empty_files_stop_with_one_line(spark
     with pytest.raises(InputFormatError) as exc:
         run_ingest(spark, cfg, tables, inputs=[str(empty)])
     assert _one_line(exc) == f"{empty} is empty or starts with a blank line, expected a CSV header row"
+
+    # Valid for Python's re (so config load takes it), not for Java's, which Spark runs.
+    named = make_config(data_root, r"ingest.id_patterns.customer_id=^(?P<n>\d+)$")
+    good = write_csv(tmp_path / "good.csv", [RETAIL[0].decode()], gz=False)
+    with pytest.raises(ConfigError) as exc:
+        run_ingest(spark, named, tables, inputs=[good])
+    assert _one_line(exc) == (
+        "'ingest.id_patterns.customer_id' is not a Java regular expression: Unknown inline modifier near index 3 "
+        "(hint: Spark runs these rules as Java regexes: keep to the syntax Java and Python share)"
+    )
     for name in (C.SILVER_INTERACTIONS, C.quarantine_table("event_log"), C.quarantine_table("online_retail")):
         assert not tables.exists(name)

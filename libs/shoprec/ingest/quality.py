@@ -6,10 +6,13 @@ in the adapter's order, so every row gets exactly one reason (or none: kept).
 
 from __future__ import annotations
 
-from pyspark.sql import Column
+from collections.abc import Mapping
+
+from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
+from shoprec.errors import ConfigError
 
 # Reason codes (stable: dashboards and tests use them).
 INVALID_ENCODING = "INVALID_ENCODING"  # bytes that are not UTF-8 (raw_line holds "base64:" + the bytes)
@@ -72,6 +75,26 @@ def raw_line() -> Column:
 def not_finite(value: Column) -> Column:
     """True for NaN and +-Infinity (which ``try_cast`` to DOUBLE accepts)."""
     return F.isnan(value) | (F.abs(value) == F.lit(float("inf")))
+
+
+def check_java_patterns(spark: SparkSession, patterns: Mapping[str, str]) -> None:
+    """Compile ``ingest.id_patterns`` as the Java regular expressions Spark runs them as.
+
+    Config load compiles them with Python's ``re``; the two dialects differ (``(?P<name>...)``
+    is Python only), and an invalid one would otherwise fail mid-job as a Java stack trace.
+    """
+    jvm = getattr(spark.sparkContext, "_jvm", None)
+    if jvm is None:  # Spark Connect: no driver JVM here; Spark itself will say
+        return
+    for key, pattern in patterns.items():
+        try:
+            jvm.java.util.regex.Pattern.compile(pattern)
+        except Exception as exc:  # py4j's error; only its first line (the Java message) is kept
+            java = str(getattr(exc, "java_exception", exc)).strip().splitlines()[0]
+            raise ConfigError(
+                f"'ingest.id_patterns.{key}' is not a Java regular expression: {java}",
+                hint="Spark runs these rules as Java regexes: keep to the syntax Java and Python share",
+            ) from None
 
 
 def invalid_id(text: Column, pattern: str | None) -> Column:

@@ -121,6 +121,7 @@ def run_ingest(
     adapter = make_adapter(icfg.source, icfg)
     files = _source_files(cfg, inputs if inputs is not None else list(icfg.inputs))
     adapter.check_files(files)  # before anything is written
+    Q.check_java_patterns(spark, icfg.id_patterns)
     with ingest_lock(cfg.data_root, icfg.lock_timeout_s):
         return _ingest_locked(spark, cfg, tables, run, adapter, files, started)
 
