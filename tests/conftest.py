@@ -31,6 +31,15 @@ TEST_OVERRIDES = (
 )
 
 
+def shoprec_command(args: list[str], data_root: Path | str, *overrides: str) -> list[str]:
+    """The ``shoprec`` command line of a test's subprocess: this environment's console script,
+    the data root, and the tests' settings (``TEST_OVERRIDES``) plus ``overrides``."""
+    import sys
+
+    command = [str(Path(sys.executable).parent / "shoprec"), *args, "--data-root", str(data_root)]
+    return command + [arg for s in (*TEST_OVERRIDES, *overrides) for arg in ("--set", s)]
+
+
 def load_bench(name: str) -> ModuleType:
     """bench/<name>.py as a module (bench/ holds scripts, not a package). A bench that imports
     ``_common`` needs bench/ on sys.path (test_bench's ``bench_modules`` puts it there)."""

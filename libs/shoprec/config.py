@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import yaml
 
+from shoprec import paths
 from shoprec.errors import ConfigError
 from shoprec.holidays import MOVABLE, is_spec
 
@@ -626,7 +627,7 @@ class Config:
 
     def resolve_path(self, path: str) -> str:
         """Absolute form of a config path; URIs (s3://, dbfs:/, ...) pass through."""
-        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:/", path):
+        if paths.is_uri(path):
             return path
         p = Path(os.path.expanduser(path))
         if not p.is_absolute():

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from urllib.parse import unquote
 
@@ -24,6 +25,19 @@ STAGING_DIR = "_staging"
 REPORTS_DIR = "_reports"
 MLFLOW_DB = "mlflow.db"
 MLFLOW_ARTIFACTS = "mlartifacts"
+
+
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:/")
+
+
+def is_uri(path: str) -> bool:
+    """``s3://b/x``, ``dbfs:/x``, ``file:///x``: a scheme, not a plain path."""
+    return _SCHEME.match(path) is not None
+
+
+def is_local(path: str) -> bool:
+    """A path on this machine's file system: plain, or a ``file:`` URI."""
+    return not is_uri(path) or path.startswith("file:")
 
 
 def local_path(uri: str) -> str:
@@ -61,7 +75,7 @@ def stream_checkpoint(data_root: str, name: str) -> str:
 
 def under_root(data_root: str, path: str) -> str:
     """``path`` as given when absolute or a URI, else under the data root."""
-    if os.path.isabs(path) or "://" in path or path.startswith(("file:", "dbfs:")):
+    if os.path.isabs(path) or is_uri(path):
         return path
     return os.path.join(data_root, path)
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,11 +92,11 @@ class RunLogger:
     def step_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Metrics of one step (a stream's micro-batch), from any thread: by run id, not the
         thread's active run (Spark calls foreachBatch on its own thread)."""
+        from mlflow.entities import Metric
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient()
-        for key, value in metrics.items():
-            client.log_metric(self.run_id, key, float(value), step=step)
+        now = int(time.time() * 1000)
+        MlflowClient().log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
     def params(self, params: Mapping[str, Any]) -> None:
         import mlflow

@@ -10,7 +10,6 @@ in this process, lets go, and the two compete for the lock as two users' jobs wo
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from shoprec.ingest import quality as Q
 from shoprec.stages.ingest import run_ingest
 from shoprec.stages.ingest_batch import ingest_lock
 from shoprec.tables import open_tables
-from tests.conftest import TEST_OVERRIDES, make_config
+from tests.conftest import make_config, shoprec_command
 from tests.integration.test_ingest_online_retail import LINES, write_csv
 
 SOURCE = "online_retail"
@@ -28,9 +27,7 @@ WAITING = "waiting for it"  # what a blocked ingest logs
 
 
 def _ingest_process(root: Path, path: str) -> subprocess.Popen:
-    sets = [*TEST_OVERRIDES, f"ingest.inputs=[{path}]"]
-    command = [str(Path(sys.executable).parent / "shoprec"), "ingest", "--data-root", str(root)]
-    command += [arg for s in sets for arg in ("--set", s)]
+    command = shoprec_command(["ingest"], root, f"ingest.inputs=[{path}]")
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -20,7 +18,7 @@ from shoprec import columns as C
 from shoprec import paths
 from shoprec.stages.ingest import run_ingest
 from shoprec.tables import faults, open_tables
-from tests.conftest import TEST_OVERRIDES, make_config
+from tests.conftest import make_config, shoprec_command
 from tests.integration.test_ingest_online_retail import LINES, write_csv
 
 SOURCE = "online_retail"
@@ -84,9 +82,7 @@ def test_shoprec_ingest_sigkilled_after_silver_completes_on_rerun_equal_to_a_cle
     spark, tmp_path, invoices, clean
 ):
     root = tmp_path / "killed"
-    sets = [*TEST_OVERRIDES, f"ingest.inputs=[{invoices}]"]
-    command = [str(Path(sys.executable).parent / "shoprec"), "ingest", "--data-root", str(root)]
-    command += [arg for s in sets for arg in ("--set", s)]
+    command = shoprec_command(["ingest"], root, f"ingest.inputs=[{invoices}]")
     env = dict(os.environ, **{faults.ENV: C.SILVER_INTERACTIONS})
     killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]

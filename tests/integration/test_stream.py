@@ -11,8 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +20,7 @@ from shoprec.stages.context import JobContext
 from shoprec.stages.ingest import run_ingest
 from shoprec.stages.stream import landing_dir, stream_config, stream_stage
 from shoprec.tables import faults, open_tables
-from tests.conftest import TEST_OVERRIDES, make_config
+from tests.conftest import make_config, shoprec_command
 
 ONE_FILE_A_BATCH = "stream.max_files_per_trigger=1"
 
@@ -64,8 +62,7 @@ def test_stream_killed_mid_batch_resumes_and_ingests_every_file_exactly_once(spa
     landing = landing_dir(cfg)
     for path in event_files[:2]:
         _land(path, landing)
-    command = [str(Path(sys.executable).parent / "shoprec"), "stream", "--available-now", "--data-root", str(root)]
-    command += [arg for s in (*TEST_OVERRIDES, ONE_FILE_A_BATCH) for arg in ("--set", s)]
+    command = shoprec_command(["stream", "--available-now"], root, ONE_FILE_A_BATCH)
     env = dict(os.environ, **{faults.ENV: C.SILVER_INTERACTIONS})
     killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]

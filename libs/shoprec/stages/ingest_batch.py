@@ -30,7 +30,9 @@ the ingest log), one table after another; Delta makes each commit atomic, not th
    ingest waits for it, saying whose it is. On a data root that is not a local path (object
    stores have no such lock) the scheduler must run one ingest at a time.
 
-Streaming micro-batches use the same ``Txn`` with the query's name and the batch id.
+``shoprec stream`` hands each micro-batch's files to the same ingest: its key is their content
+hash, which Spark's offset log keeps stable when a killed stream reruns the batch. A source
+without files (Kafka) would key the ``Txn`` on the query's name and the batch id instead.
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ class IngestBatch:
 @contextlib.contextmanager
 def ingest_lock(data_root: str, timeout_s: float, poll_s: float = 1.0) -> Iterator[None]:
     """Hold the data root's ingest lock for the block; wait up to ``timeout_s`` for it."""
-    if "://" in data_root and not data_root.startswith("file:"):
+    if not paths.is_local(data_root):
         log.info("ingest lock: %s is not a local path; run one ingest at a time there", data_root)
         yield
         return

@@ -102,7 +102,7 @@ def run_stream(ctx: JobContext, available_now: bool, run: RunLogger | None = Non
     """Run the stream until it has nothing left (``available_now``) or is stopped."""
     scfg = ctx.cfg.stream
     landing = landing_dir(ctx.cfg)
-    if "://" not in landing:
+    if paths.is_local(landing):
         os.makedirs(paths.local_path(landing), exist_ok=True)  # Spark's file source needs the folder
     icfg = stream_config(ctx.cfg)
     report = StreamReport(scfg.name, landing)

@@ -81,10 +81,10 @@ class Tables:
 
     def names(self) -> list[str]:
         """Every table under the root (``layer.table`` folders holding a Delta log), sorted."""
-        from shoprec.paths import local_path
+        from shoprec.paths import is_local, local_path
 
         root = local_path(self.root)
-        if "://" in self.root and not self.root.startswith("file:"):
+        if not is_local(self.root):
             raise TableError(f"listing tables under {self.root} needs a local path", hint="name the tables in config")
         found = []
         for layer in sorted(os.listdir(root)) if os.path.isdir(root) else []:
