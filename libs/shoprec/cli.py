@@ -245,6 +245,23 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser(
+        "serve",
+        help="serve recommendations, bundles and similar items over HTTP (127.0.0.1:8000)",
+        description="Load the newest gold snapshot of --data-root (gold.recommendations, "
+        "gold.live_recommendations, gold.cold_start_lists, gold.bundle_partners, item features) into "
+        "memory and answer HTTP requests, re-ranked for the request's time and the user's session; new "
+        "Delta versions are picked up without a restart. POST /v1/events lands events for shoprec stream. "
+        "OpenAPI docs at /docs. Binds to loopback unless --host says otherwise (docs/serving.md).",
+        epilog="examples:\n  shoprec serve\n  shoprec serve --port 8080 --workers 2\n"
+        "  curl 'http://127.0.0.1:8000/v1/users/12347/recommendations?k=5&at=2011-12-05T10:00:00'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", default=None, help="address to bind (default serve.host: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default serve.port: 8000)")
+    p.add_argument("--workers", type=int, default=None, help="uvicorn worker processes (default serve.workers: 1)")
+    _common(p)
+
+    p = sub.add_parser(
         "ui",
         help="serve the MLflow UI for this data root on 127.0.0.1",
         description="Start the MLflow UI on 127.0.0.1 for the tracking store of --data-root.",
@@ -254,15 +271,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace) -> Config:
-    from shoprec.config import load_config
-
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` and the options that stand for config keys, as overrides."""
     overrides = list(args.overrides)
     if getattr(args, "source", None):
         overrides.append(f"ingest.source={args.source}")
     if getattr(args, "catalog", None):
         overrides.append(f"ingest.catalog={args.catalog}")
-    return load_config(args.env, overrides, args.conf_dir, args.data_root)
+    if args.command == "serve":
+        overrides += [
+            f"serve.{k}={getattr(args, k)}" for k in ("host", "port", "workers") if getattr(args, k) is not None
+        ]
+    return overrides
+
+
+def _load(args: argparse.Namespace) -> Config:
+    from shoprec.config import load_config
+
+    return load_config(args.env, _overrides(args), args.conf_dir, args.data_root)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -271,6 +297,14 @@ def _run(args: argparse.Namespace) -> int:
         return _ui(cfg, args.port)
     if args.command == "generate":
         return _generate(cfg, args)
+    if args.command == "serve":
+        from shoprec.serving.server import serve
+
+        # Worker processes load the same config again: what it was loaded from.
+        return serve(
+            cfg,
+            {"env": args.env, "overrides": _overrides(args), "conf_dir": args.conf_dir, "data_root": args.data_root},
+        )
     from shoprec.stages import (
         bundles,
         evaluate,

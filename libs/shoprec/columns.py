@@ -107,6 +107,8 @@ GOLD_ALS_VALIDATION_USER_FACTORS = "gold.als_validation_user_factors"
 GOLD_ALS_VALIDATION_ITEM_FACTORS = "gold.als_validation_item_factors"
 GOLD_CANDIDATES = "gold.candidates"
 GOLD_RECOMMENDATIONS = "gold.recommendations"
+# gold.recommendations' schema + events_through, per user re-scored by the stream (issue 21)
+GOLD_LIVE_RECOMMENDATIONS = "gold.live_recommendations"
 GOLD_COLD_START_LISTS = "gold.cold_start_lists"  # per country: what a user not seen yet gets
 GOLD_EVALUATION = "gold.evaluation"
 GOLD_BUNDLES = "gold.bundles"  # association rules over baskets
@@ -145,6 +147,7 @@ HIT_RATE = "hit_rate"
 MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
 GENERATED_AT = "generated_at"
+EVENTS_THROUGH = "events_through"  # gold.live_recommendations: the newest event a list includes
 LIST_KEY = "list_key"  # gold.cold_start_lists: the country a list is for ...
 COLD_START_ANY_COUNTRY = "*"  # ... or this: the global list, for a user of any other country
 

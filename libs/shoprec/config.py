@@ -141,6 +141,7 @@ HOLIDAY = Rule(
     f'use a real day of the year such as "12-25", or one of: {", ".join(sorted(MOVABLE))}',
 )
 REGEX = Rule("a regular expression that compiles", _is_regex, "check the brackets and escapes of the rule")
+PORT = Rule("a TCP port, 1 to 65535", lambda v: 1 <= v <= 65535, "e.g. 8000")
 HOUR = Rule("an hour of the day, 0 to 23", lambda v: 0 <= v <= 23, "bucket starts are UTC hours, 0 to 23")
 DROPOUT = Rule("a rate from 0 up to (not including) 1", lambda v: 0 <= v < 1, "0 turns dropout off")
 ALS_CHECKPOINTS = Rule(
@@ -595,6 +596,27 @@ class StreamConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """``shoprec serve``: the online API over the newest gold snapshot."""
+
+    # Loopback unless told otherwise: put a reverse proxy (TLS, auth, rate limits) in front.
+    host: str = field(default="127.0.0.1", metadata=checks(NON_EMPTY))
+    port: int = field(default=8000, metadata=checks(PORT))
+    workers: int = field(default=1, metadata=checks(POSITIVE))
+    # How often the server looks for new Delta versions of the tables it serves.
+    refresh_seconds: float = field(default=2.0, metadata=checks(POSITIVE))
+    # Request-time context: score + season_weight x (seasonal lift at the request's date -
+    # lift at as_of) + moment_weight x the item's fit to the request's hour and weekday.
+    season_weight: float = field(default=0.05, metadata=checks(NON_NEGATIVE))
+    moment_weight: float = field(default=0.03, metadata=checks(NON_NEGATIVE))
+    # The in-memory session: a user's carts and purchases posted within this many minutes.
+    session_minutes: float = field(default=30.0, metadata=checks(POSITIVE))
+    # Bought-together partners each carted or bought item of the session brings to the top.
+    session_partners: int = field(default=3, metadata=checks(POSITIVE))
+    max_events_per_request: int = field(default=1000, metadata=checks(POSITIVE))
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration of one run."""
 
@@ -615,6 +637,7 @@ class Config:
     bundles: BundlesConfig = field(default_factory=BundlesConfig)
     maintain: MaintainConfig = field(default_factory=MaintainConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     @property
     def data_root(self) -> str:

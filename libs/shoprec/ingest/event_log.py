@@ -47,7 +47,7 @@ TIME_FORMATS = ("yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd HH:m
 _CORRUPT = "_corrupt"
 
 
-def _names(cols: EventLogColumns) -> dict[str, str]:
+def field_names(cols: EventLogColumns) -> dict[str, str]:
     """Canonical field -> the file's column name."""
     return {f: getattr(cols, f) for f in FIELDS}
 
@@ -57,7 +57,7 @@ class EventLogAdapter:
 
     def __init__(self, cfg: IngestConfig):
         self.cfg = cfg
-        self.names = _names(cfg.event_log_columns)
+        self.names = field_names(cfg.event_log_columns)
         self._headers: dict[str, list[str]] = {}
 
     def check_files(self, files: list[SourceFile]) -> None:
