@@ -216,6 +216,32 @@ def test_train_throughput(smoke_pipeline, work, results):
     assert report["quality"], "the smoke lakehouse has gold.evaluation"
 
 
+def test_api_load(smoke_pipeline, work, results):
+    _, lakehouse = smoke_pipeline
+    table = run_script(
+        "api_load",
+        "--smoke",
+        "--data-root",
+        str(lakehouse),
+        "--synthetic-users",
+        "300",
+        "--client",
+        "python",
+        "--results-dir",
+        str(results),
+    )
+    assert re.search(rf"^shoprec serve: .*\(pipeline output\)\s+{NUMBER} users", table, re.MULTILINE), table
+    assert re.search(r"^shoprec serve: 300 synthetic users' lists\s+300 users", table, re.MULTILINE), table
+    assert re.search(rf"^shoprec / mlflow, 4 conn\s+{NUMBER}x req/s", table, re.MULTILINE), table
+    report = read_json(results, "api_load")
+    for section in report["shoprec"]:
+        runs = [*section["closed_loop"], section["paced"]]
+        assert [r["connections"] for r in runs] == [1, 4, 16]
+        assert all(r["requests"] > 0 and r["non_2xx"] == 0 for r in runs), runs
+    assert all(r["requests"] > 0 and r["non_2xx"] == 0 for r in report["mlflow"]["closed_loop"])
+    assert report["mlflow"]["mean_pool"] > 0 and len(report["ratios"]) == 2
+
+
 def test_machine(results):
     table = run_script("machine", "--smoke", "--results-dir", str(results))
     assert re.search(rf"^python loop, 1,000,000 additions\s+{NUMBER} s$", table, re.MULTILINE), table
