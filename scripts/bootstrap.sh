@@ -15,6 +15,9 @@
 # connector) with Maven into $SHOPREC_CACHE/jvm-spark-<key> (key: that pom), once; the
 # Spark session factory puts those local files on spark.jars. When Maven or its registry
 # cannot be reached, bootstrap says so in one line and the tables use the delta-rs backend.
+# Beside it, the same way: a Kafka broker (jvm/kafka/pom.xml, its whole runtime classpath) into
+# $SHOPREC_CACHE/jvm-kafka-<key>, $SHOPREC_KAFKA_JARS_DIR, which the Kafka stream tests start
+# as their own JVM; without it they skip.
 set -euo pipefail
 
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -102,6 +105,33 @@ _jvm_fetch() {
   export SHOPREC_SPARK_JARS_DIR="$dir"
 }
 
+# The Kafka broker the stream's Kafka tests start (java -cp "<dir>/*" kafka.Kafka): fetched,
+# checked and renamed into place like the JVM set, nothing dropped (it runs in its own JVM).
+_kafka_fetch() {
+  local pom="$_root/jvm/kafka/pom.xml" key dir tmp t0=$SECONDS
+  key="$(sha256sum "$pom" | cut -c1-16)"
+  dir="$_cache/jvm-kafka-$key"
+  if [ ! -f "$dir/.shoprec-ready" ]; then
+    if ! command -v mvn >/dev/null 2>&1; then
+      _say "Maven (mvn) not found: no Kafka broker fetched, the Kafka stream tests skip (apt-get install maven to change that)"
+      rm -f "$SHOPREC_VENV/shoprec-kafka-jars"; return 0
+    fi
+    _say "fetching the Kafka broker (jvm/kafka/pom.xml) with Maven into $dir"
+    tmp="$(mktemp -d "$_cache/.jvm-kafka-XXXXXX")"
+    if ! mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory="$tmp/jars" >"$tmp/mvn.log" 2>&1; then
+      _say "Maven could not fetch the Kafka broker ($(grep -m1 -o 'Could not [^:]*' "$tmp/mvn.log" || echo 'see mvn -f jvm/kafka/pom.xml dependency:copy-dependencies')): the Kafka stream tests skip"
+      rm -rf "$tmp"; rm -f "$SHOPREC_VENV/shoprec-kafka-jars"; return 0
+    fi
+    ls "$tmp"/jars/kafka_2.13-*.jar >/dev/null 2>&1 || _die "the Kafka broker set has no kafka_2.13 jar" "check jvm/kafka/pom.xml"
+    touch "$tmp/jars/.shoprec-ready"
+    rm -rf "$dir"; mv "$tmp/jars" "$dir"; rm -rf "$tmp"
+    _say "Kafka broker ready in $((SECONDS - t0)) s: $(cd "$dir" && ls *.jar | wc -l) jars, $(du -sh "$dir" | cut -f1)"
+  fi
+  echo "$dir" > "$SHOPREC_VENV/shoprec-kafka-jars"
+  export SHOPREC_KAFKA_JARS_DIR="$dir"
+}
+
 _check_tools
 mkdir -p "$_cache"
 SHOPREC_VENV="$_cache/venv-$(_key)"
@@ -112,7 +142,7 @@ if [ ! -f "$SHOPREC_VENV/.shoprec-ready" ]; then
   flock -u 9
 fi
 _install_checkout "$SHOPREC_VENV"
-exec 9>"$_cache/.jvm.lock"; flock 9; _jvm_fetch; flock -u 9
+exec 9>"$_cache/.jvm.lock"; flock 9; _jvm_fetch; _kafka_fetch; flock -u 9
 export SHOPREC_VENV
 export PATH="$SHOPREC_VENV/bin:$PATH"
 # Spark's Python workers must use the same interpreter as the driver.

@@ -583,7 +583,7 @@ class MaintainConfig:
 
 @dataclass(frozen=True)
 class StreamConfig:
-    """``shoprec stream``: new event-log files landing in a folder, ingested as they arrive."""
+    """``shoprec stream``: new events (files landing in a folder, or a Kafka topic), ingested as they arrive."""
 
     # Where producers land finished event-log files (written elsewhere, then renamed in, as
     # Spark's file source expects); relative paths are under the data root.
@@ -593,6 +593,20 @@ class StreamConfig:
     name: str = field(default="events", metadata=checks(NON_EMPTY))
     trigger_seconds: float = field(default=5.0, metadata=checks(POSITIVE))
     max_files_per_trigger: int = field(default=100, metadata=checks(POSITIVE))
+    # Where events come from: files landing in `landing`, or a Kafka topic (one message, one
+    # event: its value the event's JSON) through Spark's Kafka source (docs/streaming.md).
+    source: Literal["landing", "kafka"] = "landing"
+    kafka_bootstrap_servers: str = field(default="127.0.0.1:9092", metadata=checks(NON_EMPTY))
+    kafka_topic: str = field(default="shoprec.events", metadata=checks(NON_EMPTY))  # or a,b,c
+    # Where a new query (no checkpoint yet) starts: earliest, latest, or Spark's JSON of offsets.
+    kafka_starting_offsets: str = field(default="earliest", metadata=checks(NON_EMPTY))
+    kafka_max_offsets_per_trigger: int = field(default=100_000, metadata=checks(POSITIVE))
+    # Stop when messages the checkpoint expects are gone (retention, a recreated topic) instead
+    # of skipping them unseen.
+    kafka_fail_on_data_loss: bool = True
+    # Further Kafka consumer settings, e.g. security.protocol, sasl.mechanism, sasl.jaas.config
+    # (passed as kafka.<name>). Logged masked: a name with password, key, secret or jaas in it.
+    kafka_options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -999,7 +1013,7 @@ _SECRET_WORDS = frozenset(
     {
         "password", "passwd", "pwd", "passphrase", "secret", "secrets", "token", "tokens",
         "credential", "credentials", "key", "apikey", "accesskey", "secretkey", "privatekey",
-        "sig", "signature",
+        "sig", "signature", "jaas",
     }
 )  # fmt: skip
 # scheme://userinfo@ : the userinfo ends at the last @ before the path.

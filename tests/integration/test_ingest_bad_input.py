@@ -96,6 +96,7 @@ def test_event_log_bad_records_json_lines_and_csv(spark, tables, data_root, tmp_
         json.dumps({**good, "item_id": "i4", "user_id": "u\u0001x"}).encode(),  # 4 INVALID_ID
         b'{"user_id": "u\xff", "item_id": "i5", "event_type": "view", "event_time": "2023-03-01 10:00:00"}',  # 5
         json.dumps({**good, "item_id": "i6", "event_time": None}).encode(),  # 6 MISSING_KEY
+        json.dumps({**good, "item_id": "i9"})[:40].encode(),  # 7 MALFORMED (cut off: not an object of nulls)
     ]
     jsonl.write_bytes(b"\n".join(lines) + b"\n")
     csv = tmp_path / "events.csv"
@@ -108,8 +109,14 @@ def test_event_log_bad_records_json_lines_and_csv(spark, tables, data_root, tmp_
 
     report = run_ingest(spark, cfg, tables, inputs=[str(jsonl), str(csv)])
 
-    assert (report.rows_in, report.rows_kept, report.rows_quarantined) == (8, 2, 6)
-    assert report.quarantine_by_reason == {"INVALID_ENCODING": 1, "INVALID_ID": 1, "MISSING_KEY": 1, "UNPARSABLE": 3}
+    assert (report.rows_in, report.rows_kept, report.rows_quarantined) == (9, 2, 7)
+    assert report.quarantine_by_reason == {
+        "INVALID_ENCODING": 1,
+        "INVALID_ID": 1,
+        "MALFORMED": 1,
+        "MISSING_KEY": 1,
+        "UNPARSABLE": 3,
+    }
     rows = tables.read(C.quarantine_table("event_log")).collect()
     got = {(r.source_file.rsplit("/", 1)[-1], r.line_number): r.reason for r in rows}
     assert got == {
@@ -118,6 +125,7 @@ def test_event_log_bad_records_json_lines_and_csv(spark, tables, data_root, tmp_
         ("events.jsonl", 4): "INVALID_ID",
         ("events.jsonl", 5): "INVALID_ENCODING",
         ("events.jsonl", 6): "MISSING_KEY",
+        ("events.jsonl", 7): "MALFORMED",
         ("events.csv", 4): "UNPARSABLE",
     }
     by_key = {(r.source_file.rsplit("/", 1)[-1], r.line_number): r for r in rows}
@@ -125,12 +133,13 @@ def test_event_log_bad_records_json_lines_and_csv(spark, tables, data_root, tmp_
     assert by_key[("events.jsonl", 4)].reason_detail.startswith("user_id 'u\u0001x' does not match ")
     assert by_key[("events.jsonl", 5)].raw_line == "base64:" + base64.b64encode(lines[4]).decode()
     assert by_key[("events.csv", 4)].reason_detail == "price 'Infinity' is not a finite number"
+    assert by_key[("events.jsonl", 7)].reason_detail == "record does not have the expected fields"
     kept = tables.read(C.SILVER_INTERACTIONS).filter(F.col(C.ITEM_ID) == "i7").first()
     assert (kept.line_number, kept.country) == (2, "United Kingdom")
 
     from deltalake import DeltaTable
 
-    assert DeltaTable(tables.path(C.quarantine_table("event_log"))).to_pyarrow_table().num_rows == 6
+    assert DeltaTable(tables.path(C.quarantine_table("event_log"))).to_pyarrow_table().num_rows == 7
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:

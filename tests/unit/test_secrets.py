@@ -54,6 +54,8 @@ def test_mask_text_hides_uri_credentials(text, shown):
         "spark.ssl.keyPassword",
         "credentials",
         "secretAccessKey",
+        "sasl.jaas.config",  # a Kafka login: it holds the password
+        "ssl.truststore.password",
     ],
 )
 def test_secret_looking_names(name):

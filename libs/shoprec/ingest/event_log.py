@@ -45,6 +45,7 @@ EVENT_ALIASES = {
 }
 TIME_FORMATS = ("yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd HH:mm:ss.SSSSSS", "yyyy-MM-dd HH:mm")
 _CORRUPT = "_corrupt"
+_JSON_CORRUPT = "_shoprec_corrupt_record"  # from_json's corrupt-record column (no event key is named so)
 
 
 def field_names(cols: EventLogColumns) -> dict[str, str]:
@@ -68,7 +69,8 @@ class EventLogAdapter:
             elif f.format == "parquet":
                 found = check_parquet(f.spark_path)
             elif f.format == "jsonl":
-                check_jsonl(f.spark_path)
+                if not f.framed:
+                    check_jsonl(f.spark_path)
                 continue  # keys may vary per line; missing ones become MISSING_KEY rows
             else:
                 raise InputFormatError(f"{f.path} is {f.format}; event logs come as CSV, JSON lines or Parquet")
@@ -101,7 +103,9 @@ class EventLogAdapter:
                 if json_paths:
                     json_lines = checked_encoding(lines.filter(F.col(C.META_SOURCE_FILE).isin(json_paths)))
                     json_fields = self._json_fields(json_lines)
-                    self._check_json_keys(json_fields, json_paths)
+                    checked = [f.path for f in text if f.format == "jsonl" and not f.framed]
+                    if checked:
+                        self._check_json_keys(json_fields, checked)
                     frames.append(json_fields)
             except BaseException:
                 cache.unpersist()
@@ -133,11 +137,19 @@ class EventLogAdapter:
         )
 
     def _json_fields(self, lines: DataFrame) -> DataFrame:
-        # Every field read as a string (numbers too) so validation sees what was sent.
-        schema = ", ".join(f"`{name}` string" for name in self.names.values())
-        parsed = F.from_json(F.col(C.META_RAW), schema, {"mode": "PERMISSIVE"})
-        is_object = F.trim(F.col(C.META_RAW)).startswith("{") & parsed.isNotNull()
+        # Every field read as a string (numbers too) so validation sees what was sent. A line
+        # that is not whole JSON (``{"item_id": "A1", ...`` cut off) fills the corrupt-record
+        # column: PERMISSIVE alone returns it as an object of nulls, a MISSING_KEY row.
+        schema = ", ".join(f"`{name}` string" for name in self.names.values()) + f", `{_JSON_CORRUPT}` string"
+        parsed = F.from_json(
+            F.col(C.META_RAW), schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _JSON_CORRUPT}
+        )
         p = lines.select("*", parsed.alias("_p"))
+        is_object = (
+            F.trim(F.col(C.META_RAW)).startswith("{")
+            & F.col("_p").isNotNull()
+            & F.col(f"_p.`{_JSON_CORRUPT}`").isNull()
+        )
         return p.select(
             C.META_SOURCE_FILE,
             C.META_LINE_NUMBER,

@@ -35,6 +35,10 @@ class SourceFile:
     sha256: str
     size: int
     read_path: str | None = None  # what Spark reads when it differs (xlsx converted to CSV)
+    # Written by shoprec itself, one message a line (``shoprec stream``'s Kafka batches): no
+    # file-level format check refuses it, since every line stands alone and one that is not an
+    # event is a quarantine row; its sha256 covers its name (the offsets it holds) and content.
+    framed: bool = False
 
     @property
     def spark_path(self) -> str:
@@ -81,17 +85,22 @@ def detect_format(path: str, declared: str = "auto") -> str:
     )
 
 
-def fingerprint(path: str) -> tuple[str, int]:
+def fingerprint(path: str, framed: bool = False) -> tuple[str, int]:
     """sha256 and size of a file (the identity used to skip re-ingesting it).
 
     A gzip file is also decompressed to its end (``check_gzip``), so a truncated or corrupt
     one stops the job here, before anything is written, instead of failing inside Spark.
+    A ``framed`` file (``SourceFile.framed``) is never gzip, whatever its first message's
+    bytes; its name goes into the hash before its content: two Kafka batches whose messages
+    are byte for byte the same (a producer resending) are two batches, not one ingested twice.
     """
     digest = hashlib.sha256()
+    if framed:
+        digest.update(os.path.basename(path).encode() + b"\0")
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    if _head_bytes(path, 2) == _GZIP_MAGIC:
+    if not framed and _head_bytes(path, 2) == _GZIP_MAGIC:
         check_gzip(path)
     return digest.hexdigest(), os.path.getsize(path)
 

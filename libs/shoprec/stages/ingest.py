@@ -109,17 +109,19 @@ def run_ingest(
     tables: Tables,
     run: RunLogger | None = None,
     inputs: list[str] | None = None,
+    framed: bool = False,
 ) -> IngestReport:
     """Ingest ``inputs`` (default: ``ingest.inputs``) with the ``ingest.source`` adapter.
 
     Exactly once, crash or not: the batch is staged, then committed table by table under one
     application transaction, and a rerun completes a batch a crash interrupted
-    (``shoprec.stages.ingest_batch``).
+    (``shoprec.stages.ingest_batch``). ``framed``: the inputs are files shoprec wrote itself,
+    one message a line (``SourceFile.framed``: the stream's Kafka batches).
     """
     started = time.monotonic()
     icfg = cfg.ingest
     adapter = make_adapter(icfg.source, icfg)
-    files = _source_files(cfg, inputs if inputs is not None else list(icfg.inputs))
+    files = _source_files(cfg, inputs if inputs is not None else list(icfg.inputs), framed)
     adapter.check_files(files)  # before anything is written
     Q.check_java_patterns(spark, icfg.id_patterns)
     with ingest_lock(cfg.data_root, icfg.lock_timeout_s):
@@ -277,17 +279,17 @@ def _commit(
 
 
 # ----------------------------------------------------------------------------- steps
-def _source_files(cfg: Config, inputs: list[str]) -> list[SourceFile]:
+def _source_files(cfg: Config, inputs: list[str], framed: bool = False) -> list[SourceFile]:
     if not inputs:
         raise ConfigError("no input files to ingest", hint="pass --input PATH or set ingest.inputs")
     files = []
     for path in expand_inputs([cfg.resolve_path(p) for p in inputs]):
         fmt = detect_format(path, cfg.ingest.format)
-        sha, size = fingerprint(path)
+        sha, size = fingerprint(path, framed)
         read_path = None
         if fmt == "xlsx":
             read_path = xlsx_to_csv(path, paths.staging(cfg.data_root, "xlsx"), sha)
-        files.append(SourceFile(path, fmt, sha, size, read_path))
+        files.append(SourceFile(path, fmt, sha, size, read_path, framed))
     return files
 
 

@@ -31,8 +31,9 @@ the ingest log), one table after another; Delta makes each commit atomic, not th
    stores have no such lock) the scheduler must run one ingest at a time.
 
 ``shoprec stream`` hands each micro-batch's files to the same ingest: its key is their content
-hash, which Spark's offset log keeps stable when a killed stream reruns the batch. A source
-without files (Kafka) would key the ``Txn`` on the query's name and the batch id instead.
+hash, which Spark's offset log keeps stable when a killed stream reruns the batch. A Kafka
+micro-batch is first written as one file (its messages in offset order, named after its offset
+ranges; the name is hashed with the content), so a rerun of it has the same key too.
 """
 
 from __future__ import annotations
