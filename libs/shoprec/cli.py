@@ -228,19 +228,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "stream",
-        help="ingest event-log files as they land in stream.landing (Spark Structured Streaming)",
+        help="ingest events as they land in stream.landing or arrive on a Kafka topic (Spark Structured Streaming)",
         description="Watch stream.landing (default <data-root>/_landing/events) and ingest each new "
-        "event-log file once, micro-batch by micro-batch, with the batch ingest's validation, "
+        "event-log file once, or read the Kafka topic stream.kafka_topic (--source kafka: one "
+        "message, one event), micro-batch by micro-batch, with the batch ingest's validation, "
         "quarantine and exactly-once commits; a stream killed mid-batch completes that batch on "
         "restart. Write files elsewhere and rename them in.",
         epilog="examples:\n  shoprec stream\n  shoprec stream --available-now\n"
-        "  shoprec stream --set stream.landing=/data/incoming --set stream.trigger_seconds=1",
+        "  shoprec stream --set stream.landing=/data/incoming --set stream.trigger_seconds=1\n"
+        "  shoprec stream --source kafka --set stream.kafka_bootstrap_servers=broker:9092",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--available-now",
         action="store_true",
-        help="process every file there now, then stop (backfills, tests)",
+        help="process every file or message there now, then stop (backfills, tests)",
+    )
+    p.add_argument(
+        "--source",
+        dest="stream_source",
+        choices=["landing", "kafka"],
+        default=None,
+        help="where events come from (default: stream.source, landing)",
     )
     _common(p)
 
@@ -278,6 +287,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         overrides.append(f"ingest.source={args.source}")
     if getattr(args, "catalog", None):
         overrides.append(f"ingest.catalog={args.catalog}")
+    if getattr(args, "stream_source", None):
+        overrides.append(f"stream.source={args.stream_source}")
     if args.command == "serve":
         overrides += [
             f"serve.{k}={getattr(args, k)}" for k in ("host", "port", "workers") if getattr(args, k) is not None
