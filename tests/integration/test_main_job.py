@@ -16,7 +16,8 @@ from deltalake import DeltaTable
 from mlflow.tracking import MlflowClient
 
 from shoprec.cli import main
-from tests.conftest import TEST_BACKEND
+from tests.conftest import TEST_BACKEND, shoprec_command
+from tests.serving import Server, call
 
 # Spark's Delta unless SHOPREC_TEST_DELTA_BACKEND names another backend.
 MAIN_JOB_BACKEND = TEST_BACKEND if "SHOPREC_TEST_DELTA_BACKEND" in os.environ else "storage.delta_backend=spark"
@@ -59,6 +60,39 @@ def test_main_job_runs_the_pipeline_on_the_shipped_online_retail_data(spark, dat
     _assert_evaluation_table(data_root, out)
     if MAIN_JOB_BACKEND.endswith("=spark"):
         _assert_written_by_spark_delta(data_root)
+    _assert_served_and_streamed(data_root, capsys)
+
+
+def _assert_served_and_streamed(data_root: Path, capsys) -> None:
+    """``shoprec serve`` on the main job's lakehouse answers from its tables, a posted cart
+    changes the next list, and ``shoprec stream`` takes the posted event into silver once."""
+    recs = DeltaTable(str(data_root / "gold" / "recommendations")).to_pyarrow_table().to_pylist()
+    partners = DeltaTable(str(data_root / "gold" / "bundle_partners")).to_pyarrow_table().to_pylist()
+    user = "12347"
+    listed = {r["item_id"] for r in recs if r["user_id"] == user}
+    item = min((p for p in partners if p["rank"] == 1), key=lambda p: (-p["confidence"], p["item_id"]))
+    before = DeltaTable(str(data_root / "silver" / "interactions")).to_pyarrow_table(columns=["user_id"]).num_rows
+    with Server(shoprec_command(["serve"], data_root), data_root / "serve.log") as server:
+        health = server.wait()
+        assert health["users"] == len({r["user_id"] for r in recs}) and health["as_of"] == "2011-11-01"
+        _, body = call(server.url + f"/v1/users/{user}/recommendations?k=10&at=2011-11-01T12:00:00")
+        assert body["served_from"] == "batch" and {i["item_id"] for i in body["items"]} == listed
+        _, cold = call(server.url + "/v1/users/nobody-yet/recommendations?k=3&country=France")
+        assert cold["served_from"] == "cold_start" and cold["country"] == "France" and len(cold["items"]) == 3
+        event = {"user_id": user, "item_id": item["item_id"], "event_type": "cart", "event_time": "2011-12-09 10:00:00"}
+        status, posted = call(server.url + "/v1/events", body=[event])
+        assert status == 202 and posted["accepted"] == 1, posted
+        _, after = call(server.url + f"/v1/users/{user}/recommendations?k=10")
+        assert after["items"][0]["item_id"] == item["partner_item_id"], after["items"][:2]
+    capsys.readouterr()
+    assert main(["stream", "--available-now", "--data-root", str(data_root), "--set", MAIN_JOB_BACKEND]) == 0
+    assert "rows in 1 = kept 1 + quarantined 0" in capsys.readouterr().out
+    silver = DeltaTable(str(data_root / "silver" / "interactions")).to_pyarrow_table(
+        columns=["user_id", "item_id", "event_type"]
+    )
+    assert silver.num_rows == before + 1
+    carts = silver.filter(pc.equal(silver["event_type"], "cart")).to_pylist()
+    assert carts == [{"user_id": user, "item_id": item["item_id"], "event_type": "cart"}]
 
 
 def _assert_written_by_spark_delta(data_root: Path) -> None:

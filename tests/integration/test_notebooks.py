@@ -159,3 +159,24 @@ def test_bundles_browser_names_rules_and_partners(repo, lakehouse):
     partners = ns["partners"]
     assert ns["item_id"] == rules["antecedent_items"].iloc[0][0]
     assert 0 < len(partners) <= 5 and list(partners[C.RANK]) == list(range(1, len(partners) + 1))
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_realtime_notebook_posts_a_cart_and_the_list_and_silver_follow(repo, lakehouse, tmp_path):
+    import shutil
+
+    root, _, settings = lakehouse
+    copy = tmp_path / "lakehouse"  # the notebook writes (landing, silver): the others read the original
+    shutil.copytree(root, copy)
+    ns = _run(repo, "08_realtime.py", data_root=copy, settings=settings)
+    assert ns["server"].poll() is not None  # the notebook stopped the server it started
+    assert ns["posted"]["accepted"] == 1 and [r["reason"] for r in ns["posted"]["rejected"]] == ["MISSING_KEY"]
+    before, after = ns["before"], ns["after"]
+    assert before["served_from"] == after["served_from"] == "batch" and before["user_id"] == ns["user_id"]
+    partners = [b["item_id"] for b in ns["bundles"]]
+    lead = list(ns["after_table"]["item_id"][: len(partners)])
+    assert partners and lead == partners, (partners, lead)  # the cart's partners lead, in rule order
+    assert all(r.startswith("goes with ") for r in ns["after_table"]["reason"][: len(lead)])
+    assert ns["silver_after"] == ns["silver_before"] + 1
+    assert [b.rows_in for b in ns["streamed"].batches] == [1]
