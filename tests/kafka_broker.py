@@ -56,11 +56,16 @@ def jars_dir() -> str | None:
 
 def missing_reason() -> str | None:
     """Why the Kafka tests cannot run here, or None."""
+    from shoprec.spark import jvm_jars
+
+    hint = "install Maven and run scripts/bootstrap.sh"
     if jars_dir() is None:
         return (
             "no Kafka broker jars (jvm/kafka/pom.xml): bootstrap fetches them with Maven into "
-            f"~/.cache/shoprec/jvm-kafka-<key>; install Maven and run scripts/bootstrap.sh, or set {JARS_DIR_ENV}"
+            f"~/.cache/shoprec/jvm-kafka-<key>; {hint}, or set {JARS_DIR_ENV}"
         )
+    if not any(os.path.basename(j).startswith("spark-sql-kafka") for j in jvm_jars()):
+        return f"Spark's Kafka connector is not in the JVM set (jvm/spark/pom.xml); {hint}"
     return None
 
 
@@ -100,6 +105,8 @@ class KafkaBroker:
         assert jars is not None, missing_reason()
         folder.mkdir(parents=True, exist_ok=True)
         port, controller = free_port(), free_port()
+        while controller == port:
+            controller = free_port()
         props = folder / "server.properties"
         props.write_text(
             "\n".join(
