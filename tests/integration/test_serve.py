@@ -343,6 +343,14 @@ def test_not_ready_until_a_snapshot_then_ready_and_loopback_only(tmp_path):
         assert status == 200 and "/v1/users/{user_id}/recommendations" in docs["paths"], list(docs["paths"])
 
 
+def test_events_are_refused_when_the_stream_reads_kafka(lakehouse, tmp_path):
+    settings = (*SETTINGS, "stream.source=kafka", "stream.kafka_topic=shop.events")
+    with Server(shoprec_command(["serve"], lakehouse, *settings), tmp_path / "serve.log") as s:
+        s.wait()
+        status, body = call(s.url + "/v1/events", body=[_event()])
+    assert status == 501 and "shop.events" in body["detail"]
+
+
 def test_serve_without_tables_or_on_a_taken_port_says_so_in_one_line(tmp_path):
     import subprocess
 

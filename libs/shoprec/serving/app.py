@@ -189,6 +189,9 @@ def create_app(cfg: Config, follow: bool = True) -> FastAPI:
         is checked, the good ones are landed for the stream and update the user's session at
         once; 422 lists the bad ones (the good ones are still accepted)."""
         _unknown_parameters(request, frozenset())
+        if cfg.stream.source != "landing":
+            # No Kafka producer in the API yet: landing files the stream does not read would be lost.
+            raise HTTPException(501, f"the stream reads Kafka topic {cfg.stream.kafka_topic!r}: produce events there")
         try:
             posted = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError) as exc:
