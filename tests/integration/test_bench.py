@@ -254,3 +254,35 @@ def test_machine(results):
     assert all(spark[k] > 0 for k in ("spark_start_s", "query_s", "arrow_udf_s", "first_arrow_udf_s")), spark
     assert report["ratios"]["arrow_udf_over_query"] == spark["arrow_udf_s"] / spark["query_s"]
     assert report["machine"]["cpus"] == os.cpu_count() and report["machine"]["spark_master"] == "local[2]"
+
+
+def test_stream_throughput(work, results):
+    # Both sources: the real Kafka broker too (CI has its jars and SHOPREC_REQUIRE_KAFKA=1, so
+    # there a missing broker fails the bench; elsewhere the bench skips Kafka with a line).
+    table = run_script(
+        "stream_throughput",
+        "--smoke",
+        "--root",
+        str(work / "stream"),
+        "--results-dir",
+        str(results),
+        "--set",
+        TEST_BACKEND,
+    )
+    report = read_json(results, "stream_throughput")
+    assert report["generated"]["files"] == 2 and report["seed_batch"]["rows_in"] == 1_000
+    assert re.search(r"^\s+landing\s+kafka\s+kafka / landing$", table, re.MULTILINE), table
+    assert re.search(r"^rows in = kept \+ quarantined\s+yes\s+(yes|skipped)$", table, re.MULTILINE), table
+    assert re.search(r"^seed batch: 1,000 events ingested first", table, re.MULTILINE), table
+    assert re.search(r"^events\s+2,000\s+(2,000|skipped)$", table, re.MULTILINE), table
+    ran = {name: r for name, r in report["sources"].items() if "skipped" not in r}
+    if "kafka" not in ran:
+        assert not os.environ.get("SHOPREC_REQUIRE_KAFKA") and "kafka skipped: " in table, table
+    for name, r in ran.items():
+        assert r["events"] == r["rows_in"] == 2_000, name
+        assert r["rows_in"] == r["rows_kept"] + r["rows_quarantined"] and r["batches"] == 2, name
+        assert r["events_per_s_sustained"] > 0 and r["batch_s"]["median"] > 0 and r["latency_s"]["max"] > 0, name
+        assert all(r["checks"].values()), (name, r["checks"])
+    if len(ran) == 2:
+        assert re.search(rf"^events/s sustained\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}x$", table, re.MULTILINE), table
+        assert report["checks"]["same_kept_and_quarantined"] and report["ratios"]["events_per_s_sustained"] > 0
