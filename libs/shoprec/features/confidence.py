@@ -46,7 +46,14 @@ def implicit_confidence(interactions: DataFrame, split: TemporalSplit, fcfg: Fea
     ``n_purchases``/``n_returns`` count event lines; ``last_event_ts`` is the latest
     weighted event of the pair.
     """
-    weighted = _weighted_events(known_product_events(split.history(interactions)), split, fcfg)
+    return pair_confidence(known_product_events(split.history(interactions)), split, fcfg)
+
+
+def pair_confidence(events: DataFrame, split: TemporalSplit, fcfg: FeaturesConfig) -> DataFrame:
+    """:func:`implicit_confidence` of ``events`` as given (known users' product events, not
+    windowed here), their age measured back from ``split.as_of``: an event after it weighs
+    more than 1 (the live stage folds new events in on the scale ALS was trained on)."""
+    weighted = _weighted_events(events, split, fcfg)
     pairs = weighted.groupBy(C.USER_ID, C.ITEM_ID).agg(
         F.sum("_weight").alias(C.CONFIDENCE),
         F.count(F.when(F.col(C.EVENT_TYPE) == C.PURCHASE, True)).alias(C.N_PURCHASES),

@@ -149,7 +149,7 @@ def run_recommend(
     model = models.resolve(cfg.hybrid.registered_model, rcfg.model_alias, paths.model_cache(cfg.data_root), split.as_of)
     if model is not None:
         serving.ship(spark, model)
-    als_version = _als_version(cfg)
+    als_version = champion_als_version(cfg)
     cached: list[DataFrame] = [items]
     try:
         t0 = time.perf_counter()
@@ -171,16 +171,14 @@ def run_recommend(
         stages["weight_search"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        bundles, bundle_note = _bundle_source(tables, cfg, inputs.interactions, split)
+        bundles, bundle_note = bundle_source(tables, cfg, inputs.interactions, split)
         recs, cold = _recommendations(tables, inputs, split, tuned, bundles)
         weight = tuned.weight
-        stamp_name, stamp_version = (
-            (model.name, model.version) if model and weight < 1.0 else (cfg.als.registered_model, als_version or "")
-        )
+        stamp_name, stamp_version = serving_stamp(cfg, model, weight, als_version)
         with tables.all_or_nothing(WRITES):
             at = {C.AS_OF: split.as_of}
             version = tables.replace_partition(
-                _stamped(recs, stamp_name, stamp_version, split), C.GOLD_RECOMMENDATIONS, at
+                stamped(recs, stamp_name, stamp_version, split), C.GOLD_RECOMMENDATIONS, at
             ).version
             cold_version = tables.replace_partition(_stamped_lists(cold, split), C.GOLD_COLD_START_LISTS, at).version
         stages["recommend"] = time.perf_counter() - t0
@@ -213,7 +211,7 @@ def run_recommend(
     return report
 
 
-def _factors(tables: Tables, user_table: str, item_table: str, split: TemporalSplit) -> Als:
+def factors(tables: Tables, user_table: str, item_table: str, split: TemporalSplit) -> Als:
     """An ALS model's factor tables of as_of (no top-N yet); empty when train-als has not written them."""
     if not (tables.exists(user_table) and tables.exists(item_table)):
         return Als()
@@ -247,7 +245,17 @@ def _stored_top_n(tables: Tables, split: TemporalSplit, n: int) -> DataFrame | N
     return S.stored_als_candidates(top, n)
 
 
-def _als_version(cfg: Config) -> str | None:
+def serving_stamp(
+    cfg: Config, model: serving.ServingModel | None, weight: float, als_version: str | None
+) -> tuple[str, str]:
+    """(model_name, model_version) the personal lists are stamped with: the hybrid's when its
+    scores count (w < 1), else the ALS model's."""
+    if model and weight < 1.0:
+        return model.name, model.version
+    return cfg.als.registered_model, als_version or ""
+
+
+def champion_als_version(cfg: Config) -> str | None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -319,7 +327,7 @@ class Tuned:
     context: rerank.ContextSearch | None = None
 
 
-def _configured(cfg: Config, model: serving.ServingModel | None) -> Tuned:
+def configured(cfg: Config, model: serving.ServingModel | None) -> Tuned:
     """The weights before any search: config values, else the no-search defaults."""
     fcfg, rr = cfg.recommend.fusion, cfg.recommend.rerank
     if fcfg.weight is not None:
@@ -343,12 +351,12 @@ def _tuned(tables: Tables, inputs: Inputs, split: TemporalSplit) -> Tuned:
     start, scored by the ALS refit on the history before it and the hybrid model."""
     cfg, model, interactions = inputs.cfg, inputs.model, inputs.interactions
     fcfg, rr = cfg.recommend.fusion, cfg.recommend.rerank
-    tuned = _configured(cfg, model)
+    tuned = configured(cfg, model)
     search_weight = fcfg.weight is None and model is not None
     search_context = rr.season_weight is None or rr.time_weight is None
     if not (search_weight or search_context):
         return tuned
-    als = _factors(tables, C.GOLD_ALS_VALIDATION_USER_FACTORS, C.GOLD_ALS_VALIDATION_ITEM_FACTORS, split)
+    als = factors(tables, C.GOLD_ALS_VALIDATION_USER_FACTORS, C.GOLD_ALS_VALIDATION_ITEM_FACTORS, split)
     if not als.known and search_weight:
         tuned.weight = 0.0
         tuned.note = f"no {C.GOLD_ALS_VALIDATION_USER_FACTORS} for as_of {split.as_of}: deep scores only"
@@ -405,11 +413,11 @@ def _tuned(tables: Tables, inputs: Inputs, split: TemporalSplit) -> Tuned:
     return tuned
 
 
-def _bundle_source(
-    tables: Tables, cfg: Config, interactions: DataFrame, split: TemporalSplit
+def bundle_source(
+    tables: Tables, cfg: Config, interactions: DataFrame, split: TemporalSplit, baskets_before: date | None = None
 ) -> tuple[DataFrame | None, str]:
     """The ``bundle`` candidates (rules of gold.bundles for as_of fired by the users' recent
-    baskets), or None and why not."""
+    baskets: those before ``baskets_before``, as_of by default), or None and why not."""
     from shoprec.bundles import baskets as B
     from shoprec.bundles.complete import pool_source
 
@@ -422,7 +430,8 @@ def _bundle_source(
     if rules.limit(1).count() == 0:
         return None, f"none: {C.GOLD_BUNDLES} holds no rules for as_of {split.as_of} (run shoprec bundles)"
     bcfg = cfg.bundles
-    recent = B.recent_basket_items(B.history_baskets(interactions, split.as_of, bcfg.history_days), bcfg.recent_baskets)
+    until = baskets_before or split.as_of
+    recent = B.recent_basket_items(B.history_baskets(interactions, until, bcfg.history_days), bcfg.recent_baskets)
     return pool_source(recent, rules, n), (
         f"up to {n} per user from the rules of {C.GOLD_BUNDLES} (as_of "
         f"{split.as_of}) fired by their last {bcfg.recent_baskets} baskets"
@@ -450,25 +459,12 @@ def _recommendations(
     history = purchases(history_all)
     seen = history_all.where(F.col(C.USER_ID).isNotNull()).select(C.USER_ID).distinct()
     buyers = history.select(C.USER_ID).distinct()
-    als = _factors(tables, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS, split)
+    als = factors(tables, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS, split)
     if als.known:
         als = replace(als, top_n=_stored_top_n(tables, split, rcfg.pool.als))
-    pool, lists = _pool(inputs, buyers, split, als, bundles)
+    terms = serving_terms(tables, history, split, rcfg.rerank)
+    personal, lists = ranked(inputs, buyers, split, als, tuned, terms, bundles)
     lists = lists.persist()
-    scored = _scored_pool(inputs, rerank.apply_rebuy(pool, history, rcfg), split, als)
-    fused = fusion.with_normalised_scores(scored, rcfg.fusion.normalisation).withColumn(
-        C.FUSED_SCORE, fusion.fused(tuned.weight)
-    )
-    contextual = rerank.with_context(fused, _serving_terms(tables, history, split, rcfg.rerank))
-    final = rerank.boosted(
-        contextual,
-        rerank.light_users(history, rcfg.cold_start.light_user_baskets),
-        rcfg,
-        C.FUSED_SCORE,
-        tuned.season_weight,
-        tuned.time_weight,
-    )
-    personal = rerank.diversified_top_k(final, items, rcfg)
 
     # Users seen but without a purchase (returns only, views, carts): their country's list.
     placed = S.user_countries(history_all, seen.join(buyers, on=C.USER_ID, how="left_anti"))
@@ -481,10 +477,43 @@ def _recommendations(
         C.ANCHOR,
         C.SOURCE_SCORE,
     )
-    served = explain.with_reasons(personal.unionByName(browsing), items).select(
-        C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.CANDIDATE_SOURCE, C.REASON
+    return explained(personal.unionByName(browsing), items), _cold_start_lists(lists, items, rcfg.k)
+
+
+def ranked(
+    inputs: Inputs,
+    users: DataFrame,
+    split: TemporalSplit,
+    als: Als,
+    tuned: Tuned,
+    terms: rerank.ContextTerms,
+    bundles: DataFrame | None = None,
+) -> tuple[DataFrame, DataFrame]:
+    """(the top K of every user of ``users`` with a purchase before ``split.as_of``, unexplained;
+    the country lists): pool, rebuy policy, ALS + deep scores, fusion at ``tuned.weight``,
+    context terms, light-user boosts, MMR diversity. The batch lists and the live ones
+    (``stages.live``, history through the newest event) are both built here."""
+    rcfg = inputs.cfg.recommend
+    history = purchases(split.history(inputs.interactions))
+    pool, lists = _pool(inputs, users, split, als, bundles)
+    scored = _scored_pool(inputs, rerank.apply_rebuy(pool, history, rcfg), split, als)
+    fused = fusion.with_normalised_scores(scored, rcfg.fusion.normalisation).withColumn(
+        C.FUSED_SCORE, fusion.fused(tuned.weight)
     )
-    return served, _cold_start_lists(lists, items, rcfg.k)
+    final = rerank.boosted(
+        rerank.with_context(fused, terms),
+        rerank.light_users(history, rcfg.cold_start.light_user_baskets),
+        rcfg,
+        C.FUSED_SCORE,
+        tuned.season_weight,
+        tuned.time_weight,
+    )
+    return rerank.diversified_top_k(final, inputs.items, rcfg), lists
+
+
+def explained(recs: DataFrame, items: DataFrame) -> DataFrame:
+    """user_id, rank, item_id, score, source, reason: ranked lists with their reasons."""
+    return explain.with_reasons(recs, items).select(C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.CANDIDATE_SOURCE, C.REASON)
 
 
 def _cold_start_lists(lists: DataFrame, items: DataFrame, k: int) -> DataFrame:
@@ -503,7 +532,7 @@ def _cold_start_lists(lists: DataFrame, items: DataFrame, k: int) -> DataFrame:
     return explain.with_reasons(top, items).select(C.LIST_KEY, C.RANK, C.ITEM_ID, C.SCORE, C.CANDIDATE_SOURCE, C.REASON)
 
 
-def _serving_terms(tables: Tables, history: DataFrame, split: TemporalSplit, rr: RerankConfig) -> rerank.ContextTerms:
+def serving_terms(tables: Tables, history: DataFrame, split: TemporalSplit, rr: RerankConfig) -> rerank.ContextTerms:
     """Season and time-of-day terms from the profiles the features stage wrote for as_of;
     computed from the history only where they are missing (features of an older version)."""
     if tables.exists(C.GOLD_ITEM_TIME_PROFILES) and tables.exists(C.GOLD_USER_TIME_PROFILES):
@@ -515,7 +544,7 @@ def _serving_terms(tables: Tables, history: DataFrame, split: TemporalSplit, rr:
     return rerank.context_terms(history, split.as_of, rr)
 
 
-def _stamped(recs: DataFrame, name: str, version: str, split: TemporalSplit) -> DataFrame:
+def stamped(recs: DataFrame, name: str, version: str, split: TemporalSplit) -> DataFrame:
     # A context-popular list (a user without purchases) comes from no trained model.
     cold = F.col(C.CANDIDATE_SOURCE) == C.SRC_POPULAR_CONTEXT
     return recs.select(

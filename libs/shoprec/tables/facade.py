@@ -257,6 +257,33 @@ class Tables:
             faults.after_commit(name)
         return result
 
+    def replace_keys(
+        self, df: DataFrame, name: str, key: str, values: DataFrame | None = None, txn: Txn | None = None
+    ) -> MergeResult:
+        """Replace every row whose ``key`` is one of ``values`` (a DataFrame with a ``key``
+        column; default: the keys of ``df``) by the rows of ``df``, in one commit: a key's old
+        rows go, however many there were, and ``df``'s come in (``inserted``; ``updated``:
+        the rows removed). A missing table is created from ``df``.
+
+        What a per-user list needs (gold.live_recommendations): a merge on (user, rank) would
+        leave a user's old ranks beyond the new list's length behind.
+        """
+        check_table_name(name)
+        if key not in df.columns:
+            raise TableError(f"replace rows of {name}: key column {key} is not in the data")
+        if self._skip(name, txn):
+            return MergeResult(name, self.version(name), 0, 0, skipped=True)
+        keys = (df if values is None else values).select(key).where(F.col(key).isNotNull()).distinct()
+        path = self.path(name)
+        if self.backend.exists(path):
+            check_append_schema(name, self.backend.schema(path), df.schema, merge_schema=False)
+            df = df.select(*self.backend.schema(path).fieldNames())
+        result = self.backend.replace_keys(df, path, key, keys, name, txn)
+        log.info("%s: replaced the rows of its %s keys: %d in, %d out", name, key, result.inserted, result.updated)
+        if result.version is not None:
+            faults.after_commit(name)
+        return result
+
     def _skipped_write(self, name: str) -> WriteResult:
         return WriteResult(name, self.version(name) or 0, 0, skipped=True)
 

@@ -258,6 +258,32 @@ class LocalDeltaBackend:
             self._commit(dt, adds, removes, "append", nullable(source.schema), partition_by, None, label, txn)
             return MergeResult(label, dt.version() + 1, source.count() - matched, matched)
 
+    def replace_keys(
+        self, df: DataFrame, path: str, key: str, values: DataFrame, label: str, txn: Txn | None = None
+    ) -> MergeResult:
+        with self._lock(path):
+            if not self.exists(path):
+                result = self.append(df, path, [], label, txn)
+                return MergeResult(label, result.version, result.rows_written or 0, 0)
+            dt = self._table(path)
+            partition_by = list(dt.metadata().partition_columns)
+            target = self._read_snapshot(path, dt, with_file=True)
+            hit = target.join(values, on=key, how="left_semi").persist()
+            try:
+                touched = [r[0] for r in hit.select(_FILE_COL).distinct().collect()]  # small: a row per file
+                removed = hit.count()
+            finally:
+                hit.unpersist()
+            # Only the files holding one of the keys are read again and rewritten, without them.
+            kept = self._read_snapshot(path, dt, only=set(touched)).join(values, on=key, how="left_anti")
+            n_kept = kept.count() if touched else 0
+            adds = self._write_files(kept.unionByName(df.select(*kept.columns)), path, partition_by)
+            removes = self._removes_for(dt, path, touched)
+            if not adds and not removes:
+                return MergeResult(label, None, 0, 0)
+            self._commit(dt, adds, removes, "append", nullable(df.schema), partition_by, None, label, txn)
+            return MergeResult(label, dt.version() + 1, _rows(adds) - n_kept, removed)
+
     def restore(self, path: str, version: int, label: str) -> None:
         with self._lock(path):
             self._guard(label, lambda: self._table(path).restore(version))

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shoprec.errors import ConcurrentWriteError, SchemaMismatchError, TableError, TableNotFoundError
@@ -232,6 +233,50 @@ class SparkDeltaBackend:
             # to callers (and to the other backend) nothing happened.
             return MergeResult(label, None, 0, 0)
         return MergeResult(label, int(last["version"]), inserted, updated)
+
+    def replace_keys(
+        self, df: DataFrame, path: str, key: str, values: DataFrame, label: str, txn: Txn | None = None
+    ) -> MergeResult:
+        if not self.exists(path):
+            result = self.append(df, path, [], label, txn)
+            return MergeResult(label, result.version, result.rows_written or 0, 0)
+        # One MERGE: a marker row per key deletes that key's rows (each target row matches one
+        # marker); the new rows carry no marker, match nothing and are inserted.
+        marker = "__shoprec_replace_key"
+        rows = df.withColumn(marker, F.lit(None).cast(df.schema[key].dataType))
+        markers = values.select(F.col(key).alias(marker))
+        for field in df.schema.fields:
+            markers = markers.withColumn(field.name, F.lit(None).cast(field.dataType))
+        source = rows.unionByName(markers.select(*rows.columns))
+        before = self.version(path)
+
+        def write() -> None:
+            (
+                self._table(path)
+                .alias("t")
+                .merge(source.alias("s"), f"t.`{key}` = s.`{marker}`")
+                .whenMatchedDelete()
+                .whenNotMatchedInsert(
+                    condition=f"s.`{marker}` IS NULL", values={f"`{c}`": f"s.`{c}`" for c in df.columns}
+                )
+                .execute()
+            )
+
+        confs = {_USER_METADATA: label}
+        if txn is not None:
+            confs.update({_TXN_APP_ID: txn.app_id, _TXN_VERSION: str(txn.version)})
+        with _session_conf(self.spark, confs):
+            self._retrying(label, write)
+        last = self._last_commit(path)
+        if int(last["version"]) == before:
+            return MergeResult(label, None, 0, 0)
+        metrics = dict(last["operationMetrics"] or {})
+        return MergeResult(
+            label,
+            int(last["version"]),
+            int(metrics.get("numTargetRowsInserted", 0)),
+            int(metrics.get("numTargetRowsDeleted", 0)),
+        )
 
     def restore(self, path: str, version: int, label: str) -> None:
         self._retrying(label, lambda: self._table(path).restoreToVersion(version))
