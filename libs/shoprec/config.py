@@ -607,6 +607,9 @@ class StreamConfig:
     # Further Kafka consumer settings, e.g. security.protocol, sasl.mechanism, sasl.jaas.config
     # (passed as kafka.<name>). Logged masked: a name with password, key, secret or jaas in it.
     kafka_options: Mapping[str, str] = field(default_factory=dict)
+    # After each batch, fresh lists in gold.live_recommendations for the users it touched
+    # (stages.live: fold-in ALS, the recommend scoring); off: the stream only ingests.
+    live_lists: bool = True
 
 
 @dataclass(frozen=True)

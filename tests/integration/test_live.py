@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
+import signal
+import subprocess
 import time
 from datetime import UTC, date, datetime
 
@@ -26,11 +29,11 @@ from shoprec.stages.features import features_stage
 from shoprec.stages.ingest import run_ingest
 from shoprec.stages.live import LIVE_SCHEMA, als_params, folded_vectors, live_split, refresh_live
 from shoprec.stages.recommend import recommend_stage
-from shoprec.stages.stream import stream_config
+from shoprec.stages.stream import landing_dir, run_stream, stream_config
 from shoprec.stages.train_als import train_als_stage
-from shoprec.tables import open_tables
+from shoprec.tables import faults, open_tables
 from tests.builders import write_silver
-from tests.conftest import make_config
+from tests.conftest import make_config, shoprec_command
 from tests.integration.test_hybrid import group_shop
 
 AS_OF = date(2021, 3, 1)
@@ -39,24 +42,26 @@ BOUGHT_AT = datetime(2021, 3, 5, 10, 30, tzinfo=UTC)  # after as_of: only the li
 K = 5
 
 
+SETTINGS = (
+    "als.rank=4",
+    "als.max_iter=5",
+    "als.tune=false",
+    "features.text.min_count=1",
+    "features.text.clusters=2",
+    "split.validation_days=14",
+    "split.evaluation_days=14",
+    f"recommend.k={K}",
+    "recommend.cold_start.min_country_buyers=2",
+    # Fixed, not searched (the search costs a minute here): the run logs them as chosen.
+    "recommend.rerank.season_weight=0.5",
+    "recommend.rerank.time_weight=0.25",
+)
+
+
 @pytest.fixture(scope="module")
 def lakehouse(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("live") / "lakehouse"
-    cfg = make_config(
-        root,
-        "als.rank=4",
-        "als.max_iter=5",
-        "als.tune=false",
-        "features.text.min_count=1",
-        "features.text.clusters=2",
-        "split.validation_days=14",
-        "split.evaluation_days=14",
-        f"recommend.k={K}",
-        "recommend.cold_start.min_country_buyers=2",
-        # Fixed, not searched (the search costs a minute here): the run logs them as chosen.
-        "recommend.rerank.season_weight=0.5",
-        "recommend.rerank.time_weight=0.25",
-    )
+    cfg = make_config(root, *SETTINGS)
     ctx = JobContext.create(cfg, io.StringIO())
     write_silver(ctx.tables, spark, group_shop())
     for stage in (features_stage, train_als_stage, recommend_stage):
@@ -147,7 +152,7 @@ def refreshed(lakehouse, tmp_path_factory):
     )
     stream_ctx = JobContext(dataclasses.replace(cfg, recommend=other), ctx.spark, ctx.tables, io.StringIO())
     t0 = time.perf_counter()
-    first = refresh_live(stream_ctx, [U, "never_seen_user"], BOUGHT_AT.replace(tzinfo=None), txn=("events", 7))
+    first = refresh_live(stream_ctx, [U, "never_seen_user"], BOUGHT_AT.replace(tzinfo=None), txn=("by-hand", 7))
     seconds = time.perf_counter() - t0
     print("\n".join(first.summary_lines()))
     print(f"refresh_live of one user: {seconds:.1f} s")
@@ -180,10 +185,10 @@ def test_refresh_live_writes_the_touched_users_list(refreshed):
 def test_a_rerun_of_the_batch_commits_nothing_and_a_new_batch_replaces_the_rows(refreshed):
     _, ctx, _, first = refreshed
     version = ctx.tables.version(C.GOLD_LIVE_RECOMMENDATIONS)
-    again = refresh_live(ctx, [U], BOUGHT_AT, txn=("events", 7))
+    again = refresh_live(ctx, [U], BOUGHT_AT, txn=("by-hand", 7))
     assert again.skipped and ctx.tables.version(C.GOLD_LIVE_RECOMMENDATIONS) == version == first.table_version
     later = datetime(2021, 3, 5, 11, 0)
-    second = refresh_live(ctx, ctx.spark.createDataFrame([(U,)], f"{C.USER_ID} string"), later, txn=("events", 8))
+    second = refresh_live(ctx, ctx.spark.createDataFrame([(U,)], f"{C.USER_ID} string"), later, txn=("by-hand", 8))
     assert second.table_version == version + 1
     rows = ctx.tables.read(C.GOLD_LIVE_RECOMMENDATIONS).collect()
     assert len(rows) == K and {r[C.EVENTS_THROUGH] for r in rows} == {later}  # replaced, no duplicates
@@ -214,3 +219,40 @@ def test_replace_keys_on_both_backends(spark, tmp_path):
         got = sorted(tuple(r) for r in tables.read("gold.lists").collect())
         assert got == [("a", 1, "q"), ("b", 1, "x"), ("c", 1, "r")], backend
         assert (result.inserted, result.updated) == (2, 3), backend
+
+
+def test_the_stream_refreshes_live_lists_exactly_once_across_a_kill(refreshed, tmp_path):
+    """``shoprec stream`` SIGKILLed right after a batch's silver commit (before its live lists),
+    restarted: the batch reruns, the event is in silver once and the user's live list is
+    written once, stamped with the event's time."""
+    cfg, ctx, root, _ = refreshed
+    user, at = "red_user4", datetime(2021, 3, 6, 15, 0, tzinfo=UTC)
+    event = {"user_id": user, "item_id": "blue3", "event_type": "purchase", "event_time": int(at.timestamp())}
+    event |= {"price": 1.5, "quantity": 1}
+    landing = landing_dir(cfg)
+    os.makedirs(landing, exist_ok=True)
+    (tmp_path / "e.jsonl").write_text(json.dumps(event) + "\n")
+    os.replace(tmp_path / "e.jsonl", os.path.join(landing, "e.jsonl"))
+    env = dict(os.environ, **{faults.ENV: C.SILVER_INTERACTIONS})
+    killed = subprocess.run(
+        shoprec_command(["stream", "--available-now"], root, *SETTINGS),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    live = ctx.tables.read(C.GOLD_LIVE_RECOMMENDATIONS)
+    assert live.where(F.col(C.USER_ID) == user).count() == 0  # killed before its live lists
+
+    restarted = run_stream(ctx, available_now=True)
+    assert [(b.batch_id, b.rows_kept, b.live_users) for b in restarted.batches] == [(0, 1, 1)]
+    assert restarted.batches[0].live_latency_s is not None
+    silver = ctx.tables.read(C.SILVER_INTERACTIONS).where(F.col(C.USER_ID) == user)
+    assert silver.where(F.col(C.EVENT_TS) == at.replace(tzinfo=None)).count() == 1
+    rows = ctx.tables.read(C.GOLD_LIVE_RECOMMENDATIONS).where(F.col(C.USER_ID) == user).collect()
+    assert sorted(r[C.RANK] for r in rows) == list(range(1, K + 1))
+    assert {r[C.EVENTS_THROUGH] for r in rows} == {at.replace(tzinfo=None)}
+    version = ctx.tables.version(C.GOLD_LIVE_RECOMMENDATIONS)
+    assert run_stream(ctx, available_now=True).batches == []  # nothing new: nothing written
+    assert ctx.tables.version(C.GOLD_LIVE_RECOMMENDATIONS) == version

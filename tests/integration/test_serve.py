@@ -33,12 +33,11 @@ SETTINGS = ("serve.refresh_seconds=0.2", "serve.season_weight=0", "serve.moment_
 
 
 def _table(
-    root: Path, name: str, columns: dict[str, pa.Array], partition: bool = True, mode: str = "overwrite"
+    root: Path, name: str, columns: dict[str, pa.Array] | pa.Table, partition: bool = True, mode: str = "overwrite"
 ) -> None:
     layer, table = name.split(".")
-    write_deltalake(
-        str(root / layer / table), pa.table(columns), partition_by=[C.AS_OF] if partition else None, mode=mode
-    )
+    data = columns if isinstance(columns, pa.Table) else pa.table(columns)
+    write_deltalake(str(root / layer / table), data, partition_by=[C.AS_OF] if partition else None, mode=mode)
 
 
 def _lists(key: str, rows: list[tuple], as_of: date, **extra: pa.Array) -> dict[str, pa.Array]:
@@ -80,7 +79,13 @@ def write_lakehouse(root: Path) -> None:
         AS_OF,
         **{C.EVENTS_THROUGH: pa.array([through, through], pa.timestamp("us", tz="UTC"))},
     )
-    _table(root, C.GOLD_LIVE_RECOMMENDATIONS, live)
+    stale = _lists(
+        C.USER_ID,
+        _hybrid("u1", [("OLD", 0.99, "als")]),
+        OLDER,
+        **{C.EVENTS_THROUGH: pa.array([through], pa.timestamp("us", tz="UTC"))},
+    )
+    _table(root, C.GOLD_LIVE_RECOMMENDATIONS, pa.concat_tables([pa.table(live), pa.table(stale)]))
     cold = [
         ("France", 1, "I5", 3.0, "popular_context", "popular in France", "shoprec-cold-start", "2011-11-01"),
         ("France", 2, "I6", 2.0, "popular_context", "popular in France", "shoprec-cold-start", "2011-11-01"),
@@ -189,6 +194,9 @@ def test_live_list_wins_and_unknown_users_get_their_countrys_cold_start_list(ser
     _, live = call(server.url + "/v1/users/u2/recommendations?k=2")
     assert live["served_from"] == "live" and _items(live) == ["I3", "I4"]
     assert live["events_through"] == "2011-11-03T10:00:00+00:00"
+    # A live list scored against an older batch than the one served loses to the batch list.
+    _, stale = call(server.url + "/v1/users/u1/recommendations?k=1")
+    assert stale["served_from"] == "batch" and _items(stale) == ["I1"]
     _, france = call(server.url + "/v1/users/new-user/recommendations?k=2&country=France&device=mobile")
     assert france["served_from"] == "cold_start" and _items(france) == ["I5", "I6"]
     assert france["model_version"] == "2011-11-01" and france["context"]["device"] == "mobile"

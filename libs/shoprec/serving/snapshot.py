@@ -87,8 +87,8 @@ def group(table: pa.Table, key: str, order: str, columns: tuple[str, ...]) -> Li
 
 
 def _array(col: pa.ChunkedArray) -> np.ndarray:
-    # NumPy's datetime64 drops the zone: timestamps stay Python datetimes (UTC-aware).
-    if pa.types.is_timestamp(col.type):
+    # NumPy's datetime64 drops the zone: timestamps (and dates) stay Python objects.
+    if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
         return np.array(col.to_pylist(), dtype=object)
     return col.to_numpy(zero_copy_only=False)
 
@@ -243,7 +243,7 @@ def _live_lists(table: pa.Table) -> Lists:
     newest = table.group_by(C.USER_ID).aggregate([(C.EVENTS_THROUGH, "max")])
     joined = table.join(newest, keys=C.USER_ID)
     keep = pc.equal(joined.column(C.EVENTS_THROUGH), joined.column(f"{C.EVENTS_THROUGH}_max"))
-    return group(joined.filter(keep), C.USER_ID, C.RANK, (*LIST_COLUMNS, C.EVENTS_THROUGH))
+    return group(joined.filter(keep), C.USER_ID, C.RANK, (*LIST_COLUMNS, C.EVENTS_THROUGH, C.AS_OF))
 
 
 def _items(silver: pa.Table | None, features: pa.Table | None, profiles: pa.Table | None, rr: RerankConfig) -> Items:

@@ -46,11 +46,13 @@ from datetime import datetime
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from shoprec import columns as C
 from shoprec import paths
 from shoprec.config import Config
 from shoprec.errors import ConfigError
 from shoprec.stages.context import JobContext
 from shoprec.stages.ingest import run_ingest
+from shoprec.stages.live import LiveReport, newest_as_of, refresh_live
 from shoprec.tracking import RunLogger
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,9 @@ class BatchReport:
     seconds: float
     latency_s: float  # newest file's arrival (message's Kafka timestamp) -> its rows committed
     offsets: str = ""  # kafka: the batch's offsets, "topic/partition:first-last, ..."
+    live_users: int = 0  # users given a fresh gold.live_recommendations list
+    live_seconds: float = 0.0
+    live_latency_s: float | None = None  # newest arrival -> the live lists committed
 
 
 @dataclass
@@ -102,8 +107,14 @@ class StreamReport:
         ]
         for x in self.batches:
             what = f"offsets {x.offsets}" if x.offsets else f"{len(x.files)} file(s)"
+            live = (
+                f"; live lists for {x.live_users:,} user(s) in {x.live_seconds:.1f} s, latency {x.live_latency_s:.1f} s"
+                if x.live_latency_s is not None
+                else ""
+            )
             lines.append(
-                f"  batch {x.batch_id}: {what}, {x.rows_in:,} rows, {x.seconds:.1f} s, latency {x.latency_s:.1f} s"
+                f"  batch {x.batch_id}: {what}, {x.rows_in:,} rows, {x.seconds:.1f} s, "
+                f"latency {x.latency_s:.1f} s{live}"
             )
         return lines
 
@@ -214,9 +225,6 @@ def _ingest_batch(ctx: JobContext, icfg: Config, batch: DataFrame, batch_id: int
     what = f"offsets {inputs.offsets}" if inputs.offsets else f"{len(inputs.files)} file(s)"
     log.info("stream batch %d: %s", batch_id, what)
     ingested = run_ingest(ctx.spark, icfg, ctx.tables, None, list(inputs.files), framed=inputs.framed)
-    if inputs.framed:
-        for path in inputs.files:  # committed: its messages are in bronze (and in Kafka)
-            os.remove(path)
     # PySpark returns timestamps naive, in this process's zone: .timestamp() reads them back so.
     latency = max(0.0, time.time() - inputs.newest.timestamp())
     out = BatchReport(
@@ -229,10 +237,22 @@ def _ingest_batch(ctx: JobContext, icfg: Config, batch: DataFrame, batch_id: int
         latency,
         inputs.offsets,
     )
-    if run is not None:
-        run.step_metrics(
-            {"batch.rows_in": out.rows_in, "batch.seconds": out.seconds, "batch.latency_s": out.latency_s}, batch_id
+    live = _refresh_live(ctx, inputs, batch_id) if ctx.cfg.stream.live_lists and out.rows_kept else None
+    if live is not None:
+        out = dataclasses.replace(
+            out,
+            live_users=live.users,
+            live_seconds=live.seconds,
+            live_latency_s=max(0.0, time.time() - inputs.newest.timestamp()),
         )
+    if inputs.framed:
+        for path in inputs.files:  # committed: its messages are in bronze (and in Kafka)
+            os.remove(path)
+    if run is not None:
+        metrics = {"batch.rows_in": out.rows_in, "batch.seconds": out.seconds, "batch.latency_s": out.latency_s}
+        if live is not None:
+            metrics.update({**live.metrics(), "batch.live_latency_s": out.live_latency_s or 0.0})
+        run.step_metrics(metrics, batch_id)
     log.info(
         "stream batch %d: rows in %d = kept %d + quarantined %d in %.1f s (latency %.1f s)",
         batch_id,
@@ -243,6 +263,23 @@ def _ingest_batch(ctx: JobContext, icfg: Config, batch: DataFrame, batch_id: int
         out.latency_s,
     )
     return out
+
+
+def _refresh_live(ctx: JobContext, inputs: _Inputs, batch_id: int) -> LiveReport | None:
+    """Fresh live lists for the users whose events this batch kept (``stages.live``), keyed by
+    (stream, batch id): a batch rerun after a crash refreshes at most once. None: no batch
+    lists to start from yet, or no kept event has a user."""
+    if newest_as_of(ctx.tables) is None:
+        return None
+    kept = ctx.tables.read(C.SILVER_INTERACTIONS).where(F.col(C.SOURCE_FILE).isin(list(inputs.files)))
+    kept = kept.where(F.col(C.USER_ID).isNotNull()).persist()
+    try:
+        row = kept.agg(F.max(C.EVENT_TS).alias("through")).first()
+        if row is None or row["through"] is None:
+            return None
+        return refresh_live(ctx, kept.select(C.USER_ID).distinct(), row["through"], txn=(ctx.cfg.stream.name, batch_id))
+    finally:
+        kept.unpersist()
 
 
 def _landed_inputs(batch: DataFrame) -> _Inputs | None:
