@@ -242,6 +242,17 @@ def test_api_load(smoke_pipeline, work, results):
     assert report["mlflow"]["mean_pool"] > 0 and len(report["ratios"]) == 2
 
 
+def test_freshness(smoke_pipeline, work, results):
+    _, lakehouse = smoke_pipeline
+    table = run_script("freshness", "--smoke", "--data-root", str(lakehouse), "--results-dir", str(results))
+    assert re.search(r"^in a live list within the timeout\s+1$", table, re.MULTILINE), table
+    assert re.search(rf"^seconds to the live list, median\s+{NUMBER}$", table, re.MULTILINE), table
+    report = read_json(results, "freshness")
+    assert report["events"] == report["arrived"] == 1 and report["median_s"] > 0
+    # The bought item's partner led the very next list (None: the smoke shop has no partners).
+    assert report["session_effect_share"] in (1.0, None)
+
+
 def test_machine(results):
     table = run_script("machine", "--smoke", "--results-dir", str(results))
     assert re.search(rf"^python loop, 1,000,000 additions\s+{NUMBER} s$", table, re.MULTILINE), table
