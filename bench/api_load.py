@@ -82,19 +82,20 @@ _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def _wrk_script(folder: str, requests: list[tuple[str, str, bytes | None]], delay_ms: float | None) -> str:
-    """A wrk Lua script that sends ``requests`` (method, path, body) in random order."""
-    data = os.path.join(folder, "requests.json")
+    """A wrk Lua script that sends ``requests`` (method, path, body) in random order, read from a
+    file at start (a Lua chunk holds at most 65,536 constants: 200,000 paths do not fit in one)."""
+    data = os.path.join(folder, "requests.tsv")
     with open(data, "w") as fh:
-        json.dump([[m, p, b.decode() if b else None] for m, p, b in requests], fh)
+        for m, p, b in requests:  # JSON bodies never hold a raw tab or newline
+            fh.write(f"{m}\t{p}\t{b.decode() if b else ''}\n")
     script = os.path.join(folder, "load.lua")
-    lua_requests = ",\n".join(
-        "{{{}, {}, {}}}".format(json.dumps(m), json.dumps(p), json.dumps(b.decode()) if b else "nil")
-        for m, p, b in requests
-    )
     with open(script, "w") as fh:
         fh.write(
-            "local reqs = {\n" + lua_requests + "\n}\n"
-            "local n = 0\n"
+            "local reqs = {}\n"
+            f"for line in io.lines({json.dumps(data)}) do\n"
+            '  local m, p, b = line:match("^([^\\t]*)\\t([^\\t]*)\\t(.*)$")\n'
+            '  reqs[#reqs + 1] = {m, p, b ~= "" and b or nil}\n'
+            "end\n"
             "init = function(args) math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16)) end\n"
             "request = function()\n"
             "  local r = reqs[math.random(#reqs)]\n"
@@ -122,7 +123,10 @@ def run_wrk(url: str, requests: list, connections: int, duration: float, delay_m
             script,
             url,
         ]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        if "load.lua" in done.stderr:  # wrk runs on with plain GET / when its script fails
+            raise SystemExit(f"wrk could not run its script: {done.stderr.strip().splitlines()[0]}")
+        out = done.stdout
     lat = {q: float(v) * _UNIT[u] for q, v, u in _WRK_LATENCY.findall(out)}
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
