@@ -141,6 +141,17 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def cell(v, float_format: str = "{}") -> str:
+    """A table cell: "-" for None, yes / NO for booleans, thousands separators for integers."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return float_format.format(v) if isinstance(v, float) else str(v)
+
+
 def print_rows(rows: list[tuple[str, object]]) -> None:
     """A two-column table: names left, values after them."""
     width = max(len(key) for key, _ in rows)

@@ -46,7 +46,7 @@ import deltalake
 import psutil
 import pyspark
 
-from _common import SMOKE_SPARK, SMOKE_WORK, add_output_args, json_path, print_rows, smoke_defaults, write_json
+from _common import SMOKE_SPARK, SMOKE_WORK, add_output_args, cell, json_path, print_rows, smoke_defaults, write_json
 from shoprec.config import load_config
 from shoprec.ingest.generator import generate
 from shoprec.spark import get_spark
@@ -452,13 +452,7 @@ def part_events(args: argparse.Namespace) -> dict:
 
 # ----------------------------------------------------------------------------- output
 def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "NO"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
+    return cell(v)
 
 
 def print_timelines(report: dict) -> None:

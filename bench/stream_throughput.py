@@ -47,6 +47,7 @@ from _common import (
     SMOKE_SPARK,
     SMOKE_WORK,
     add_output_args,
+    cell,
     json_path,
     machine_info,
     now,
@@ -288,13 +289,7 @@ def stream_source(args: argparse.Namespace, source: str, gen: dict, seed: dict, 
 
 # ----------------------------------------------------------------------------- output
 def _n(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "NO"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return f"{v:.2f}" if isinstance(v, float) else str(v)
+    return cell(v, "{:.2f}")
 
 
 def _spread(s: dict) -> str:

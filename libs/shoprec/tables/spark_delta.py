@@ -217,6 +217,23 @@ class SparkDeltaBackend:
                 builder = builder.whenMatchedUpdateAll()
             builder.whenNotMatchedInsertAll().execute()
 
+        committed = self._merge_commit(path, label, txn, before, write)
+        if committed is None:
+            return MergeResult(label, None, 0, 0)
+        version, metrics = committed
+        inserted = int(metrics.get("numTargetRowsInserted", 0))
+        updated = int(metrics.get("numTargetRowsUpdated", 0))
+        if inserted == 0 and updated == 0 and not update_matched:
+            # Delta commits an insert-only merge that matched everything as an empty MERGE;
+            # to callers (and to the other backend) nothing happened.
+            return MergeResult(label, None, 0, 0)
+        return MergeResult(label, version, inserted, updated)
+
+    def _merge_commit(
+        self, path: str, label: str, txn: Txn | None, before: int, write: Callable[[], None]
+    ) -> tuple[int, dict] | None:
+        """Run a MERGE (``write``) labelled and Txn-keyed; (its version, operation metrics), or
+        None when it committed nothing (the Txn was applied before, or nothing matched)."""
         confs = {_USER_METADATA: label}
         if txn is not None:
             confs.update({_TXN_APP_ID: txn.app_id, _TXN_VERSION: str(txn.version)})
@@ -224,15 +241,8 @@ class SparkDeltaBackend:
             self._retrying(label, write)
         last = self._last_commit(path)
         if int(last["version"]) == before:
-            return MergeResult(label, None, 0, 0)
-        metrics = dict(last["operationMetrics"] or {})
-        inserted = int(metrics.get("numTargetRowsInserted", 0))
-        updated = int(metrics.get("numTargetRowsUpdated", 0))
-        if inserted == 0 and updated == 0 and not update_matched:
-            # Delta commits an insert-only merge that matched everything as an empty MERGE;
-            # to callers (and to the other backend) nothing happened.
-            return MergeResult(label, None, 0, 0)
-        return MergeResult(label, int(last["version"]), inserted, updated)
+            return None
+        return int(last["version"]), dict(last["operationMetrics"] or {})
 
     def replace_keys(
         self, df: DataFrame, path: str, key: str, values: DataFrame, label: str, txn: Txn | None = None
@@ -262,18 +272,13 @@ class SparkDeltaBackend:
                 .execute()
             )
 
-        confs = {_USER_METADATA: label}
-        if txn is not None:
-            confs.update({_TXN_APP_ID: txn.app_id, _TXN_VERSION: str(txn.version)})
-        with _session_conf(self.spark, confs):
-            self._retrying(label, write)
-        last = self._last_commit(path)
-        if int(last["version"]) == before:
+        committed = self._merge_commit(path, label, txn, before, write)
+        if committed is None:
             return MergeResult(label, None, 0, 0)
-        metrics = dict(last["operationMetrics"] or {})
+        version, metrics = committed
         return MergeResult(
             label,
-            int(last["version"]),
+            version,
             int(metrics.get("numTargetRowsInserted", 0)),
             int(metrics.get("numTargetRowsDeleted", 0)),
         )
