@@ -159,6 +159,35 @@ def print_rows(rows: list[tuple[str, object]]) -> None:
         print(f"{key:<{width}}  {value}")
 
 
+# ----------------------------------------------------------------------------- servers
+def free_port() -> int:
+    """A free TCP port on loopback (for a server the bench starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: str, timeout: float = 300.0) -> float:
+    """Seconds until ``url`` answers 200 (a server's health or ping route); exits when the
+    server process ends first or the timeout passes, naming its log."""
+    import urllib.request
+
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited ({proc.returncode}); see {log}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return time.perf_counter() - t0
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"server not ready in {timeout:.0f} s; see {log}")
+
+
 # ----------------------------------------------------------------------------- tiny data
 def shoprec_bin() -> str:
     """The ``shoprec`` command of the interpreter running the bench."""

@@ -42,6 +42,7 @@ from _common import (
     SMOKE_WORK,
     add_output_args,
     bench_env,
+    free_port,
     json_path,
     machine_info,
     now,
@@ -50,6 +51,7 @@ from _common import (
     shoprec_bin,
     smoke_defaults,
     smoke_lakehouse,
+    wait_ready,
     write_json,
 )
 
@@ -205,29 +207,6 @@ def load(client: str, url: str, requests: list, connections: int, duration: floa
 
 
 # ------------------------------------------------------------------------------ servers
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(url: str, proc: subprocess.Popen, log: str, timeout: float = 300.0) -> float:
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < timeout:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited ({proc.returncode}); see {log}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                if r.status == 200:
-                    return time.perf_counter() - t0
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"server not ready in {timeout:.0f} s; see {log}")
-
-
 class Proc:
     def __init__(self, cmd: list[str], log: str, env: dict | None = None):
         self.log = log
@@ -249,16 +228,16 @@ class Proc:
 
 
 def start_shoprec(root: str, work: str) -> tuple[Proc, str, float]:
-    port = _free_port()
+    port = free_port()
     proc = Proc([shoprec_bin(), "serve", "--data-root", root, "--port", str(port)], os.path.join(work, "serve.log"))
     url = f"http://127.0.0.1:{port}"
-    return proc, url, _wait(url + "/health", proc.proc, proc.log)
+    return proc, url, wait_ready(url + "/health", proc.proc, proc.log)
 
 
 def start_mlflow(root: str, work: str) -> tuple[Proc, str, float]:
     from shoprec import paths
 
-    port = _free_port()
+    port = free_port()
     store = f"sqlite:///{paths.mlflow_db(root)}"  # the embedded store, as shoprec.tracking builds it
     env = dict(bench_env(), MLFLOW_TRACKING_URI=store, MLFLOW_REGISTRY_URI=store)
     mlflow = shutil.which("mlflow") or os.path.join(os.path.dirname(sys.executable), "mlflow")
@@ -266,7 +245,7 @@ def start_mlflow(root: str, work: str) -> tuple[Proc, str, float]:
     cmd += ["-h", "127.0.0.1", "-p", str(port), "-w", "1"]
     proc = Proc(cmd, os.path.join(work, "mlflow-serve.log"), env)
     url = f"http://127.0.0.1:{port}"
-    return proc, url, _wait(url + "/ping", proc.proc, proc.log)
+    return proc, url, wait_ready(url + "/ping", proc.proc, proc.log)
 
 
 # ------------------------------------------------------------------------------ what is asked

@@ -22,7 +22,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -35,6 +34,7 @@ from _common import (
     add_output_args,
     as_set_args,
     bench_env,
+    free_port,
     json_path,
     machine_info,
     now,
@@ -43,6 +43,7 @@ from _common import (
     shoprec_bin,
     smoke_defaults,
     smoke_lakehouse,
+    wait_ready,
     write_json,
 )
 
@@ -63,12 +64,6 @@ def parse_args(argv=None):
     if args.data_root is None and not args.smoke:
         p.error("--data-root is required (or --smoke)")
     return args
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str) -> dict:
@@ -125,7 +120,7 @@ def main(argv=None) -> dict:
     say(f"copying {source} (not timed) ...")
     shutil.copytree(source, root)
     sets = [*args.overrides, f"stream.trigger_seconds={args.trigger}", "serve.refresh_seconds=0.5"]
-    port = _port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     logs = {name: open(os.path.join(work, f"{name}.log"), "w") for name in ("serve", "stream")}  # noqa: SIM115
     serve = subprocess.Popen(
@@ -142,16 +137,7 @@ def main(argv=None) -> dict:
     )
     results: list[dict] = []
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if _get(url + "/health")["status"] == "ready":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or serve.poll() is not None:
-                raise SystemExit(f"shoprec serve not ready; see {work}/serve.log")
-            time.sleep(0.2)
+        wait_ready(url + "/health", serve, os.path.join(work, "serve.log"), timeout=120)
         for n, (user, item, partner) in enumerate(_choices(root, args.events, args.seed), start=1):
             bought = datetime.now(UTC).replace(microsecond=0)
             event = {"user_id": user, "item_id": item, "event_type": "purchase", "quantity": 1, "price": 1.0}

@@ -98,8 +98,6 @@ def answer(
 ) -> Answer:
     country = country or snap.user_country.get(user_id)
     live, batch = snap.live.get(user_id), snap.batch.get(user_id)
-    if live is not None and snap.as_of is not None and max(live[C.AS_OF]) < snap.as_of:
-        live = None  # scored against an older batch than the one served now: the batch list is newer
     cols = live if live is not None else batch
     events_through: datetime | None = None
     if cols is not None:

@@ -74,10 +74,14 @@ class Lists:
         return len(self.index)
 
 
-def group(table: pa.Table, key: str, order: str, columns: tuple[str, ...]) -> Lists:
-    """``table``'s rows by ``key``, each key's rows ordered by ``order``."""
-    if table.num_rows == 0:
-        return Lists({}, {c: np.array([], dtype=object) for c in columns})
+def no_lists(columns: tuple[str, ...]) -> Lists:
+    return Lists({}, {c: np.array([], dtype=object) for c in columns})
+
+
+def group(table: pa.Table | None, key: str, order: str, columns: tuple[str, ...]) -> Lists:
+    """``table``'s rows by ``key``, each key's rows ordered by ``order`` (none for no table)."""
+    if table is None or table.num_rows == 0:
+        return no_lists(columns)
     table = table.sort_by([(key, "ascending"), (order, "ascending")])
     keys = table.column(key).to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
@@ -87,8 +91,8 @@ def group(table: pa.Table, key: str, order: str, columns: tuple[str, ...]) -> Li
 
 
 def _array(col: pa.ChunkedArray) -> np.ndarray:
-    # NumPy's datetime64 drops the zone: timestamps (and dates) stay Python objects.
-    if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
+    # NumPy's datetime64 drops the zone: timestamps stay Python datetimes (UTC-aware).
+    if pa.types.is_timestamp(col.type):
         return np.array(col.to_pylist(), dtype=object)
     return col.to_numpy(zero_copy_only=False)
 
@@ -184,21 +188,10 @@ def load(cfg: Config, versions: Mapping[str, int], sequence: int) -> Snapshot:
     as_of = max(recs.column(C.AS_OF).to_pylist(), default=None) if recs.num_rows else None
     generated = pc.max(recs.column(C.GENERATED_AT)).as_py() if recs.num_rows else None
 
-    live_table = read(C.GOLD_LIVE_RECOMMENDATIONS, newest=False)
-    live = _live_lists(live_table) if live_table is not None else group(_empty_live(), C.USER_ID, C.RANK, ())
-    cold_table = read(C.GOLD_COLD_START_LISTS)
-    cold = (
-        group(cold_table, C.LIST_KEY, C.RANK, LIST_COLUMNS)
-        if cold_table is not None
-        else Lists({}, {c: np.array([], dtype=object) for c in LIST_COLUMNS})
-    )
-    partners_table = read(C.GOLD_BUNDLE_PARTNERS)
+    live = _live_lists(read(C.GOLD_LIVE_RECOMMENDATIONS, newest=False), as_of)
+    cold = group(read(C.GOLD_COLD_START_LISTS), C.LIST_KEY, C.RANK, LIST_COLUMNS)
     partner_cols = (C.PARTNER_ITEM_ID, C.RULE_CONFIDENCE, C.LIFT, C.SUPPORT)
-    partners = (
-        group(partners_table, C.ITEM_ID, C.RANK, partner_cols)
-        if partners_table is not None
-        else Lists({}, {c: np.array([], dtype=object) for c in partner_cols})
-    )
+    partners = group(read(C.GOLD_BUNDLE_PARTNERS), C.ITEM_ID, C.RANK, partner_cols)
     items = _items(
         read(C.SILVER_ITEMS, newest=False, columns=[C.ITEM_ID, C.DESCRIPTION]),
         read(C.GOLD_ITEM_FEATURES, columns=[C.ITEM_ID, C.DESCRIPTION, C.TEXT_VECTOR]),
@@ -231,19 +224,19 @@ def load(cfg: Config, versions: Mapping[str, int], sequence: int) -> Snapshot:
     )
 
 
-def _empty_live() -> pa.Table:
-    return pa.table({C.USER_ID: pa.array([], pa.string()), C.RANK: pa.array([], pa.int32())})
-
-
-def _live_lists(table: pa.Table) -> Lists:
+def _live_lists(table: pa.Table | None, batch_as_of: date | None) -> Lists:
     """Per user the newest live list (the highest events_through; older rows of a user that a
-    merge has not replaced yet are ignored)."""
-    if table.num_rows == 0:
-        return group(_empty_live(), C.USER_ID, C.RANK, ())
+    merge has not replaced yet are ignored). Lists scored against an older batch as_of than
+    the batch lists served are dropped: the newer batch list is the better one."""
+    columns = (*LIST_COLUMNS, C.EVENTS_THROUGH)
+    if table is None or table.num_rows == 0:
+        return no_lists(columns)
+    if batch_as_of is not None:
+        table = table.filter(pc.greater_equal(table.column(C.AS_OF), pa.scalar(batch_as_of, pa.date32())))
     newest = table.group_by(C.USER_ID).aggregate([(C.EVENTS_THROUGH, "max")])
     joined = table.join(newest, keys=C.USER_ID)
     keep = pc.equal(joined.column(C.EVENTS_THROUGH), joined.column(f"{C.EVENTS_THROUGH}_max"))
-    return group(joined.filter(keep), C.USER_ID, C.RANK, (*LIST_COLUMNS, C.EVENTS_THROUGH, C.AS_OF))
+    return group(joined.filter(keep), C.USER_ID, C.RANK, columns)
 
 
 def _items(silver: pa.Table | None, features: pa.Table | None, profiles: pa.Table | None, rr: RerankConfig) -> Items:

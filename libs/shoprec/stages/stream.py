@@ -52,7 +52,7 @@ from shoprec.config import Config
 from shoprec.errors import ConfigError
 from shoprec.stages.context import JobContext
 from shoprec.stages.ingest import run_ingest
-from shoprec.stages.live import LiveReport, newest_as_of, refresh_live
+from shoprec.stages.live import LiveReport, refresh_live
 from shoprec.tracking import RunLogger
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ def _refresh_live(ctx: JobContext, inputs: _Inputs, batch_id: int) -> LiveReport
     """Fresh live lists for the users whose events this batch kept (``stages.live``), keyed by
     (stream, batch id): a batch rerun after a crash refreshes at most once. None: no batch
     lists to start from yet, or no kept event has a user."""
-    if newest_as_of(ctx.tables) is None:
+    if not ctx.tables.exists(C.GOLD_RECOMMENDATIONS):  # no batch lists to start from (refresh_live says so too)
         return None
     kept = ctx.tables.read(C.SILVER_INTERACTIONS).where(F.col(C.SOURCE_FILE).isin(list(inputs.files)))
     kept = kept.where(F.col(C.USER_ID).isNotNull()).persist()
@@ -298,8 +298,7 @@ def _kafka_inputs(cfg: Config, batch: DataFrame, batch_id: int) -> _Inputs | Non
     ranges, and the ingest hashes it with the content (``fingerprint``). Written to a temporary
     name and renamed: a file of that name is whole.
     """
-    # Bounded by stream.kafka_max_offsets_per_trigger; one pass over the messages.
-    rows = batch.select(*_KAFKA_COLUMNS).collect()
+    rows = batch.select(*_KAFKA_COLUMNS).collect()  # small: at most kafka_max_offsets_per_trigger messages
     if not rows:
         return None
     rows.sort(key=lambda r: (r["topic"], r["partition"], r["offset"]))
