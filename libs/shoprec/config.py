@@ -631,6 +631,14 @@ class ServeConfig:
     # Bought-together partners each carted or bought item of the session brings to the top.
     session_partners: int = field(default=3, metadata=checks(POSITIVE))
     max_events_per_request: int = field(default=1000, metadata=checks(POSITIVE))
+    # stream.source=kafka: how long POST /v1/events waits for the broker's acks (acks=all) of
+    # a request's events before answering 503; also the producer's message.timeout.ms, so an
+    # event not acked by then is reported failed rather than sent later behind the answer.
+    kafka_timeout_s: float = field(default=10.0, metadata=checks(POSITIVE))
+    # Further producer settings, by librdkafka's names (the API's client is librdkafka, the
+    # stream's is Java's): TLS and SASL here, e.g. sasl.username, sasl.password: ${VAR},
+    # ssl.ca.location. They win over what is carried from stream.kafka_options. Logged masked.
+    kafka_producer_options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

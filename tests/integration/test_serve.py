@@ -24,7 +24,7 @@ from shoprec.stages.ingest import run_ingest
 from shoprec.stages.stream import landing_dir, stream_config
 from shoprec.tables import open_tables
 from tests.conftest import make_config, shoprec_command
-from tests.serving import Server, call
+from tests.serving import Server, call, free_port
 
 AS_OF, OLDER = date(2011, 11, 1), date(2011, 10, 1)
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -351,12 +351,37 @@ def test_not_ready_until_a_snapshot_then_ready_and_loopback_only(tmp_path):
         assert status == 200 and "/v1/users/{user_id}/recommendations" in docs["paths"], list(docs["paths"])
 
 
-def test_events_are_refused_when_the_stream_reads_kafka(lakehouse, tmp_path):
-    settings = (*SETTINGS, "stream.source=kafka", "stream.kafka_topic=shop.events")
+def test_events_are_503_in_one_line_and_not_in_the_session_when_kafka_is_unreachable(lakehouse, tmp_path):
+    # Nothing listens on the port; the credentials must reach neither the answer nor the log.
+    port, secret = free_port(), "pw-do-not-show-9f3c"
+    settings = (
+        *SETTINGS,
+        "stream.source=kafka",
+        "stream.kafka_topic=shop.events,shop.other",
+        f"stream.kafka_bootstrap_servers=127.0.0.1:{port}",
+        "stream.kafka_options.security.protocol=SASL_PLAINTEXT",
+        "stream.kafka_options.sasl.mechanism=PLAIN",
+        f'stream.kafka_options.sasl.jaas.config=PlainLoginModule required username="api" password="{secret}";',
+        "serve.kafka_producer_options.sasl.username=api",
+        f"serve.kafka_producer_options.sasl.password={secret}",
+        "serve.kafka_timeout_s=1",
+    )
     with Server(shoprec_command(["serve"], lakehouse, *settings), tmp_path / "serve.log") as s:
         s.wait()
-        status, body = call(s.url + "/v1/events", body=[_event()])
-    assert status == 501 and "shop.events" in body["detail"]
+        t0 = time.monotonic()
+        status, body = call(s.url + "/v1/events", body=[_event(user_id="u8"), _event(user_id="u8", event_type="like")])
+        waited = time.monotonic() - t0
+        _, after = call(s.url + "/v1/users/u8/recommendations?k=3&country=Narnia")
+        _, metrics = call(s.url + "/metrics")
+    detail = body["detail"]
+    assert status == 503 and "\n" not in detail, body
+    assert "'shop.events'" in detail and f"127.0.0.1:{port}" in detail and "acked 0 of 1 events" in detail, detail
+    assert body["delivered"] == 0 and [r["reason"] for r in body["rejected"]] == ["INVALID_EVENT_TYPE"]
+    assert waited < 10, waited  # the timeout (1 s) and the report's way back, not librdkafka's defaults
+    assert _items(after) == ["I7", "I8", "I1"] and all(i["reason"] == "popular" for i in after["items"])
+    assert 'shoprec_kafka_events_total{outcome="failed"} 1' in metrics
+    assert 'shoprec_events_total{outcome="accepted"} 0' in metrics
+    assert secret not in json.dumps(body) and secret not in (tmp_path / "serve.log").read_text()
 
 
 def test_serve_without_tables_or_on_a_taken_port_says_so_in_one_line(tmp_path):

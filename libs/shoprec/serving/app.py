@@ -3,7 +3,7 @@ events in, health and metrics. ``shoprec serve`` runs it on uvicorn (docs/servin
 
 Ids are opaque strings: they are looked up in in-memory maps and never reach a path, a query
 or a shell; a posted event reaches the landing folder as the JSON it was, in a file whose
-name the server picks.
+name the server picks, or the stream's Kafka topic as one message (stream.source=kafka).
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from shoprec.config import Config
 from shoprec.serving import answer as A
 from shoprec.serving import events as EV
+from shoprec.serving.kafka_sink import KafkaSink
 from shoprec.serving.metrics import Metrics
 from shoprec.serving.session import Sessions
 from shoprec.serving.snapshot import Follower, Snapshot
@@ -84,13 +86,15 @@ class _Timing:
 
 
 class State:
-    """What the routes share: config, the snapshot follower, sessions, metrics."""
+    """What the routes share: config, the snapshot follower, sessions, metrics, and the Kafka
+    producer when the stream reads Kafka."""
 
     def __init__(self, cfg: Config, follow: bool = True):
         self.cfg = cfg
         self.follower = Follower(cfg)
         self.sessions = Sessions(cfg.serve.session_minutes)
         self.metrics = Metrics()
+        self.kafka = KafkaSink(cfg) if cfg.stream.source == "kafka" else None  # its producer: on the first POST
         self.follow = follow
         self._first = threading.Event()
 
@@ -108,6 +112,51 @@ class State:
 
     def stop(self) -> None:
         self.follower.stop()
+        if self.kafka is not None:
+            self.kafka.close()
+
+
+async def _posted_events(request: Request, most: int) -> list:
+    """The body: a JSON array of at most ``most`` events (422 otherwise)."""
+    try:
+        posted = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPException(422, [{"loc": ["body"], "msg": f"not JSON: {exc}", "type": "json_invalid"}]) from None
+    if not isinstance(posted, list):
+        raise HTTPException(422, [{"loc": ["body"], "msg": "a JSON array of events", "type": "list_type"}])
+    if len(posted) > most:
+        raise HTTPException(
+            422,
+            [
+                {
+                    "loc": ["body"],
+                    "msg": f"at most {most} events per request",
+                    "type": "too_long",
+                }
+            ],
+        )
+    return posted
+
+
+async def _produce(sink: KafkaSink, metrics: Metrics, good: list[EV.Accepted], rejected: list[dict]) -> Response | None:
+    """The good events to Kafka; the 503 answer when the broker did not ack them all."""
+    delivery = await run_in_threadpool(sink.send, good)  # waits for acks: off the event loop
+    metrics.produced(delivery.delivered, delivery.failed)
+    if delivery.ok:
+        return None
+    acked = delivery.delivered
+    after = (
+        f"the {acked} acked are in the topic, so posting all again adds copies (the stream marks them DUPLICATE)"
+        if acked
+        else "post them again once the brokers answer"
+    )
+    line = (
+        f"Kafka topic {sink.topic!r} at {sink.scrub(sink.servers)} acked {acked} of {delivery.sent} events: "
+        f"{delivery.error}; none is in the session, {after}"
+    )
+    log.warning("POST /v1/events: %s", line)
+    body = {"detail": line, "delivered": delivery.delivered, "rejected": rejected}
+    return _json(body, 503)
 
 
 def create_app(cfg: Config, follow: bool = True) -> FastAPI:
@@ -186,39 +235,30 @@ def create_app(cfg: Config, follow: bool = True) -> FastAPI:
     @app.post("/v1/events", tags=["events"], status_code=202)
     async def post_events(request: Request) -> Response:
         """A JSON array of events in the event-log schema (``ingest.event_log_columns``): each
-        is checked, the good ones are landed for the stream and update the user's session at
+        is checked, the good ones are written to the stream's source (the landing folder, or
+        the Kafka topic: 503 unless the broker acked them all) and update the user's session at
         once; 422 lists the bad ones (the good ones are still accepted)."""
         _unknown_parameters(request, frozenset())
-        if cfg.stream.source != "landing":
-            # No Kafka producer in the API yet: landing files the stream does not read would be lost.
-            raise HTTPException(501, f"the stream reads Kafka topic {cfg.stream.kafka_topic!r}: produce events there")
-        try:
-            posted = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HTTPException(422, [{"loc": ["body"], "msg": f"not JSON: {exc}", "type": "json_invalid"}]) from None
-        if not isinstance(posted, list):
-            raise HTTPException(422, [{"loc": ["body"], "msg": "a JSON array of events", "type": "list_type"}])
-        if len(posted) > cfg.serve.max_events_per_request:
-            raise HTTPException(
-                422,
-                [
-                    {
-                        "loc": ["body"],
-                        "msg": f"at most {cfg.serve.max_events_per_request} events per request",
-                        "type": "too_long",
-                    }
-                ],
-            )
+        posted = await _posted_events(request, cfg.serve.max_events_per_request)
         now = datetime.now(UTC)
         checked = [EV.check(e, i, cfg.ingest, now) for i, e in enumerate(posted)]
         good = [c for c in checked if isinstance(c, EV.Accepted)]
         bad = [c for c in checked if isinstance(c, EV.Rejected)]
-        landed = EV.land(cfg, good)
+        rejected = [b.to_json() for b in bad]
+        if state.kafka is not None:
+            refused = await _produce(state.kafka, state.metrics, good, rejected)
+            if refused is not None:
+                state.metrics.events(0, len(bad))
+                return refused
+            landed = bool(good)
+        else:
+            landed = bool(EV.land(cfg, good))
+        # Only after the source holds them: a session must not show what the stream will never see.
         for g in good:
             if g.user_id is not None:
                 state.sessions.add(g.user_id, g.item_id, g.event_type)
         state.metrics.events(len(good), len(bad))
-        body = {"accepted": len(good), "rejected": [b.to_json() for b in bad], "landed": bool(landed)}
+        body = {"accepted": len(good), "rejected": rejected, "landed": landed}
         return _json(body, 422 if bad else 202)
 
     @app.get("/health", tags=["ops"])

@@ -1,5 +1,6 @@
 """``POST /v1/events``: each event checked with the event-log adapter's rules (the same reason
-codes, in the same order, as the ingest's quarantine), the good ones landed for the stream.
+codes, in the same order, as the ingest's quarantine), the good ones landed for the stream
+(``land``; stream.source=kafka: produced to its topic, ``serving.kafka_sink``).
 
 The API's check is a front door, not the record: the stream ingests the landed file with the
 full validation (duplicates against silver included), so an event that passes here can still
@@ -160,6 +161,12 @@ def _integer(v: str | None) -> int | None:
         return None
 
 
+def event_json(a: Accepted) -> str:
+    """The event as the stream reads it: one event-log .jsonl line (without its line break),
+    and the same text as the value of its Kafka message."""
+    return json.dumps(a.record, ensure_ascii=False, separators=(",", ":"))
+
+
 def land(cfg: Config, accepted: list[Accepted]) -> str | None:
     """Write the accepted events as one JSON-lines file into the stream's landing folder:
     written under a hidden name first, then renamed in (the stream's file source reads a
@@ -173,7 +180,7 @@ def land(cfg: Config, accepted: list[Accepted]) -> str | None:
     tmp = os.path.join(landing, f".{name}.tmp")
     with open(tmp, "w", encoding="utf-8") as out:
         for a in accepted:
-            out.write(json.dumps(a.record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            out.write(event_json(a) + "\n")
         out.flush()
         os.fsync(out.fileno())
     final = os.path.join(landing, name)

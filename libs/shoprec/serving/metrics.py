@@ -20,6 +20,8 @@ class Metrics:
         self._sum: dict[str, float] = defaultdict(float)
         self.events_accepted = 0
         self.events_rejected = 0
+        self.kafka_delivered = 0
+        self.kafka_failed = 0
         self.started = time.time()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -33,6 +35,12 @@ class Metrics:
             self.events_accepted += accepted
             self.events_rejected += rejected
 
+    def produced(self, delivered: int, failed: int) -> None:
+        """Events produced to Kafka (stream.source=kafka): acked by the broker, or not."""
+        with self._lock:
+            self.kafka_delivered += delivered
+            self.kafka_failed += failed
+
     def render(self, snapshot: dict[str, float]) -> str:
         """The text format; ``snapshot``: gauge name -> value (shoprec_snapshot_*)."""
         out = [
@@ -44,6 +52,7 @@ class Metrics:
             hist = {r: list(h) for r, h in self._hist.items()}
             sums = dict(self._sum)
             accepted, rejected = self.events_accepted, self.events_rejected
+            delivered, failed = self.kafka_delivered, self.kafka_failed
         for (method, route, status), n in sorted(counts.items()):
             out.append(f'shoprec_http_requests_total{{method="{method}",route="{route}",status="{status}"}} {n}')
         out += [
@@ -63,6 +72,10 @@ class Metrics:
             "# TYPE shoprec_events_total counter",
             f'shoprec_events_total{{outcome="accepted"}} {accepted}',
             f'shoprec_events_total{{outcome="rejected"}} {rejected}',
+            "# HELP shoprec_kafka_events_total Events produced to the stream's Kafka topic, by outcome.",
+            "# TYPE shoprec_kafka_events_total counter",
+            f'shoprec_kafka_events_total{{outcome="delivered"}} {delivered}',
+            f'shoprec_kafka_events_total{{outcome="failed"}} {failed}',
         ]
         typed: set[str] = set()
         for name, value in snapshot.items():
