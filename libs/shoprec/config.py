@@ -364,6 +364,13 @@ class CandidatesConfig:
     block_mb: int = field(default=64, metadata=checks(POSITIVE))
     # Popularity baselines weigh a purchase by a decay with this half-life (days).
     popularity_half_life_days: float = field(default=30.0, metadata=checks(POSITIVE))
+    # The repeat ("buy it again") baseline weighs each basket holding the item by a decay
+    # with this half-life (days; 0: no decay, plain basket counts); null: the grid's best
+    # NDCG@10 on the validation window, chosen by shoprec evaluate.
+    repeat_half_life_days: float | None = field(default=None, metadata=checks(NON_NEGATIVE))
+    repeat_half_life_grid: tuple[float, ...] = field(
+        default=(0.0, 7.0, 30.0, 90.0, 365.0), metadata=checks(NON_EMPTY, each(NON_NEGATIVE))
+    )
     # Hour-of-day buckets for the popular-by-hour baseline (bucket starts, hours).
     hour_buckets: tuple[int, ...] = field(default=(0, 6, 12, 18), metadata=checks(NON_EMPTY, each(HOUR)))
     # Co-occurrence: partners of the user's most recent items, from baskets.

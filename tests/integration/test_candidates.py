@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import date
 
@@ -9,6 +10,7 @@ import pytest
 
 from shoprec import columns as C
 from shoprec.candidates import baselines
+from shoprec.split import TemporalSplit
 from tests.builders import event, interactions
 
 AS_OF = date(2011, 6, 1)
@@ -113,3 +115,95 @@ def test_cooccurrence_recommends_what_was_bought_together_with_recent_items(spar
     scores = {r[C.ITEM_ID]: r[C.SCORE] for r in got.collect()}
     assert scores["B"] == pytest.approx(3 / (7 * 3) ** 0.5)
     assert scores["C"] == pytest.approx(2 / (7 * 2) ** 0.5)
+
+
+# ---------------------------------------------------------------------------- buy it again
+def repeat_shop():
+    """me: OLD in 3 baskets ~half a year before as_of, NEW yesterday on two lines of one
+    basket; others make POP the bestseller, then OLD, NEW, SEC."""
+    rows = [event("me", "OLD", f"2010-12-0{d} 00:00") for d in (1, 2, 3)]
+    rows += [event("me", "NEW", "2011-05-31 00:00"), event("me", "NEW", "2011-05-31 00:00")]
+    rows += [event(f"p{i}", "POP", "2011-05-30 00:00") for i in range(3)]
+    rows += [event(f"p{i}", "OLD", "2011-05-30 00:00") for i in range(2)]
+    rows += [event("p0", "SEC", "2011-05-30 00:00")]
+    return rows
+
+
+def scored_lists(df):
+    return {u: [(i, round(s, 9)) for i, s in items] for u, items in _pairs(df).items()}
+
+
+def _pairs(df):
+    out: dict[str, list[tuple[str, float]]] = {}
+    for r in sorted(df.collect(), key=lambda r: (r[C.USER_ID], r[C.RANK])):
+        out.setdefault(r[C.USER_ID], []).append((r[C.ITEM_ID], r[C.SCORE]))
+    return out
+
+
+def test_repeat_ranks_own_items_by_decayed_basket_count_then_popular_items(spark, ccfg):
+    ccfg = replace(ccfg, n=4)
+    history = interactions(spark, repeat_shop())
+    serve = users(spark, [("me", None), ("new", None)])
+    day = 0.5 ** (1 / 30)  # NEW's one basket, 1 day before as_of, at half-life 30
+    # Half-life 0 counts baskets: OLD's 3 beat NEW's 1 (its two lines are one basket).
+    # Then the popular items me never bought, scored minus their popularity rank.
+    plain = scored_lists(baselines.repeat(history, serve, ccfg, AS_OF, half_life_days=0))
+    assert plain["me"] == [("OLD", 3.0), ("NEW", 1.0), ("POP", -1.0), ("SEC", -4.0)]
+    assert plain["new"] == [("POP", -1.0), ("OLD", -2.0), ("NEW", -3.0), ("SEC", -4.0)]  # no history: popular
+    # Half-life 30: OLD's baskets are ~6 half-lives old (3 x 0.5^6 ~ 0.05), NEW's one day.
+    decayed = scored_lists(baselines.repeat(history, serve, ccfg, AS_OF, half_life_days=30))
+    old = sum(0.5 ** ((date(2011, 6, 1) - date(2010, 12, d)).days / 30) for d in (1, 2, 3))
+    assert decayed["me"] == [("NEW", round(day, 9)), ("OLD", round(old, 9)), ("POP", -1.0), ("SEC", -4.0)]
+    # The config's half-life when none is passed; exclude_bought does not empty the list.
+    fixed = replace(ccfg, repeat_half_life_days=30.0, exclude_bought=True)
+    assert scored_lists(baselines.repeat(history, serve, fixed, AS_OF)) == decayed
+    with pytest.raises(ValueError, match="half-life"):
+        baselines.repeat(history, serve, ccfg, AS_OF)
+    # Rows at or after as_of change nothing.
+    poisoned = [
+        *repeat_shop(),
+        event("me", "LEAK", "2011-06-01 00:00"),
+        *[event("me", "SEC", f"2011-06-0{d} 00:00") for d in (2, 3, 4, 5)],
+        *[event(f"q{i}", "LEAK", "2011-06-02 00:00") for i in range(9)],
+    ]
+    again = baselines.repeat(interactions(spark, poisoned), serve, ccfg, AS_OF, half_life_days=30)
+    assert scored_lists(again) == decayed
+
+
+def test_repeat_fills_to_n_without_duplicates_and_cuts_long_histories(spark, ccfg):
+    ccfg = replace(ccfg, n=3)
+    rows = repeat_shop() + [event("many", f"M{i}", "2011-05-01 00:00") for i in range(5)]
+    serve = users(spark, [("me", None), ("many", None)])
+    got = _pairs(baselines.repeat(interactions(spark, rows), serve, ccfg, AS_OF, half_life_days=7))
+    assert [i for i, _ in got["me"]] == ["NEW", "OLD", "POP"]  # OLD is popular too: listed once
+    assert [i for i, _ in got["many"]] == ["M0", "M1", "M2"]  # 5 equal own items: ties to the smaller id
+    assert all(s > 0 for _, s in got["many"])
+
+
+def validation_shop(rebuy: str):
+    """u0..u3 bought OLD in 3 baskets in January and NEW the day before the validation window
+    (2011-05-18 .. 2011-06-01); in the window each rebuys ``rebuy``. After as_of they all
+    buy the other one (the evaluation window: never read). c is a cold buyer of the window."""
+    other = "NEW" if rebuy == "OLD" else "OLD"
+    rows = []
+    for u in range(4):
+        rows += [event(f"u{u}", "OLD", f"2011-01-0{d} 10:00") for d in (1, 2, 3)]
+        rows += [event(f"u{u}", "NEW", "2011-05-17 10:00"), event(f"u{u}", rebuy, "2011-05-25 10:00")]
+        rows += [event(f"u{u}", other, f"2011-06-0{d} 10:00") for d in (2, 3, 4, 5)]
+    rows += [event("c", rebuy, "2011-05-25 10:00")]
+    return rows
+
+
+@pytest.mark.parametrize(("rebuy", "chosen"), [("NEW", 30.0), ("OLD", 0.0)])
+def test_repeat_half_life_is_the_one_the_validation_window_favours(spark, ccfg, rebuy, chosen):
+    split = TemporalSplit(AS_OF, validation_days=14, evaluation_days=14)
+    ccfg = replace(ccfg, n=5, repeat_half_life_grid=(365.0, 30.0, 0.0))
+    search = baselines.choose_repeat_half_life(interactions(spark, validation_shop(rebuy)), ccfg, split)
+    # As of 2011-05-18, OLD (3 baskets, ~137 days old) leads at half-life 0 and 365, NEW
+    # (one basket, a day old) at 30: the rebought item at rank 1 scores 1, at rank 2 1/log2(3).
+    second = 1 / math.log2(3)
+    expected = {h: 1.0 if (h == 30.0) == (rebuy == "NEW") else second for h in (0.0, 30.0, 365.0)}
+    assert search.ndcg == pytest.approx(expected)
+    assert search.half_life_days == chosen  # OLD: 0 and 365 tie, the smaller wins
+    assert search.n_users == 4  # the warm users; c had no history before the window
+    assert any("<- chosen" in line for line in search.lines())

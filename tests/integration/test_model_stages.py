@@ -61,7 +61,13 @@ def test_evaluate_scores_every_baseline_per_segment_and_logs_table_and_plot(spar
     write_silver(tables, spark, popular_shop())
     report, run_id = stage(spark, cfg, tables, "evaluate", run_evaluate)
 
-    assert report.sources == [C.SRC_POPULAR, C.SRC_POPULAR_COUNTRY, C.SRC_POPULAR_HOUR, C.SRC_COOCCURRENCE]
+    assert report.sources == [
+        C.SRC_REPEAT,
+        C.SRC_POPULAR,
+        C.SRC_POPULAR_COUNTRY,
+        C.SRC_POPULAR_HOUR,
+        C.SRC_COOCCURRENCE,
+    ]
     # Warm users u1..u4 get A at rank 1 and bought only A: NDCG 1. n1's truth is {A, N}: a hit
     # at rank 1 of 2 relevant items gives 1 / (1 + 1/log2 3).
     cold = 1 / (1 + 1 / 1.584962500721156)
@@ -77,6 +83,11 @@ def test_evaluate_scores_every_baseline_per_segment_and_logs_table_and_plot(spar
     # back at rank 1 or 2, and n1 (no history) has no list and counts as 0.
     assert report.value("cooccurrence", "cold", "repeat", "ndcg", 10) == 0.0
     assert 0.0 < report.value("cooccurrence", "warm", "repeat", "ndcg", 10) < 1.0
+    # Buy it again: u1..u4 rebuy A, their own item (A before B on a tie); n1 gets the popular fill.
+    assert report.value("repeat", "warm", "repeat", "ndcg", 10) == pytest.approx(1.0)
+    assert report.value("repeat", "cold", "repeat", "ndcg", 10) == pytest.approx(cold)
+    # Nobody bought in the validation window: the grid's smallest half-life, said so.
+    assert report.repeat_half_life_days == 0.0 and report.repeat_search is not None
 
     written = tables.read(C.GOLD_EVALUATION)
     assert written.count() == len(report.rows)
@@ -85,6 +96,9 @@ def test_evaluate_scores_every_baseline_per_segment_and_logs_table_and_plot(spar
     metrics = client.get_run(run_id).data.metrics
     assert metrics["popular.warm.repeat.ndcg_at_10"] == pytest.approx(1.0)
     assert metrics["popular.all.repeat.n_users"] == 5
+    assert metrics["repeat.warm.repeat.ndcg_at_10"] == pytest.approx(1.0)
+    assert metrics["repeat_tuning.n_users"] == 0
+    assert client.get_run(run_id).data.params["resolved.repeat_half_life_days"] == "0.0"
     artifacts = {a.path for a in client.list_artifacts(run_id, "evaluation")}
     assert artifacts == {
         "evaluation/evaluation.csv",
@@ -94,6 +108,7 @@ def test_evaluate_scores_every_baseline_per_segment_and_logs_table_and_plot(spar
     }
     text = "\n".join(report.summary_lines())
     assert "popular_country" in text and "NDCG@10" in text
+    assert "repeat half-life 0 days: no warm users in the validation window" in text
 
     # A rerun replaces the as_of partitions instead of adding to them.
     n_candidates = tables.read(C.GOLD_CANDIDATES).count()
@@ -160,7 +175,8 @@ def train_and_candidates(spark, cfg, tables):
     sales = tables.read(C.SILVER_INTERACTIONS)
     history = SPLIT.history(purchases(sales))
     serve = evaluation_job.users_to_serve(tables, user_segments(sales, SPLIT), history)
-    evaluation_job.write_baselines(tables, history, serve, cfg.candidates, AS_OF)
+    ccfg, _ = evaluation_job.repeat_config(history, cfg.candidates, SPLIT)
+    evaluation_job.write_baselines(tables, history, serve, ccfg, AS_OF)
     return als, run_id
 
 

@@ -1,4 +1,4 @@
-"""Baseline candidate sources (EVALUATION.md "Baselines"): popularity and co-occurrence.
+"""Baseline candidate sources (EVALUATION.md "Baselines"): buy it again, popularity, co-occurrence.
 
 Every function takes the purchases of the history (``split.purchases(split.history(...))``:
 known customers buying products before ``as_of``; rows at or after ``as_of`` are dropped
@@ -6,6 +6,9 @@ here as well, so a caller's mistake cannot leak the evaluation window), the user
 serve and ``CandidatesConfig``, and returns ``user_id, item_id, score, rank`` with rank
 1..n per user. Ties in score go to the smaller item_id, so reruns give the same lists.
 
+- :func:`repeat`: "buy it again": the user's own items by recency-decayed basket count,
+  the global popular items after them; :func:`choose_repeat_half_life` picks the decay's
+  half-life on the validation window.
 - :func:`popular_global`: recency-weighted distinct buyers, the same list for everyone.
 - :func:`popular_by_country`: the same per country of purchase, served by the user's
   country; filled from the global list when a country has fewer than n items.
@@ -14,12 +17,15 @@ serve and ``CandidatesConfig``, and returns ``user_id, item_id, score, rank`` wi
 - :func:`cooccurrence`: items bought in the same baskets as the user's recent items.
 
 ``cfg.exclude_bought`` removes the items each user bought before ``as_of`` from every
-source; lists are still filled to n where the source has enough items.
+source but :func:`repeat` (whose list is those items); lists are still filled to n where
+the source has enough items.
 """
 
 from __future__ import annotations
 
 import calendar
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from pyspark.sql import Column, DataFrame, Window
@@ -27,10 +33,14 @@ from pyspark.sql import functions as F
 
 from shoprec import columns as C
 from shoprec.config import CandidatesConfig
+from shoprec.evaluation.metrics import mean_ranking_metrics_by
+from shoprec.split import TemporalSplit
 
 CANDIDATE_COLUMNS = (C.USER_ID, C.ITEM_ID, C.SCORE, C.RANK)
 SECONDS_PER_DAY = 86_400.0
+REPEAT_TUNING_K = 10
 _BUCKET = "hour_bucket"
+_HALF_LIFE = "half_life_days"
 
 
 # ------------------------------------------------------------------------- shared steps
@@ -48,13 +58,18 @@ def _bought(history: DataFrame, cfg: CandidatesConfig) -> DataFrame | None:
     return history.select(C.USER_ID, C.ITEM_ID).distinct() if cfg.exclude_bought else None
 
 
-def _recency_weight(as_of: date, half_life_days: float) -> Column:
-    """0.5 ** (age in days / half-life); a half-life <= 0 turns the decay off."""
-    if half_life_days <= 0:
+def _recency_weight(as_of: date, half_life_days: float | Column) -> Column:
+    """0.5 ** (age in days / half-life); a half-life <= 0 turns the decay off.
+
+    ``half_life_days`` may be a column (one list per half-life of a grid in one pass).
+    """
+    if not isinstance(half_life_days, Column) and half_life_days <= 0:
         return F.lit(1.0)
     as_of_seconds = calendar.timegm(as_of.timetuple())
     age_days = (F.lit(as_of_seconds) - F.unix_seconds(F.col(C.EVENT_TS))) / F.lit(SECONDS_PER_DAY)
-    return F.pow(F.lit(0.5), age_days / F.lit(float(half_life_days)))
+    if not isinstance(half_life_days, Column):
+        return F.pow(F.lit(0.5), age_days / F.lit(float(half_life_days)))
+    return F.when(half_life_days <= 0, F.lit(1.0)).otherwise(F.pow(F.lit(0.5), age_days / half_life_days))
 
 
 def _popularity(history: DataFrame, keys: list[str], cfg: CandidatesConfig, as_of: date) -> DataFrame:
@@ -120,6 +135,128 @@ def _filled(own: DataFrame, fallback: DataFrame, n: int) -> DataFrame:
 def _global_lists(history: DataFrame, users: DataFrame, cfg: CandidatesConfig, as_of: date) -> DataFrame:
     ranked = _ranked(_popularity(history, [], cfg, as_of), [])
     return _serve(ranked, _user_ids(users), [], _bought(history, cfg), cfg.n)
+
+
+# ------------------------------------------------------------------------- buy it again
+def _repeat_lists(
+    history: DataFrame, users: DataFrame, cfg: CandidatesConfig, as_of: date, half_lives: Sequence[float]
+) -> DataFrame:
+    """``half_life_days, user_id, item_id, score, rank``: the repeat list of every user of
+    ``users`` for every half-life, in one pass (``history`` is already cut at as_of).
+
+    Own items score sum over baskets of the decay (> 0); the popular fill scores -1, -2, ...
+    (minus its popularity rank), below every own item whatever the half-life.
+    """
+    spark = history.sparkSession
+    served = _user_ids(users)
+    points = F.broadcast(spark.createDataFrame([(float(h),) for h in sorted(set(half_lives))], [_HALF_LIFE]))
+    # A basket counts once however many lines hold the item; a purchase without a basket
+    # id is its own occasion (as in _favourite_bucket).
+    occasion = F.coalesce(F.col(C.BASKET_ID), F.col(C.EVENT_TS).cast("string"))
+    baskets = (
+        history.join(served, on=C.USER_ID, how="left_semi")
+        .groupBy(C.USER_ID, C.ITEM_ID, occasion.alias("_basket"))
+        .agg(F.max(C.EVENT_TS).alias(C.EVENT_TS))
+    )
+    own = (
+        baskets.crossJoin(points)
+        .groupBy(_HALF_LIFE, C.USER_ID, C.ITEM_ID)
+        .agg(F.sum(_recency_weight(as_of, F.col(_HALF_LIFE))).alias(C.SCORE))
+    )
+    own_order = Window.partitionBy(_HALF_LIFE, C.USER_ID).orderBy(F.col(C.SCORE).desc(), F.col(C.ITEM_ID))
+    own = own.withColumn(C.RANK, F.row_number().over(own_order)).where(F.col(C.RANK) <= cfg.n)
+    # The fill: the global popular list (the popular baseline's scores) without the items
+    # the user bought, the same for every half-life. A user with b own items needs n - b
+    # of it, and at most b of the top n are theirs, so the top n is enough.
+    popular = _serve(_ranked(_popularity(history, [], cfg, as_of), []), served, [], None, cfg.n)
+    fill = (
+        popular.join(baskets.select(C.USER_ID, C.ITEM_ID), on=[C.USER_ID, C.ITEM_ID], how="left_anti")
+        .withColumn(C.SCORE, -F.col(C.RANK).cast("double"))
+        .crossJoin(points)
+    )
+    both = own.withColumn("_tier", F.lit(0)).unionByName(fill.withColumn("_tier", F.lit(1)))
+    order = Window.partitionBy(_HALF_LIFE, C.USER_ID).orderBy(F.col("_tier"), F.col(C.RANK), F.col(C.ITEM_ID))
+    return (
+        both.withColumn(C.RANK, F.row_number().over(order))
+        .where(F.col(C.RANK) <= cfg.n)
+        .select(_HALF_LIFE, C.USER_ID, C.ITEM_ID, F.col(C.SCORE).cast("double"), F.col(C.RANK).cast("int"))
+    )
+
+
+def repeat(
+    history_purchases: DataFrame,
+    users: DataFrame,
+    cfg: CandidatesConfig,
+    as_of: date,
+    half_life_days: float | None = None,
+) -> DataFrame:
+    """ "Buy it again": the user's own items before as_of, then popular items, n per user.
+
+    score of an own item = sum over the user's distinct baskets holding it of 0.5 ** (days
+    from the basket to as_of / half-life) (half-life 0: the basket count). The half-life is
+    ``half_life_days``, else ``cfg.repeat_half_life_days`` (:func:`choose_repeat_half_life`
+    picks one on the validation window). After the own items come the items of
+    :func:`popular_global` the user never bought, scored -1, -2, ... (below every own item).
+    Users without history get the popular list alone.
+
+    ``cfg.exclude_bought`` does not apply: buying one's own items again is this baseline.
+    """
+    half_life = half_life_days if half_life_days is not None else cfg.repeat_half_life_days
+    if half_life is None:
+        raise ValueError(
+            "repeat needs a half-life: pass half_life_days or set candidates.repeat_half_life_days "
+            "(choose_repeat_half_life picks one on the validation window)"
+        )
+    lists = _repeat_lists(_history(history_purchases, as_of), users, cfg, as_of, [half_life])
+    return lists.select(*CANDIDATE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class HalfLifeSearch:
+    """The repeat baseline's half-life grid scored on the validation window."""
+
+    half_life_days: float  # the chosen one
+    ndcg: dict[float, float]  # NDCG@10 per half-life (days; 0 = no decay)
+    recall: dict[float, float]  # Recall@10
+    n_users: int  # warm users with purchases in the validation window
+
+    def lines(self) -> list[str]:
+        if not self.n_users:
+            return [f"  repeat half-life {self.half_life_days:g} days: no warm users in the validation window"]
+        out = [f"  repeat half-life on the validation window, {self.n_users:,} warm users:"]
+        for h in sorted(self.ndcg):
+            label = " (no decay)" if h == 0 else ""
+            mark = "  <- chosen" if h == self.half_life_days else ""
+            out.append(f"    {h:>6g} days  NDCG@10 {self.ndcg[h]:.4f}  Recall@10 {self.recall[h]:.4f}{label}{mark}")
+        return out
+
+
+def choose_repeat_half_life(
+    history_purchases: DataFrame, cfg: CandidatesConfig, split: TemporalSplit
+) -> HalfLifeSearch:
+    """The half-life of ``cfg.repeat_half_life_grid`` whose repeat lists score best.
+
+    The lists are built as of the validation start from the history before it and scored
+    by NDCG@10 (ties: the smaller half-life) against the validation window's purchases of
+    the users who bought before it (a user without history gets the same popular list at
+    every half-life). Only rows before ``split.as_of`` are read.
+    """
+    tuning = split.for_tuning()
+    history = _history(history_purchases, split.as_of)
+    before = _history(history, tuning.as_of)
+    truth = tuning.evaluation(history).select(C.USER_ID, C.ITEM_ID).distinct()
+    users = truth.select(C.USER_ID).distinct().join(before.select(C.USER_ID), on=C.USER_ID, how="left_semi")
+    truth = truth.join(users, on=C.USER_ID, how="left_semi")
+    grid = sorted({float(h) for h in cfg.repeat_half_life_grid})
+    lists = _repeat_lists(before, users, cfg, tuning.as_of, grid).where(F.col(C.RANK) <= REPEAT_TUNING_K)
+    rows = mean_ranking_metrics_by(lists, truth, ks=(REPEAT_TUNING_K,), by=(_HALF_LIFE,)).collect()  # one per point
+    ndcg = dict.fromkeys(grid, 0.0)
+    recall = dict.fromkeys(grid, 0.0)
+    for r in rows:
+        ndcg[float(r[_HALF_LIFE])] = float(r[f"ndcg_at_{REPEAT_TUNING_K}"] or 0.0)
+        recall[float(r[_HALF_LIFE])] = float(r[f"recall_at_{REPEAT_TUNING_K}"] or 0.0)
+    best = min(grid, key=lambda h: (-round(ndcg[h], 6), h))
+    return HalfLifeSearch(best, ndcg, recall, max((int(r[C.N_USERS]) for r in rows), default=0))
 
 
 # ------------------------------------------------------------------------- popularity

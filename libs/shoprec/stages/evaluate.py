@@ -1,11 +1,15 @@
 """``shoprec evaluate``: the baselines, then every candidate source scored on the evaluation window.
 
-    silver.interactions ─► history purchases ─► 4 baselines ─► gold.candidates (as_of, source)
+    silver.interactions ─► history purchases ─► 5 baselines ─► gold.candidates (as_of, source)
                        └─► truth of the evaluation window ─┐
     gold.candidates of as_of (baselines, als, ...) ────────┤
     gold.recommendations, gold.bundle_recommendations ─────┴─► metrics per source x segment x variant
                                                                  ├─► gold.evaluation (as_of partition)
                                                                  └─► MLflow: metrics, table (CSV, HTML), plot
+
+The baselines (EVALUATION.md "Baselines, always in the same run"): ``repeat`` (buy it again,
+its half-life chosen on the validation window unless ``candidates.repeat_half_life_days``
+fixes it), ``popular``, ``popular_country``, ``popular_hour`` and ``cooccurrence``.
 
 Segments (EVALUATION.md): ``all``, ``warm`` and ``cold`` users, and ``new_items`` (the truth
 restricted to items first sold inside the window). Variants of the truth: ``repeat`` (every
@@ -27,7 +31,7 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from datetime import time as dtime
 
@@ -63,7 +67,9 @@ _BY = (C.CANDIDATE_SOURCE, C.VARIANT, _SCOPE)
 _GROUP = (C.CANDIDATE_SOURCE, C.SEGMENT, C.VARIANT)
 WRITES = (C.GOLD_CANDIDATES, C.GOLD_EVALUATION)
 
+# In the tables' column order: buy it again first, the strongest simple baseline in retail.
 BASELINES = {
+    C.SRC_REPEAT: baselines.repeat,
     C.SRC_POPULAR: baselines.popular_global,
     C.SRC_POPULAR_COUNTRY: baselines.popular_by_country,
     C.SRC_POPULAR_HOUR: baselines.popular_by_hour,
@@ -119,6 +125,8 @@ class EvaluationReport:
     table_version: int | None = None
     candidate_versions: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    repeat_half_life_days: float | None = None  # the repeat baseline's half-life
+    repeat_search: baselines.HalfLifeSearch | None = None  # None: fixed by config
 
     def value(self, source: str, segment: str, variant: str, metric: str, k: int | None = None) -> float | None:
         """One number, or None when it was not computed."""
@@ -136,6 +144,10 @@ class EvaluationReport:
             "  users evaluated (repeat truth): " + ", ".join(f"{s} {self.segment_users.get(s, 0):,}" for s in SEGMENTS),
         ]
         lines += [f"  note: {n}" for n in self.notes]
+        if self.repeat_search is not None:
+            lines += self.repeat_search.lines()
+        elif self.repeat_half_life_days is not None:
+            lines.append(f"  repeat half-life {self.repeat_half_life_days:g} days (candidates.repeat_half_life_days)")
         lines.append(
             f"  gold.evaluation version {self.table_version}: {len(self.rows):,} rows; MLflow metrics are named "
             "<source>.<segment>.<variant>.<metric>_at_<K>"
@@ -224,7 +236,8 @@ def run_evaluate(
             cached.append(segments)
             history = split.history(purchases(sales))
             served = users_to_serve(tables, segments, history)
-            candidate_versions = write_baselines(tables, history, served, cfg.candidates, split.as_of)
+            ccfg, repeat_search = repeat_config(history, cfg.candidates, split)
+            candidate_versions = write_baselines(tables, history, served, ccfg, split.as_of)
             lists = read_candidates(tables, split.as_of)
             for extra in (recommendation_lists(tables, served, split.as_of), bundle_lists(tables, split.as_of)):
                 if extra is not None:
@@ -266,6 +279,8 @@ def run_evaluate(
         notes,
         version,
         candidate_versions,
+        repeat_half_life_days=ccfg.repeat_half_life_days,
+        repeat_search=repeat_search,
     )
     report.seconds = time.perf_counter() - started
     _log_run(run, report)
@@ -365,9 +380,23 @@ def bundle_lists(tables: Tables, as_of: date) -> DataFrame | None:
     )
 
 
+def repeat_config(
+    history: DataFrame, cfg: CandidatesConfig, split: TemporalSplit
+) -> tuple[CandidatesConfig, baselines.HalfLifeSearch | None]:
+    """``cfg`` with the repeat baseline's half-life set: the config's own, else the grid's
+    best on the validation window (returned too, for the report)."""
+    if cfg.repeat_half_life_days is not None:
+        return cfg, None
+    search = baselines.choose_repeat_half_life(history, cfg, split)
+    log.info("repeat half-life %g days (best NDCG@10 on the validation window)", search.half_life_days)
+    return replace(cfg, repeat_half_life_days=search.half_life_days), search
+
+
 def write_baselines(
     tables: Tables, history: DataFrame, users: DataFrame, cfg: CandidatesConfig, as_of: date
 ) -> dict[str, int]:
+    """Every baseline of ``BASELINES`` into gold.candidates (as_of, source); ``cfg`` has the
+    repeat half-life set (:func:`repeat_config`). Returns the table version per source."""
     versions = {}
     for source, build in BASELINES.items():
         versions[source] = write_candidates(tables, build(history, users, cfg, as_of), source, as_of)
@@ -550,6 +579,15 @@ def _log_run(run: RunLogger, report: EvaluationReport) -> None:
         if r.metric == "ndcg":
             metrics[_MLFLOW_UNSAFE.sub("_", f"{r.source}.{r.segment}.{r.variant}.n_users")] = float(r.n_users)
     metrics["seconds"] = report.seconds
+    if report.repeat_half_life_days is not None:
+        # The config's value (null when searched) is logged with the config; this is the one used.
+        run.params({"resolved.repeat_half_life_days": report.repeat_half_life_days})
+    if report.repeat_search is not None:
+        search = report.repeat_search
+        for h in search.ndcg:
+            metrics[_MLFLOW_UNSAFE.sub("_", f"repeat_tuning.half_life_{h:g}.ndcg_at_10")] = search.ndcg[h]
+            metrics[_MLFLOW_UNSAFE.sub("_", f"repeat_tuning.half_life_{h:g}.recall_at_10")] = search.recall[h]
+        metrics["repeat_tuning.n_users"] = float(search.n_users)
     run.metrics(metrics)
     run.tags({"shoprec.eval_sources": ",".join(report.sources)})
     with tempfile.TemporaryDirectory(prefix="shoprec-evaluate-") as tmp:
