@@ -207,6 +207,22 @@ def test_the_api_serves_the_live_list(refreshed):
     assert other.served_from == A.BATCH
 
 
+def test_a_new_live_version_reloads_only_the_live_lists(refreshed):
+    """The follower's next snapshot takes every part whose tables did not move from the one in
+    use and reads the rest: the same answer as a snapshot loaded from nothing."""
+    cfg, _, root, _ = refreshed
+    now = snapshot.current_versions(str(root))
+    before = dict(now, **{C.GOLD_LIVE_RECOMMENDATIONS: now[C.GOLD_LIVE_RECOMMENDATIONS] - 1})
+    old = snapshot.load(cfg, before, 1)
+    new = snapshot.load(cfg, now, 2, previous=old)
+    fresh = snapshot.load(cfg, now, 2)
+    assert new.batch is old.batch and new.cold is old.cold and new.items.vectors is old.items.vectors
+    assert new.live is not old.live and new.live.index == fresh.live.index
+    for name, col in fresh.live.columns.items():
+        assert list(new.live.columns[name]) == list(col), name
+    assert new.items.description == fresh.items.description and new.user_country == fresh.user_country
+
+
 def test_replace_keys_on_both_backends(spark, tmp_path):
     schema = f"{C.USER_ID} string, {C.RANK} int, {C.ITEM_ID} string"
     for backend in ("spark", "local"):

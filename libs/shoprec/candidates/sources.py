@@ -139,11 +139,18 @@ def _seeded(seeds: DataFrame, neighbours: DataFrame) -> DataFrame:
 
 
 def cooccurrence_candidates(
-    history: DataFrame, users: DataFrame, ccfg: CandidatesConfig, n_recent: int, n: int
+    history: DataFrame,
+    users: DataFrame,
+    ccfg: CandidatesConfig,
+    n_recent: int,
+    n: int,
+    similarity: DataFrame | None = None,
 ) -> DataFrame:
-    """Items bought in the same baskets as the user's recent items (basket cosine, summed)."""
+    """Items bought in the same baskets as the user's recent items (basket cosine, summed).
+    ``similarity``: ``item_similarity`` computed before (of every user's history; then
+    ``history`` need only hold the users' own purchases)."""
     seeds = recent_items(history, users, n_recent).withColumnRenamed(C.ITEM_ID, "item_a")
-    partners = _seeded(seeds, item_similarity(history, ccfg))
+    partners = _seeded(seeds, similarity if similarity is not None else item_similarity(history, ccfg))
     return _shaped(partners, C.SRC_COOCCURRENCE, F.col("_score"), F.col("_anchor"), n)
 
 
@@ -342,12 +349,14 @@ def build_pool(
     rcfg: RecommendConfig,
     ccfg: CandidatesConfig,
     bundles: DataFrame | None = None,
+    similarity: DataFrame | None = None,
 ) -> DataFrame:
     """Every source for ``users`` (``user_id, country``) from the purchases in ``history``.
 
     ``als`` is the ``als`` source in pool columns (``stored_als_candidates`` of gold.candidates,
     or ``als_candidates`` of other factors), ``bundles`` the ``bundle`` source
-    (``bundles.complete.pool_source``); None leaves a source out."""
+    (``bundles.complete.pool_source``); None leaves a source out. ``similarity``: the
+    co-occurrence source's item similarity, when computed before (``cooccurrence_candidates``)."""
     pool = rcfg.pool
     parts = []
     if pool.als and als is not None:
@@ -355,7 +364,7 @@ def build_pool(
     if pool.repeat:
         parts.append(repeat_candidates(history, users, pool.repeat))
     if pool.cooccurrence:
-        parts.append(cooccurrence_candidates(history, users, ccfg, rcfg.recent_items, pool.cooccurrence))
+        parts.append(cooccurrence_candidates(history, users, ccfg, rcfg.recent_items, pool.cooccurrence, similarity))
     if pool.content:
         parts.append(content_candidates(history, users, neighbours, new_items, rcfg.recent_items, pool.content))
     if pool.popular:

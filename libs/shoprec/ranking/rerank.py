@@ -197,13 +197,18 @@ def consumables(history: DataFrame, min_repeat_rate: float) -> DataFrame:
     return rates.where(F.col("_rate") >= min_repeat_rate).select(C.ITEM_ID)
 
 
-def apply_rebuy(pool: DataFrame, history: DataFrame, rcfg: RecommendConfig) -> DataFrame:
-    """Drop already-bought items as ``rebuy`` says (``allow`` keeps them all)."""
+def apply_rebuy(
+    pool: DataFrame, history: DataFrame, rcfg: RecommendConfig, consumable_items: DataFrame | None = None
+) -> DataFrame:
+    """Drop already-bought items as ``rebuy`` says (``allow`` keeps them all).
+    ``consumable_items``: :func:`consumables` computed before (of every user's history; then
+    ``history`` need only hold the pool's users' purchases)."""
     if rcfg.rebuy == "allow":
         return pool
     bought = history.select(C.USER_ID, C.ITEM_ID).distinct()
     if rcfg.rebuy == "consumables":
-        bought = bought.join(consumables(history, rcfg.min_repeat_rate), on=C.ITEM_ID, how="left_anti")
+        repeats = consumable_items if consumable_items is not None else consumables(history, rcfg.min_repeat_rate)
+        bought = bought.join(repeats, on=C.ITEM_ID, how="left_anti")
     return pool.join(bought, on=[C.USER_ID, C.ITEM_ID], how="left_anti")
 
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -123,6 +124,8 @@ class Snapshot:
     user_country: Mapping[str, str]
     generated_at: datetime | None = None
     seconds: float = 0.0  # load time
+    # part -> (the versions of the tables it was built from, the part): what the next load reuses
+    parts: Mapping[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -170,8 +173,12 @@ def _read(data_root: str, name: str, version: int, newest_as_of: bool, columns: 
     return dt.to_pyarrow_table(columns=columns)
 
 
-def load(cfg: Config, versions: Mapping[str, int], sequence: int) -> Snapshot:
-    """A whole snapshot of ``cfg.data_root`` at ``versions`` (see :func:`current_versions`)."""
+def load(cfg: Config, versions: Mapping[str, int], sequence: int, previous: Snapshot | None = None) -> Snapshot:
+    """A whole snapshot of ``cfg.data_root`` at ``versions`` (see :func:`current_versions`).
+
+    Each part is built from the tables it depends on; a part whose tables are at the versions
+    ``previous`` loaded them at is taken over from it instead of being read again (a stream
+    batch moves gold.live_recommendations and silver, not the batch lists or the features)."""
     t0 = time.perf_counter()
     root = cfg.data_root
     missing = [t for t in REQUIRED if versions.get(t, -1) < 0]
@@ -182,32 +189,54 @@ def load(cfg: Config, versions: Mapping[str, int], sequence: int) -> Snapshot:
         v = versions.get(name, -1)
         return _read(root, name, v, newest, columns) if v >= 0 else None
 
-    recs = read(C.GOLD_RECOMMENDATIONS)
-    assert recs is not None  # required above
-    batch = group(recs, C.USER_ID, C.RANK, LIST_COLUMNS)
-    as_of = max(recs.column(C.AS_OF).to_pylist(), default=None) if recs.num_rows else None
-    generated = pc.max(recs.column(C.GENERATED_AT)).as_py() if recs.num_rows else None
+    parts: dict[str, tuple[tuple[int, ...], object]] = {}
 
-    live = _live_lists(read(C.GOLD_LIVE_RECOMMENDATIONS, newest=False), as_of)
-    cold = group(read(C.GOLD_COLD_START_LISTS), C.LIST_KEY, C.RANK, LIST_COLUMNS)
+    def part(name: str, tables: tuple[str, ...], build: Callable[[], object]) -> Any:
+        key = tuple(versions.get(t, -1) for t in tables)
+        if previous is not None and previous.parts.get(name, ((), None))[0] == key:
+            parts[name] = previous.parts[name]
+        else:
+            parts[name] = (key, build())
+        return parts[name][1]
+
+    batch, as_of, generated = part(C.GOLD_RECOMMENDATIONS, (C.GOLD_RECOMMENDATIONS,), lambda: _batch(read))
+    live = part(
+        C.GOLD_LIVE_RECOMMENDATIONS,
+        (C.GOLD_LIVE_RECOMMENDATIONS, C.GOLD_RECOMMENDATIONS),
+        lambda: _live_lists(read(C.GOLD_LIVE_RECOMMENDATIONS, newest=False), as_of),
+    )
+    cold = part(
+        C.GOLD_COLD_START_LISTS,
+        (C.GOLD_COLD_START_LISTS,),
+        lambda: group(read(C.GOLD_COLD_START_LISTS), C.LIST_KEY, C.RANK, LIST_COLUMNS),
+    )
     partner_cols = (C.PARTNER_ITEM_ID, C.RULE_CONFIDENCE, C.LIFT, C.SUPPORT)
-    partners = group(read(C.GOLD_BUNDLE_PARTNERS), C.ITEM_ID, C.RANK, partner_cols)
-    items = _items(
-        read(C.SILVER_ITEMS, newest=False, columns=[C.ITEM_ID, C.DESCRIPTION]),
-        read(C.GOLD_ITEM_FEATURES, columns=[C.ITEM_ID, C.DESCRIPTION, C.TEXT_VECTOR]),
-        read(C.GOLD_ITEM_TIME_PROFILES),
-        cfg.recommend.rerank,
+    partners = part(
+        C.GOLD_BUNDLE_PARTNERS,
+        (C.GOLD_BUNDLE_PARTNERS,),
+        lambda: group(read(C.GOLD_BUNDLE_PARTNERS), C.ITEM_ID, C.RANK, partner_cols),
     )
-    users = read(C.SILVER_USERS, newest=False, columns=[C.USER_ID, C.COUNTRY])
-    user_country = (
-        {
-            u: c
-            for u, c in zip(users.column(C.USER_ID).to_pylist(), users.column(C.COUNTRY).to_pylist(), strict=False)
-            if c
-        }
-        if users is not None
-        else {}
+    described = part(
+        C.SILVER_ITEMS,
+        (C.SILVER_ITEMS,),
+        lambda: _descriptions(read(C.SILVER_ITEMS, newest=False, columns=[C.ITEM_ID, C.DESCRIPTION])),
     )
+    featured, vectors = part(
+        C.GOLD_ITEM_FEATURES,
+        (C.GOLD_ITEM_FEATURES,),
+        lambda: _vectors(read(C.GOLD_ITEM_FEATURES, columns=[C.ITEM_ID, C.DESCRIPTION, C.TEXT_VECTOR])),
+    )
+    profiles = part(
+        C.GOLD_ITEM_TIME_PROFILES,
+        (C.GOLD_ITEM_TIME_PROFILES,),
+        lambda: _profiles(read(C.GOLD_ITEM_TIME_PROFILES), cfg.recommend.rerank),
+    )
+    user_country = part(
+        C.SILVER_USERS,
+        (C.SILVER_USERS,),
+        lambda: _countries(read(C.SILVER_USERS, newest=False, columns=[C.USER_ID, C.COUNTRY])),
+    )
+    ids, vector_row, unit = vectors
     return Snapshot(
         versions=dict(versions),
         sequence=sequence,
@@ -217,11 +246,23 @@ def load(cfg: Config, versions: Mapping[str, int], sequence: int) -> Snapshot:
         live=live,
         cold=cold,
         partners=partners,
-        items=items,
+        items=Items({**described, **featured}, ids, vector_row, unit, profiles),
         user_country=user_country,
         generated_at=generated,
         seconds=time.perf_counter() - t0,
+        parts=parts,
     )
+
+
+def _batch(read: Callable[..., pa.Table | None]) -> tuple[Lists, date | None, datetime | None]:
+    """(the batch lists per user, their as_of, when they were generated)."""
+    recs = read(C.GOLD_RECOMMENDATIONS)
+    assert recs is not None  # required: load checks it first
+    if not recs.num_rows:
+        return group(recs, C.USER_ID, C.RANK, LIST_COLUMNS), None, None
+    as_of = max(recs.column(C.AS_OF).to_pylist(), default=None)
+    generated = pc.max(recs.column(C.GENERATED_AT)).as_py()
+    return group(recs, C.USER_ID, C.RANK, LIST_COLUMNS), as_of, generated
 
 
 def _live_lists(table: pa.Table | None, batch_as_of: date | None) -> Lists:
@@ -239,15 +280,15 @@ def _live_lists(table: pa.Table | None, batch_as_of: date | None) -> Lists:
     return group(joined.filter(keep), C.USER_ID, C.RANK, columns)
 
 
-def _items(silver: pa.Table | None, features: pa.Table | None, profiles: pa.Table | None, rr: RerankConfig) -> Items:
-    description: dict[str, str] = {}
-    for t in (silver, features):
-        if t is not None:
-            description.update(
-                (i, d)
-                for i, d in zip(t.column(C.ITEM_ID).to_pylist(), t.column(C.DESCRIPTION).to_pylist(), strict=False)
-                if d
-            )
+def _descriptions(table: pa.Table | None) -> dict[str, str]:
+    if table is None:
+        return {}
+    pairs = zip(table.column(C.ITEM_ID).to_pylist(), table.column(C.DESCRIPTION).to_pylist(), strict=False)
+    return {i: d for i, d in pairs if d}
+
+
+def _vectors(features: pa.Table | None) -> tuple[dict[str, str], tuple[np.ndarray, dict[str, int], np.ndarray]]:
+    """(descriptions, (item ids, id -> row, unit text vectors)) of gold.item_features."""
     ids = np.array([], dtype=object)
     vectors = np.zeros((0, 1), dtype=np.float32)
     if features is not None and features.num_rows:
@@ -260,13 +301,18 @@ def _items(silver: pa.Table | None, features: pa.Table | None, profiles: pa.Tabl
                 vectors[i] = v
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-    return Items(
-        description=description,
-        vector_ids=ids,
-        vector_row={str(i): n for n, i in enumerate(ids)},
-        vectors=vectors,
-        profiles=X.profiles_from(profiles, rr) if profiles is not None else X.Profiles.empty(),
-    )
+    return _descriptions(features), (ids, {str(i): n for n, i in enumerate(ids)}, vectors)
+
+
+def _profiles(table: pa.Table | None, rr: RerankConfig) -> X.Profiles:
+    return X.profiles_from(table, rr) if table is not None else X.Profiles.empty()
+
+
+def _countries(users: pa.Table | None) -> dict[str, str]:
+    if users is None:
+        return {}
+    pairs = zip(users.column(C.USER_ID).to_pylist(), users.column(C.COUNTRY).to_pylist(), strict=False)
+    return {u: c for u, c in pairs if c}
 
 
 # ------------------------------------------------------------------------------ following new versions
@@ -288,7 +334,7 @@ class Follower:
             return False
         sequence = 1 if self.snapshot is None else self.snapshot.sequence + 1
         try:
-            snap = load(self.cfg, versions, sequence)
+            snap = load(self.cfg, versions, sequence, self.snapshot)
         except NotReady as exc:
             self.error = str(exc)
             return False

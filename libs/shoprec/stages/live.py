@@ -18,6 +18,7 @@ touched get a fresh list in gold.live_recommendations, scored the way ``recommen
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -36,18 +37,21 @@ from shoprec.candidates import sources as S
 from shoprec.config import Config
 from shoprec.features.confidence import known_product_events, pair_confidence
 from shoprec.hybrid import serving
+from shoprec.ranking import rerank
 from shoprec.split import TemporalSplit, purchases
 from shoprec.stages import models
 from shoprec.stages.context import JobContext, required_as_of
 from shoprec.stages.recommend import (
     RECOMMENDATIONS_SCHEMA,
     Als,
+    Globals,
     Inputs,
     Tuned,
     bundle_source,
     configured,
     explained,
     factors,
+    pool_globals,
     ranked,
     serving_stamp,
     serving_terms,
@@ -133,12 +137,80 @@ def newest_as_of(tables: Tables) -> date | None:
     return None if row is None else row[0]
 
 
+# ------------------------------------------------------------------------------ what a refresh reuses
+@dataclass
+class Shared:
+    """What every refresh against one set of batch lists computes alike, from the tables of
+    their as_of and from EVERY user's history before it: recommend's inputs (items, content
+    neighbours, the shipped hybrid), the weights its run chose, the stored ALS factors, the
+    context terms, the country lists, item similarity and consumables (``recommend.Globals``).
+    Those all-user parts are as of the batch lists, not through the newest event: a purchase
+    moves its buyer's list at once, and the shop's statistics with the next ``recommend``."""
+
+    key: tuple[date, int]  # (as_of, gold.recommendations version): a recommend rerun moves it
+    split: TemporalSplit
+    inputs: Inputs
+    tuned: Tuned
+    als_version: str | None
+    stored: Als
+    terms: rerank.ContextTerms
+    globals: Globals
+    frames: list[DataFrame] = field(default_factory=list)  # persisted here: unpersisted by close
+
+    def close(self) -> None:
+        for df in self.frames:
+            df.unpersist()
+        self.frames.clear()
+
+
+@dataclass
+class LiveState:
+    """A stream's :class:`Shared`, rebuilt when the batch lists it was built for change."""
+
+    shared: Shared | None = None
+    builds: int = 0
+
+    def for_as_of(self, ctx: JobContext, as_of: date) -> Shared:
+        key = (as_of, ctx.tables.version(C.GOLD_RECOMMENDATIONS) or 0)
+        if self.shared is None or self.shared.key != key:
+            self.close()
+            self.shared = _shared(ctx, key)
+            self.builds += 1
+        return self.shared
+
+    def close(self) -> None:
+        if self.shared is not None:
+            self.shared.close()
+            self.shared = None
+
+
+def _shared(ctx: JobContext, key: tuple[date, int]) -> Shared:
+    cfg, tables = ctx.cfg, ctx.tables
+    split = TemporalSplit(key[0], cfg.split.validation_days, cfg.split.evaluation_days)
+    frames: list[DataFrame] = []
+
+    def keep(df: DataFrame) -> DataFrame:
+        frames.append(df.persist())
+        return df
+
+    interactions = tables.read(C.SILVER_INTERACTIONS)
+    inputs, tuned, als_version = _inputs(ctx, interactions, split, keep)
+    stored = factors(tables, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS, split)
+    if stored.item_factors is not None:
+        stored = Als(None, stored.user_factors, keep(stored.item_factors))
+    terms = serving_terms(tables, purchases(split.history(interactions)), split, cfg.recommend.rerank)
+    shop = pool_globals(inputs, split)
+    frames += shop.cached()
+    return Shared(key, split, inputs, tuned, als_version, stored, terms, shop, frames)
+
+
 # ------------------------------------------------------------------------------ the stage
 def refresh_live(
     ctx: JobContext,
     users: list[str] | DataFrame,
     events_through: datetime,
     txn: tuple[str, int] | None = None,
+    state: LiveState | None = None,
 ) -> LiveReport:
     """Fresh lists in gold.live_recommendations for ``users`` (ids, or a DataFrame with
     ``user_id``), built from their silver history through ``events_through`` (the newest event
@@ -146,6 +218,8 @@ def refresh_live(
 
     ``txn``: the caller's ``(stream name, batch id)``; a batch whose commit is in the table
     already returns at once (``skipped``), so a rerun after a crash writes nothing twice.
+    ``state``: what earlier refreshes computed for the same batch lists (the stream keeps one
+    for its whole run); without it everything is computed here and dropped after.
     """
     from shoprec.tracking import configure
 
@@ -162,9 +236,9 @@ def refresh_live(
         report.note = f"no {C.GOLD_RECOMMENDATIONS} yet: nothing refreshed (run shoprec recommend)"
         return _done(report, started)
     report.as_of = as_of.isoformat()
-    split = TemporalSplit(as_of, cfg.split.validation_days, cfg.split.evaluation_days)
-    live = live_split(split, events_through)
     configure(cfg)
+    own = state is None
+    state = state or LiveState()
     steps = report.stage_seconds
     cached: list[DataFrame] = []
 
@@ -174,14 +248,23 @@ def refresh_live(
 
     try:
         t0 = time.perf_counter()
-        interactions = tables.read(C.SILVER_INTERACTIONS)
-        touched = keep(_users_frame(ctx.spark, users))
-        buyers = keep(
-            purchases(live.history(interactions))
-            .join(touched, on=C.USER_ID, how="left_semi")
-            .select(C.USER_ID)
-            .distinct()
+        shared = state.for_as_of(ctx, as_of)
+        split = shared.split
+        live = live_split(split, events_through)
+        model = shared.inputs.model
+        tuned = shared.tuned
+        report.weights = (tuned.weight, tuned.season_weight, tuned.time_weight)
+        report.weights_note = (
+            f"{tuned.note}; season {tuned.season_weight:g}, time {tuned.time_weight:g} {tuned.context_note}"
         )
+        report.model = model.describe() if model else "none: ALS scores only"
+        steps["inputs"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        touched = keep(_users_frame(ctx.spark, users))
+        # Their own events only: what every user's history gives is in ``shared``.
+        mine = keep(tables.read(C.SILVER_INTERACTIONS).join(touched, on=C.USER_ID, how="left_semi"))
+        buyers = keep(purchases(live.history(mine)).select(C.USER_ID).distinct())
         report.touched, report.users = touched.count(), buyers.count()
         report.cold = report.touched - report.users
         steps["users"] = time.perf_counter() - t0
@@ -191,24 +274,14 @@ def refresh_live(
             return _done(report, started)
 
         t0 = time.perf_counter()
-        inputs, tuned, als_version = _inputs(ctx, interactions, split, keep)
-        model = inputs.model
-        report.weights = (tuned.weight, tuned.season_weight, tuned.time_weight)
-        report.weights_note = (
-            f"{tuned.note}; season {tuned.season_weight:g}, time {tuned.time_weight:g} {tuned.context_note}"
-        )
-        report.model = model.describe() if model else "none: ALS scores only"
-        steps["inputs"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        als, report.folded, report.als_note = _folded(tables, cfg, interactions, buyers, split, live, keep)
+        als, report.folded, report.als_note = _folded(cfg, shared.stored, mine, buyers, split, live, keep)
         steps["fold_in"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        bundles, _ = bundle_source(tables, cfg, interactions, split, baskets_before=live.as_of)
-        terms = serving_terms(tables, purchases(split.history(interactions)), split, cfg.recommend.rerank)
-        personal, _ = ranked(inputs, buyers, live, als, tuned, terms, bundles)
-        name, version = serving_stamp(cfg, model, tuned.weight, als_version)
+        inputs = dataclasses.replace(shared.inputs, interactions=mine)
+        bundles, _ = bundle_source(tables, cfg, mine, split, baskets_before=live.as_of)
+        personal, _ = ranked(inputs, buyers, live, als, tuned, shared.terms, bundles, shared.globals)
+        name, version = serving_stamp(cfg, model, tuned.weight, shared.als_version)
         rows = keep(
             stamped(explained(personal, inputs.items), name, version, split).withColumn(
                 C.EVENTS_THROUGH, F.lit(_utc(events_through)).cast("timestamp")
@@ -226,6 +299,8 @@ def refresh_live(
     finally:
         for df in cached:
             df.unpersist()
+        if own:
+            state.close()
     return _done(report, started)
 
 
@@ -351,8 +426,8 @@ def folded_vectors(
 
 
 def _folded(
-    tables: Tables,
     cfg: Config,
+    stored: Als,
     interactions: DataFrame,
     buyers: DataFrame,
     split: TemporalSplit,
@@ -362,7 +437,6 @@ def _folded(
     """(the ALS part of the pool with the buyers' folded-in vectors and their top-N, users
     folded, a note). The confidence is gold.confidence's, of the whole history through
     ``live``, with ages measured from as_of: the scale the item factors were trained on."""
-    stored = factors(tables, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS, split)
     if not stored.known:
         return Als(), 0, f"no {C.GOLD_ALS_USER_FACTORS} for as_of {split.as_of}: no ALS source or scores"
     assert stored.item_factors is not None  # known: both written

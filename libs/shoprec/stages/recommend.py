@@ -27,6 +27,7 @@ from pyspark.sql import types as T
 from shoprec import columns as C
 from shoprec import paths
 from shoprec.candidates import sources as S
+from shoprec.candidates.baselines import item_similarity
 from shoprec.config import Config, RerankConfig
 from shoprec.evaluation.truth import ground_truth
 from shoprec.hybrid import serving
@@ -289,16 +290,36 @@ def _scored_pool(inputs: Inputs, pool: DataFrame, split: TemporalSplit, als: Als
     return scored.select(*keep)
 
 
-def _pool(
-    inputs: Inputs, users: DataFrame, split: TemporalSplit, als: Als, bundles: DataFrame | None = None
-) -> tuple[DataFrame, DataFrame]:
-    """(pool, country lists) for ``users`` (user_id) as of ``split.as_of``."""
+@dataclass(frozen=True)
+class Globals:
+    """What the pool and the rebuy policy take from EVERY user's history: the country lists,
+    the co-occurrence source's item similarity, the consumable items. Computed from the history
+    ``ranked`` is given unless given here: the live refresh computes them once per batch as_of
+    and hands ``ranked`` only its users' own history."""
+
+    lists: DataFrame
+    similarity: DataFrame | None = None
+    consumables: DataFrame | None = None
+
+    def cached(self) -> list[DataFrame]:
+        return [df.persist() for df in (self.lists, self.similarity, self.consumables) if df is not None]
+
+
+def pool_globals(inputs: Inputs, split: TemporalSplit) -> Globals:
+    """:class:`Globals` of every user's purchases before ``split.as_of``."""
     cfg = inputs.cfg
+    history = purchases(split.history(inputs.interactions))
+    rcfg = cfg.recommend
+    return Globals(
+        _country_lists(cfg, history, split),
+        item_similarity(history, cfg.candidates) if rcfg.pool.cooccurrence else None,
+        rerank.consumables(history, rcfg.min_repeat_rate) if rcfg.rebuy == "consumables" else None,
+    )
+
+
+def _country_lists(cfg: Config, history: DataFrame, split: TemporalSplit) -> DataFrame:
     rcfg, cold = cfg.recommend, cfg.recommend.cold_start
-    history_all = split.history(inputs.interactions)
-    history = purchases(history_all)
-    placed = S.user_countries(history_all, users)
-    lists = S.country_lists(
+    return S.country_lists(
         history,
         split.as_of,
         max(rcfg.k, rcfg.pool.popular),
@@ -307,8 +328,34 @@ def _pool(
         cold.seasonal_weight,
         cold.min_country_buyers,
     )
+
+
+def _pool(
+    inputs: Inputs,
+    users: DataFrame,
+    split: TemporalSplit,
+    als: Als,
+    bundles: DataFrame | None = None,
+    shared: Globals | None = None,
+) -> tuple[DataFrame, DataFrame]:
+    """(pool, country lists) for ``users`` (user_id) as of ``split.as_of``."""
+    cfg = inputs.cfg
+    history_all = split.history(inputs.interactions)
+    history = purchases(history_all)
+    placed = S.user_countries(history_all, users)
+    lists = shared.lists if shared is not None else _country_lists(cfg, history, split)
+    similarity = shared.similarity if shared is not None else None
     pool = S.build_pool(
-        history, placed, als.top_n, inputs.neighbours, inputs.fresh, lists, rcfg, cfg.candidates, bundles
+        history,
+        placed,
+        als.top_n,
+        inputs.neighbours,
+        inputs.fresh,
+        lists,
+        cfg.recommend,
+        cfg.candidates,
+        bundles,
+        similarity,
     )
     return pool, lists
 
@@ -488,15 +535,19 @@ def ranked(
     tuned: Tuned,
     terms: rerank.ContextTerms,
     bundles: DataFrame | None = None,
+    shared: Globals | None = None,
 ) -> tuple[DataFrame, DataFrame]:
     """(the top K of every user of ``users`` with a purchase before ``split.as_of``, unexplained;
     the country lists): pool, rebuy policy, ALS + deep scores, fusion at ``tuned.weight``,
     context terms, light-user boosts, MMR diversity. The batch lists and the live ones
-    (``stages.live``, history through the newest event) are both built here."""
+    (``stages.live``, history through the newest event) are both built here. ``shared``: the
+    all-users parts computed before (:class:`Globals`); then ``inputs.interactions`` need only
+    hold ``users``' own events."""
     rcfg = inputs.cfg.recommend
     history = purchases(split.history(inputs.interactions))
-    pool, lists = _pool(inputs, users, split, als, bundles)
-    scored = _scored_pool(inputs, rerank.apply_rebuy(pool, history, rcfg), split, als)
+    pool, lists = _pool(inputs, users, split, als, bundles, shared)
+    consumable = shared.consumables if shared is not None else None
+    scored = _scored_pool(inputs, rerank.apply_rebuy(pool, history, rcfg, consumable), split, als)
     fused = fusion.with_normalised_scores(scored, rcfg.fusion.normalisation).withColumn(
         C.FUSED_SCORE, fusion.fused(tuned.weight)
     )

@@ -52,7 +52,7 @@ from shoprec.config import Config
 from shoprec.errors import ConfigError
 from shoprec.stages.context import JobContext
 from shoprec.stages.ingest import run_ingest
-from shoprec.stages.live import LiveReport, refresh_live
+from shoprec.stages.live import LiveReport, LiveState, refresh_live
 from shoprec.tracking import RunLogger
 
 log = logging.getLogger(__name__)
@@ -161,9 +161,12 @@ def run_stream(ctx: JobContext, available_now: bool, run: RunLogger | None = Non
         origin = landing_dir(ctx.cfg)
     report = StreamReport(scfg.name, origin)
     started = time.perf_counter()
+    # The all-users parts of the live lists, computed by the first batch and reused by the
+    # next ones until a recommend run replaces the batch lists (``stages.live.Shared``).
+    live = LiveState()
 
     def each_batch(batch: DataFrame, batch_id: int) -> None:
-        report.batches.append(_ingest_batch(ctx, icfg, batch, batch_id, run))
+        report.batches.append(_ingest_batch(ctx, icfg, batch, batch_id, run, live))
 
     writer = (
         source.writeStream.queryName(scfg.name)
@@ -181,6 +184,7 @@ def run_stream(ctx: JobContext, available_now: bool, run: RunLogger | None = Non
     finally:
         if query.isActive:
             query.stop()
+        live.close()
     report.seconds = time.perf_counter() - started
     return report
 
@@ -216,7 +220,9 @@ def _kafka_source(ctx: JobContext) -> DataFrame:
     return reader.load().select(*_KAFKA_COLUMNS)
 
 
-def _ingest_batch(ctx: JobContext, icfg: Config, batch: DataFrame, batch_id: int, run: RunLogger | None) -> BatchReport:
+def _ingest_batch(
+    ctx: JobContext, icfg: Config, batch: DataFrame, batch_id: int, run: RunLogger | None, state: LiveState
+) -> BatchReport:
     """One micro-batch: its files through the batch ingest (resumed when a crash left it staged)."""
     t0 = time.perf_counter()
     inputs = _kafka_inputs(ctx.cfg, batch, batch_id) if ctx.cfg.stream.source == "kafka" else _landed_inputs(batch)
@@ -237,7 +243,7 @@ def _ingest_batch(ctx: JobContext, icfg: Config, batch: DataFrame, batch_id: int
         latency,
         inputs.offsets,
     )
-    live = _refresh_live(ctx, inputs, batch_id) if ctx.cfg.stream.live_lists and out.rows_kept else None
+    live = _refresh_live(ctx, inputs, batch_id, state) if ctx.cfg.stream.live_lists and out.rows_kept else None
     if live is not None:
         out = dataclasses.replace(
             out,
@@ -265,7 +271,7 @@ def _ingest_batch(ctx: JobContext, icfg: Config, batch: DataFrame, batch_id: int
     return out
 
 
-def _refresh_live(ctx: JobContext, inputs: _Inputs, batch_id: int) -> LiveReport | None:
+def _refresh_live(ctx: JobContext, inputs: _Inputs, batch_id: int, state: LiveState) -> LiveReport | None:
     """Fresh live lists for the users whose events this batch kept (``stages.live``), keyed by
     (stream, batch id): a batch rerun after a crash refreshes at most once. None: no batch
     lists to start from yet, or no kept event has a user."""
@@ -277,7 +283,8 @@ def _refresh_live(ctx: JobContext, inputs: _Inputs, batch_id: int) -> LiveReport
         row = kept.agg(F.max(C.EVENT_TS).alias("through")).first()
         if row is None or row["through"] is None:
             return None
-        return refresh_live(ctx, kept.select(C.USER_ID).distinct(), row["through"], txn=(ctx.cfg.stream.name, batch_id))
+        users = kept.select(C.USER_ID).distinct()
+        return refresh_live(ctx, users, row["through"], txn=(ctx.cfg.stream.name, batch_id), state=state)
     finally:
         kept.unpersist()
 
