@@ -27,7 +27,7 @@ from shoprec.split import TemporalSplit
 from shoprec.stages.context import JobContext
 from shoprec.stages.features import features_stage
 from shoprec.stages.ingest import run_ingest
-from shoprec.stages.live import LIVE_SCHEMA, als_params, folded_vectors, live_split, refresh_live
+from shoprec.stages.live import LIVE_SCHEMA, LiveState, als_params, folded_vectors, live_split, refresh_live
 from shoprec.stages.recommend import recommend_stage
 from shoprec.stages.stream import landing_dir, run_stream, stream_config
 from shoprec.stages.train_als import train_als_stage
@@ -205,6 +205,27 @@ def test_the_api_serves_the_live_list(refreshed):
     assert got.events_through == datetime(2021, 3, 5, 11, 0, tzinfo=UTC)  # the second refresh's
     other = A.answer(snap, "red_user4", K, datetime(2021, 3, 6, 9, tzinfo=UTC), None, [], cfg.serve)
     assert other.served_from == A.BATCH
+
+
+def test_a_stream_builds_the_shared_parts_once_and_lists_equal_a_refresh_from_nothing(refreshed):
+    _, ctx, _, _ = refreshed
+    at = datetime(2021, 3, 5, 12, 0)
+
+    def rows_of(user: str) -> list[tuple]:
+        got = ctx.tables.read(C.GOLD_LIVE_RECOMMENDATIONS).where(F.col(C.USER_ID) == user).collect()
+        return sorted((r[C.RANK], r[C.ITEM_ID], round(r[C.SCORE], 9), r[C.CANDIDATE_SOURCE]) for r in got)
+
+    state = LiveState()
+    try:
+        first = refresh_live(ctx, [U], at, txn=("state", 1), state=state)
+        shared = state.shared
+        second = refresh_live(ctx, ["blue_user2"], at, txn=("state", 2), state=state)
+        assert state.builds == 1 and state.shared is shared and first.users == second.users == 1
+        kept = rows_of(U)
+    finally:
+        state.close()
+    refresh_live(ctx, [U], at, txn=("state", 3))  # no state: everything computed for this call
+    assert rows_of(U) == kept and len(kept) == K
 
 
 def test_a_new_live_version_reloads_only_the_live_lists(refreshed):
