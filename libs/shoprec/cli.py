@@ -163,10 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
         (
             "evaluate",
             "score ALS, the hybrid, the recommendations and the baselines on the evaluation window",
-            "Compute the baselines (popular, popular per country / hour, co-occurrence) and every metric of "
-            "EVALUATION.md at K = 5, 10, 20 per source (ALS, hybrid, gold.recommendations as 'recommend', "
-            "gold.bundle_recommendations as 'bundles', the baselines) and user segment; log them to MLflow "
-            "and print the table.",
+            "Compute the baselines (repeat: buy it again, popular, popular per country / hour, co-occurrence) "
+            "and every metric of EVALUATION.md at K = 5, 10, 20 per source (ALS, hybrid, gold.recommendations "
+            "as 'recommend', gold.bundle_recommendations as 'bundles', the baselines) and user segment; log "
+            "them to MLflow and print the table.",
         ),
     ):
         p = sub.add_parser(

@@ -128,7 +128,8 @@ def _assert_recommendations(data_root: Path, out: str) -> None:
 
 def _assert_evaluation_table(data_root: Path, out: str) -> None:
     """Every source scored; on the real data the fused recommendations beat ALS and every
-    baseline for warm users and popularity for cold users; ALS and the hybrid beat the baselines."""
+    baseline (buy it again included, by 0.006 NDCG@10 on 2026-12-04) for warm users and
+    popularity for cold users; ALS and the hybrid beat every baseline but buy it again."""
     evaluation = DeltaTable(str(data_root / "gold" / "evaluation")).to_pyarrow_table().to_pylist()
     ndcg = {
         r["source"]: r["value"]
@@ -140,6 +141,7 @@ def _assert_evaluation_table(data_root: Path, out: str) -> None:
         "als",
         "hybrid",
         "bundles",
+        "repeat",
         "popular",
         "popular_country",
         "popular_hour",
@@ -147,7 +149,7 @@ def _assert_evaluation_table(data_root: Path, out: str) -> None:
     }
     baselines = ("popular", "popular_country", "popular_hour", "cooccurrence")
     assert all(ndcg["als"] > ndcg[b] and ndcg["hybrid"] > ndcg[b] for b in baselines), ndcg
-    assert all(ndcg["recommend"] > ndcg[b] for b in ("als", *baselines)), ndcg
+    assert all(ndcg["recommend"] > ndcg[b] for b in ("als", "repeat", *baselines)), ndcg
     cold = {
         r["source"]: r["value"]
         for r in evaluation
