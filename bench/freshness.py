@@ -10,8 +10,10 @@ POSTs a purchase of one of that user's bought-together partners (event time: now
 the very next request (the session effect: that item's partners lead), then polls the list
 every 50 ms until it is served ``live`` with ``events_through`` at or after the purchase.
 Reports the median and p95 of that time, and how many never arrived within ``--timeout``.
-Purchases are posted one at a time, ``--gap`` seconds apart, each waited for before the next:
-the time to a live list, not the stream's throughput (bench/stream_throughput.py).
+Purchases are posted one at a time, ``--gap`` seconds apart, each waited for before the next
+(``--rate 0``), or ``--rate`` a second whatever is pending (several then share a micro-batch,
+as under real traffic): the time to a live list, not the stream's throughput
+(bench/stream_throughput.py).
 Writes bench/results/freshness.json.
 """
 
@@ -56,7 +58,12 @@ def parse_args(argv=None):
     p.add_argument("--events", type=int, default=200)
     p.add_argument("--trigger", type=float, default=1.0, help="stream.trigger_seconds")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one event's live list")
-    p.add_argument("--gap", type=float, default=0.5, help="seconds between one event's arrival and the next post")
+    p.add_argument(
+        "--gap", type=float, default=0.5, help="--rate 0: seconds between one event's arrival and the next post"
+    )
+    p.add_argument(
+        "--rate", type=float, default=0.0, help="purchases posted per second, whatever is pending (0: one at a time)"
+    )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--set", dest="overrides", action="append", default=[], help="config overrides for both")
     add_output_args(p)
@@ -110,6 +117,60 @@ def _share(flags: list[bool | None]) -> float | None:
     return round(sum(known) / len(known), 3) if known else None
 
 
+def _purchase(url: str, user: str, item: str, partner: str | None) -> tuple[datetime, float, bool | None]:
+    """POST one purchase (event time: now, to the second); (its time, when posted, whether the
+    very next request shows the session effect: the item's first partner leads)."""
+    bought = datetime.now(UTC).replace(microsecond=0)
+    event = {"user_id": user, "item_id": item, "event_type": "purchase", "quantity": 1, "price": 1.0}
+    event["event_time"] = bought.strftime("%Y-%m-%d %H:%M:%S")
+    t0 = time.perf_counter()
+    status, _ = _post(url + "/v1/events", [event])
+    assert status == 202, status
+    nxt = _get(f"{url}/v1/users/{user}/recommendations?k=10")
+    effect = None if partner is None else bool(nxt["items"]) and nxt["items"][0]["item_id"] == partner
+    return bought, t0, effect
+
+
+def _covered(url: str, user: str, bought: datetime) -> bool:
+    through = _live_at(_get(f"{url}/v1/users/{user}/recommendations?k=10"))
+    return through is not None and through >= bought.replace(tzinfo=through.tzinfo or UTC)
+
+
+def _measure(url: str, stream: subprocess.Popen, work: str, choices: list, args) -> list[dict]:
+    """Post the purchases and poll each one's list every 50 ms until it is live and covers it.
+
+    ``--rate`` 0: one at a time, each waited for (``--gap`` between). ``--rate`` r: a purchase
+    every 1/r s whatever is pending (the stream then takes several per batch, as under real
+    traffic); each one's time is its own, from its POST to its list covering it."""
+    pending: dict[int, tuple[str, datetime, float]] = {}
+    results: list[dict] = [{} for _ in choices]
+    start, posted = time.perf_counter(), 0
+    while posted < len(choices) or pending:
+        if stream.poll() is not None:
+            raise SystemExit(f"shoprec stream exited ({stream.returncode}); see {work}/stream.log")
+        due = posted < len(choices) and (
+            (args.rate > 0 and time.perf_counter() - start >= posted / args.rate) or (args.rate <= 0 and not pending)
+        )
+        if due:
+            user, item, partner = choices[posted]
+            bought, t0, effect = _purchase(url, user, item, partner)
+            results[posted] = {"user": user, "seconds": None, "session_effect": effect}
+            pending[posted] = (user, bought, t0)
+            posted += 1
+        for n, (user, bought, t0) in list(pending.items()):
+            waited = time.perf_counter() - t0
+            if _covered(url, user, bought) or waited >= args.timeout:
+                results[n]["seconds"] = waited if waited < args.timeout else None
+                del pending[n]
+                arrived, effect = results[n]["seconds"], results[n]["session_effect"]
+                took = "never" if arrived is None else f"{arrived:.1f} s"
+                say(f"  event {n + 1}: {took}, session effect {effect}")
+                if args.rate <= 0:
+                    time.sleep(args.gap)
+        time.sleep(0.05)
+    return results
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     load_before = os.getloadavg()
@@ -138,27 +199,7 @@ def main(argv=None) -> dict:
     results: list[dict] = []
     try:
         wait_ready(url + "/health", serve, os.path.join(work, "serve.log"), timeout=120)
-        for n, (user, item, partner) in enumerate(_choices(root, args.events, args.seed), start=1):
-            bought = datetime.now(UTC).replace(microsecond=0)
-            event = {"user_id": user, "item_id": item, "event_type": "purchase", "quantity": 1, "price": 1.0}
-            event["event_time"] = bought.strftime("%Y-%m-%d %H:%M:%S")
-            t0 = time.perf_counter()
-            status, _ = _post(url + "/v1/events", [event])
-            assert status == 202, status
-            nxt = _get(f"{url}/v1/users/{user}/recommendations?k=10")
-            session_effect = None if partner is None else bool(nxt["items"]) and nxt["items"][0]["item_id"] == partner
-            arrived = None
-            while time.perf_counter() - t0 < args.timeout:
-                if stream.poll() is not None:
-                    raise SystemExit(f"shoprec stream exited ({stream.returncode}); see {work}/stream.log")
-                through = _live_at(_get(f"{url}/v1/users/{user}/recommendations?k=10"))
-                if through is not None and through >= bought.replace(tzinfo=through.tzinfo or UTC):
-                    arrived = time.perf_counter() - t0
-                    break
-                time.sleep(0.05)
-            results.append({"user": user, "seconds": arrived, "session_effect": session_effect})
-            say(f"  event {n}: {'never' if arrived is None else f'{arrived:.1f} s'}, session effect {session_effect}")
-            time.sleep(args.gap)
+        results = _measure(url, stream, work, _choices(root, args.events, args.seed), args)
     finally:
         for p in (serve, stream):
             p.terminate()
@@ -177,6 +218,7 @@ def main(argv=None) -> dict:
         "events": len(results),
         "arrived": int(seconds.size),
         "trigger_seconds": args.trigger,
+        "rate_per_s": args.rate,
         "median_s": round(float(np.median(seconds)), 2) if seconds.size else None,
         "p95_s": round(float(np.percentile(seconds, 95)), 2) if seconds.size else None,
         "max_s": round(float(seconds.max()), 2) if seconds.size else None,

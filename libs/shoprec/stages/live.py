@@ -47,6 +47,7 @@ from shoprec.stages.recommend import (
     Globals,
     Inputs,
     Tuned,
+    bundle_rules,
     bundle_source,
     configured,
     explained,
@@ -155,6 +156,7 @@ class Shared:
     stored: Als
     terms: rerank.ContextTerms
     globals: Globals
+    rules: tuple[DataFrame | None, str]  # gold.bundles' rules of as_of (``recommend.bundle_rules``)
     frames: list[DataFrame] = field(default_factory=list)  # persisted here: unpersisted by close
 
     def close(self) -> None:
@@ -195,13 +197,19 @@ def _shared(ctx: JobContext, key: tuple[date, int]) -> Shared:
 
     interactions = tables.read(C.SILVER_INTERACTIONS)
     inputs, tuned, als_version = _inputs(ctx, interactions, split, keep)
+    # Every batch's plan reads these: held in memory, not re-read (and their logs replayed) each time.
+    inputs = dataclasses.replace(inputs, user_features=keep(inputs.user_features))
     stored = factors(tables, C.GOLD_ALS_USER_FACTORS, C.GOLD_ALS_ITEM_FACTORS, split)
     if stored.item_factors is not None:
         stored = Als(None, stored.user_factors, keep(stored.item_factors))
     terms = serving_terms(tables, purchases(split.history(interactions)), split, cfg.recommend.rerank)
+    terms = dataclasses.replace(terms, items=keep(terms.items), users=keep(terms.users))
+    rules, why = bundle_rules(tables, split)
     shop = pool_globals(inputs, split)
     frames += shop.cached()
-    return Shared(key, split, inputs, tuned, als_version, stored, terms, shop, frames)
+    return Shared(
+        key, split, inputs, tuned, als_version, stored, terms, shop, (keep(rules) if rules else None, why), frames
+    )
 
 
 # ------------------------------------------------------------------------------ the stage
@@ -279,7 +287,8 @@ def refresh_live(
 
         t0 = time.perf_counter()
         inputs = dataclasses.replace(shared.inputs, interactions=mine)
-        bundles, _ = bundle_source(tables, cfg, mine, split, baskets_before=live.as_of)
+        bundles, _ = bundle_source(tables, cfg, mine, split, baskets_before=live.as_of, rules=shared.rules)
+        bundles = keep(bundles) if bundles is not None else None
         personal, _ = ranked(inputs, buyers, live, als, tuned, shared.terms, bundles, shared.globals)
         name, version = serving_stamp(cfg, model, tuned.weight, shared.als_version)
         rows = keep(
@@ -449,5 +458,7 @@ def _folded(
         )
     )
     n = numbered.count()
-    top_n = S.als_candidates(numbered, stored.item_factors, buyers, cfg.recommend.pool.als, cfg.candidates.block_mb)
+    top_n = keep(
+        S.als_candidates(numbered, stored.item_factors, buyers, cfg.recommend.pool.als, cfg.candidates.block_mb)
+    )
     return Als(top_n, numbered, stored.item_factors), n, f"{n:,} users folded in ({note})"

@@ -460,26 +460,40 @@ def _tuned(tables: Tables, inputs: Inputs, split: TemporalSplit) -> Tuned:
     return tuned
 
 
+def bundle_rules(tables: Tables, split: TemporalSplit) -> tuple[DataFrame | None, str]:
+    """gold.bundles' rules of as_of, or None and why there are none."""
+    if not tables.exists(C.GOLD_BUNDLES):
+        return None, f"none: {C.GOLD_BUNDLES} does not exist (run shoprec bundles --as-of {split.as_of})"
+    rules = tables.read_as_of(C.GOLD_BUNDLES, split.as_of).drop(C.AS_OF)
+    if rules.limit(1).count() == 0:
+        return None, f"none: {C.GOLD_BUNDLES} holds no rules for as_of {split.as_of} (run shoprec bundles)"
+    return rules, ""
+
+
 def bundle_source(
-    tables: Tables, cfg: Config, interactions: DataFrame, split: TemporalSplit, baskets_before: date | None = None
+    tables: Tables,
+    cfg: Config,
+    interactions: DataFrame,
+    split: TemporalSplit,
+    baskets_before: date | None = None,
+    rules: tuple[DataFrame | None, str] | None = None,
 ) -> tuple[DataFrame | None, str]:
     """The ``bundle`` candidates (rules of gold.bundles for as_of fired by the users' recent
-    baskets: those before ``baskets_before``, as_of by default), or None and why not."""
+    baskets: those before ``baskets_before``, as_of by default), or None and why not.
+    ``rules``: :func:`bundle_rules` read before (the live refresh keeps them)."""
     from shoprec.bundles import baskets as B
     from shoprec.bundles.complete import pool_source
 
     n = cfg.recommend.pool.bundle
     if not n:
         return None, "off (recommend.pool.bundle is 0)"
-    if not tables.exists(C.GOLD_BUNDLES):
-        return None, f"none: {C.GOLD_BUNDLES} does not exist (run shoprec bundles --as-of {split.as_of})"
-    rules = tables.read_as_of(C.GOLD_BUNDLES, split.as_of).drop(C.AS_OF)
-    if rules.limit(1).count() == 0:
-        return None, f"none: {C.GOLD_BUNDLES} holds no rules for as_of {split.as_of} (run shoprec bundles)"
+    found, why = rules if rules is not None else bundle_rules(tables, split)
+    if found is None:
+        return None, why
     bcfg = cfg.bundles
     until = baskets_before or split.as_of
     recent = B.recent_basket_items(B.history_baskets(interactions, until, bcfg.history_days), bcfg.recent_baskets)
-    return pool_source(recent, rules, n), (
+    return pool_source(recent, found, n), (
         f"up to {n} per user from the rules of {C.GOLD_BUNDLES} (as_of "
         f"{split.as_of}) fired by their last {bcfg.recent_baskets} baskets"
     )
