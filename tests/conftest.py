@@ -126,3 +126,24 @@ LONGEST_FIRST = (
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order otherwise
+
+
+# ------------------------------------------------------------------------------ Kafka (tests.kafka_broker)
+@pytest.fixture(scope="module")
+def broker(spark, tmp_path_factory):
+    """A real broker for one test module (those that call ``kafka_broker.require_or_skip()``)."""
+    from tests.kafka_broker import KafkaBroker
+
+    started = KafkaBroker.start(tmp_path_factory.mktemp("kafka"), spark)
+    print(f"Kafka broker up in {started.started_s:.1f} s on {started.bootstrap_servers}")
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def broker_log(request, broker):
+    """The broker's log under a failing test's output (``usefixtures("broker_log")``)."""
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed:
+        print(broker.log_tail())

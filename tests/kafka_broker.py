@@ -216,3 +216,15 @@ class KafkaBroker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+
+# ------------------------------------------------------------------------------ for test modules
+def require_or_skip() -> None:
+    """At a Kafka test module's top: skip it without a broker, fail when CI requires one."""
+    import pytest
+
+    missing = missing_reason()
+    if missing and os.environ.get(REQUIRE_ENV):
+        raise RuntimeError(f"{REQUIRE_ENV} is set but {missing}")
+    if missing:
+        pytest.skip(missing, allow_module_level=True)

@@ -9,7 +9,6 @@ those events in silver. The broker unreachable (503) is in test_serve: it needs 
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 
@@ -24,31 +23,11 @@ from tests.conftest import make_config, shoprec_command
 from tests.integration.test_serve import SETTINGS, _event, _items, write_lakehouse
 from tests.serving import Server, call
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("broker_log")]
 
-_MISSING = kafka_broker.missing_reason()
-if _MISSING and os.environ.get(kafka_broker.REQUIRE_ENV):
-    raise RuntimeError(f"{kafka_broker.REQUIRE_ENV} is set but {_MISSING}")
-if _MISSING:
-    pytest.skip(_MISSING, allow_module_level=True)
+kafka_broker.require_or_skip()
 
 TOPIC = "api.events"
-
-
-@pytest.fixture(scope="module")
-def broker(spark, tmp_path_factory):
-    started = kafka_broker.KafkaBroker.start(tmp_path_factory.mktemp("kafka"), spark)
-    print(f"Kafka broker up in {started.started_s:.1f} s on {started.bootstrap_servers}")
-    yield started
-    started.stop()
-
-
-@pytest.fixture(autouse=True)
-def _broker_log_on_failure(request, broker):
-    failed = request.session.testsfailed
-    yield
-    if request.session.testsfailed > failed:
-        print(broker.log_tail())
 
 
 def _kafka(broker) -> list[str]:

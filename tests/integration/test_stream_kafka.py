@@ -28,13 +28,9 @@ from shoprec.tables import faults, open_tables
 from tests import kafka_broker
 from tests.conftest import make_config, shoprec_command
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("broker_log")]
 
-_MISSING = kafka_broker.missing_reason()
-if _MISSING and os.environ.get(kafka_broker.REQUIRE_ENV):
-    raise RuntimeError(f"{kafka_broker.REQUIRE_ENV} is set but {_MISSING}")
-if _MISSING:
-    pytest.skip(_MISSING, allow_module_level=True)
+kafka_broker.require_or_skip()
 
 _AT = datetime.now(UTC).replace(microsecond=0, tzinfo=None) - timedelta(days=1)
 
@@ -54,22 +50,6 @@ def _event(user: str, item: str, minute: int, event_type: str = "purchase", **ex
         **extra,
     }
     return json.dumps(record)
-
-
-@pytest.fixture(scope="module")
-def broker(spark, tmp_path_factory):
-    started = kafka_broker.KafkaBroker.start(tmp_path_factory.mktemp("kafka"), spark)
-    print(f"Kafka broker up in {started.started_s:.1f} s on {started.bootstrap_servers}")
-    yield started
-    started.stop()
-
-
-@pytest.fixture(autouse=True)
-def _broker_log_on_failure(request, broker):
-    failed = request.session.testsfailed
-    yield
-    if request.session.testsfailed > failed:
-        print(broker.log_tail())
 
 
 def _config(root, broker, topic: str, *overrides: str):
