@@ -541,6 +541,45 @@ class RecommendConfig:
 
 
 @dataclass(frozen=True)
+class RankerParamsConfig:
+    """Hyperparameters of the gradient-boosted ranker (XGBoost's names, ``xgboost.XGBRanker``)."""
+
+    objective: Literal["rank:ndcg", "rank:pairwise", "rank:map"] = "rank:ndcg"
+    eval_metric: str = field(default="ndcg@10", metadata=checks(NON_EMPTY))  # early stopping watches it
+    n_estimators: int = field(default=300, metadata=checks(POSITIVE))  # boosting rounds, at most
+    early_stopping_rounds: int = field(default=20, metadata=checks(POSITIVE))
+    learning_rate: float = field(default=0.1, metadata=checks(POSITIVE))
+    max_depth: int = field(default=6, metadata=checks(POSITIVE))
+    min_child_weight: float = field(default=1.0, metadata=checks(NON_NEGATIVE))
+    subsample: float = field(default=1.0, metadata=checks(POSITIVE, SHARE))
+    colsample_bytree: float = field(default=1.0, metadata=checks(POSITIVE, SHARE))
+    reg_lambda: float = field(default=1.0, metadata=checks(NON_NEGATIVE))
+    # Pairs per document of the LambdaMART gradient ("topk": the top lambdarank_num_pair_per_sample).
+    lambdarank_pair_method: Literal["topk", "mean"] = "topk"
+    lambdarank_num_pair_per_sample: int = field(default=10, metadata=checks(POSITIVE))
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    """``shoprec train-ranker``: the learned second-stage ranker over the candidate pool."""
+
+    # Users of the validation window whose pools make the training set (a seeded sample when more).
+    max_users: int = field(default=20_000, metadata=checks(POSITIVE))
+    # Share of those users held out: early stopping and the validation NDCG@10 the registry compares.
+    validation_share: float = field(default=0.2, metadata=checks(POSITIVE, SHARE))
+    seed: int = field(default=42, metadata=checks(SEED))
+    # XGBoost workers (one Spark barrier task each): the session's default parallelism, at most this.
+    max_workers: int = field(default=8, metadata=checks(POSITIVE))
+    # Item trend: buyers in the last trend_days before the cutoff against the trend_days before.
+    trend_days: int = field(default=28, metadata=checks(POSITIVE))
+    # Users whose pool holds none of their window purchases teach a ranking nothing: left out of
+    # the booster's training and early-stopping data (still counted in the validation NDCG@10).
+    drop_users_without_positives: bool = True
+    params: RankerParamsConfig = field(default_factory=RankerParamsConfig)
+    registered_model: str = field(default="shoprec-ranker", metadata=checks(NON_EMPTY))
+
+
+@dataclass(frozen=True)
 class BundlesConfig:
     """``shoprec bundles``: association rules over baskets and "bought together" lists."""
 
@@ -666,6 +705,7 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
     bundles: BundlesConfig = field(default_factory=BundlesConfig)
     maintain: MaintainConfig = field(default_factory=MaintainConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)

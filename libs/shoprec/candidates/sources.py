@@ -357,6 +357,27 @@ def build_pool(
     or ``als_candidates`` of other factors), ``bundles`` the ``bundle`` source
     (``bundles.complete.pool_source``); None leaves a source out. ``similarity``: the
     co-occurrence source's item similarity, when computed before (``cooccurrence_candidates``)."""
+    parts = pool_parts(history, users, als, neighbours, new_items, lists, rcfg, ccfg, bundles, similarity)
+    if not parts:
+        return users.sparkSession.createDataFrame([], POOL_SCHEMA)
+    return candidate_pool(parts)
+
+
+def pool_parts(
+    history: DataFrame,
+    users: DataFrame,
+    als: DataFrame | None,
+    neighbours: DataFrame,
+    new_items: DataFrame,
+    lists: DataFrame,
+    rcfg: RecommendConfig,
+    ccfg: CandidatesConfig,
+    bundles: DataFrame | None = None,
+    similarity: DataFrame | None = None,
+) -> list[DataFrame]:
+    """The sources of :func:`build_pool`, one DataFrame each in pool columns, before
+    :func:`candidate_pool` keeps one row per (user, item): a candidate several sources propose
+    is in several of them (what the learned ranker reads, ``shoprec.ranker.features``)."""
     pool = rcfg.pool
     parts = []
     if pool.als and als is not None:
@@ -371,6 +392,4 @@ def build_pool(
         parts.append(popular_candidates(lists, users, pool.popular))
     if pool.bundle and bundles is not None:
         parts.append(bundles.join(users.select(C.USER_ID), on=C.USER_ID, how="left_semi"))
-    if not parts:
-        return users.sparkSession.createDataFrame([], POOL_SCHEMA)
-    return candidate_pool(parts)
+    return [p.select(*POOL_COLUMNS) for p in parts]
