@@ -139,6 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
             "re-ranked candidates.",
         ),
         (
+            "train-ranker",
+            "train the learned second-stage ranker (XGBoost on Spark), register it",
+            "At the validation start, build the candidate pool of every source for the validation window's "
+            "buyers, compute point-in-time features from the history before it (source ranks and scores, "
+            "RFM, item popularity and trend, price, country, season and time-of-day fit), label what each "
+            "user bought in the window, train a gradient-boosted ranker with XGBoost's SparkXGBRanker "
+            "(rank:ndcg, one query group per user, early stopping on held-out users), log its validation "
+            "NDCG@10 against the pool's own orders and its feature importance to MLflow, and register it as "
+            "shoprec-ranker (champion only when its validation NDCG@10 beats the champion's). Not used by "
+            "shoprec recommend yet.",
+        ),
+        (
             "bundles",
             "mine bought-together rules (FPGrowth) and complete users' recent baskets",
             "Mine association rules over the baskets (invoices, or sessions for event logs) of the history "
@@ -323,6 +335,7 @@ def _run(args: argparse.Namespace) -> int:
         recommend,
         train_als,
         train_hybrid,
+        train_ranker,
     )
     from shoprec.stages.context import JobContext
     from shoprec.stages.ingest import ingest_stage
@@ -348,6 +361,7 @@ def _run(args: argparse.Namespace) -> int:
             "features": features.features_stage,
             "train-als": train_als.train_als_stage,
             "train-hybrid": train_hybrid.train_hybrid_stage,
+            "train-ranker": train_ranker.train_ranker_stage,
             "recommend": recommend.recommend_stage,
             "bundles": bundles.bundles_stage,
             "evaluate": evaluate.evaluate_stage,

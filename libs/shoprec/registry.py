@@ -114,6 +114,9 @@ MODEL_DESCRIPTIONS = {
     "shoprec-hybrid": "Hybrid deep recommender (TensorFlow, trained with Horovod): neural collaborative "
     "filtering + item text + time and context features. Served by shoprec recommend "
     "through the champion alias; promoted when its validation NDCG@10 beats the champion's.",
+    "shoprec-ranker": "Gradient-boosted ranker (XGBoost, trained on Spark with SparkXGBRanker) over the "
+    "candidate pool of every source with point-in-time features; shoprec train-ranker registers a "
+    "version per as_of and promotes it when its validation NDCG@10 beats the champion's.",
 }
 
 

@@ -12,6 +12,7 @@ COMMANDS = [
     "features",
     "train-als",
     "train-hybrid",
+    "train-ranker",
     "bundles",
     "recommend",
     "evaluate",
