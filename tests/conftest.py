@@ -111,6 +111,8 @@ LONGEST_FIRST = (
     "test_cli.py",  # behind the cluster test
     "test_notebooks.py",
     "test_bench.py",
+    "test_ranker.py",
+    "test_live.py",
     "test_recommend.py",
     "test_tables.py",
     "test_time_profiles.py",

@@ -30,7 +30,6 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shoprec import columns as C
-from shoprec import paths
 from shoprec.als import ids
 from shoprec.als.foldin import FoldInParams, fold_in
 from shoprec.candidates import sources as S
@@ -39,14 +38,14 @@ from shoprec.features.confidence import known_product_events, pair_confidence
 from shoprec.hybrid import serving
 from shoprec.ranking import rerank
 from shoprec.split import TemporalSplit, purchases
-from shoprec.stages import models
-from shoprec.stages.context import JobContext, required_as_of
+from shoprec.stages.context import JobContext
 from shoprec.stages.recommend import (
     RECOMMENDATIONS_SCHEMA,
     Als,
     Globals,
     Inputs,
     Tuned,
+    as_of_inputs,
     bundle_rules,
     bundle_source,
     configured,
@@ -335,23 +334,10 @@ def _inputs(
     ctx: JobContext, interactions: DataFrame, split: TemporalSplit, keep: _Keep
 ) -> tuple[Inputs, Tuned, str | None]:
     """recommend's inputs of as_of, the weights its run chose and the ALS version it stamped."""
-    cfg, tables = ctx.cfg, ctx.tables
-    rcfg = cfg.recommend
-    items = keep(required_as_of(tables, C.GOLD_ITEM_FEATURES, split.as_of))
-    model = models.resolve(cfg.hybrid.registered_model, rcfg.model_alias, paths.model_cache(cfg.data_root), split.as_of)
-    if model is not None:
-        serving.ship(ctx.spark, model)
-    neighbours = keep(S.content_neighbours(items, rcfg.content_neighbours, cfg.candidates.block_mb))
-    inputs = Inputs(
-        cfg,
-        interactions,
-        items,
-        required_as_of(tables, C.GOLD_USER_FEATURES, split.as_of),
-        model,
-        neighbours,
-        S.new_items_at(items),
-    )
-    tuned, als_version = recommend_weights(cfg, split.as_of, model)
+    inputs = as_of_inputs(ctx.spark, ctx.cfg, ctx.tables, split, keep)
+    inputs = dataclasses.replace(inputs, interactions=interactions)
+    model = inputs.model
+    tuned, als_version = recommend_weights(ctx.cfg, split.as_of, model)
     return inputs, tuned, als_version
 
 

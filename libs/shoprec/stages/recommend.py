@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
 
@@ -146,25 +147,12 @@ def run_recommend(
     started = time.perf_counter()
     stages: dict[str, float] = {}
     rcfg = cfg.recommend
-    items = required_as_of(tables, C.GOLD_ITEM_FEATURES, split.as_of).persist()
-    model = models.resolve(cfg.hybrid.registered_model, rcfg.model_alias, paths.model_cache(cfg.data_root), split.as_of)
-    if model is not None:
-        serving.ship(spark, model)
     als_version = champion_als_version(cfg)
-    cached: list[DataFrame] = [items]
+    cached: list[DataFrame] = []
     try:
         t0 = time.perf_counter()
-        neighbours = S.content_neighbours(items, rcfg.content_neighbours, cfg.candidates.block_mb).persist()
-        cached.append(neighbours)
-        inputs = Inputs(
-            cfg,
-            tables.read(C.SILVER_INTERACTIONS),
-            items,
-            required_as_of(tables, C.GOLD_USER_FEATURES, split.as_of),
-            model,
-            neighbours,
-            S.new_items_at(items),
-        )
+        inputs = as_of_inputs(spark, cfg, tables, split, keep_in(cached))
+        model = inputs.model
         stages["neighbours"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -210,6 +198,40 @@ def run_recommend(
     report.seconds = time.perf_counter() - started
     _log(run, report, model, als_version, tuned)
     return report
+
+
+def keep_in(cached: list[DataFrame]) -> Callable[[DataFrame], DataFrame]:
+    """A function that persists a DataFrame and adds it to ``cached`` (unpersisted by the caller)."""
+
+    def keep(df: DataFrame) -> DataFrame:
+        cached.append(df.persist())
+        return df
+
+    return keep
+
+
+def as_of_inputs(
+    spark: SparkSession, cfg: Config, tables: Tables, split: TemporalSplit, keep: Callable[[DataFrame], DataFrame]
+) -> Inputs:
+    """What every step reads as of ``split.as_of`` (:class:`Inputs`): gold.item_features and the
+    content neighbours (both kept: read many times), gold.user_features, the hybrid version
+    that serves as_of (``models.resolve``, shipped to the workers), the items new at as_of, all
+    of silver.interactions. recommend, the live refresh and the ranker's training start here."""
+    rcfg = cfg.recommend
+    items = keep(required_as_of(tables, C.GOLD_ITEM_FEATURES, split.as_of))
+    model = models.resolve(cfg.hybrid.registered_model, rcfg.model_alias, paths.model_cache(cfg.data_root), split.as_of)
+    if model is not None:
+        serving.ship(spark, model)
+    neighbours = keep(S.content_neighbours(items, rcfg.content_neighbours, cfg.candidates.block_mb))
+    return Inputs(
+        cfg,
+        tables.read(C.SILVER_INTERACTIONS),
+        items,
+        required_as_of(tables, C.GOLD_USER_FEATURES, split.as_of),
+        model,
+        neighbours,
+        S.new_items_at(items),
+    )
 
 
 def factors(tables: Tables, user_table: str, item_table: str, split: TemporalSplit) -> Als:

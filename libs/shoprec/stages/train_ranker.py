@@ -32,7 +32,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from shoprec import columns as C
-from shoprec import paths
 from shoprec.candidates import sources as S
 from shoprec.config import Config
 from shoprec.hybrid import serving
@@ -41,9 +40,8 @@ from shoprec.ranker import features as RF
 from shoprec.ranker import labels as RL
 from shoprec.ranker import model as RM
 from shoprec.split import TemporalSplit, purchases
-from shoprec.stages import models
-from shoprec.stages.context import JobContext, model_stage, required_as_of, resolve_run_split
-from shoprec.stages.recommend import Als, Inputs, bundle_source, factors, pool_globals
+from shoprec.stages.context import JobContext, model_stage, resolve_run_split
+from shoprec.stages.recommend import Als, Inputs, as_of_inputs, bundle_source, factors, keep_in, pool_globals
 from shoprec.tables import Tables
 from shoprec.tracking import RunLogger
 
@@ -179,26 +177,10 @@ def run_train_ranker(
     stages: dict[str, float] = {}
     rcfg = cfg.ranker
     report = RankerReport(split.as_of.isoformat(), split.validation_start.isoformat())
-    items = required_as_of(tables, C.GOLD_ITEM_FEATURES, split.as_of).persist()
-    model = models.resolve(
-        cfg.hybrid.registered_model, cfg.recommend.model_alias, paths.model_cache(cfg.data_root), split.as_of
-    )
-    if model is not None:
-        serving.ship(spark, model)
-    cached: list[DataFrame] = [items]
+    cached: list[DataFrame] = []
     try:
         t0 = time.perf_counter()
-        neighbours = S.content_neighbours(items, cfg.recommend.content_neighbours, cfg.candidates.block_mb).persist()
-        cached.append(neighbours)
-        inputs = Inputs(
-            cfg,
-            tables.read(C.SILVER_INTERACTIONS),
-            items,
-            required_as_of(tables, C.GOLD_USER_FEATURES, split.as_of),
-            model,
-            neighbours,
-            S.new_items_at(items),
-        )
+        inputs = as_of_inputs(spark, cfg, tables, split, keep_in(cached))
         labelled, truth = training_table(tables, cfg, inputs, split, report.notes)
         grouped = RM.with_groups(labelled, rcfg.validation_share, rcfg.seed).persist()
         cached.append(grouped)
