@@ -249,7 +249,8 @@ def choose_repeat_half_life(
     truth = truth.join(users, on=C.USER_ID, how="left_semi")
     grid = sorted({float(h) for h in cfg.repeat_half_life_grid})
     lists = _repeat_lists(before, users, cfg, tuning.as_of, grid).where(F.col(C.RANK) <= REPEAT_TUNING_K)
-    rows = mean_ranking_metrics_by(lists, truth, ks=(REPEAT_TUNING_K,), by=(_HALF_LIFE,)).collect()  # one per point
+    metrics = mean_ranking_metrics_by(lists, truth, ks=(REPEAT_TUNING_K,), by=(_HALF_LIFE,))
+    rows = metrics.collect()  # small: one row per grid point
     ndcg = dict.fromkeys(grid, 0.0)
     recall = dict.fromkeys(grid, 0.0)
     for r in rows:

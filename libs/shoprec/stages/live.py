@@ -51,6 +51,7 @@ from shoprec.stages.recommend import (
     configured,
     explained,
     factors,
+    keep_in,
     pool_globals,
     ranked,
     serving_stamp,
@@ -189,10 +190,7 @@ def _shared(ctx: JobContext, key: tuple[date, int]) -> Shared:
     cfg, tables = ctx.cfg, ctx.tables
     split = TemporalSplit(key[0], cfg.split.validation_days, cfg.split.evaluation_days)
     frames: list[DataFrame] = []
-
-    def keep(df: DataFrame) -> DataFrame:
-        frames.append(df.persist())
-        return df
+    keep = keep_in(frames)
 
     interactions = tables.read(C.SILVER_INTERACTIONS)
     inputs, tuned, als_version = _inputs(ctx, interactions, split, keep)
@@ -248,10 +246,7 @@ def refresh_live(
     state = state or LiveState()
     steps = report.stage_seconds
     cached: list[DataFrame] = []
-
-    def keep(df: DataFrame) -> DataFrame:
-        cached.append(df.persist())
-        return df
+    keep = keep_in(cached)
 
     try:
         t0 = time.perf_counter()
